@@ -1,0 +1,56 @@
+// Private to the C target: the dispatch table and helpers shared by the kernel files.
+#ifndef CK_INTERNAL_H
+#define CK_INTERNAL_H
+
+#include <stdint.h>
+#include "include/ck_blocks.h"
+#include "include/ck_cpu.h"
+#include "include/ck_gemm.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+// Activations quantized for the int8 path: row i holds kb blocks of 32 values.
+// q [m][kb*32], d [m][kb] the block scales, s [m][kb] = -128 * sum(q) per block: the
+// compensation that turns VPDPBUSD's sum((w+128)·x) into sum(w·x).
+typedef struct {
+    const int8_t *q;
+    const float *d;
+    const int32_t *s;
+    int kb;
+} ck_act_q8;
+
+// Computes Y[m0:m1, columns of panels p0:p1] (columns >= n not written).
+typedef void (*ck_q8_tile_fn)(const ck_act_q8 *x, int m0, int m1, const ck_panel_block *w, int p0,
+                              int p1, int n, float *y, int ldy);
+// Quantizes one row of k values into kb blocks (zero-padded tail).
+typedef void (*ck_quantize_act_row_fn)(const float *x, int k, int8_t *q, float *d, int32_t *s);
+
+typedef struct {
+    ck_q8_tile_fn q8_tile;
+    ck_quantize_act_row_fn quantize_act_row;
+} ck_dispatch_table;
+
+extern ck_dispatch_table ck_kernels;
+
+// Per-ISA kernel sets (a path's symbols exist on every build; they run only when chosen).
+void ck_q8_tile_scalar(const ck_act_q8 *x, int m0, int m1, const ck_panel_block *w, int p0, int p1,
+                       int n, float *y, int ldy);
+void ck_quantize_act_row_scalar(const float *x, int k, int8_t *q, float *d, int32_t *s);
+void ck_q8_tile_avx2(const ck_act_q8 *x, int m0, int m1, const ck_panel_block *w, int p0, int p1,
+                     int n, float *y, int ldy);
+void ck_quantize_act_row_avx2(const float *x, int k, int8_t *q, float *d, int32_t *s);
+void ck_q8_tile_avx512_vnni(const ck_act_q8 *x, int m0, int m1, const ck_panel_block *w, int p0,
+                            int p1, int n, float *y, int ldy);
+void ck_quantize_act_row_avx512(const float *x, int k, int8_t *q, float *d, int32_t *s);
+
+// Single-threaded f32 GEMM (OpenBLAS or the plain fallback), for use inside OpenMP workers.
+void ck_sgemm_serial(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
+                     const float *b, int ldb, float beta, float *c, int ldc);
+void ck_blas_load(void);
+
+static inline int ck_threads(void) { return ck_get_num_threads(); }
+static inline int ck_div_up(int a, int b) { return (a + b - 1) / b; }
+
+#endif

@@ -1,0 +1,98 @@
+// CPU detection, the dispatch table and the shared thread count.
+#include <pthread.h>
+#include <stdlib.h>
+#include "ck_internal.h"
+
+// Every slot starts at the reference path; ck_init moves it to the best supported one.
+ck_dispatch_table ck_kernels = {
+    .q8_tile = ck_q8_tile_scalar,
+    .quantize_act_row = ck_quantize_act_row_scalar,
+};
+
+static ck_isa current_isa = CK_ISA_SCALAR;
+static int num_threads = 1;
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+
+int ck_isa_supported(ck_isa isa) {
+    __builtin_cpu_init();
+    switch (isa) {
+    case CK_ISA_SCALAR:
+        return 1;
+    case CK_ISA_AVX2:
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    case CK_ISA_AVX512_VNNI:
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+               __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+    }
+    return 0;
+}
+
+ck_isa ck_best_isa(void) {
+    if (ck_isa_supported(CK_ISA_AVX512_VNNI)) return CK_ISA_AVX512_VNNI;
+    if (ck_isa_supported(CK_ISA_AVX2)) return CK_ISA_AVX2;
+    return CK_ISA_SCALAR;
+}
+
+const char *ck_isa_name(ck_isa isa) {
+    switch (isa) {
+    case CK_ISA_SCALAR: return "scalar";
+    case CK_ISA_AVX2: return "avx2";
+    case CK_ISA_AVX512_VNNI: return "avx512_vnni";
+    }
+    return "unknown";
+}
+
+static void fill_table(ck_isa isa) {
+    switch (isa) {
+    case CK_ISA_SCALAR:
+        ck_kernels.q8_tile = ck_q8_tile_scalar;
+        ck_kernels.quantize_act_row = ck_quantize_act_row_scalar;
+        break;
+    case CK_ISA_AVX2:
+        ck_kernels.q8_tile = ck_q8_tile_avx2;
+        ck_kernels.quantize_act_row = ck_quantize_act_row_avx2;
+        break;
+    case CK_ISA_AVX512_VNNI:
+        ck_kernels.q8_tile = ck_q8_tile_avx512_vnni;
+        ck_kernels.quantize_act_row = ck_quantize_act_row_avx512;
+        break;
+    }
+    current_isa = isa;
+}
+
+static void init_once_body(void) {
+    fill_table(ck_best_isa());
+    const char *env = getenv("SWIFT_LORA_THREADS");
+    int n = env ? atoi(env) : 0;
+#ifdef _OPENMP
+    if (n <= 0) n = omp_get_num_procs();
+#endif
+    num_threads = n > 0 ? n : 1;
+    ck_blas_load();
+}
+
+void ck_init(void) { pthread_once(&init_once, init_once_body); }
+
+ck_isa ck_get_isa(void) {
+    ck_init();
+    return current_isa;
+}
+
+ck_status ck_set_isa(ck_isa isa) {
+    ck_init();
+    if (!ck_isa_supported(isa)) return CK_ERR_UNSUPPORTED;
+    fill_table(isa);
+    return CK_OK;
+}
+
+// Every parallel region passes num_threads(ck_threads()) explicitly: omp_set_num_threads
+// would only reach the calling thread, and callers come from many threads.
+void ck_set_num_threads(int n) {
+    ck_init();
+    num_threads = n > 0 ? n : 1;
+}
+
+int ck_get_num_threads(void) {
+    ck_init();
+    return num_threads;
+}

@@ -1,0 +1,6 @@
+// Umbrella header of the CKernels module.
+#include "ck_blocks.h"
+#include "ck_cpu.h"
+#include "ck_quant.h"
+#include "ck_gemm.h"
+#include "ck_ops.h"

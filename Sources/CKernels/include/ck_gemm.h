@@ -1,0 +1,55 @@
+// Matrix products. Weights W are [n, k] row-major (out x in, as in HF and GGUF) and held
+// as packed int8 panels; activations are f32 row-major.
+#ifndef CK_GEMM_H
+#define CK_GEMM_H
+
+#include <stddef.h>
+#include "ck_blocks.h"
+#include "ck_cpu.h"
+
+typedef enum {
+    // Activations quantized on the fly to int8 blocks of 32 (one f32 scale each, as
+    // llama.cpp's Q8_0 x Q8_0), integer block dot products: the fast path.
+    CK_ACT_INT8 = 0,
+    // Activations stay f32; weight tiles are dequantized into a per-thread buffer and
+    // multiplied with f32 GEMM: exact with respect to the stored weights.
+    CK_ACT_F32 = 1,
+} ck_act_mode;
+
+// Workspace bytes ck_gemm_q8 needs for an [m, k] input under the current thread count.
+size_t ck_gemm_q8_workspace_size(int m, int k, ck_act_mode mode);
+
+// Y[m, n] = X[m, k] · W^T with W packed (ck_q8_pack). With a transposed pack
+// (ck_q8_pack_transposed of W [n', k']: n = k', k = n') this is the backward-data
+// product dX = dY · W. m == 1 runs the GEMV path.
+ck_status ck_gemm_q8(const float *x, int m, int k, const ck_panel_block *w, int n, float *y,
+                     ck_act_mode mode, void *workspace, size_t workspace_size);
+
+// Exact backward-data product dX[m, k] = dY[m, n] · W on the forward pack: weight column
+// tiles are dequantized per thread and multiplied in f32 (reference runs and tests).
+size_t ck_gemm_q8_bwd_f32_workspace_size(int n, int k);
+ck_status ck_gemm_q8_bwd_f32(const float *dy, int m, int n, const ck_panel_block *w, int k,
+                             float *dx, void *workspace, size_t workspace_size);
+
+// C[m, n] = alpha · op(A) · op(B) + beta · C, row-major, f32, through OpenBLAS when it is
+// available (the work split over our OpenMP threads), else a blocked plain-C GEMM.
+ck_status ck_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha,
+                   const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc);
+// OpenBLAS's own multithreaded sgemm on the whole problem: the benchmark baseline.
+ck_status ck_sgemm_openblas_threaded(int trans_a, int trans_b, int m, int n, int k, float alpha,
+                                     const float *a, int lda, const float *b, int ldb, float beta,
+                                     float *c, int ldc, int threads);
+// Name of the f32 GEMM backend and, for OpenBLAS, the core it runs on ("SkylakeX", ...).
+const char *ck_blas_backend(void);
+
+// Plain references, used by tests: the meaning of the fast kernels.
+void ck_gemm_q8_ref(const float *x, int m, int k, const ck_panel_block *w, int n, float *y,
+                    ck_act_mode mode);
+void ck_sgemm_ref(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a,
+                  int lda, const float *b, int ldb, float beta, float *c, int ldc);
+
+// Activation quantization as the int8 path does it: per block of 32 (zero-padded tail),
+// d = max|x|/127, q = round(x/d). Writes kb = ceil(k/32) scales per row.
+void ck_quantize_act_ref(const float *x, int m, int k, int8_t *q, float *d);
+
+#endif

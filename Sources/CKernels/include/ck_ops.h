@@ -1,0 +1,47 @@
+// The Llama elementwise operations, each forward beside its backward (llama-math.md).
+// Shapes: T tokens (rows), D features; everything f32 row-major.
+#ifndef CK_OPS_H
+#define CK_OPS_H
+
+#include <stdint.h>
+#include "ck_cpu.h"
+
+// RMSNorm: y = x * rstd * g, rstd = 1/sqrt(mean(x^2) + eps). rstd [T] is kept for backward.
+void ck_rmsnorm_fwd(const float *x, const float *g, int t, int d, float eps, float *y, float *rstd);
+// dx = rstd * (dy*g - x^ * mean(dy*g * x^)), x^ = x*rstd. dg (nullable) accumulates sum_t dy*x^.
+void ck_rmsnorm_bwd(const float *dy, const float *x, const float *g, const float *rstd, int t, int d,
+                    float *dx, float *dg);
+
+// RoPE on x [T, heads, head_dim] in place, rotating the first n_rot dims of each head at
+// angle pos[t] * theta^(-2i/n_rot).
+typedef enum {
+    CK_ROPE_NORM = 0,  // adjacent pairs (2i, 2i+1): GGUF arch llama (Q/K rows permuted)
+    CK_ROPE_NEOX = 1,  // pairs (i, i + n_rot/2): Hugging Face rotate_half
+} ck_rope_mode;
+void ck_rope_fwd(float *x, int t, int heads, int head_dim, int n_rot, const int32_t *pos, float theta,
+                 ck_rope_mode mode);
+// The rotation is orthogonal, so its backward rotates dy by the opposite angle.
+void ck_rope_bwd(float *dx, int t, int heads, int head_dim, int n_rot, const int32_t *pos, float theta,
+                 ck_rope_mode mode);
+
+// Causal softmax over attention scores s [T, S] in place: query row t sees keys
+// s <= t + offset (offset = S - T for a KV cache holding S - T earlier positions);
+// scores are multiplied by scale first, masked entries become 0.
+void ck_softmax_causal_fwd(float *s, int t, int cols, int offset, float scale);
+// dS = P * (dP - rowsum(dP * P)); writes into dp (in place allowed: ds == dp).
+void ck_softmax_bwd(const float *p, const float *dp, int t, int cols, float *ds);
+
+// SwiGLU: m = silu(a) * b over n values.
+void ck_swiglu_fwd(const float *a, const float *b, int64_t n, float *m);
+void ck_swiglu_bwd(const float *a, const float *b, const float *dm, int64_t n, float *da, float *db);
+
+// Cross-entropy over logits [T, V] with integer targets; a negative target is ignored.
+// Writes loss[t] = logsumexp(z_t) - z_t[y_t] (0 when ignored) and lse[t]; returns the
+// number of counted rows.
+int ck_cross_entropy_fwd(const float *logits, const int32_t *targets, int t, int v, float *loss, float *lse);
+// dlogits = (softmax(z_t) - onehot(y_t)) * scale for counted rows, 0 for ignored ones
+// (scale = 1/N for a mean loss).
+void ck_cross_entropy_bwd(const float *logits, const int32_t *targets, const float *lse, int t, int v,
+                          float scale, float *dlogits);
+
+#endif

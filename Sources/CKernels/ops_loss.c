@@ -1,0 +1,44 @@
+// Cross-entropy over the vocabulary with ignored positions (HF ForCausalLMLoss semantics
+// once the caller has shifted the labels).
+#include <math.h>
+#include "ck_internal.h"
+#include "include/ck_ops.h"
+
+int ck_cross_entropy_fwd(const float *logits, const int32_t *targets, int t, int v, float *loss, float *lse) {
+    int counted = 0, bad = 0;
+#pragma omp parallel for schedule(static) num_threads(ck_threads()) reduction(+ : counted, bad) if ((long)t * v >= 65536)
+    for (int i = 0; i < t; i++) {
+        const float *z = logits + (size_t)i * v;
+        const int y = targets[i];
+        if (y < 0 || y >= v) {
+            loss[i] = 0.0f;
+            lse[i] = 0.0f;
+            bad += y >= v;
+            continue;
+        }
+        float mx = -INFINITY;
+        for (int j = 0; j < v; j++) mx = fmaxf(mx, z[j]);
+        double sum = 0;  // 49k terms: double keeps the log-sum-exp exact to f32
+        for (int j = 0; j < v; j++) sum += expf(z[j] - mx);
+        lse[i] = mx + (float)log(sum);
+        loss[i] = lse[i] - z[y];
+        counted++;
+    }
+    return bad ? -1 : counted;
+}
+
+void ck_cross_entropy_bwd(const float *logits, const int32_t *targets, const float *lse, int t, int v, float scale,
+                          float *dlogits) {
+#pragma omp parallel for schedule(static) num_threads(ck_threads()) if ((long)t * v >= 65536)
+    for (int i = 0; i < t; i++) {
+        const float *z = logits + (size_t)i * v;
+        float *dz = dlogits + (size_t)i * v;
+        const int y = targets[i];
+        if (y < 0 || y >= v) {
+            for (int j = 0; j < v; j++) dz[j] = 0.0f;
+            continue;
+        }
+        for (int j = 0; j < v; j++) dz[j] = expf(z[j] - lse[i]) * scale;
+        dz[y] -= scale;
+    }
+}

@@ -1,0 +1,41 @@
+// Rotary position embedding, forward and backward, in the two pairings Llama files use.
+#include <math.h>
+#include "ck_internal.h"
+#include "include/ck_ops.h"
+
+// sin_sign = -1 rotates by the opposite angle: the backward of an orthogonal rotation.
+static void rope(float *x, int t, int heads, int head_dim, int n_rot, const int32_t *pos, float theta,
+                 ck_rope_mode mode, float sin_sign) {
+    const int half = n_rot / 2;
+#pragma omp parallel for schedule(static) num_threads(ck_threads()) if ((long)t * heads * head_dim >= 16384)
+    for (int i = 0; i < t; i++) {
+        float c[half > 0 ? half : 1], s[half > 0 ? half : 1];
+        for (int p = 0; p < half; p++) {
+            // f32 throughout, as transformers computes inv_freq and the angles
+            const float inv_freq = 1.0f / powf(theta, (float)(2 * p) / (float)n_rot);
+            const float angle = (float)pos[i] * inv_freq;
+            c[p] = cosf(angle);
+            s[p] = sin_sign * sinf(angle);
+        }
+        for (int h = 0; h < heads; h++) {
+            float *v = x + ((size_t)i * heads + h) * head_dim;
+            for (int p = 0; p < half; p++) {
+                const int a = mode == CK_ROPE_NORM ? 2 * p : p;
+                const int b = mode == CK_ROPE_NORM ? 2 * p + 1 : p + half;
+                const float x0 = v[a], x1 = v[b];
+                v[a] = x0 * c[p] - x1 * s[p];
+                v[b] = x0 * s[p] + x1 * c[p];
+            }
+        }
+    }
+}
+
+void ck_rope_fwd(float *x, int t, int heads, int head_dim, int n_rot, const int32_t *pos, float theta,
+                 ck_rope_mode mode) {
+    rope(x, t, heads, head_dim, n_rot, pos, theta, mode, 1.0f);
+}
+
+void ck_rope_bwd(float *dx, int t, int heads, int head_dim, int n_rot, const int32_t *pos, float theta,
+                 ck_rope_mode mode) {
+    rope(dx, t, heads, head_dim, n_rot, pos, theta, mode, -1.0f);
+}

@@ -1,0 +1,277 @@
+// Block quantization: fp16, GGUF dequantizers (ggml-quants.c reference semantics),
+// Q8_0 rows and the packed panel layout the GEMM kernels read.
+#include <math.h>
+#include <string.h>
+#include "ck_internal.h"
+#include "include/ck_quant.h"
+
+static inline float f32_from_bits(uint32_t w) { float f; memcpy(&f, &w, 4); return f; }
+static inline uint32_t f32_bits(float f) { uint32_t w; memcpy(&w, &f, 4); return w; }
+
+// Branch-free fp16 <-> fp32 (Maratyszcza's FP16 library, as ggml uses): exact for every
+// half including subnormals, infinities and NaN; float -> half rounds to nearest even.
+float ck_half_to_float(ck_half h) {
+    const uint32_t w = (uint32_t)h << 16;
+    const uint32_t sign = w & 0x80000000u;
+    const uint32_t two_w = w + w;
+    const float normalized = f32_from_bits((two_w >> 4) + (0xE0u << 23)) * 0x1.0p-112f;
+    const float denormalized = f32_from_bits((two_w >> 17) | (126u << 23)) - 0.5f;
+    const uint32_t bits = two_w < (1u << 27) ? f32_bits(denormalized) : f32_bits(normalized);
+    return f32_from_bits(sign | bits);
+}
+
+ck_half ck_float_to_half(float f) {
+    float base = (fabsf(f) * 0x1.0p+112f) * 0x1.0p-110f;
+    const uint32_t w = f32_bits(f);
+    const uint32_t shl1_w = w + w;
+    const uint32_t sign = w & 0x80000000u;
+    uint32_t bias = shl1_w & 0xFF000000u;
+    if (bias < 0x71000000u) bias = 0x71000000u;
+    base = f32_from_bits((bias >> 1) + 0x07800000u) + base;
+    const uint32_t bits = f32_bits(base);
+    const uint32_t nonsign = ((bits >> 13) & 0x7C00u) + (bits & 0x0FFFu);
+    return (ck_half)((sign >> 16) | (shl1_w > 0xFF000000u ? 0x7E00u : nonsign));
+}
+
+int ck_type_block_size(ck_type type) {
+    switch (type) {
+    case CK_TYPE_F32: case CK_TYPE_F16: case CK_TYPE_BF16: return 1;
+    case CK_TYPE_Q8_0: case CK_TYPE_Q4_0: case CK_TYPE_Q4_1: return CK_QK;
+    case CK_TYPE_Q4_K: case CK_TYPE_Q6_K: return CK_QK_K;
+    }
+    return 0;
+}
+
+size_t ck_type_block_bytes(ck_type type) {
+    switch (type) {
+    case CK_TYPE_F32: return 4;
+    case CK_TYPE_F16: case CK_TYPE_BF16: return 2;
+    case CK_TYPE_Q8_0: return sizeof(ck_block_q8_0);
+    case CK_TYPE_Q4_0: return sizeof(ck_block_q4_0);
+    case CK_TYPE_Q4_1: return sizeof(ck_block_q4_1);
+    case CK_TYPE_Q4_K: return sizeof(ck_block_q4_k);
+    case CK_TYPE_Q6_K: return sizeof(ck_block_q6_k);
+    }
+    return 0;
+}
+
+static void dequant_q8_0(const ck_block_q8_0 *x, float *y, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++) {
+        const float d = ck_half_to_float(x[i].d);
+        for (int j = 0; j < CK_QK; j++) y[i * CK_QK + j] = d * x[i].qs[j];
+    }
+}
+
+static void dequant_q4_0(const ck_block_q4_0 *x, float *y, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++) {
+        const float d = ck_half_to_float(x[i].d);
+        for (int j = 0; j < CK_QK / 2; j++) {
+            y[i * CK_QK + j] = d * ((x[i].qs[j] & 0x0F) - 8);
+            y[i * CK_QK + j + CK_QK / 2] = d * ((x[i].qs[j] >> 4) - 8);
+        }
+    }
+}
+
+static void dequant_q4_1(const ck_block_q4_1 *x, float *y, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++) {
+        const float d = ck_half_to_float(x[i].d);
+        const float m = ck_half_to_float(x[i].m);
+        for (int j = 0; j < CK_QK / 2; j++) {
+            y[i * CK_QK + j] = d * (x[i].qs[j] & 0x0F) + m;
+            y[i * CK_QK + j + CK_QK / 2] = d * (x[i].qs[j] >> 4) + m;
+        }
+    }
+}
+
+// 6-bit scale and min of sub-block j from Q4_K's packed 12 bytes.
+static inline void q4_k_scale_min(int j, const uint8_t *q, uint8_t *sc, uint8_t *m) {
+    if (j < 4) {
+        *sc = q[j] & 63;
+        *m = q[j + 4] & 63;
+    } else {
+        *sc = (q[j + 4] & 0x0F) | ((q[j - 4] >> 6) << 4);
+        *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+    }
+}
+
+static void dequant_q4_k(const ck_block_q4_k *x, float *y, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++) {
+        const uint8_t *q = x[i].qs;
+        const float d = ck_half_to_float(x[i].d);
+        const float dmin = ck_half_to_float(x[i].dmin);
+        for (int c = 0; c < 4; c++) {  // 4 chunks of 64: low nibbles, then high nibbles
+            uint8_t sc, m;
+            q4_k_scale_min(2 * c, x[i].scales, &sc, &m);
+            const float d1 = d * sc, m1 = dmin * m;
+            q4_k_scale_min(2 * c + 1, x[i].scales, &sc, &m);
+            const float d2 = d * sc, m2 = dmin * m;
+            for (int l = 0; l < 32; l++) *y++ = d1 * (q[l] & 0x0F) - m1;
+            for (int l = 0; l < 32; l++) *y++ = d2 * (q[l] >> 4) - m2;
+            q += 32;
+        }
+    }
+}
+
+static void dequant_q6_k(const ck_block_q6_k *x, float *y, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++) {
+        const float d = ck_half_to_float(x[i].d);
+        const uint8_t *ql = x[i].ql, *qh = x[i].qh;
+        const int8_t *sc = x[i].scales;
+        for (int half = 0; half < 2; half++) {
+            for (int l = 0; l < 32; l++) {
+                const int is = l / 16;
+                const int q1 = ((ql[l] & 0x0F) | (((qh[l] >> 0) & 3) << 4)) - 32;
+                const int q2 = ((ql[l + 32] & 0x0F) | (((qh[l] >> 2) & 3) << 4)) - 32;
+                const int q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
+                const int q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
+                y[l] = d * sc[is + 0] * q1;
+                y[l + 32] = d * sc[is + 2] * q2;
+                y[l + 64] = d * sc[is + 4] * q3;
+                y[l + 96] = d * sc[is + 6] * q4;
+            }
+            y += 128, ql += 64, qh += 32, sc += 8;
+        }
+    }
+}
+
+ck_status ck_dequantize(ck_type type, const void *src, float *dst, int64_t n) {
+    if (!src || !dst) return CK_ERR_NULL;
+    const int bs = ck_type_block_size(type);
+    if (bs == 0) return CK_ERR_UNSUPPORTED;
+    if (n < 0 || n % bs) return CK_ERR_SHAPE;
+    const int64_t nb = n / bs;
+    switch (type) {
+    case CK_TYPE_F32:
+        memcpy(dst, src, (size_t)n * sizeof(float));
+        break;
+    case CK_TYPE_F16: {
+        const ck_half *h = src;
+        for (int64_t i = 0; i < n; i++) dst[i] = ck_half_to_float(h[i]);
+        break;
+    }
+    case CK_TYPE_BF16: {
+        const uint16_t *h = src;
+        for (int64_t i = 0; i < n; i++) dst[i] = f32_from_bits((uint32_t)h[i] << 16);
+        break;
+    }
+    case CK_TYPE_Q8_0: dequant_q8_0(src, dst, nb); break;
+    case CK_TYPE_Q4_0: dequant_q4_0(src, dst, nb); break;
+    case CK_TYPE_Q4_1: dequant_q4_1(src, dst, nb); break;
+    case CK_TYPE_Q4_K: dequant_q4_k(src, dst, nb); break;
+    case CK_TYPE_Q6_K: dequant_q6_k(src, dst, nb); break;
+    }
+    return CK_OK;
+}
+
+int ck_q8_blocks_per_row(int k) { return ck_div_up(k, CK_QK); }
+
+// ggml's quantize_row_q8_0_ref: d = amax/127 stored as fp16, q = round(x/d) away from
+// zero, so rows quantized here are bit-identical to GGUF Q8_0 files.
+void ck_quantize_q8_0(const float *src, int rows, int k, ck_block_q8_0 *dst) {
+    const int kb = ck_q8_blocks_per_row(k);
+    for (int r = 0; r < rows; r++) {
+        for (int b = 0; b < kb; b++) {
+            float v[CK_QK] = {0};
+            const int len = k - b * CK_QK < CK_QK ? k - b * CK_QK : CK_QK;
+            memcpy(v, src + (size_t)r * k + b * CK_QK, (size_t)len * sizeof(float));
+            float amax = 0;
+            for (int j = 0; j < CK_QK; j++) amax = fmaxf(amax, fabsf(v[j]));
+            const float d = amax / 127.0f;
+            const float id = d ? 1.0f / d : 0.0f;
+            ck_block_q8_0 *out = &dst[(size_t)r * kb + b];
+            out->d = ck_float_to_half(d);
+            for (int j = 0; j < CK_QK; j++) out->qs[j] = (int8_t)roundf(v[j] * id);
+        }
+    }
+}
+
+void ck_dequantize_q8_0(const ck_block_q8_0 *src, int rows, int k, float *dst) {
+    const int kb = ck_q8_blocks_per_row(k);
+    for (int r = 0; r < rows; r++) {
+        for (int b = 0; b < kb; b++) {
+            const ck_block_q8_0 *blk = &src[(size_t)r * kb + b];
+            const float d = ck_half_to_float(blk->d);
+            for (int j = 0; j < CK_QK && b * CK_QK + j < k; j++)
+                dst[(size_t)r * k + b * CK_QK + j] = d * blk->qs[j];
+        }
+    }
+}
+
+int ck_q8_panels(int rows) { return ck_div_up(rows, CK_PANEL); }
+
+size_t ck_q8_packed_bytes(int rows, int k) {
+    return (size_t)ck_q8_panels(rows) * (size_t)ck_q8_blocks_per_row(k) * sizeof(ck_panel_block);
+}
+
+void ck_q8_pack(const ck_block_q8_0 *src, int rows, int k, ck_panel_block *dst) {
+    const int kb = ck_q8_blocks_per_row(k), panels = ck_q8_panels(rows);
+    for (int p = 0; p < panels; p++) {
+        for (int b = 0; b < kb; b++) {
+            ck_panel_block *out = &dst[(size_t)p * kb + b];
+            for (int r = 0; r < CK_PANEL; r++) {
+                const int row = p * CK_PANEL + r;
+                const ck_block_q8_0 *blk = row < rows ? &src[(size_t)row * kb + b] : NULL;
+                out->d[r] = blk ? ck_half_to_float(blk->d) : 0.0f;
+                for (int j = 0; j < CK_QK; j++)
+                    out->q[j / 4][r][j % 4] = (uint8_t)((blk ? blk->qs[j] : 0) + 128);
+            }
+        }
+    }
+}
+
+void ck_q8_unpack(const ck_panel_block *src, int rows, int k, ck_block_q8_0 *dst) {
+    const int kb = ck_q8_blocks_per_row(k);
+    for (int row = 0; row < rows; row++) {
+        const int p = row / CK_PANEL, r = row % CK_PANEL;
+        for (int b = 0; b < kb; b++) {
+            const ck_panel_block *in = &src[(size_t)p * kb + b];
+            ck_block_q8_0 *out = &dst[(size_t)row * kb + b];
+            out->d = ck_float_to_half(in->d[r]);
+            for (int j = 0; j < CK_QK; j++) out->qs[j] = (int8_t)(in->q[j / 4][r][j % 4] - 128);
+        }
+    }
+}
+
+void ck_q8_pack_transposed(const ck_block_q8_0 *src, int rows, int k, ck_panel_block *dst) {
+    const int kb = ck_q8_blocks_per_row(k);
+    const int t_kb = ck_q8_blocks_per_row(rows), t_panels = ck_q8_panels(k);
+    for (int p = 0; p < t_panels; p++) {
+        for (int b = 0; b < t_kb; b++) {
+            ck_panel_block *out = &dst[(size_t)p * t_kb + b];
+            for (int r = 0; r < CK_PANEL; r++) {
+                const int col = p * CK_PANEL + r;  // row of W^T = column of W
+                float v[CK_QK] = {0}, amax = 0;
+                for (int j = 0; j < CK_QK; j++) {
+                    const int row = b * CK_QK + j;
+                    if (row >= rows || col >= k) continue;
+                    const ck_block_q8_0 *blk = &src[(size_t)row * kb + col / CK_QK];
+                    v[j] = ck_half_to_float(blk->d) * blk->qs[col % CK_QK];
+                    amax = fmaxf(amax, fabsf(v[j]));
+                }
+                const float d = amax / 127.0f;
+                const float id = d ? 1.0f / d : 0.0f;
+                out->d[r] = d;
+                for (int j = 0; j < CK_QK; j++)
+                    out->q[j / 4][r][j % 4] = (uint8_t)((int)roundf(v[j] * id) + 128);
+            }
+        }
+    }
+}
+
+void ck_q8_packed_dequantize(const ck_panel_block *src, int rows, int k, int row0, int nrows,
+                             int col0, int ncols, float *dst, int ldd) {
+    const int kb = ck_q8_blocks_per_row(k);
+    for (int i = 0; i < nrows; i++) {
+        const int row = row0 + i, p = row / CK_PANEL, r = row % CK_PANEL;
+        float *out = dst + (size_t)i * ldd;
+        if (row >= rows) {
+            memset(out, 0, (size_t)ncols * sizeof(float));
+            continue;
+        }
+        for (int c = 0; c < ncols; c++) {
+            const int col = col0 + c, j = col % CK_QK;
+            const ck_panel_block *in = &src[(size_t)p * kb + col / CK_QK];
+            out[c] = col < k ? in->d[r] * (float)(in->q[j / 4][r][j % 4] - 128) : 0.0f;
+        }
+    }
+}

@@ -1,0 +1,115 @@
+import CKernels
+import Testing
+
+/// SplitMix64: a seeded generator so every failure reproduces.
+struct SeededRandom: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed &+ 0x9E37_79B9_7F4A_7C15 }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    mutating func floats(_ count: Int, in range: ClosedRange<Float> = -1...1) -> [Float] {
+        (0..<count).map { _ in Float.random(in: range, using: &self) }
+    }
+}
+
+/// Every instruction-set path this CPU can run; each test runs on all of them.
+func supportedISAs() -> [ck_isa] {
+    [CK_ISA_SCALAR, CK_ISA_AVX2, CK_ISA_AVX512_VNNI].filter { ck_isa_supported($0) != 0 }
+}
+
+/// Runs `body` with the dispatch table forced to `isa` and `threads` threads, then
+/// restores the defaults. Kernel tests share global dispatch state, so they are serialized.
+func withKernels<T>(isa: ck_isa, threads: Int = 2, _ body: () throws -> T) rethrows -> T {
+    let previousThreads = ck_get_num_threads()
+    #expect(ck_set_isa(isa) == CK_OK)
+    ck_set_num_threads(Int32(threads))
+    defer {
+        _ = ck_set_isa(ck_best_isa())
+        ck_set_num_threads(previousThreads)
+    }
+    return try body()
+}
+
+/// Largest |a - b| / scale over paired elements, reported with the test's name so the
+/// worst error seen is printed on every run.
+func worstError(_ a: [Float], _ b: [Float], scale: [Double]? = nil) -> Double {
+    precondition(a.count == b.count)
+    var worst = 0.0
+    for i in a.indices {
+        let s = scale?[i] ?? 1
+        worst = max(worst, Double(abs(a[i] - b[i])) / s)
+    }
+    return worst
+}
+
+func report(_ label: String, _ value: Double) {
+    print("worst \(label): \(value)")
+}
+
+/// Weights quantized to Q8_0 and packed, with their exact dequantized values.
+struct PackedWeights {
+    let rows: Int, cols: Int
+    var blocks: [ck_block_q8_0]
+    var packed: [ck_panel_block]
+    var dequantized: [Float]  // [rows, cols]
+
+    init(rows: Int, cols: Int, rng: inout SeededRandom) {
+        self.rows = rows
+        self.cols = cols
+        let values = rng.floats(rows * cols)
+        let kb = Int(ck_q8_blocks_per_row(Int32(cols)))
+        blocks = Array(repeating: ck_block_q8_0(), count: rows * kb)
+        ck_quantize_q8_0(values, Int32(rows), Int32(cols), &blocks)
+        dequantized = Array(repeating: 0, count: rows * cols)
+        ck_dequantize_q8_0(blocks, Int32(rows), Int32(cols), &dequantized)
+        let panelBlocks = Int(ck_q8_packed_bytes(Int32(rows), Int32(cols))) / MemoryLayout<ck_panel_block>.stride
+        packed = Array(repeating: ck_panel_block(), count: panelBlocks)
+        ck_q8_pack(blocks, Int32(rows), Int32(cols), &packed)
+    }
+
+    /// W^T packed for the backward-data product, and its dequantized values [cols, rows].
+    func transposedPack() -> (packed: [ck_panel_block], dequantized: [Float]) {
+        let count = Int(ck_q8_packed_bytes(Int32(cols), Int32(rows))) / MemoryLayout<ck_panel_block>.stride
+        var packedT = Array(repeating: ck_panel_block(), count: count)
+        ck_q8_pack_transposed(blocks, Int32(rows), Int32(cols), &packedT)
+        var deq = Array(repeating: Float(0), count: cols * rows)
+        ck_q8_packed_dequantize(packedT, Int32(cols), Int32(rows), 0, Int32(cols), 0, Int32(rows), &deq, Int32(rows))
+        return (packedT, deq)
+    }
+}
+
+/// Runs ck_gemm_q8 with a workspace of exactly the size it asks for.
+func gemmQ8(_ x: [Float], m: Int, k: Int, _ w: [ck_panel_block], n: Int, mode: ck_act_mode) -> [Float] {
+    var y = Array(repeating: Float.nan, count: m * n)
+    var workspace = [UInt8](repeating: 0, count: ck_gemm_q8_workspace_size(Int32(m), Int32(k), mode))
+    let status = workspace.withUnsafeMutableBytes { ws in
+        ck_gemm_q8(x, Int32(m), Int32(k), w, Int32(n), &y, mode, ws.baseAddress, ws.count)
+    }
+    #expect(status == CK_OK)
+    return y
+}
+
+/// Double-precision product rows of X [m, k] with rows of W [n, k], and the sum of the
+/// absolute terms of each output (the scale rounding errors are proportional to).
+func referenceProduct(_ x: [Float], m: Int, k: Int, _ w: [Float], n: Int) -> (y: [Float], magnitude: [Double]) {
+    var y = [Float](repeating: 0, count: m * n)
+    var magnitude = [Double](repeating: 0, count: m * n)
+    for i in 0..<m {
+        for o in 0..<n {
+            var acc = 0.0, mag = 0.0
+            for j in 0..<k {
+                let term = Double(x[i * k + j]) * Double(w[o * k + j])
+                acc += term
+                mag += abs(term)
+            }
+            y[i * n + o] = Float(acc)
+            magnitude[i * n + o] = mag
+        }
+    }
+    return (y, magnitude)
+}
