@@ -1,0 +1,199 @@
+import CKernels
+import Foundation
+import Testing
+
+/// Central differences of `loss` at sampled coordinates of `x` against `analytic`.
+/// With f32 kernels and h = 1e-2 the quotient is off by O(h²) truncation plus
+/// eps·|L|/h rounding: about 1e-4 for the sizes here, so 2e-3·(1+|g|) has margin
+/// without hiding a wrong formula (those are off by O(|g|)).
+func checkGradient(_ x: [Float], _ analytic: [Float], _ label: String, loss: ([Float]) -> Double) {
+    var x = x
+    var worst = 0.0
+    let h: Float = 1e-2
+    for index in stride(from: 0, to: x.count, by: max(1, x.count / 60)) {
+        let saved = x[index]
+        x[index] = saved + h
+        let up = loss(x)
+        x[index] = saved - h
+        let down = loss(x)
+        x[index] = saved
+        let numeric = (up - down) / Double(2 * h)
+        let error = abs(numeric - Double(analytic[index])) / (1 + abs(numeric))
+        #expect(error <= 2e-3, "\(label) index \(index): numeric \(numeric) analytic \(analytic[index])")
+        worst = max(worst, error)
+    }
+    report("\(label) gradient vs finite differences", worst)
+}
+
+func weightedSum(_ y: [Float], _ r: [Float]) -> Double {
+    zip(y, r).reduce(0) { $0 + Double($1.0) * Double($1.1) }
+}
+
+@Suite(.serialized) struct OpsTests {
+    @Test(arguments: [(1, 7), (3, 64), (5, 577), (40, 576)])
+    func rmsNorm(shape: (t: Int, d: Int)) {
+        var rng = SeededRandom(seed: 31)
+        let x = rng.floats(shape.t * shape.d, in: -2...2), g = rng.floats(shape.d, in: 0.5...1.5)
+        let r = rng.floats(shape.t * shape.d)
+        func forward(_ x: [Float]) -> (y: [Float], rstd: [Float]) {
+            var y = [Float](repeating: 0, count: x.count), rstd = [Float](repeating: 0, count: shape.t)
+            ck_rmsnorm_fwd(x, g, Int32(shape.t), Int32(shape.d), 1e-5, &y, &rstd)
+            return (y, rstd)
+        }
+        let (y, rstd) = forward(x)
+        var expected = [Float](repeating: 0, count: x.count)
+        for i in 0..<shape.t {
+            let row = x[(i * shape.d)..<((i + 1) * shape.d)]
+            let inv = 1 / (row.reduce(0.0) { $0 + Double($1) * Double($1) } / Double(shape.d) + 1e-5).squareRoot()
+            for j in 0..<shape.d { expected[i * shape.d + j] = Float(Double(x[i * shape.d + j]) * inv * Double(g[j])) }
+        }
+        // f32 sum of d squares then a handful of roundings
+        #expect(worstError(y, expected) <= Double(shape.d + 8) * 1.2e-7 * 4)
+        var dx = [Float](repeating: 0, count: x.count), dg = [Float](repeating: 0, count: shape.d)
+        ck_rmsnorm_bwd(r, x, g, rstd, Int32(shape.t), Int32(shape.d), &dx, &dg)
+        checkGradient(x, dx, "rmsnorm dx \(shape)") { weightedSum(forward($0).y, r) }
+        // dg: the same loss as a function of g
+        var expectedDg = [Float](repeating: 0, count: shape.d)
+        for i in 0..<shape.t { for j in 0..<shape.d { expectedDg[j] += r[i * shape.d + j] * x[i * shape.d + j] * rstd[i] } }
+        #expect(worstError(dg, expectedDg) <= 1e-4 * Double(shape.t))
+    }
+
+    @Test func ropeNeoxMatchesRotateHalfAndNormMatchesItUnderThePermutation() {
+        let t = 5, heads = 3, hd = 64, theta: Float = 100_000
+        let pos: [Int32] = [0, 1, 7, 300, 8191]
+        var rng = SeededRandom(seed: 41)
+        let x = rng.floats(t * heads * hd)
+        var neox = x
+        ck_rope_fwd(&neox, Int32(t), Int32(heads), Int32(hd), Int32(hd), pos, theta, CK_ROPE_NEOX)
+        // transformers: q*cos + rotate_half(q)*sin with cos/sin repeated over both halves
+        var expected = x
+        for i in 0..<t {
+            for h in 0..<heads {
+                let base = (i * heads + h) * hd
+                for p in 0..<(hd / 2) {
+                    let invFreq = 1 / pow(Double(theta), Double(2 * p) / Double(hd))
+                    let angle = Double(pos[i]) * invFreq
+                    let a = Double(x[base + p]), b = Double(x[base + p + hd / 2])
+                    expected[base + p] = Float(a * cos(angle) - b * sin(angle))
+                    expected[base + p + hd / 2] = Float(b * cos(angle) + a * sin(angle))
+                }
+            }
+        }
+        // angles are f32 as in transformers: at position 8191 one ulp of the angle is
+        // ~5e-4 rad, which bounds the difference to the f64 rotation
+        let worst = worstError(neox, expected)
+        report("rope NEOX vs f64 rotate_half", worst)
+        #expect(worst <= 2e-3)
+        // GGUF rows are permuted (new 2i = old i, new 2i+1 = old i + hd/2): NORM rope on the
+        // permuted vector must equal NEOX rope on the original, permuted.
+        func permute(_ v: [Float]) -> [Float] {
+            var out = v
+            for row in 0..<(t * heads) {
+                for p in 0..<(hd / 2) {
+                    out[row * hd + 2 * p] = v[row * hd + p]
+                    out[row * hd + 2 * p + 1] = v[row * hd + p + hd / 2]
+                }
+            }
+            return out
+        }
+        var norm = permute(x)
+        ck_rope_fwd(&norm, Int32(t), Int32(heads), Int32(hd), Int32(hd), pos, theta, CK_ROPE_NORM)
+        #expect(norm == permute(neox))
+    }
+
+    @Test(arguments: [CK_ROPE_NORM, CK_ROPE_NEOX])
+    func ropeBackwardIsTheAdjoint(mode: ck_rope_mode) {
+        // For a linear map R, <r, R x> = <R^T r, x>; ck_rope_bwd must be R^T.
+        let t = 4, heads = 2, hd = 10, nRot = 8
+        let pos: [Int32] = [3, 0, 11, 2]
+        var rng = SeededRandom(seed: 43)
+        let x = rng.floats(t * heads * hd), r = rng.floats(t * heads * hd)
+        var rx = x
+        ck_rope_fwd(&rx, Int32(t), Int32(heads), Int32(hd), Int32(nRot), pos, 10_000, mode)
+        var rtr = r
+        ck_rope_bwd(&rtr, Int32(t), Int32(heads), Int32(hd), Int32(nRot), pos, 10_000, mode)
+        #expect(abs(weightedSum(rx, r) - weightedSum(x, rtr)) <= 1e-5)
+        // dims past n_rot pass through unchanged
+        for row in 0..<(t * heads) { #expect(rx[row * hd + 8] == x[row * hd + 8] && rx[row * hd + 9] == x[row * hd + 9]) }
+        checkGradient(x, rtr, "rope \(mode)") { v in
+            var y = v
+            ck_rope_fwd(&y, Int32(t), Int32(heads), Int32(hd), Int32(nRot), pos, 10_000, mode)
+            return weightedSum(y, r)
+        }
+    }
+
+    @Test(arguments: [(1, 1, 0), (4, 4, 0), (3, 9, 6), (6, 33, 27), (5, 3, -1)])
+    func causalSoftmax(shape: (t: Int, cols: Int, offset: Int)) {
+        var rng = SeededRandom(seed: 47)
+        let s = rng.floats(shape.t * shape.cols, in: -4...4), r = rng.floats(shape.t * shape.cols)
+        let scale: Float = 0.125
+        func forward(_ s: [Float]) -> [Float] {
+            var p = s
+            ck_softmax_causal_fwd(&p, Int32(shape.t), Int32(shape.cols), Int32(shape.offset), scale)
+            return p
+        }
+        let p = forward(s)
+        for i in 0..<shape.t {
+            let visible = max(0, min(shape.cols, i + shape.offset + 1))
+            let row = (0..<shape.cols).map { Double(s[i * shape.cols + $0]) * Double(scale) }
+            let mx = row[0..<visible].max() ?? 0
+            let z = row[0..<visible].reduce(0) { $0 + exp($1 - mx) }
+            for j in 0..<shape.cols {
+                let expected = j < visible ? exp(row[j] - mx) / z : 0
+                #expect(abs(Double(p[i * shape.cols + j]) - expected) <= 1e-6, "\(shape) [\(i), \(j)]")
+            }
+        }
+        var ds = [Float](repeating: 0, count: s.count)
+        ck_softmax_bwd(p, r, Int32(shape.t), Int32(shape.cols), &ds)
+        // ds is the gradient with respect to the scaled scores
+        checkGradient(s, ds.map { $0 * scale }, "softmax \(shape)") { weightedSum(forward($0), r) }
+    }
+
+    @Test func swiglu() {
+        var rng = SeededRandom(seed: 53)
+        let n = 1000
+        let a = rng.floats(n, in: -6...6), b = rng.floats(n, in: -2...2), r = rng.floats(n)
+        var m = [Float](repeating: 0, count: n)
+        ck_swiglu_fwd(a, b, Int64(n), &m)
+        let expected = (0..<n).map { Float(Double(a[$0]) / (1 + exp(-Double(a[$0]))) * Double(b[$0])) }
+        #expect(worstError(m, expected) <= 1e-5)
+        var da = [Float](repeating: 0, count: n), db = [Float](repeating: 0, count: n)
+        ck_swiglu_bwd(a, b, r, Int64(n), &da, &db)
+        func forward(_ a: [Float], _ b: [Float]) -> [Float] {
+            var out = [Float](repeating: 0, count: n)
+            ck_swiglu_fwd(a, b, Int64(n), &out)
+            return out
+        }
+        checkGradient(a, da, "swiglu da") { weightedSum(forward($0, b), r) }
+        checkGradient(b, db, "swiglu db") { weightedSum(forward(a, $0), r) }
+    }
+
+    @Test func crossEntropyWithIgnoredPositions() {
+        let t = 6, v = 50
+        var rng = SeededRandom(seed: 59)
+        let logits = rng.floats(t * v, in: -5...5)
+        let targets: [Int32] = [3, -100, 49, 0, -1, 17]
+        func forward(_ z: [Float]) -> (mean: Double, lse: [Float], loss: [Float]) {
+            var loss = [Float](repeating: 0, count: t), lse = [Float](repeating: 0, count: t)
+            let counted = ck_cross_entropy_fwd(z, targets, Int32(t), Int32(v), &loss, &lse)
+            #expect(counted == 4)
+            return (loss.reduce(0) { $0 + Double($1) } / Double(counted), lse, loss)
+        }
+        let (_, lse, loss) = forward(logits)
+        for i in 0..<t {
+            guard targets[i] >= 0 else {
+                #expect(loss[i] == 0)
+                continue
+            }
+            let row = (0..<v).map { Double(logits[i * v + $0]) }
+            let expected = log(row.reduce(0) { $0 + exp($1) }) - row[Int(targets[i])]
+            #expect(abs(Double(loss[i]) - expected) <= 1e-5)
+        }
+        var dz = [Float](repeating: .nan, count: t * v)
+        ck_cross_entropy_bwd(logits, targets, lse, Int32(t), Int32(v), 1 / 4, &dz)
+        #expect(dz[v..<(2 * v)].allSatisfy { $0 == 0 })
+        checkGradient(logits, dz, "cross-entropy") { forward($0).mean }
+        var out = [Float](repeating: 0, count: 1), lseOut = [Float](repeating: 0, count: 1)
+        #expect(ck_cross_entropy_fwd(logits, [Int32(v)], 1, Int32(v), &out, &lseOut) == -1)
+    }
+}
