@@ -1,0 +1,99 @@
+import CKernels
+
+/// How a product with int8 weights treats its activations.
+public enum ActivationPrecision: Sendable {
+    /// Quantized on the fly to int8 blocks of 32 (llama.cpp's Q8_0 × Q8_0): fast.
+    case int8
+    /// Kept in f32 against dequantized weight tiles: exact for the stored weights.
+    case f32
+
+    var cValue: ck_act_mode { self == .int8 ? CK_ACT_INT8 : CK_ACT_F32 }
+}
+
+/// Thin typed wrappers over the C kernels. Shapes are checked here and a mismatch traps
+/// with the operation and the shapes; pointers never leave these functions.
+public enum Kernels {
+    static func withWorkspace<R>(bytes: Int, _ body: (UnsafeMutableRawPointer, Int) -> R) -> R {
+        let buffer = AlignedBuffer(byteCount: bytes)
+        return body(buffer.pointer, bytes)
+    }
+
+    static func check(_ status: ck_status, _ operation: @autoclosure () -> String) {
+        precondition(status == CK_OK, "\(operation()): kernel failed with status \(status.rawValue)")
+    }
+
+    /// Y = X · Wᵀ: X [..., w.cols] → Y [..., w.rows]. One row runs the GEMV path.
+    public static func matmul(_ x: Tensor, _ w: QuantizedWeight, activations: ActivationPrecision = .int8) -> Tensor {
+        precondition(x.rank >= 1 && x.rowLength == w.cols,
+                     "matmul: x \(x.shape) does not end in the weight's \(w.cols) input features (weight [\(w.rows), \(w.cols)])")
+        let m = x.rowCount
+        var y = Tensor(zeros: Array(x.shape.dropLast()) + [w.rows])
+        let size = ck_gemm_q8_workspace_size(Int32(m), Int32(w.cols), activations.cValue)
+        let status = withWorkspace(bytes: size) { workspace, count in
+            x.withUnsafeBufferPointer { xp in
+                y.withUnsafeMutableBufferPointer { yp in
+                    ck_gemm_q8(xp.baseAddress, Int32(m), Int32(w.cols), w.panels, Int32(w.rows), yp.baseAddress,
+                               activations.cValue, workspace, count)
+                }
+            }
+        }
+        check(status, "matmul x \(x.shape) weight [\(w.rows), \(w.cols)]")
+        return y
+    }
+
+    /// dX = dY · W, the backward-data product of `matmul`: dY [..., w.rows] → dX [..., w.cols].
+    /// `.int8` runs the forward kernel on Wᵀ requantized in blocks along W's rows.
+    public static func matmulBackwardData(_ dy: Tensor, _ w: QuantizedWeight,
+                                          activations: ActivationPrecision = .int8) -> Tensor {
+        precondition(dy.rank >= 1 && dy.rowLength == w.rows,
+                     "matmulBackwardData: dy \(dy.shape) does not end in the weight's \(w.rows) outputs (weight [\(w.rows), \(w.cols)])")
+        let m = dy.rowCount
+        var dx = Tensor(zeros: Array(dy.shape.dropLast()) + [w.cols])
+        let status: ck_status
+        switch activations {
+        case .int8:
+            let panelsT = w.transposedPanels()
+            let size = ck_gemm_q8_workspace_size(Int32(m), Int32(w.rows), CK_ACT_INT8)
+            status = withWorkspace(bytes: size) { workspace, count in
+                dy.withUnsafeBufferPointer { dyp in
+                    dx.withUnsafeMutableBufferPointer { dxp in
+                        ck_gemm_q8(dyp.baseAddress, Int32(m), Int32(w.rows), panelsT, Int32(w.cols), dxp.baseAddress,
+                                   CK_ACT_INT8, workspace, count)
+                    }
+                }
+            }
+        case .f32:
+            let size = ck_gemm_q8_bwd_f32_workspace_size(Int32(w.rows), Int32(w.cols))
+            status = withWorkspace(bytes: size) { workspace, count in
+                dy.withUnsafeBufferPointer { dyp in
+                    dx.withUnsafeMutableBufferPointer { dxp in
+                        ck_gemm_q8_bwd_f32(dyp.baseAddress, Int32(m), Int32(w.rows), w.panels, Int32(w.cols),
+                                           dxp.baseAddress, workspace, count)
+                    }
+                }
+            }
+        }
+        check(status, "matmulBackwardData dy \(dy.shape) weight [\(w.rows), \(w.cols)]")
+        return dx
+    }
+
+    /// C = alpha · op(A) · op(B) for f32 matrices (OpenBLAS): the LoRA factors and attention.
+    public static func matmul(_ a: Tensor, transposeA: Bool = false, _ b: Tensor, transposeB: Bool = false,
+                              alpha: Float = 1) -> Tensor {
+        precondition(a.rank == 2 && b.rank == 2, "matmul: expected matrices, got \(a.shape) and \(b.shape)")
+        let m = transposeA ? a.shape[1] : a.shape[0], k = transposeA ? a.shape[0] : a.shape[1]
+        let kb = transposeB ? b.shape[1] : b.shape[0], n = transposeB ? b.shape[0] : b.shape[1]
+        precondition(k == kb, "matmul: inner dimensions differ: \(transposeA ? "aᵀ" : "a") \(a.shape), \(transposeB ? "bᵀ" : "b") \(b.shape)")
+        var c = Tensor(zeros: [m, n])
+        let status = a.withUnsafeBufferPointer { ap in
+            b.withUnsafeBufferPointer { bp in
+                c.withUnsafeMutableBufferPointer { cp in
+                    ck_sgemm(transposeA ? 1 : 0, transposeB ? 1 : 0, Int32(m), Int32(n), Int32(k), alpha,
+                             ap.baseAddress, Int32(a.shape[1]), bp.baseAddress, Int32(b.shape[1]), 0, cp.baseAddress, Int32(n))
+                }
+            }
+        }
+        check(status, "matmul a \(a.shape) b \(b.shape)")
+        return c
+    }
+}

@@ -1,0 +1,164 @@
+import CKernels
+
+/// Which dimensions RoPE pairs up: GGUF files for arch `llama` store Q/K rows permuted
+/// for adjacent pairs; Hugging Face checkpoints rotate halves.
+public enum RoPELayout: Sendable {
+    case adjacentPairs   // (2i, 2i+1): GGUF / llama.cpp
+    case halves          // (i, i + n/2): Hugging Face rotate_half
+
+    var cValue: ck_rope_mode { self == .adjacentPairs ? CK_ROPE_NORM : CK_ROPE_NEOX }
+}
+
+extension Kernels {
+    static func sameShape(_ a: Tensor, _ b: Tensor, _ operation: String) {
+        precondition(a.shape == b.shape, "\(operation): shapes differ: \(a.shape) and \(b.shape)")
+    }
+
+    /// RMSNorm over the last dimension: returns y and the per-row 1/rms kept for backward.
+    public static func rmsNorm(_ x: Tensor, weight: Tensor, eps: Float) -> (output: Tensor, rstd: Tensor) {
+        precondition(weight.count == x.rowLength, "rmsNorm: weight \(weight.shape) does not match rows of x \(x.shape)")
+        var y = Tensor(zeros: x.shape), rstd = Tensor(zeros: [x.rowCount])
+        x.withUnsafeBufferPointer { xp in
+            weight.withUnsafeBufferPointer { gp in
+                y.withUnsafeMutableBufferPointer { yp in
+                    rstd.withUnsafeMutableBufferPointer { rp in
+                        ck_rmsnorm_fwd(xp.baseAddress, gp.baseAddress, Int32(x.rowCount), Int32(x.rowLength), eps,
+                                       yp.baseAddress, rp.baseAddress)
+                    }
+                }
+            }
+        }
+        return (y, rstd)
+    }
+
+    /// dx of rmsNorm; when `weightGradient` is given, dL/dweight is added into it.
+    public static func rmsNormBackward(_ dy: Tensor, x: Tensor, weight: Tensor, rstd: Tensor,
+                                       weightGradient: Tensor? = nil) -> Tensor {
+        sameShape(dy, x, "rmsNormBackward")
+        precondition(weight.count == x.rowLength && rstd.count == x.rowCount,
+                     "rmsNormBackward: weight \(weight.shape) / rstd \(rstd.shape) do not match x \(x.shape)")
+        var dx = Tensor(zeros: x.shape)
+        var dg = weightGradient
+        if let dg { precondition(dg.count == x.rowLength, "rmsNormBackward: weightGradient \(dg.shape) for x \(x.shape)") }
+        dy.withUnsafeBufferPointer { dyp in
+            x.withUnsafeBufferPointer { xp in
+                weight.withUnsafeBufferPointer { gp in
+                    rstd.withUnsafeBufferPointer { rp in
+                        dx.withUnsafeMutableBufferPointer { dxp in
+                            func run(_ dgp: UnsafeMutablePointer<Float>?) {
+                                ck_rmsnorm_bwd(dyp.baseAddress, xp.baseAddress, gp.baseAddress, rp.baseAddress,
+                                               Int32(x.rowCount), Int32(x.rowLength), dxp.baseAddress, dgp)
+                            }
+                            if dg != nil { dg!.withUnsafeMutableBufferPointer { run($0.baseAddress) } } else { run(nil) }
+                        }
+                    }
+                }
+            }
+        }
+        return dx
+    }
+
+    /// Rotates `x` [tokens, heads, headDim] in place (its storage is shared with the caller).
+    /// `inverse` applies the opposite rotation: the backward of the forward one.
+    public static func rope(_ x: Tensor, positions: [Int32], theta: Float, rotaryDims: Int, layout: RoPELayout,
+                            inverse: Bool = false) {
+        precondition(x.rank == 3 && positions.count == x.shape[0] && rotaryDims <= x.shape[2] && rotaryDims % 2 == 0,
+                     "rope: x \(x.shape) needs [tokens, heads, headDim] with \(positions.count) positions and even rotaryDims \(rotaryDims) <= headDim")
+        var view = x
+        view.withUnsafeMutableBufferPointer { xp in
+            let rotate = inverse ? ck_rope_bwd : ck_rope_fwd
+            rotate(xp.baseAddress, Int32(x.shape[0]), Int32(x.shape[1]), Int32(x.shape[2]), Int32(rotaryDims), positions,
+                   theta, layout.cValue)
+        }
+    }
+
+    /// Causal softmax of scores [queries, keys] in place: query i sees keys <= i + offset.
+    public static func causalSoftmax(_ scores: Tensor, offset: Int, scale: Float) {
+        precondition(scores.rank == 2, "causalSoftmax: expected [queries, keys], got \(scores.shape)")
+        var view = scores
+        view.withUnsafeMutableBufferPointer {
+            ck_softmax_causal_fwd($0.baseAddress, Int32(scores.shape[0]), Int32(scores.shape[1]), Int32(offset), scale)
+        }
+    }
+
+    /// Gradient with respect to the scaled scores, given the probabilities and dL/dP.
+    public static func softmaxBackward(probabilities p: Tensor, gradient dp: Tensor) -> Tensor {
+        sameShape(p, dp, "softmaxBackward")
+        var ds = Tensor(zeros: p.shape)
+        p.withUnsafeBufferPointer { pp in
+            dp.withUnsafeBufferPointer { dpp in
+                ds.withUnsafeMutableBufferPointer {
+                    ck_softmax_bwd(pp.baseAddress, dpp.baseAddress, Int32(p.rowCount), Int32(p.rowLength), $0.baseAddress)
+                }
+            }
+        }
+        return ds
+    }
+
+    /// silu(gate) ⊙ up.
+    public static func swiglu(gate: Tensor, up: Tensor) -> Tensor {
+        sameShape(gate, up, "swiglu")
+        var m = Tensor(zeros: gate.shape)
+        gate.withUnsafeBufferPointer { ap in
+            up.withUnsafeBufferPointer { bp in
+                m.withUnsafeMutableBufferPointer { ck_swiglu_fwd(ap.baseAddress, bp.baseAddress, Int64(gate.count), $0.baseAddress) }
+            }
+        }
+        return m
+    }
+
+    public static func swigluBackward(_ dm: Tensor, gate: Tensor, up: Tensor) -> (gate: Tensor, up: Tensor) {
+        sameShape(gate, up, "swigluBackward")
+        sameShape(dm, gate, "swigluBackward")
+        var da = Tensor(zeros: gate.shape), db = Tensor(zeros: gate.shape)
+        gate.withUnsafeBufferPointer { ap in
+            up.withUnsafeBufferPointer { bp in
+                dm.withUnsafeBufferPointer { dmp in
+                    da.withUnsafeMutableBufferPointer { dap in
+                        db.withUnsafeMutableBufferPointer {
+                            ck_swiglu_bwd(ap.baseAddress, bp.baseAddress, dmp.baseAddress, Int64(gate.count), dap.baseAddress,
+                                          $0.baseAddress)
+                        }
+                    }
+                }
+            }
+        }
+        return (da, db)
+    }
+
+    /// Mean cross-entropy of logits [tokens, vocab] against targets (negative = ignored),
+    /// with what the backward needs. `counted` is 0 when every target is ignored.
+    public static func crossEntropy(logits: Tensor, targets: [Int32]) -> (loss: Float, counted: Int, logSumExp: Tensor) {
+        precondition(logits.rank == 2 && targets.count == logits.shape[0],
+                     "crossEntropy: logits \(logits.shape) need one target per row, got \(targets.count)")
+        precondition(targets.allSatisfy { $0 < Int32(logits.shape[1]) },
+                     "crossEntropy: a target is outside the vocabulary of \(logits.shape[1])")
+        var losses = Tensor(zeros: [logits.shape[0]]), lse = Tensor(zeros: [logits.shape[0]])
+        let counted = logits.withUnsafeBufferPointer { zp in
+            losses.withUnsafeMutableBufferPointer { lp in
+                lse.withUnsafeMutableBufferPointer {
+                    ck_cross_entropy_fwd(zp.baseAddress, targets, Int32(logits.shape[0]), Int32(logits.shape[1]), lp.baseAddress,
+                                         $0.baseAddress)
+                }
+            }
+        }
+        let total = losses.withUnsafeBufferPointer { $0.reduce(0, +) }
+        return (counted > 0 ? total / Float(counted) : 0, Int(counted), lse)
+    }
+
+    /// dL/dlogits = (softmax − onehot) · scale on counted rows (scale 1/counted for the mean).
+    public static func crossEntropyBackward(logits: Tensor, targets: [Int32], logSumExp: Tensor, scale: Float) -> Tensor {
+        precondition(logits.rank == 2 && targets.count == logits.shape[0] && logSumExp.count == logits.shape[0],
+                     "crossEntropyBackward: logits \(logits.shape), \(targets.count) targets, lse \(logSumExp.shape)")
+        var dz = Tensor(zeros: logits.shape)
+        logits.withUnsafeBufferPointer { zp in
+            logSumExp.withUnsafeBufferPointer { lp in
+                dz.withUnsafeMutableBufferPointer {
+                    ck_cross_entropy_bwd(zp.baseAddress, targets, lp.baseAddress, Int32(logits.shape[0]), Int32(logits.shape[1]),
+                                         scale, $0.baseAddress)
+                }
+            }
+        }
+        return dz
+    }
+}

@@ -1,0 +1,86 @@
+/// A dense f32 tensor, row-major.
+///
+/// Tensors are views onto shared storage: copying a `Tensor` value or taking `rows(_:)`
+/// does not copy elements, and writes through one view are seen by the others (as with
+/// PyTorch tensors). `copy()` makes an independent tensor.
+public struct Tensor: Sendable {
+    let buffer: AlignedBuffer
+    /// Offset of the first element, in elements.
+    let offset: Int
+    public let shape: [Int]
+
+    public var count: Int { shape.reduce(1, *) }
+    public var rank: Int { shape.count }
+    /// Size of the last dimension: the length of a row.
+    public var rowLength: Int { shape.last ?? 1 }
+    /// Number of rows: every dimension but the last, flattened.
+    public var rowCount: Int { shape.dropLast().reduce(1, *) }
+
+    /// A tensor of zeros.
+    public init(zeros shape: [Int]) {
+        precondition(shape.allSatisfy { $0 >= 0 }, "Tensor: negative dimension in \(shape)")
+        let count = shape.reduce(1, *)
+        buffer = AlignedBuffer(byteCount: count * MemoryLayout<Float>.stride)
+        offset = 0
+        self.shape = shape
+    }
+
+    public init(shape: [Int], values: [Float]) throws(LoRAError) {
+        guard shape.allSatisfy({ $0 >= 0 }), shape.reduce(1, *) == values.count else {
+            throw .valueCountMismatch(shape: shape, count: values.count)
+        }
+        self.init(zeros: shape)
+        withUnsafeMutableBufferPointer { _ = $0.initialize(from: values) }
+    }
+
+    init(buffer: AlignedBuffer, offset: Int, shape: [Int]) {
+        self.buffer = buffer
+        self.offset = offset
+        self.shape = shape
+    }
+
+    /// The elements, copied out in row-major order.
+    public var scalars: [Float] { withUnsafeBufferPointer { Array($0) } }
+
+    /// Rows `range` along the first dimension, without copying.
+    public func rows(_ range: Range<Int>) -> Tensor {
+        precondition(rank >= 1 && range.lowerBound >= 0 && range.upperBound <= shape[0],
+                     "Tensor.rows: \(range) out of the first dimension of \(shape)")
+        let rowSize = shape.dropFirst().reduce(1, *)
+        return Tensor(buffer: buffer, offset: offset + range.lowerBound * rowSize,
+                      shape: [range.count] + shape.dropFirst())
+    }
+
+    /// The same elements under another shape with the same count, without copying.
+    public func reshaped(_ newShape: [Int]) -> Tensor {
+        precondition(newShape.reduce(1, *) == count, "Tensor.reshaped: \(shape) cannot become \(newShape)")
+        return Tensor(buffer: buffer, offset: offset, shape: newShape)
+    }
+
+    /// An independent copy of the elements.
+    public func copy() -> Tensor {
+        var result = Tensor(zeros: shape)
+        withUnsafeBufferPointer { source in
+            result.withUnsafeMutableBufferPointer { _ = $0.initialize(from: source) }
+        }
+        return result
+    }
+
+    /// Read access to the elements; the pointer is valid only inside `body`.
+    public func withUnsafeBufferPointer<R>(_ body: (UnsafeBufferPointer<Float>) throws -> R) rethrows -> R {
+        let base = buffer.pointer.assumingMemoryBound(to: Float.self) + offset
+        return try body(UnsafeBufferPointer(start: base, count: count))
+    }
+
+    /// Write access to the elements (shared with every view of the same storage).
+    public mutating func withUnsafeMutableBufferPointer<R>(
+        _ body: (UnsafeMutableBufferPointer<Float>) throws -> R
+    ) rethrows -> R {
+        let base = buffer.pointer.assumingMemoryBound(to: Float.self) + offset
+        return try body(UnsafeMutableBufferPointer(start: base, count: count))
+    }
+}
+
+extension Tensor: CustomStringConvertible {
+    public var description: String { "Tensor\(shape)" }
+}
