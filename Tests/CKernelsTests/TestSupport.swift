@@ -32,7 +32,10 @@ func withKernels<T>(isa: ck_isa, threads: Int = 2, _ body: () throws -> T) rethr
         _ = ck_set_isa(ck_best_isa())
         ck_set_num_threads(previousThreads)
     }
-    return try body()
+    let result = try body()
+    // A concurrent test that switched the path would make this run meaningless: fail loudly.
+    #expect(ck_get_isa() == isa && ck_get_num_threads() == Int32(threads), "kernel settings changed during the test")
+    return result
 }
 
 /// Largest |a - b| / scale over paired elements, reported with the test's name so the

@@ -1,0 +1,128 @@
+import CKernels
+import Foundation
+import LoRACore
+import XCTest
+
+/// Kernel throughput, printed as one JSON object per line:
+/// `swift test -c release --filter KernelBenchmarks`. Each figure is verified first and
+/// set against a baseline measured in the same run.
+final class KernelBenchmarks: XCTestCase {
+    static let suite = "kernels"
+    /// SmolLM2-135M's projection shapes (K x N) and one Llama-2-7B MLP shape.
+    static let shapes: [(k: Int, n: Int)] = [(576, 1536), (1536, 576), (576, 576), (4096, 11008)]
+
+    func emit(_ name: String, _ value: Double, unit: String, baseline: String, baselineValue: Double) {
+        let fields: [(String, String)] = [
+            ("suite", "\"\(Self.suite)\""), ("name", "\"\(name)\""), ("value", format(value)), ("unit", "\"\(unit)\""),
+            ("baseline", "\"\(baseline)\""), ("baseline_value", format(baselineValue)), ("ratio", format(value / baselineValue)),
+        ]
+        print("{" + fields.map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",") + "}")
+        fflush(nil)  // flush every stream: stdout itself is shared mutable state to Swift 6
+    }
+
+    func format(_ v: Double) -> String { String(format: "%.4g", v) }
+
+    /// Best wall time of `body` over at least 3 runs and at least `budget` seconds.
+    func bestTime(budget: Double = 0.6, _ body: () -> Void) -> Double {
+        body()  // warm caches and lazily built state
+        var best = Double.infinity, spent = 0.0, runs = 0
+        while runs < 3 || spent < budget {
+            let start = DispatchTime.now().uptimeNanoseconds
+            body()
+            let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+            best = min(best, elapsed)
+            spent += elapsed
+            runs += 1
+        }
+        return best
+    }
+
+    func random(_ shape: [Int], seed: UInt64) -> Tensor {
+        var state = seed
+        var t = Tensor(zeros: shape)
+        t.withUnsafeMutableBufferPointer { p in
+            for i in p.indices {
+                state = state &* 6364136223846793005 &+ 1442695040888963407
+                p[i] = Float(Int64(bitPattern: state >> 11) % 2001) / 1000 - 1
+            }
+        }
+        return t
+    }
+
+    /// OpenBLAS's own threaded sgemm on the f32 problem: the baseline every fused product is
+    /// set against (C[m,n] = A[m,k] · op(B)).
+    func openBLASSeconds(m: Int, n: Int, k: Int, a: Tensor, b: Tensor, transposeB: Bool) -> Double {
+        var c = Tensor(zeros: [m, n])
+        let threads = Int32(KernelRuntime.threads)
+        return bestTime {
+            a.withUnsafeBufferPointer { ap in
+                b.withUnsafeBufferPointer { bp in
+                    c.withUnsafeMutableBufferPointer { cp in
+                        let status = ck_sgemm_openblas_threaded(0, transposeB ? 1 : 0, Int32(m), Int32(n), Int32(k), 1, ap.baseAddress,
+                                                                Int32(k), bp.baseAddress, Int32(transposeB ? k : n), 0, cp.baseAddress,
+                                                                Int32(n), threads)
+                        precondition(status == CK_OK)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Worst |int8 - exact| over the output, relative to the output's largest magnitude.
+    func relativeError(_ got: Tensor, _ exact: Tensor) -> Float {
+        let g = got.scalars, e = exact.scalars
+        let scale = e.map(abs).max() ?? 1
+        return zip(g, e).map { abs($0 - $1) }.max()! / scale
+    }
+
+    func testGemmInt8() {
+        print("# \(KernelRuntime.instructionSet.rawValue), \(KernelRuntime.threads) threads, \(KernelRuntime.blasBackend)")
+        for m in [512, 2048] {
+            for (k, n) in Self.shapes {
+                let w = QuantizedWeight(quantizing: random([n, k], seed: 1))
+                let wF32 = w.dequantized()
+                let x = random([m, k], seed: 2), dy = random([m, n], seed: 3)
+                let flops = 2.0 * Double(m) * Double(n) * Double(k)
+                let shape = "\(m)x\(k)x\(n)"
+
+                let y = Kernels.matmul(x, w)
+                let yExact = Kernels.matmul(x, wF32, transposeB: true)
+                XCTAssertLessThan(relativeError(y, yExact), 0.02, "forward \(shape)")
+                let dx = Kernels.matmulBackwardData(dy, w)
+                let dxExact = Kernels.matmul(dy, wF32)
+                XCTAssertLessThan(relativeError(dx, dxExact), 0.02, "backward \(shape)")
+
+                let forward = bestTime { _ = Kernels.matmul(x, w) }
+                let forwardBase = openBLASSeconds(m: m, n: n, k: k, a: x, b: wF32, transposeB: true)
+                emit("gemm_int8_fwd_\(shape)", flops / forward / 1e9, unit: "GFLOP/s", baseline: "openblas_sgemm",
+                     baselineValue: flops / forwardBase / 1e9)
+                let backward = bestTime { _ = Kernels.matmulBackwardData(dy, w) }
+                let backwardBase = openBLASSeconds(m: m, n: k, k: n, a: dy, b: wF32, transposeB: false)
+                emit("gemm_int8_bwd_data_\(shape)", flops / backward / 1e9, unit: "GFLOP/s", baseline: "openblas_sgemm",
+                     baselineValue: flops / backwardBase / 1e9)
+            }
+        }
+    }
+
+    func testGemvInt8() {
+        let copyBytes = 1 << 30  // 1 GiB: far past the 260 MiB L3, so this is DRAM bandwidth
+        let source = UnsafeMutableRawPointer.allocate(byteCount: copyBytes, alignment: 64)
+        let destination = UnsafeMutableRawPointer.allocate(byteCount: copyBytes, alignment: 64)
+        defer { source.deallocate(); destination.deallocate() }
+        memset(source, 1, copyBytes)
+        memset(destination, 0, copyBytes)
+        let copySeconds = bestTime(budget: 1) { memcpy(destination, source, copyBytes) }
+        // STREAM's convention: a copy moves its bytes twice (read + write)
+        let copyRate = 2 * Double(copyBytes) / copySeconds / 1e9
+
+        for (k, n) in Self.shapes {
+            let w = QuantizedWeight(quantizing: random([n, k], seed: 4))
+            let x = random([1, k], seed: 5)
+            let y = Kernels.matmul(x, w)
+            XCTAssertLessThan(relativeError(y, Kernels.matmul(x, w, activations: .f32)), 0.02, "gemv \(k)x\(n)")
+            let seconds = bestTime(budget: 0.3) { _ = Kernels.matmul(x, w) }
+            emit("gemv_int8_1x\(k)x\(n)", Double(w.byteCount) / seconds / 1e9, unit: "GB/s", baseline: "memcpy",
+                 baselineValue: copyRate)
+        }
+    }
+}

@@ -1,0 +1,10 @@
+import ArgumentParser
+
+@main
+struct Lora: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "lora",
+        abstract: "Load Llama-family chat models, fine-tune LoRA adapters on int8 weights, measure the result.",
+        subcommands: [KernelsCommand.self]
+    )
+}
