@@ -22,6 +22,10 @@ func supportedISAs() -> [ck_isa] {
     [CK_ISA_SCALAR, CK_ISA_AVX2, CK_ISA_AVX512_VNNI].filter { ck_isa_supported($0) != 0 }
 }
 
+/// Every suite that forces a CPU path or thread count nests in this one: the dispatch
+/// table is process-wide, and `.serialized` reaches nested suites, not sibling ones.
+@Suite(.serialized) enum KernelSettingsTests {}
+
 /// Runs `body` with the dispatch table forced to `isa` and `threads` threads, then
 /// restores the defaults. Kernel tests share global dispatch state, so they are serialized.
 func withKernels<T>(isa: ck_isa, threads: Int = 2, _ body: () throws -> T) rethrows -> T {
