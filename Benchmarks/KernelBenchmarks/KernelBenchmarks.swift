@@ -37,18 +37,6 @@ final class KernelBenchmarks: XCTestCase {
         return best
     }
 
-    func random(_ shape: [Int], seed: UInt64) -> Tensor {
-        var state = seed
-        var t = Tensor(zeros: shape)
-        t.withUnsafeMutableBufferPointer { p in
-            for i in p.indices {
-                state = state &* 6364136223846793005 &+ 1442695040888963407
-                p[i] = Float(Int64(bitPattern: state >> 11) % 2001) / 1000 - 1
-            }
-        }
-        return t
-    }
-
     /// OpenBLAS's own threaded sgemm on the f32 problem: the baseline every fused product is
     /// set against (C[m,n] = A[m,k] · op(B)).
     func openBLASSeconds(m: Int, n: Int, k: Int, a: Tensor, b: Tensor, transposeB: Bool) -> Double {
@@ -79,9 +67,9 @@ final class KernelBenchmarks: XCTestCase {
         print("# \(KernelRuntime.instructionSet.rawValue), \(KernelRuntime.threads) threads, \(KernelRuntime.blasBackend)")
         for m in [512, 2048] {
             for (k, n) in Self.shapes {
-                let w = QuantizedWeight(quantizing: random([n, k], seed: 1))
+                let w = QuantizedWeight(quantizing: Tensor.uniform([n, k], seed: 1))
                 let wF32 = w.dequantized()
-                let x = random([m, k], seed: 2), dy = random([m, n], seed: 3)
+                let x = Tensor.uniform([m, k], seed: 2), dy = Tensor.uniform([m, n], seed: 3)
                 let flops = 2.0 * Double(m) * Double(n) * Double(k)
                 let shape = "\(m)x\(k)x\(n)"
 
@@ -116,8 +104,8 @@ final class KernelBenchmarks: XCTestCase {
         let copyRate = 2 * Double(copyBytes) / copySeconds / 1e9
 
         for (k, n) in Self.shapes {
-            let w = QuantizedWeight(quantizing: random([n, k], seed: 4))
-            let x = random([1, k], seed: 5)
+            let w = QuantizedWeight(quantizing: Tensor.uniform([n, k], seed: 4))
+            let x = Tensor.uniform([1, k], seed: 5)
             let y = Kernels.matmul(x, w)
             XCTAssertLessThan(relativeError(y, Kernels.matmul(x, w, activations: .f32)), 0.02, "gemv \(k)x\(n)")
             let seconds = bestTime(budget: 0.3) { _ = Kernels.matmul(x, w) }

@@ -29,9 +29,9 @@ struct KernelsCommand: ParsableCommand {
         }
         // SmolLM2-135M: q/o [576, 576], k/v [192, 576], gate/up [1536, 576], down [576, 1536]
         for (name, rows, cols) in [("q_proj", 576, 576), ("k_proj", 192, 576), ("up_proj", 1536, 576), ("down_proj", 576, 1536)] {
-            let weight = Self.random([rows, cols], seed: UInt64(rows * cols))
+            let weight = Tensor.uniform([rows, cols], seed: UInt64(rows * cols))
             let quantized = QuantizedWeight(quantizing: weight)
-            let x = Self.random([tokens, cols], seed: 7)
+            let x = Tensor.uniform([tokens, cols], seed: 7)
             let exact = Kernels.matmul(x, weight, transposeB: true)
             let seconds = Self.bestTime { _ = Kernels.matmul(x, quantized) }
             let y = Kernels.matmul(x, quantized)
@@ -41,15 +41,6 @@ struct KernelsCommand: ParsableCommand {
             print(String(format: "%-10@ [%4d, %4d]  int8 GEMM %6.1f GFLOP/s   GEMV %6.1f µs   max |int8 - f32| %.4f",
                          name as NSString, rows, cols, gflops, decode * 1e6, error))
         }
-    }
-
-    static func random(_ shape: [Int], seed: UInt64) -> Tensor {
-        var state = seed
-        let values = (0..<shape.reduce(1, *)).map { _ -> Float in
-            state = state &* 6364136223846793005 &+ 1442695040888963407
-            return Float(Int64(bitPattern: state >> 11) % 2001) / 1000 - 1
-        }
-        return try! Tensor(shape: shape, values: values)
     }
 
     static func bestTime(_ body: () -> Void) -> Double {

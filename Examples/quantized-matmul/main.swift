@@ -3,18 +3,9 @@
 import LoRACore
 
 let rows = 256, cols = 576, tokens = 8
-func random(_ shape: [Int], seed: UInt64) -> Tensor {
-    var state = seed
-    let values = (0..<shape.reduce(1, *)).map { _ -> Float in
-        state = state &* 6364136223846793005 &+ 1442695040888963407
-        return Float(Int64(bitPattern: state >> 11) % 2001) / 1000 - 1
-    }
-    return try! Tensor(shape: shape, values: values)
-}
-
-let weight = random([rows, cols], seed: 1)                 // [out, in], as checkpoints store it
+let weight = Tensor.uniform([rows, cols], seed: 1)                 // [out, in], as checkpoints store it
 let int8Weight = QuantizedWeight(quantizing: weight)
-let x = random([tokens, cols], seed: 2)                    // [tokens, in]
+let x = Tensor.uniform([tokens, cols], seed: 2)                    // [tokens, in]
 
 let y = Kernels.matmul(x, int8Weight)             // [tokens, out], int8 activations
 let yExact = Kernels.matmul(x, weight, transposeB: true)

@@ -43,9 +43,7 @@ extension KernelSettingsTests {
                 let got = withKernels(isa: isa) { gemmQ8(x, m: shape.m, k: shape.k, w.packed, n: shape.n, mode: CK_ACT_INT8) }
                 let (exact, magnitude) = referenceProduct(x, m: shape.m, k: shape.k, w.dequantized, n: shape.n)
                 let kb = Int(ck_q8_blocks_per_row(Int32(shape.k)))
-                var q = [Int8](repeating: 0, count: shape.m * kb * 32)
-                var d = [Float](repeating: 0, count: shape.m * kb)
-                ck_quantize_act_ref(x, Int32(shape.m), Int32(shape.k), &q, &d)
+                let d = activationScales(x, m: shape.m, k: shape.k)
                 for i in 0..<shape.m {
                     for o in 0..<shape.n {
                         // Rounding x to the grid of its block moves it by at most d/2, so the
@@ -111,9 +109,7 @@ extension KernelSettingsTests {
                 var wTransposedExact = [Float](repeating: 0, count: shape.k * shape.n)
                 for o in 0..<shape.n { for kk in 0..<shape.k { wTransposedExact[kk * shape.n + o] = w.dequantized[o * shape.k + kk] } }
                 let (exact, magnitude) = referenceProduct(dy, m: shape.m, k: shape.n, wTransposedExact, n: shape.k)
-                var q = [Int8](repeating: 0, count: shape.m * nb * 32)
-                var d = [Float](repeating: 0, count: shape.m * nb)
-                ck_quantize_act_ref(dy, Int32(shape.m), Int32(shape.n), &q, &d)
+                let d = activationScales(dy, m: shape.m, k: shape.n)
                 for i in 0..<shape.m {
                     for kk in 0..<shape.k {
                         var bound = Double(nb + 1) * 1.2e-7 * magnitude[i * shape.k + kk]
@@ -133,11 +129,10 @@ extension KernelSettingsTests {
 
         @Test func exactBackwardDataMatchesFiniteDifferences() {
             // L(x) = sum(r ⊙ (x W^T)); dL/dx = r · W is what the backward-data kernel computes.
-            var worst = 0.0
             for shape in gemmShapes where shape.m * shape.k <= 2000 {
                 var rng = SeededRandom(seed: 13)
                 let w = PackedWeights(rows: shape.n, cols: shape.k, rng: &rng)
-                var x = rng.floats(shape.m * shape.k)
+                let x = rng.floats(shape.m * shape.k)
                 let r = rng.floats(shape.m * shape.n)
                 var dx = [Float](repeating: .nan, count: shape.m * shape.k)
                 var workspace = [UInt8](repeating: 0, count: ck_gemm_q8_bwd_f32_workspace_size(Int32(shape.n), Int32(shape.k)))
@@ -145,27 +140,10 @@ extension KernelSettingsTests {
                     ck_gemm_q8_bwd_f32(r, Int32(shape.m), Int32(shape.n), w.packed, Int32(shape.k), &dx, ws.baseAddress, ws.count)
                 }
                 #expect(status == CK_OK)
-                func loss(_ x: [Float]) -> Double {
-                    let y = gemmQ8(x, m: shape.m, k: shape.k, w.packed, n: shape.n, mode: CK_ACT_F32)
-                    return zip(y, r).reduce(0) { $0 + Double($1.0) * Double($1.1) }
-                }
-                let h: Float = 1e-2
-                for index in stride(from: 0, to: x.count, by: max(1, x.count / 40)) {
-                    let saved = x[index]
-                    x[index] = saved + h
-                    let up = loss(x)
-                    x[index] = saved - h
-                    let down = loss(x)
-                    x[index] = saved
-                    let numeric = (up - down) / Double(2 * h)
-                    // L is linear in x: the difference quotient is exact but for f32 rounding of
-                    // the two losses (|L| · eps / h).
-                    let tolerance = 1e-3 * (1 + abs(numeric))
-                    #expect(abs(numeric - Double(dx[index])) <= tolerance, "\(shape) index \(index)")
-                    worst = max(worst, abs(numeric - Double(dx[index])) / (1 + abs(numeric)))
+                checkGradient(x, dx, "backward-data \(shape)") { x in
+                    weightedSum(gemmQ8(x, m: shape.m, k: shape.k, w.packed, n: shape.n, mode: CK_ACT_F32), r)
                 }
             }
-            report("backward-data vs finite differences (relative)", worst)
         }
 
         @Test(arguments: supportedISAs())

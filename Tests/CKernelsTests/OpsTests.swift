@@ -2,33 +2,6 @@ import CKernels
 import Foundation
 import Testing
 
-/// Central differences of `loss` at sampled coordinates of `x` against `analytic`.
-/// With f32 kernels and h = 1e-2 the quotient is off by O(h²) truncation plus
-/// eps·|L|/h rounding: about 1e-4 for the sizes here, so 2e-3·(1+|g|) has margin
-/// without hiding a wrong formula (those are off by O(|g|)).
-func checkGradient(_ x: [Float], _ analytic: [Float], _ label: String, loss: ([Float]) -> Double) {
-    var x = x
-    var worst = 0.0
-    let h: Float = 1e-2
-    for index in stride(from: 0, to: x.count, by: max(1, x.count / 60)) {
-        let saved = x[index]
-        x[index] = saved + h
-        let up = loss(x)
-        x[index] = saved - h
-        let down = loss(x)
-        x[index] = saved
-        let numeric = (up - down) / Double(2 * h)
-        let error = abs(numeric - Double(analytic[index])) / (1 + abs(numeric))
-        #expect(error <= 2e-3, "\(label) index \(index): numeric \(numeric) analytic \(analytic[index])")
-        worst = max(worst, error)
-    }
-    report("\(label) gradient vs finite differences", worst)
-}
-
-func weightedSum(_ y: [Float], _ r: [Float]) -> Double {
-    zip(y, r).reduce(0) { $0 + Double($1.0) * Double($1.1) }
-}
-
 @Suite(.serialized) struct OpsTests {
     @Test(arguments: [(1, 7), (3, 64), (5, 577), (40, 576)])
     func rmsNorm(shape: (t: Int, d: Int)) {

@@ -2,18 +2,9 @@ import Foundation
 import LoRACore
 import Testing
 
-func randomTensor(_ shape: [Int], seed: UInt64) -> Tensor {
-    var state = seed
-    let values = (0..<shape.reduce(1, *)).map { _ -> Float in
-        state = state &* 6364136223846793005 &+ 1442695040888963407
-        return Float(Int64(bitPattern: state >> 11) % 2001) / 1000 - 1
-    }
-    return try! Tensor(shape: shape, values: values)
-}
-
 @Suite struct QuantizedWeightTests {
     @Test func q8_0BlocksRoundTripBitForBit() throws {
-        let w = QuantizedWeight(quantizing: randomTensor([37, 70], seed: 1))
+        let w = QuantizedWeight(quantizing: Tensor.uniform([37, 70], seed: 1))
         #expect(w.blocksPerRow == 3)
         let blocks = w.q8_0Blocks()
         #expect(blocks.count == 37 * 3 * 34)
@@ -30,8 +21,8 @@ func randomTensor(_ shape: [Int], seed: UInt64) -> Tensor {
     }
 
     @Test func matmulAgreesWithTheDequantizedF32Product() {
-        let w = QuantizedWeight(quantizing: randomTensor([50, 96], seed: 2))
-        let x = randomTensor([7, 96], seed: 3)
+        let w = QuantizedWeight(quantizing: Tensor.uniform([50, 96], seed: 2))
+        let x = Tensor.uniform([7, 96], seed: 3)
         let exact = Kernels.matmul(x, w.dequantized(), transposeB: true)
         let f32 = Kernels.matmul(x, w, activations: .f32)
         let int8 = Kernels.matmul(x, w)
@@ -45,8 +36,8 @@ func randomTensor(_ shape: [Int], seed: UInt64) -> Tensor {
     }
 
     @Test func backwardDataAgreesWithTheTransposedProduct() {
-        let w = QuantizedWeight(quantizing: randomTensor([40, 70], seed: 4))
-        let dy = randomTensor([5, 40], seed: 5)
+        let w = QuantizedWeight(quantizing: Tensor.uniform([40, 70], seed: 4))
+        let dy = Tensor.uniform([5, 40], seed: 5)
         let exact = Kernels.matmul(dy, w.dequantized())
         let f32 = Kernels.matmulBackwardData(dy, w, activations: .f32)
         let int8 = Kernels.matmulBackwardData(dy, w)
@@ -56,8 +47,8 @@ func randomTensor(_ shape: [Int], seed: UInt64) -> Tensor {
     }
 
     @Test func matmulKeepsLeadingDimensions() {
-        let w = QuantizedWeight(quantizing: randomTensor([16, 32], seed: 6))
-        let x = randomTensor([2, 3, 32], seed: 7)
+        let w = QuantizedWeight(quantizing: Tensor.uniform([16, 32], seed: 6))
+        let x = Tensor.uniform([2, 3, 32], seed: 7)
         #expect(Kernels.matmul(x, w).shape == [2, 3, 16])
     }
 
@@ -80,7 +71,7 @@ func randomTensor(_ shape: [Int], seed: UInt64) -> Tensor {
     }
 
     @Test func opsRunThroughTheWrappers() {
-        let x = randomTensor([4, 2, 8], seed: 8)
+        let x = Tensor.uniform([4, 2, 8], seed: 8)
         let before = x.copy()
         Kernels.rope(x, positions: [0, 1, 2, 3], theta: 10_000, rotaryDims: 8, layout: .halves)
         #expect(x.rows(0..<1).scalars == before.rows(0..<1).scalars)  // position 0 is the identity
