@@ -21,9 +21,11 @@ typedef struct {
     int kb;
 } ck_act_q8;
 
-// Computes Y[m0:m1, columns of panels p0:p1] (columns >= n not written).
+// Computes Y[m0:m1, columns of panels p0:p1] over K blocks [b0, b1) (columns >= n not
+// written); with b0 > 0 it continues the sums already in Y, so K can be split into
+// L1-sized chunks without changing a single rounding.
 typedef void (*ck_q8_tile_fn)(const ck_act_q8 *x, int m0, int m1, const ck_panel_block *w, int p0,
-                              int p1, int n, float *y, int ldy);
+                              int p1, int b0, int b1, int n, float *y, int ldy);
 // Quantizes one row of k values into kb blocks (zero-padded tail).
 typedef void (*ck_quantize_act_row_fn)(const float *x, int k, int8_t *q, float *d, int32_t *s);
 
@@ -35,14 +37,14 @@ typedef struct {
 extern ck_dispatch_table ck_kernels;
 
 // Per-ISA kernel sets (a path's symbols exist on every build; they run only when chosen).
-void ck_q8_tile_scalar(const ck_act_q8 *x, int m0, int m1, const ck_panel_block *w, int p0, int p1,
+void ck_q8_tile_scalar(const ck_act_q8 *x, int m0, int m1, const ck_panel_block *w, int p0, int p1, int b0, int b1,
                        int n, float *y, int ldy);
 void ck_quantize_act_row_scalar(const float *x, int k, int8_t *q, float *d, int32_t *s);
-void ck_q8_tile_avx2(const ck_act_q8 *x, int m0, int m1, const ck_panel_block *w, int p0, int p1,
+void ck_q8_tile_avx2(const ck_act_q8 *x, int m0, int m1, const ck_panel_block *w, int p0, int p1, int b0, int b1,
                      int n, float *y, int ldy);
 void ck_quantize_act_row_avx2(const float *x, int k, int8_t *q, float *d, int32_t *s);
 void ck_q8_tile_avx512_vnni(const ck_act_q8 *x, int m0, int m1, const ck_panel_block *w, int p0,
-                            int p1, int n, float *y, int ldy);
+                            int p1, int b0, int b1, int n, float *y, int ldy);
 void ck_quantize_act_row_avx512(const float *x, int k, int8_t *q, float *d, int32_t *s);
 
 // Single-threaded f32 GEMM (OpenBLAS or the plain fallback), for use inside OpenMP workers.

@@ -6,6 +6,7 @@
 #include "include/ck_quant.h"
 
 #define M_CHUNK 64       // rows of X per job: X's int8 tile stays in L2 across panels
+#define K_CHUNK 24       // K blocks per pass: a 2-panel weight tile (27 KB) stays in L1
 #define F32_CHUNK 64     // weight rows (or columns) dequantized per step of the f32 paths
 #define PARALLEL_MIN_MACS (1L << 18)  // below this an OpenMP fork costs more than it saves
 
@@ -63,23 +64,24 @@ void ck_quantize_act_ref(const float *x, int m, int k, int8_t *q, float *d) {
         ck_quantize_act_row_scalar(x + (size_t)i * k, k, q + (size_t)i * kb * CK_QK, d + (size_t)i * kb, s);
 }
 
-void ck_q8_tile_scalar(const ck_act_q8 *x, int m0, int m1, const ck_panel_block *w, int p0, int p1,
-                       int n, float *y, int ldy) {
+void ck_q8_tile_scalar(const ck_act_q8 *x, int m0, int m1, const ck_panel_block *w, int p0, int p1, int b0,
+                       int b1, int n, float *y, int ldy) {
     const int kb = x->kb;
     for (int i = m0; i < m1; i++) {
         const int8_t *xq = x->q + (size_t)i * kb * CK_QK;
         const float *xd = x->d + (size_t)i * kb;
         for (int p = p0; p < p1; p++) {
             for (int r = 0; r < CK_PANEL && p * CK_PANEL + r < n; r++) {
-                float acc = 0;
-                for (int b = 0; b < kb; b++) {
+                float *out = &y[(size_t)i * ldy + p * CK_PANEL + r];
+                float acc = b0 > 0 ? *out : 0.0f;
+                for (int b = b0; b < b1; b++) {
                     const ck_panel_block *blk = &w[(size_t)p * kb + b];
                     int32_t dot = 0;
                     for (int j = 0; j < CK_QK; j++)
                         dot += (blk->q[j / 4][r][j % 4] - 128) * xq[b * CK_QK + j];
                     acc = fmaf((float)dot, blk->d[r] * xd[b], acc);
                 }
-                y[(size_t)i * ldy + p * CK_PANEL + r] = acc;
+                *out = acc;
             }
         }
     }
@@ -133,7 +135,8 @@ ck_status ck_gemm_q8(const float *x, int m, int k, const ck_panel_block *w, int 
         const int g = j / mchunks, mc = j % mchunks;
         const int p0 = g * group, p1 = p0 + group < panels ? p0 + group : panels;
         const int m0 = mc * M_CHUNK, m1 = m0 + M_CHUNK < m ? m0 + M_CHUNK : m;
-        ck_kernels.q8_tile(&act, m0, m1, w, p0, p1, n, y, n);
+        for (int b0 = 0; b0 < kb; b0 += K_CHUNK)
+            ck_kernels.q8_tile(&act, m0, m1, w, p0, p1, b0, b0 + K_CHUNK < kb ? b0 + K_CHUNK : kb, n, y, n);
     }
     return CK_OK;
 }
@@ -181,5 +184,5 @@ void ck_gemm_q8_ref(const float *x, int m, int k, const ck_panel_block *w, int n
         ck_quantize_act_row_scalar(x + (size_t)i * k, k, q + (size_t)i * kb * CK_QK, d + (size_t)i * kb,
                                    s + (size_t)i * kb);
     const ck_act_q8 act = {q, d, s, kb};
-    ck_q8_tile_scalar(&act, 0, m, w, 0, ck_q8_panels(n), n, y, n);
+    ck_q8_tile_scalar(&act, 0, m, w, 0, ck_q8_panels(n), 0, kb, n, y, n);
 }

@@ -10,14 +10,20 @@
 #define INLINE static inline __attribute__((always_inline))
 
 // MR rows x one panel (16 columns as two ymm halves): 16 ymm registers bound the tile.
-TARGET INLINE void tile(const ck_act_q8 *x, int i0, const int MR, const ck_panel_block *w, int p, int n,
-                        float *y, int ldy) {
+TARGET INLINE void tile(const ck_act_q8 *x, int i0, const int MR, const ck_panel_block *w, int p, int b0, int b1,
+                        int n, float *y, int ldy) {
     const int kb = x->kb;
     const ck_panel_block *pw = w + (size_t)p * kb;
     const __m256i offset = _mm256_set1_epi8((char)0x80), ones = _mm256_set1_epi16(1);
+    const int col = p * CK_PANEL, valid = n - col < CK_PANEL ? n - col : CK_PANEL;
     __m256 acc[2][2];
-    for (int i = 0; i < MR; i++) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
-    for (int b = 0; b < kb; b++) {
+    for (int i = 0; i < MR; i++) {
+        float start[CK_PANEL] = {0};
+        if (b0 > 0) memcpy(start, y + (size_t)(i0 + i) * ldy + col, (size_t)valid * sizeof(float));
+        acc[i][0] = _mm256_loadu_ps(start);
+        acc[i][1] = _mm256_loadu_ps(start + 8);
+    }
+    for (int b = b0; b < b1; b++) {
         __m256i dot[2][2];
         for (int i = 0; i < MR; i++) dot[i][0] = dot[i][1] = _mm256_setzero_si256();
         for (int g = 0; g < CK_QK / 4; g++) {
@@ -45,7 +51,6 @@ TARGET INLINE void tile(const ck_act_q8 *x, int i0, const int MR, const ck_panel
             }
         }
     }
-    const int col = p * CK_PANEL, valid = n - col < CK_PANEL ? n - col : CK_PANEL;
     for (int i = 0; i < MR; i++) {
         float out[CK_PANEL];
         _mm256_storeu_ps(out, acc[i][0]);
@@ -54,12 +59,12 @@ TARGET INLINE void tile(const ck_act_q8 *x, int i0, const int MR, const ck_panel
     }
 }
 
-TARGET void ck_q8_tile_avx2(const ck_act_q8 *x, int m0, int m1, const ck_panel_block *w, int p0, int p1, int n,
-                            float *y, int ldy) {
+TARGET void ck_q8_tile_avx2(const ck_act_q8 *x, int m0, int m1, const ck_panel_block *w, int p0, int p1, int b0,
+                            int b1, int n, float *y, int ldy) {
     for (int p = p0; p < p1; p++) {
         int i = m0;
-        for (; i + 2 <= m1; i += 2) tile(x, i, 2, w, p, n, y, ldy);
-        if (i < m1) tile(x, i, 1, w, p, n, y, ldy);
+        for (; i + 2 <= m1; i += 2) tile(x, i, 2, w, p, b0, b1, n, y, ldy);
+        if (i < m1) tile(x, i, 1, w, p, b0, b1, n, y, ldy);
     }
 }
 

@@ -11,7 +11,7 @@
 // run per K block; with MR=4, NV=2 that is 8 independent VPDPBUSD chains, enough to
 // cover its latency on two ports. Constant MR/NV after inlining keep everything in zmm.
 TARGET INLINE void tile(const ck_act_q8 *x, int i0, const int MR, const ck_panel_block *w, int p,
-                        const int NV, int n, float *y, int ldy) {
+                        const int NV, int b0, int b1, int n, float *y, int ldy) {
     const int kb = x->kb;
     const int8_t *xq[4];
     const float *xd[4];
@@ -22,11 +22,18 @@ TARGET INLINE void tile(const ck_act_q8 *x, int i0, const int MR, const ck_panel
         xs[i] = x->s + (size_t)(i0 + i) * kb;
     }
     const ck_panel_block *pw[2] = {w + (size_t)p * kb, w + (size_t)(p + 1) * kb};
+    __mmask16 mask[2];
+    for (int v = 0; v < NV; v++) {
+        const int valid = n - (p + v) * CK_PANEL;
+        mask[v] = (__mmask16)(valid >= CK_PANEL ? 0xFFFF : (1u << valid) - 1);
+    }
     __m512 acc[4][2];
     for (int i = 0; i < MR; i++)
-        for (int v = 0; v < NV; v++) acc[i][v] = _mm512_setzero_ps();
+        for (int v = 0; v < NV; v++)
+            acc[i][v] = b0 > 0 ? _mm512_maskz_loadu_ps(mask[v], y + (size_t)(i0 + i) * ldy + (p + v) * CK_PANEL)
+                               : _mm512_setzero_ps();
 
-    for (int b = 0; b < kb; b++) {
+    for (int b = b0; b < b1; b++) {
         __m512i dot[4][2];
         for (int i = 0; i < MR; i++) {
             // starting from -128*sum(x) cancels the +128 offset of the stored weights
@@ -51,33 +58,30 @@ TARGET INLINE void tile(const ck_act_q8 *x, int i0, const int MR, const ck_panel
             }
         }
     }
-    for (int v = 0; v < NV; v++) {
-        const int col = (p + v) * CK_PANEL;
-        const int valid = n - col < CK_PANEL ? n - col : CK_PANEL;
-        const __mmask16 mask = (__mmask16)((1u << valid) - 1);
-        for (int i = 0; i < MR; i++) _mm512_mask_storeu_ps(y + (size_t)(i0 + i) * ldy + col, mask, acc[i][v]);
-    }
+    for (int v = 0; v < NV; v++)
+        for (int i = 0; i < MR; i++)
+            _mm512_mask_storeu_ps(y + (size_t)(i0 + i) * ldy + (p + v) * CK_PANEL, mask[v], acc[i][v]);
 }
 
 TARGET INLINE void rows_tail(const ck_act_q8 *x, int i, int rows, const ck_panel_block *w, int p, const int NV,
-                             int n, float *y, int ldy) {
+                             int b0, int b1, int n, float *y, int ldy) {
     switch (rows) {
-    case 3: tile(x, i, 3, w, p, NV, n, y, ldy); break;
-    case 2: tile(x, i, 2, w, p, NV, n, y, ldy); break;
-    case 1: tile(x, i, 1, w, p, NV, n, y, ldy); break;
+    case 3: tile(x, i, 3, w, p, NV, b0, b1, n, y, ldy); break;
+    case 2: tile(x, i, 2, w, p, NV, b0, b1, n, y, ldy); break;
+    case 1: tile(x, i, 1, w, p, NV, b0, b1, n, y, ldy); break;
     }
 }
 
 TARGET void ck_q8_tile_avx512_vnni(const ck_act_q8 *x, int m0, int m1, const ck_panel_block *w, int p0, int p1,
-                                   int n, float *y, int ldy) {
+                                   int b0, int b1, int n, float *y, int ldy) {
     for (int p = p0; p < p1; p += 2) {
         int i = m0;
         if (p + 1 < p1) {
-            for (; i + 4 <= m1; i += 4) tile(x, i, 4, w, p, 2, n, y, ldy);
-            rows_tail(x, i, m1 - i, w, p, 2, n, y, ldy);
+            for (; i + 4 <= m1; i += 4) tile(x, i, 4, w, p, 2, b0, b1, n, y, ldy);
+            rows_tail(x, i, m1 - i, w, p, 2, b0, b1, n, y, ldy);
         } else {
-            for (; i + 4 <= m1; i += 4) tile(x, i, 4, w, p, 1, n, y, ldy);
-            rows_tail(x, i, m1 - i, w, p, 1, n, y, ldy);
+            for (; i + 4 <= m1; i += 4) tile(x, i, 4, w, p, 1, b0, b1, n, y, ldy);
+            rows_tail(x, i, m1 - i, w, p, 1, b0, b1, n, y, ldy);
         }
     }
 }

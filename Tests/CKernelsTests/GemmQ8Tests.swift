@@ -2,10 +2,11 @@ import CKernels
 import Testing
 
 /// Shapes with tails everywhere: k and n not multiples of 32 or 16, m not a multiple of
-/// the 4-row tile, one-row GEMV, and sizes that cross the parallel threshold.
+/// the 4-row tile, one-row GEMV, sizes that cross the parallel threshold, and k past one
+/// L1 pass of 24 blocks.
 let gemmShapes: [(m: Int, k: Int, n: Int)] = [
     (1, 32, 16), (1, 37, 5), (1, 576, 192), (1, 1024, 600), (2, 64, 17), (3, 70, 33),
-    (4, 96, 32), (5, 100, 47), (9, 300, 65), (17, 129, 161), (70, 200, 50),
+    (4, 96, 32), (5, 100, 47), (9, 300, 65), (17, 129, 161), (70, 200, 50), (6, 800, 40),
 ]
 let seeds: [UInt64] = [1, 2, 3]
 
