@@ -31,8 +31,7 @@ size_t ck_gemm_q8_workspace_size(int m, int k, ck_act_mode mode) {
     return act_bytes(m, kb);
 }
 
-size_t ck_gemm_q8_bwd_f32_workspace_size(int n, int k) {
-    (void)k;
+size_t ck_gemm_q8_bwd_f32_workspace_size(int n) {
     return (size_t)ck_threads() * (size_t)(n > 0 ? n : 0) * F32_CHUNK * sizeof(float);
 }
 
@@ -147,7 +146,7 @@ ck_status ck_gemm_q8_bwd_f32(const float *dy, int m, int n, const ck_panel_block
     if (m < 0 || k < 0 || n < 0) return CK_ERR_SHAPE;
     if (m == 0 || k == 0) return CK_OK;
     if (!dy || !w || !dx) return CK_ERR_NULL;
-    const size_t need = ck_gemm_q8_bwd_f32_workspace_size(n, k);
+    const size_t need = ck_gemm_q8_bwd_f32_workspace_size(n);
     if (need && (!workspace || workspace_size < need)) return CK_ERR_WORKSPACE;
     float *work = workspace;
     const int chunks = ck_div_up(k, F32_CHUNK), nt = ck_threads();
@@ -164,8 +163,8 @@ ck_status ck_gemm_q8_bwd_f32(const float *dy, int m, int n, const ck_panel_block
 void ck_gemm_q8_ref(const float *x, int m, int k, const ck_panel_block *w, int n, float *y,
                     ck_act_mode mode) {
     const int kb = ck_q8_blocks_per_row(k);
-    float wrow[kb * CK_QK + 1];
     if (mode == CK_ACT_F32) {
+        float wrow[k + 1];
         for (int o = 0; o < n; o++) {
             ck_q8_packed_dequantize(w, n, k, o, 1, 0, k, wrow, k);
             for (int i = 0; i < m; i++) {

@@ -27,7 +27,7 @@ ck_status ck_gemm_q8(const float *x, int m, int k, const ck_panel_block *w, int 
 
 // Exact backward-data product dX[m, k] = dY[m, n] · W on the forward pack: weight column
 // tiles are dequantized per thread and multiplied in f32 (reference runs and tests).
-size_t ck_gemm_q8_bwd_f32_workspace_size(int n, int k);
+size_t ck_gemm_q8_bwd_f32_workspace_size(int n);
 ck_status ck_gemm_q8_bwd_f32(const float *dy, int m, int n, const ck_panel_block *w, int k,
                              float *dx, void *workspace, size_t workspace_size);
 

@@ -63,7 +63,7 @@ public enum Kernels {
                 }
             }
         case .f32:
-            let size = ck_gemm_q8_bwd_f32_workspace_size(Int32(w.rows), Int32(w.cols))
+            let size = ck_gemm_q8_bwd_f32_workspace_size(Int32(w.rows))
             status = withWorkspace(bytes: size) { workspace, count in
                 dy.withUnsafeBufferPointer { dyp in
                     dx.withUnsafeMutableBufferPointer { dxp in
