@@ -13,8 +13,10 @@ public enum ActivationPrecision: Sendable {
 /// Thin typed wrappers over the C kernels. Shapes are checked here and a mismatch traps
 /// with the operation and the shapes; pointers never leave these functions.
 public enum Kernels {
+    /// Scratch the kernels write before they read: zero-filling it would only cost time on
+    /// every product.
     static func withWorkspace<R>(bytes: Int, _ body: (UnsafeMutableRawPointer, Int) -> R) -> R {
-        let buffer = AlignedBuffer(byteCount: bytes)
+        let buffer = AlignedBuffer(byteCount: bytes, zeroed: false)
         return body(buffer.pointer, bytes)
     }
 
