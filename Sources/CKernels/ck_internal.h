@@ -51,6 +51,8 @@ void ck_quantize_act_row_avx512(const float *x, int k, int8_t *q, float *d, int3
 void ck_sgemm_serial(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
                      const float *b, int ldb, float beta, float *c, int ldc);
 void ck_blas_load(void);
+// Softmax of row[0:visible) scaled by `scale`; row[visible:cols) becomes 0.
+void ck_softmax_causal_row(float *row, int cols, int visible, float scale);
 
 static inline int ck_threads(void) { return ck_get_num_threads(); }
 static inline int ck_div_up(int a, int b) { return (a + b - 1) / b; }

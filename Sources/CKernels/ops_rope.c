@@ -4,16 +4,19 @@
 #include "include/ck_ops.h"
 
 // sin_sign = -1 rotates by the opposite angle: the backward of an orthogonal rotation.
-static void rope(float *x, int t, int heads, int head_dim, int n_rot, const int32_t *pos, float theta,
+void ck_rope_inv_freq(float theta, int n_rot, float *inv_freq) {
+    // f32 throughout, as transformers computes inv_freq
+    for (int p = 0; p < n_rot / 2; p++) inv_freq[p] = 1.0f / powf(theta, (float)(2 * p) / (float)n_rot);
+}
+
+static void rope(float *x, int t, int heads, int head_dim, int n_rot, const int32_t *pos, const float *inv_freq,
                  ck_rope_mode mode, float sin_sign) {
     const int half = n_rot / 2;
 #pragma omp parallel for schedule(static) num_threads(ck_threads()) if ((long)t * heads * head_dim >= 16384)
     for (int i = 0; i < t; i++) {
         float c[half > 0 ? half : 1], s[half > 0 ? half : 1];
         for (int p = 0; p < half; p++) {
-            // f32 throughout, as transformers computes inv_freq and the angles
-            const float inv_freq = 1.0f / powf(theta, (float)(2 * p) / (float)n_rot);
-            const float angle = (float)pos[i] * inv_freq;
+            const float angle = (float)pos[i] * inv_freq[p];  // f32, as transformers computes it
             c[p] = cosf(angle);
             s[p] = sin_sign * sinf(angle);
         }
@@ -30,12 +33,12 @@ static void rope(float *x, int t, int heads, int head_dim, int n_rot, const int3
     }
 }
 
-void ck_rope_fwd(float *x, int t, int heads, int head_dim, int n_rot, const int32_t *pos, float theta,
+void ck_rope_fwd(float *x, int t, int heads, int head_dim, int n_rot, const int32_t *pos, const float *inv_freq,
                  ck_rope_mode mode) {
-    rope(x, t, heads, head_dim, n_rot, pos, theta, mode, 1.0f);
+    rope(x, t, heads, head_dim, n_rot, pos, inv_freq, mode, 1.0f);
 }
 
-void ck_rope_bwd(float *dx, int t, int heads, int head_dim, int n_rot, const int32_t *pos, float theta,
+void ck_rope_bwd(float *dx, int t, int heads, int head_dim, int n_rot, const int32_t *pos, const float *inv_freq,
                  ck_rope_mode mode) {
-    rope(dx, t, heads, head_dim, n_rot, pos, theta, mode, -1.0f);
+    rope(dx, t, heads, head_dim, n_rot, pos, inv_freq, mode, -1.0f);
 }

@@ -3,24 +3,24 @@
 #include "ck_internal.h"
 #include "include/ck_ops.h"
 
+void ck_softmax_causal_row(float *row, int cols, int visible, float scale) {
+    if (visible > cols) visible = cols;
+    if (visible < 0) visible = 0;
+    float mx = -INFINITY;
+    for (int j = 0; j < visible; j++) mx = fmaxf(mx, row[j] * scale);
+    float sum = 0;
+    for (int j = 0; j < visible; j++) {
+        row[j] = expf(row[j] * scale - mx);  // subtracting the max keeps expf finite
+        sum += row[j];
+    }
+    const float inv = visible > 0 ? 1.0f / sum : 0.0f;
+    for (int j = 0; j < visible; j++) row[j] *= inv;
+    for (int j = visible; j < cols; j++) row[j] = 0.0f;
+}
+
 void ck_softmax_causal_fwd(float *s, int t, int cols, int offset, float scale) {
 #pragma omp parallel for schedule(static) num_threads(ck_threads()) if ((long)t * cols >= 16384)
-    for (int i = 0; i < t; i++) {
-        float *row = s + (size_t)i * cols;
-        int visible = i + offset + 1;
-        if (visible > cols) visible = cols;
-        if (visible < 0) visible = 0;
-        float mx = -INFINITY;
-        for (int j = 0; j < visible; j++) mx = fmaxf(mx, row[j] * scale);
-        float sum = 0;
-        for (int j = 0; j < visible; j++) {
-            row[j] = expf(row[j] * scale - mx);  // subtracting the max keeps expf finite
-            sum += row[j];
-        }
-        const float inv = visible > 0 ? 1.0f / sum : 0.0f;
-        for (int j = 0; j < visible; j++) row[j] *= inv;
-        for (int j = visible; j < cols; j++) row[j] = 0.0f;
-    }
+    for (int i = 0; i < t; i++) ck_softmax_causal_row(s + (size_t)i * cols, cols, i + offset + 1, scale);
 }
 
 void ck_softmax_bwd(const float *p, const float *dp, int t, int cols, float *ds) {

@@ -36,8 +36,10 @@ import Testing
         let pos: [Int32] = [0, 1, 7, 300, 8191]
         var rng = SeededRandom(seed: 41)
         let x = rng.floats(t * heads * hd)
+        var invFreq = [Float](repeating: 0, count: hd / 2)
+        ck_rope_inv_freq(theta, Int32(hd), &invFreq)
         var neox = x
-        ck_rope_fwd(&neox, Int32(t), Int32(heads), Int32(hd), Int32(hd), pos, theta, CK_ROPE_NEOX)
+        ck_rope_fwd(&neox, Int32(t), Int32(heads), Int32(hd), Int32(hd), pos, invFreq, CK_ROPE_NEOX)
         // transformers: q*cos + rotate_half(q)*sin with cos/sin repeated over both halves
         var expected = x
         for i in 0..<t {
@@ -70,7 +72,7 @@ import Testing
             return out
         }
         var norm = permute(x)
-        ck_rope_fwd(&norm, Int32(t), Int32(heads), Int32(hd), Int32(hd), pos, theta, CK_ROPE_NORM)
+        ck_rope_fwd(&norm, Int32(t), Int32(heads), Int32(hd), Int32(hd), pos, invFreq, CK_ROPE_NORM)
         #expect(norm == permute(neox))
     }
 
@@ -81,16 +83,18 @@ import Testing
         let pos: [Int32] = [3, 0, 11, 2]
         var rng = SeededRandom(seed: 43)
         let x = rng.floats(t * heads * hd), r = rng.floats(t * heads * hd)
+        var invFreq = [Float](repeating: 0, count: nRot / 2)
+        ck_rope_inv_freq(10_000, Int32(nRot), &invFreq)
         var rx = x
-        ck_rope_fwd(&rx, Int32(t), Int32(heads), Int32(hd), Int32(nRot), pos, 10_000, mode)
+        ck_rope_fwd(&rx, Int32(t), Int32(heads), Int32(hd), Int32(nRot), pos, invFreq, mode)
         var rtr = r
-        ck_rope_bwd(&rtr, Int32(t), Int32(heads), Int32(hd), Int32(nRot), pos, 10_000, mode)
+        ck_rope_bwd(&rtr, Int32(t), Int32(heads), Int32(hd), Int32(nRot), pos, invFreq, mode)
         #expect(abs(weightedSum(rx, r) - weightedSum(x, rtr)) <= 1e-5)
         // dims past n_rot pass through unchanged
         for row in 0..<(t * heads) { #expect(rx[row * hd + 8] == x[row * hd + 8] && rx[row * hd + 9] == x[row * hd + 9]) }
         checkGradient(x, rtr, "rope \(mode)") { v in
             var y = v
-            ck_rope_fwd(&y, Int32(t), Int32(heads), Int32(hd), Int32(nRot), pos, 10_000, mode)
+            ck_rope_fwd(&y, Int32(t), Int32(heads), Int32(hd), Int32(nRot), pos, invFreq, mode)
             return weightedSum(y, r)
         }
     }

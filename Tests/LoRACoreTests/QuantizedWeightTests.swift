@@ -73,9 +73,9 @@ import Testing
     @Test func opsRunThroughTheWrappers() {
         let x = Tensor.uniform([4, 2, 8], seed: 8)
         let before = x.copy()
-        Kernels.rope(x, positions: [0, 1, 2, 3], theta: 10_000, rotaryDims: 8, layout: .halves)
+        Kernels.rope(x, positions: [0, 1, 2, 3], frequencies: Kernels.ropeFrequencies(theta: 10_000, rotaryDims: 8), layout: .halves)
         #expect(x.rows(0..<1).scalars == before.rows(0..<1).scalars)  // position 0 is the identity
-        Kernels.rope(x, positions: [0, 1, 2, 3], theta: 10_000, rotaryDims: 8, layout: .halves, inverse: true)
+        Kernels.rope(x, positions: [0, 1, 2, 3], frequencies: Kernels.ropeFrequencies(theta: 10_000, rotaryDims: 8), layout: .halves, inverse: true)
         #expect(zip(x.scalars, before.scalars).allSatisfy { abs($0 - $1) < 1e-6 })
         let (y, rstd) = Kernels.rmsNorm(x.reshaped([8, 8]), weight: try! Tensor(shape: [8], values: .init(repeating: 1, count: 8)), eps: 1e-5)
         #expect(y.shape == [8, 8] && rstd.shape == [8])

@@ -4,3 +4,4 @@
 #include "ck_quant.h"
 #include "ck_gemm.h"
 #include "ck_ops.h"
+#include "ck_attention.h"

@@ -12,16 +12,19 @@ void ck_rmsnorm_fwd(const float *x, const float *g, int t, int d, float eps, flo
 void ck_rmsnorm_bwd(const float *dy, const float *x, const float *g, const float *rstd, int t, int d,
                     float *dx, float *dg);
 
-// RoPE on x [T, heads, head_dim] in place, rotating the first n_rot dims of each head at
-// angle pos[t] * theta^(-2i/n_rot).
+// RoPE on x [T, heads, head_dim] in place, rotating the first n_rot dims of each head:
+// pair p turns by pos[t] * inv_freq[p] (n_rot/2 frequencies, so scaled RoPE variants are
+// just other frequencies).
 typedef enum {
     CK_ROPE_NORM = 0,  // adjacent pairs (2i, 2i+1): GGUF arch llama (Q/K rows permuted)
     CK_ROPE_NEOX = 1,  // pairs (i, i + n_rot/2): Hugging Face rotate_half
 } ck_rope_mode;
-void ck_rope_fwd(float *x, int t, int heads, int head_dim, int n_rot, const int32_t *pos, float theta,
+// The standard frequencies theta^(-2p/n_rot), p < n_rot/2.
+void ck_rope_inv_freq(float theta, int n_rot, float *inv_freq);
+void ck_rope_fwd(float *x, int t, int heads, int head_dim, int n_rot, const int32_t *pos, const float *inv_freq,
                  ck_rope_mode mode);
 // The rotation is orthogonal, so its backward rotates dy by the opposite angle.
-void ck_rope_bwd(float *dx, int t, int heads, int head_dim, int n_rot, const int32_t *pos, float theta,
+void ck_rope_bwd(float *dx, int t, int heads, int head_dim, int n_rot, const int32_t *pos, const float *inv_freq,
                  ck_rope_mode mode);
 
 // Causal softmax over attention scores s [T, S] in place: query row t sees keys

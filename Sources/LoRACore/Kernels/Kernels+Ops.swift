@@ -58,18 +58,27 @@ extension Kernels {
         return dx
     }
 
-    /// Rotates `x` [tokens, heads, headDim] in place (its storage is shared with the caller).
+    /// Rotates `x` [tokens, heads, headDim] in place (its storage is shared with the caller):
+    /// pair p of the first 2·frequencies.count dims turns by position · frequencies[p].
     /// `inverse` applies the opposite rotation: the backward of the forward one.
-    public static func rope(_ x: Tensor, positions: [Int32], theta: Float, rotaryDims: Int, layout: RoPELayout,
+    public static func rope(_ x: Tensor, positions: [Int32], frequencies: [Float], layout: RoPELayout,
                             inverse: Bool = false) {
-        precondition(x.rank == 3 && positions.count == x.shape[0] && rotaryDims <= x.shape[2] && rotaryDims % 2 == 0,
-                     "rope: x \(x.shape) needs [tokens, heads, headDim] with \(positions.count) positions and even rotaryDims \(rotaryDims) <= headDim")
+        let rotaryDims = 2 * frequencies.count
+        precondition(x.rank == 3 && positions.count == x.shape[0] && rotaryDims <= x.shape[2],
+                     "rope: x \(x.shape) needs [tokens, heads, headDim] with \(positions.count) positions and \(rotaryDims) rotary dims <= headDim")
         var view = x
         view.withUnsafeMutableBufferPointer { xp in
             let rotate = inverse ? ck_rope_bwd : ck_rope_fwd
             rotate(xp.baseAddress, Int32(x.shape[0]), Int32(x.shape[1]), Int32(x.shape[2]), Int32(rotaryDims), positions,
-                   theta, layout.cValue)
+                   frequencies, layout.cValue)
         }
+    }
+
+    /// The standard RoPE frequencies theta^(-2p/rotaryDims), computed in f32 as transformers does.
+    public static func ropeFrequencies(theta: Float, rotaryDims: Int) -> [Float] {
+        var frequencies = [Float](repeating: 0, count: rotaryDims / 2)
+        ck_rope_inv_freq(theta, Int32(rotaryDims), &frequencies)
+        return frequencies
     }
 
     /// Causal softmax of scores [queries, keys] in place: query i sees keys <= i + offset.
@@ -144,6 +153,22 @@ extension Kernels {
         }
         let total = losses.withUnsafeBufferPointer { $0.reduce(0, +) }
         return (counted > 0 ? total / Float(counted) : 0, Int(counted), lse)
+    }
+
+    /// log p(target) of each row of logits [tokens, vocab]: log-softmax picked at the target.
+    public static func logProbabilities(logits: Tensor, targets: [Int32]) -> [Float] {
+        precondition(logits.rank == 2 && targets.count == logits.shape[0] && targets.allSatisfy { $0 >= 0 && $0 < Int32(logits.shape[1]) },
+                     "logProbabilities: logits \(logits.shape) need one in-vocabulary target per row, got \(targets.count)")
+        var losses = Tensor(zeros: [logits.shape[0]]), lse = Tensor(zeros: [logits.shape[0]])
+        logits.withUnsafeBufferPointer { zp in
+            losses.withUnsafeMutableBufferPointer { lp in
+                lse.withUnsafeMutableBufferPointer {
+                    _ = ck_cross_entropy_fwd(zp.baseAddress, targets, Int32(logits.shape[0]), Int32(logits.shape[1]), lp.baseAddress,
+                                             $0.baseAddress)
+                }
+            }
+        }
+        return losses.scalars.map { -$0 }
     }
 
     /// dL/dlogits = (softmax − onehot) · scale on counted rows (scale 1/counted for the mean).

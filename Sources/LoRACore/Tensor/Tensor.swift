@@ -84,3 +84,14 @@ public struct Tensor: Sendable {
 extension Tensor: CustomStringConvertible {
     public var description: String { "Tensor\(shape)" }
 }
+
+extension Tensor {
+    /// Overwrites the elements with those of `source` (same count), through shared storage.
+    public func assign(_ source: Tensor) {
+        precondition(source.count == count, "Tensor.assign: \(source.shape) into \(shape)")
+        var target = self
+        source.withUnsafeBufferPointer { src in
+            target.withUnsafeMutableBufferPointer { _ = $0.update(fromContentsOf: src) }
+        }
+    }
+}

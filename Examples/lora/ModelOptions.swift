@@ -1,0 +1,47 @@
+import ArgumentParser
+import Foundation
+import LoRACore
+
+/// Options every command that loads a model shares.
+struct ModelOptions: ParsableArguments {
+    @Option(help: "Model: a GGUF file (default: $SWIFT_LORA_MODEL).")
+    var model: String?
+
+    @Flag(help: "Keep the big matrices in exact f32 instead of int8 blocks (reference runs).")
+    var f32 = false
+
+    @Option(help: "Threads (default: $SWIFT_LORA_THREADS or the core count).")
+    var threads: Int?
+
+    var path: String {
+        get throws {
+            if let model { return model }
+            if let path = ProcessInfo.processInfo.environment["SWIFT_LORA_MODEL"] { return path }
+            throw ValidationError("no model: pass --model PATH or set SWIFT_LORA_MODEL (scripts/fetch-model prints the default one's path)")
+        }
+    }
+
+    /// Loads with a progress line and a one-line report on standard error.
+    func load() throws -> LanguageModel {
+        if let threads { KernelRuntime.threads = threads }
+        let progress = ProgressLine("loading")
+        let loaded = try LanguageModel.load(path: try path, precision: f32 ? .f32 : .int8, progress: progress.update)
+        progress.finish("\(loaded.summary)")
+        return loaded
+    }
+}
+
+/// Prints a LoRAError as its message and exits non-zero (no stack trace for bad input).
+func reportingErrors<T>(_ body: () throws -> T) throws -> T {
+    do {
+        return try body()
+    } catch let error as LoRAError {
+        FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+        throw ExitCode.failure
+    }
+}
+
+/// JSON for an array of numbers, compact.
+func jsonArray<T: Numeric>(_ values: [T]) -> String {
+    "[" + values.map { "\($0)" }.joined(separator: ",") + "]"
+}

@@ -1,0 +1,24 @@
+// Grouped-query causal attention over a KV cache, forward with a plain reference beside it.
+#ifndef CK_ATTENTION_H
+#define CK_ATTENTION_H
+
+#include <stddef.h>
+#include "ck_cpu.h"
+
+// T new queries attend to S = offset + T keys (the cache holds `offset` earlier positions,
+// then the T new ones). Query head h reads kv head h / (heads / kv_heads), as HF repeat_kv.
+//   q    [T, heads * head_dim]
+//   k, v [S, kv_heads * head_dim] rows `ldkv` floats apart (a cache's row stride)
+//   out  [T, heads * head_dim]
+//   probs (nullable) [heads, T, S]: the softmax probabilities, kept for a backward pass;
+//        masked entries are written as 0.
+// Scores are scaled by `scale` (1/sqrt(head_dim)) before the softmax.
+size_t ck_attention_workspace_size(int t, int s);
+ck_status ck_attention_fwd(const float *q, int t, int heads, int kv_heads, int head_dim, const float *k,
+                           const float *v, int s, int ldkv, float scale, float *out, float *probs,
+                           void *workspace, size_t workspace_size);
+// The same in plain loops with double sums: the meaning of the fast kernel.
+void ck_attention_fwd_ref(const float *q, int t, int heads, int kv_heads, int head_dim, const float *k,
+                          const float *v, int s, int ldkv, float scale, float *out);
+
+#endif

@@ -1,0 +1,140 @@
+import Foundation
+
+/// When generation stops.
+public struct StopConditions: Sendable {
+    public var maxTokens: Int
+    /// Generation ends before any of these texts; the text is not part of the output.
+    public var stopStrings: [String]
+    /// Generation ends at these tokens (not part of the output); nil: the tokenizer's
+    /// end-of-generation tokens.
+    public var stopTokens: Set<Int32>?
+
+    public init(maxTokens: Int = 256, stopStrings: [String] = [], stopTokens: Set<Int32>? = nil) {
+        self.maxTokens = maxTokens
+        self.stopStrings = stopStrings
+        self.stopTokens = stopTokens
+    }
+}
+
+/// One step of a generation stream.
+public enum GenerationEvent: Sendable {
+    /// A new token and the text it completes (empty while a UTF-8 character or a possible
+    /// stop string is still open).
+    case token(id: Int32, text: String)
+    /// Text held back until the end: the start of a stop string that never completed.
+    case text(String)
+    case finished(GenerationSummary)
+}
+
+public struct GenerationSummary: Sendable {
+    public enum Reason: String, Sendable { case stopToken, stopString, maxTokens, contextFull, cancelled }
+    public let reason: Reason
+    public let promptTokens: Int
+    public let generatedTokens: Int
+    /// Seconds spent on the prompt (prefill) and on the generated tokens (decode).
+    public let prefillSeconds: Double
+    public let decodeSeconds: Double
+    public let text: String
+
+    public var prefillTokensPerSecond: Double { Double(promptTokens) / max(prefillSeconds, 1e-9) }
+    public var decodeTokensPerSecond: Double { Double(max(generatedTokens - 1, 0)) / max(decodeSeconds, 1e-9) }
+}
+
+/// Autoregressive generation: one prefill of the prompt through the batched int8 GEMM,
+/// then one token at a time through the KV cache and the GEMV path.
+public struct Generator: Sendable {
+    public let model: LlamaModel
+    public let tokenizer: any Tokenizer
+
+    public init(model: LlamaModel, tokenizer: any Tokenizer) {
+        self.model = model
+        self.tokenizer = tokenizer
+    }
+
+    /// Generates after `prompt`, calling `onEvent` for every token and once at the end;
+    /// `onEvent` returning false cancels. Returns the summary.
+    @discardableResult
+    public func generate(prompt: [Int32], sampling: SamplingParameters = .init(), stop: StopConditions = .init(),
+                         onEvent: (GenerationEvent) -> Bool = { _ in true }) -> GenerationSummary {
+        precondition(!prompt.isEmpty, "Generator: empty prompt")
+        let capacity = min(model.config.maxPositionEmbeddings, prompt.count + max(stop.maxTokens, 0))
+        let cache = model.makeCache(capacity: max(capacity, prompt.count))
+        let stopTokens = stop.stopTokens ?? tokenizer.endOfGenerationTokens
+        var sampler = Sampler(sampling)
+        var decoder = StreamingDecoder(tokenizer: tokenizer)
+        var context = prompt, generated = 0
+        var text = "", emitted = text.startIndex
+        let start = Date()
+        var prefillSeconds = 0.0
+        var logits = model.forward(prompt, cache: cache, logits: .last).logits!.scalars
+        prefillSeconds = Date().timeIntervalSince(start)
+
+        func finish(_ reason: GenerationSummary.Reason) -> GenerationSummary {
+            if reason != .stopString {
+                let rest = String(text[emitted...]) + decoder.finish()
+                text = String(text[..<emitted]) + rest
+                emitted = text.endIndex
+                if !rest.isEmpty { _ = onEvent(.text(rest)) }
+            }
+            let summary = GenerationSummary(reason: reason, promptTokens: prompt.count, generatedTokens: generated,
+                                            prefillSeconds: prefillSeconds,
+                                            decodeSeconds: Date().timeIntervalSince(start) - prefillSeconds,
+                                            text: String(text[..<emitted]))
+            _ = onEvent(.finished(summary))
+            return summary
+        }
+
+        while true {
+            if generated >= stop.maxTokens { return finish(.maxTokens) }
+            let id = sampler.next(logits: logits, context: context)
+            if stopTokens.contains(id) { return finish(.stopToken) }
+            generated += 1
+            context.append(id)
+            text += decoder.append(id)
+            // text may end in the beginning of a stop string: hold that part back
+            var visible = text.endIndex
+            var stopped = false
+            for s in stop.stopStrings where !s.isEmpty {
+                if let range = text.range(of: s, range: emitted..<text.endIndex) {
+                    visible = min(visible, range.lowerBound)
+                    stopped = true
+                } else if !stopped {
+                    for length in stride(from: min(s.count - 1, text.distance(from: emitted, to: text.endIndex)), to: 0, by: -1) {
+                        let tail = text.index(text.endIndex, offsetBy: -length)
+                        if s.hasPrefix(text[tail...]) {
+                            visible = min(visible, tail)
+                            break
+                        }
+                    }
+                }
+            }
+            let piece = String(text[emitted..<visible])
+            emitted = visible
+            if stopped {
+                if !piece.isEmpty { _ = onEvent(.token(id: id, text: piece)) }
+                text = String(text[..<emitted])
+                emitted = text.endIndex
+                return finish(.stopString)
+            }
+            if !onEvent(.token(id: id, text: piece)) { return finish(.cancelled) }
+            if cache.free == 0 { return finish(cache.count >= model.config.maxPositionEmbeddings ? .contextFull : .maxTokens) }
+            logits = model.forward([id], cache: cache, logits: .last).logits!.scalars
+        }
+    }
+
+    /// The same as a stream: tokens and text pieces as they come, then the summary.
+    /// Cancelling the consuming task stops generation.
+    public func stream(prompt: [Int32], sampling: SamplingParameters = .init(),
+                       stop: StopConditions = .init()) -> AsyncStream<GenerationEvent> {
+        AsyncStream { continuation in
+            let task = Task.detached {
+                generate(prompt: prompt, sampling: sampling, stop: stop) { event in
+                    if case .terminated = continuation.yield(event) { return false }
+                    return !Task.isCancelled
+                }
+                continuation.finish()
+            }
+            continuation.onTermination = { _ in task.cancel() }
+        }
+    }
+}

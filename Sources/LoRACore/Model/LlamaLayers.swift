@@ -1,0 +1,133 @@
+/// The pieces of a Llama decoder layer, named after Hugging Face's modules
+/// (`model.layers.N.self_attn.q_proj`, …) so checkpoint keys and adapters map one to one.
+/// Each forward returns what its backward needs (llama-math.md §3), so the trainer can
+/// walk the layers in reverse with nothing recomputed but the cheap elementwise parts.
+
+/// RMSNorm with a learned gain: y = x · rsqrt(mean(x²) + eps) · weight.
+public struct RMSNorm: Sendable {
+    public let weight: Tensor  // [dim]
+    public let eps: Float
+
+    public func callAsFunction(_ x: Tensor) -> (output: Tensor, rstd: Tensor) {
+        Kernels.rmsNorm(x, weight: weight, eps: eps)
+    }
+}
+
+public final class LlamaAttention: @unchecked Sendable {
+    public let qProj: Linear, kProj: Linear, vProj: Linear, oProj: Linear
+    let heads: Int, kvHeads: Int, headDim: Int
+
+    init(qProj: Linear, kProj: Linear, vProj: Linear, oProj: Linear, config: LlamaConfig) {
+        self.qProj = qProj
+        self.kProj = kProj
+        self.vProj = vProj
+        self.oProj = oProj
+        heads = config.numAttentionHeads
+        kvHeads = config.numKeyValueHeads
+        headDim = config.headDim
+    }
+
+    public var projections: [(name: String, linear: Linear)] {
+        [("q_proj", qProj), ("k_proj", kProj), ("v_proj", vProj), ("o_proj", oProj)]
+    }
+
+    /// What the backward of attention needs.
+    public struct Activations: Sendable {
+        public let input: Tensor          // [tokens, dim]: the normed input of q/k/v_proj
+        public let queries: Tensor        // [tokens, heads·headDim], after RoPE
+        public let keys: Tensor           // [keys, kvHeads·headDim], after RoPE (cache rows included)
+        public let values: Tensor         // [keys, kvHeads·headDim]
+        public let probabilities: Tensor  // [heads, tokens, keys]
+        public let mixed: Tensor          // [tokens, heads·headDim]: the input of o_proj
+    }
+
+    /// h [tokens, dim] at `positions` → [tokens, dim]; with a cache, attends to its earlier
+    /// positions too and appends this call's keys and values to it.
+    func callAsFunction(_ h: Tensor, positions: [Int32], frequencies: [Float], layout: RoPELayout,
+                        cache: (KVCache, layer: Int)?, keep: Bool) -> (Tensor, Activations?) {
+        let tokens = h.rowCount
+        let q = qProj(h), k = kProj(h), v = vProj(h)
+        Kernels.rope(q.reshaped([tokens, heads, headDim]), positions: positions, frequencies: frequencies, layout: layout)
+        Kernels.rope(k.reshaped([tokens, kvHeads, headDim]), positions: positions, frequencies: frequencies, layout: layout)
+        var keys = k, values = v, keyCount = tokens
+        if let (cache, layer) = cache {
+            cache.store(layer: layer, keys: k, values: v)
+            keyCount = cache.count + tokens
+            keys = cache.keys[layer]
+            values = cache.values[layer]
+        }
+        let (mixed, probabilities) = Kernels.attention(queries: q, keys: keys, values: values, keyCount: keyCount,
+                                                       heads: heads, kvHeads: kvHeads, keepProbabilities: keep)
+        let output = oProj(mixed)
+        guard keep, let probabilities else { return (output, nil) }
+        return (output, Activations(input: h, queries: q, keys: keys.rows(0..<keyCount), values: values.rows(0..<keyCount),
+                                    probabilities: probabilities, mixed: mixed))
+    }
+}
+
+public final class LlamaMLP: @unchecked Sendable {
+    public let gateProj: Linear, upProj: Linear, downProj: Linear
+
+    init(gateProj: Linear, upProj: Linear, downProj: Linear) {
+        self.gateProj = gateProj
+        self.upProj = upProj
+        self.downProj = downProj
+    }
+
+    public var projections: [(name: String, linear: Linear)] {
+        [("gate_proj", gateProj), ("up_proj", upProj), ("down_proj", downProj)]
+    }
+
+    public struct Activations: Sendable {
+        public let input: Tensor  // [tokens, dim]: the normed input of gate/up_proj
+        public let gate: Tensor   // [tokens, hidden]
+        public let up: Tensor     // [tokens, hidden]
+        public let mixed: Tensor  // [tokens, hidden]: silu(gate)·up, the input of down_proj
+    }
+
+    func callAsFunction(_ h: Tensor, keep: Bool) -> (Tensor, Activations?) {
+        let gate = gateProj(h), up = upProj(h)
+        let mixed = Kernels.swiglu(gate: gate, up: up)
+        let output = downProj(mixed)
+        return (output, keep ? Activations(input: h, gate: gate, up: up, mixed: mixed) : nil)
+    }
+}
+
+public final class LlamaDecoderLayer: @unchecked Sendable {
+    public let selfAttn: LlamaAttention
+    public let mlp: LlamaMLP
+    public let inputLayernorm: RMSNorm
+    public let postAttentionLayernorm: RMSNorm
+
+    init(selfAttn: LlamaAttention, mlp: LlamaMLP, inputLayernorm: RMSNorm, postAttentionLayernorm: RMSNorm) {
+        self.selfAttn = selfAttn
+        self.mlp = mlp
+        self.inputLayernorm = inputLayernorm
+        self.postAttentionLayernorm = postAttentionLayernorm
+    }
+
+    public struct Activations: Sendable {
+        public let input: Tensor         // [tokens, dim]
+        public let attentionRstd: Tensor // [tokens]
+        public let attention: LlamaAttention.Activations
+        public let residual: Tensor      // [tokens, dim]: input + attention, the MLP block's input
+        public let mlpRstd: Tensor       // [tokens]
+        public let mlp: LlamaMLP.Activations
+    }
+
+    /// x [tokens, dim] → x + attention(norm(x)) + mlp(norm(·)). `x` is not modified.
+    func callAsFunction(_ x: Tensor, positions: [Int32], frequencies: [Float], layout: RoPELayout,
+                        cache: (KVCache, layer: Int)?, keep: Bool) -> (Tensor, Activations?) {
+        let (h, attentionRstd) = inputLayernorm(x)
+        let (attention, attentionActivations) = selfAttn(h, positions: positions, frequencies: frequencies, layout: layout,
+                                                         cache: cache, keep: keep)
+        Kernels.add(x, into: attention)
+        let residual = attention
+        let (h2, mlpRstd) = postAttentionLayernorm(residual)
+        let (output, mlpActivations) = mlp(h2, keep: keep)
+        Kernels.add(residual, into: output)
+        guard keep, let attentionActivations, let mlpActivations else { return (output, nil) }
+        return (output, Activations(input: x, attentionRstd: attentionRstd, attention: attentionActivations,
+                                    residual: residual, mlpRstd: mlpRstd, mlp: mlpActivations))
+    }
+}

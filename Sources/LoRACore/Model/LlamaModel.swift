@@ -1,0 +1,96 @@
+/// A Llama-family causal language model: embeddings, decoder layers, final norm, output head.
+public final class LlamaModel: @unchecked Sendable {
+    public let config: LlamaConfig
+    /// How the checkpoint's Q/K rows pair dimensions for RoPE (GGUF permutes them).
+    public let ropeLayout: RoPELayout
+    public let embedTokens: Embedding
+    public let layers: [LlamaDecoderLayer]
+    public let norm: RMSNorm
+    /// The output head [vocab, dim]; shares the embedding table when embeddings are tied.
+    public let lmHead: Linear
+    let ropeFrequencies: [Float]
+
+    init(config: LlamaConfig, ropeLayout: RoPELayout, ropeFrequencies: [Float], embedTokens: Embedding,
+         layers: [LlamaDecoderLayer], norm: RMSNorm, lmHead: Linear) {
+        self.config = config
+        self.ropeLayout = ropeLayout
+        self.ropeFrequencies = ropeFrequencies
+        self.embedTokens = embedTokens
+        self.layers = layers
+        self.norm = norm
+        self.lmHead = lmHead
+    }
+
+    /// Every projection with its Hugging Face module path (`model.layers.3.self_attn.q_proj`).
+    public var projections: [(path: String, linear: Linear)] {
+        layers.enumerated().flatMap { index, layer in
+            layer.selfAttn.projections.map { ("model.layers.\(index).self_attn.\($0.name)", $0.linear) }
+                + layer.mlp.projections.map { ("model.layers.\(index).mlp.\($0.name)", $0.linear) }
+        }
+    }
+
+    /// Which positions get logits: all for scoring, the last for generating, none for
+    /// filling a cache.
+    public enum LogitRows: Sendable { case all, last, none }
+
+    public struct Activations: Sendable {
+        public let layers: [LlamaDecoderLayer.Activations]
+        public let finalInput: Tensor  // [tokens, dim]: the input of the final norm
+        public let finalRstd: Tensor   // [tokens]
+        public let finalNormed: Tensor // [tokens, dim]: the input of lm_head
+    }
+
+    public func makeCache(capacity: Int? = nil) -> KVCache {
+        KVCache(config: config, capacity: capacity ?? config.maxPositionEmbeddings)
+    }
+
+    /// Runs `tokens` at positions following what `cache` holds (or from 0 without one) and
+    /// returns logits [rows, vocab]. With `keepActivations` (training) it also returns
+    /// everything the backward pass needs.
+    public func forward(_ tokens: [Int32], cache: KVCache? = nil, logits rows: LogitRows = .all,
+                        keepActivations: Bool = false) -> (logits: Tensor?, activations: Activations?) {
+        precondition(!tokens.isEmpty, "LlamaModel.forward: no tokens")
+        precondition(tokens.allSatisfy { $0 >= 0 && Int($0) < config.vocabSize },
+                     "LlamaModel.forward: a token id is outside the vocabulary of \(config.vocabSize)")
+        if let cache { precondition(cache.free >= tokens.count, "LlamaModel.forward: \(tokens.count) tokens do not fit the cache (\(cache.free) free)") }
+        let start = cache?.count ?? 0
+        let positions = (0..<tokens.count).map { Int32(start + $0) }
+        var x = embedTokens(tokens)
+        var kept: [LlamaDecoderLayer.Activations] = []
+        for (index, layer) in layers.enumerated() {
+            let (output, activations) = layer(x, positions: positions, frequencies: ropeFrequencies, layout: ropeLayout,
+                                              cache: cache.map { ($0, index) }, keep: keepActivations)
+            if let activations { kept.append(activations) }
+            x = output
+        }
+        cache?.advance(by: tokens.count)
+        let finalInput = rows == .last && !keepActivations ? x.rows(tokens.count - 1..<tokens.count) : x
+        let (normed, rstd) = norm(finalInput)
+        let logits: Tensor?
+        switch rows {
+        case .all: logits = lmHead(normed)
+        case .last: logits = lmHead(normed.rows(normed.rowCount - 1..<normed.rowCount))
+        case .none: logits = nil
+        }
+        let activations = keepActivations ? Activations(layers: kept, finalInput: x, finalRstd: rstd, finalNormed: normed) : nil
+        return (logits, activations)
+    }
+
+    /// Parameters of the frozen model (the tied head counted once).
+    public var parameterCount: Int {
+        let perLayer = layers.first.map { layer in
+            (layer.selfAttn.projections + layer.mlp.projections).reduce(0) { $0 + $1.linear.inFeatures * $1.linear.outFeatures }
+                + 2 * config.hiddenSize
+        } ?? 0
+        let head = config.tieWordEmbeddings ? 0 : config.vocabSize * config.hiddenSize
+        return config.vocabSize * config.hiddenSize + layers.count * perLayer + config.hiddenSize + head
+    }
+
+    /// Bytes the weights take in memory.
+    public var byteCount: Int {
+        let projections = self.projections.reduce(0) { $0 + $1.linear.byteCount }
+        let norms = (2 * layers.count + 1) * config.hiddenSize * MemoryLayout<Float>.size
+        let embedding = Linear(embedTokens.table).byteCount
+        return projections + norms + embedding + (config.tieWordEmbeddings ? 0 : lmHead.byteCount)
+    }
+}

@@ -1,0 +1,44 @@
+import Foundation
+
+/// Renders `WorkProgress` on standard error: one self-updating line with rate and ETA on a
+/// terminal, plain log lines (every 10% or 10 s) when the output goes to a file or a pipe.
+public final class ProgressLine: @unchecked Sendable {
+    private let label: String
+    private let isTerminal = isatty(STDERR_FILENO) == 1
+    private let start = Date()
+    private var lastLog = Date.distantPast
+    private var lastDecile = -1
+    private var drewLine = false
+
+    public init(_ label: String) {
+        self.label = label
+    }
+
+    public func update(_ progress: WorkProgress) {
+        let elapsed = Date().timeIntervalSince(start)
+        let rate = Double(progress.completed) / max(elapsed, 1e-6)
+        let eta = rate > 0 ? Double(progress.total - progress.completed) / rate : 0
+        let percent = progress.total > 0 ? 100 * progress.completed / progress.total : 100
+        let text = "\(label): \(progress.completed)/\(progress.total) \(progress.unit) (\(percent)%), "
+            + "\(String(format: "%.1f", rate)) \(progress.unit)/s, ETA \(Self.duration(eta))"
+        if isTerminal {
+            FileHandle.standardError.write(Data("\r\u{1B}[K\(text)".utf8))
+            drewLine = true
+        } else if percent / 10 > lastDecile || Date().timeIntervalSince(lastLog) >= 10 {
+            lastDecile = percent / 10
+            lastLog = Date()
+            FileHandle.standardError.write(Data("\(text)\n".utf8))
+        }
+    }
+
+    /// Ends the line with a closing message.
+    public func finish(_ message: String) {
+        let text = "\(label): \(message) in \(Self.duration(Date().timeIntervalSince(start)))"
+        let clear = isTerminal && drewLine ? "\r\u{1B}[K" : ""
+        FileHandle.standardError.write(Data("\(clear)\(text)\n".utf8))
+    }
+
+    static func duration(_ seconds: Double) -> String {
+        seconds < 60 ? String(format: "%.1fs", seconds) : String(format: "%dm%02ds", Int(seconds) / 60, Int(seconds) % 60)
+    }
+}
