@@ -80,7 +80,8 @@ let package = Package(
 
         // MARK: Tests (one per module)
         .testTarget(name: "CKernelsTests", dependencies: ["CKernels"]),
-        .testTarget(name: "LoRACoreTests", dependencies: ["LoRACore", "CKernels"]),
+        // Fixtures: reference outputs of transformers/Jinja2 (scripts/make-*-fixtures.py).
+        .testTarget(name: "LoRACoreTests", dependencies: ["LoRACore", "CKernels"], resources: [.copy("Fixtures")]),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation"]),
 
         // MARK: Benchmarks (XCTest suites that print JSON lines; `make bench`)

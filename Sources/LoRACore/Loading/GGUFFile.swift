@@ -77,7 +77,8 @@ public final class GGUFFile: @unchecked Sendable {
         // Every entry takes at least 8 bytes of length prefix: a count beyond that is a lie
         // that must not become an allocation.
         guard metadataCount <= UInt64(reader.remaining / 12), tensorCount <= UInt64(reader.remaining / 24) else {
-            throw .malformedFile(file: path, problem: "counts (\(metadataCount) metadata, \(tensorCount) tensors) exceed the file size")
+            throw .truncatedFile(file: path, what: "\(metadataCount) metadata entries and \(tensorCount) tensor entries",
+                                 offset: reader.offset)
         }
 
         var metadata: [(key: String, value: GGUFValue)] = []
@@ -146,6 +147,11 @@ public final class GGUFFile: @unchecked Sendable {
     public subscript(key: String) -> GGUFValue? { metadataIndex[key] }
 
     public func tensor(named name: String) -> GGUFTensorInfo? { tensorIndex[name].map { tensors[$0] } }
+
+    /// A tensor's values as f32 [shape], exactly as stored (dequantized).
+    public func values(of name: String) throws(LoRAError) -> Tensor {
+        try slice(name).dequantized()
+    }
 
     func slice(_ name: String) throws(LoRAError) -> TensorSlice {
         guard let info = tensor(named: name) else { throw .missingTensor(file: path, tensor: name) }

@@ -1,0 +1,149 @@
+import Foundation
+import LoRACore
+import Testing
+
+struct GGUFFileTests {
+    @Test func readsEveryValueTypeAndTheTensorTable() throws {
+        let writer = TinyLlamaGGUF.writer()
+        let gguf = try GGUFFile(path: try TinyLlamaGGUF.write(writer, name: "values.gguf"))
+        #expect(gguf.version == 3 && gguf.metadata.count == writer.metadata.count && gguf.tensors.count == writer.tensors.count)
+        #expect(gguf["llama.attention.head_count_kv"] == .uint(2))
+        #expect(gguf["llama.vocab_size"] == .int(Int64(256 + 8)))
+        #expect(gguf["llama.attention.layer_norm_rms_epsilon"]?.floatValue == 1e-5)
+        #expect(gguf["test.values"] == .array([.array([.uint(1), .uint(2)]), .array([.int(-3)])]))
+        #expect(gguf["test.i8"] == .int(-8) && gguf["test.u16"] == .uint(16) && gguf["test.i64"] == .int(-64))
+        #expect(gguf["tokenizer.ggml.add_bos_token"] == .bool(false))
+        for (expected, info) in zip(writer.tensors, gguf.tensors) {
+            #expect(info.name == expected.name && info.shape == expected.shape && info.typeID == expected.type.rawValue)
+            #expect(info.byteRange!.lowerBound % 32 == 0)
+            let values = try gguf.values(of: info.name).scalars
+            // F32 and F16 decode to the written values (F16 rounded); Q8_0 within half a step
+            let tolerance: Float = expected.type == .f32 ? 0 : expected.type == .f16 ? 1e-3 : 0.2 / 127
+            #expect(zip(values, expected.values).allSatisfy { abs($0 - $1) <= tolerance }, "\(info.name)")
+        }
+    }
+
+    @Test func loadsTheTinyModelInBothPrecisions() throws {
+        let path = try TinyLlamaGGUF.write(name: "model.gguf")
+        let int8 = try LanguageModel.load(path: path, precision: .int8)
+        let f32 = try LanguageModel.load(path: path, precision: .f32)
+        #expect(int8.model.config == f32.model.config)
+        #expect(int8.model.config.numKeyValueHeads == 2 && int8.model.config.tieWordEmbeddings)
+        #expect(int8.summary.storedTypes == ["F32": 5 + 5, "F16": 5, "Q8_0": 5])  // 5 norms, 15 matrices
+        #expect(int8.chatTemplate == .chatML(defaultSystemPrompt: nil))
+        // merges "h e" then nothing joins "t"+"he" or "Ġ"+"he"
+        let expected = ["t", "he", "Ġ", "he", "n"].map { int8.tokenizer.id(of: $0)! }
+        #expect(int8.tokenizer.encode("the hen", parseSpecial: false, addBOS: nil) == expected)
+        let ids: [Int32] = [1, 70, 80, 90, 3, 200]
+        let a = int8.model.forward(ids).logits!.scalars, b = f32.model.forward(ids).logits!.scalars
+        let range = b.max()! - b.min()!
+        #expect(zip(a, b).allSatisfy { abs($0 - $1) <= 0.05 * range })
+    }
+
+    func expectError(_ data: Data, name: String, _ matches: (LoRAError) -> Bool, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("swift-lora-tests-\(getpid())/\(name)").path
+        try data.write(to: URL(fileURLWithPath: path))
+        do {
+            _ = try LanguageModel.load(path: path)
+            Issue.record("\(name) loaded", sourceLocation: sourceLocation)
+        } catch {
+            #expect(matches(error), "\(error)", sourceLocation: sourceLocation)
+            #expect(error.description.hasPrefix(path), sourceLocation: sourceLocation)
+        }
+    }
+
+    @Test func badFilesGiveTypedErrorsNamingTheFile() throws {
+        _ = try TinyLlamaGGUF.write(name: "dir-check.gguf")
+        var writer = TinyLlamaGGUF.writer()
+        let good = writer.data()
+        try expectError(good.prefix(good.count - 100), name: "truncated.gguf") {
+            if case .truncatedFile(_, let what, _) = $0 { return what.contains("output_norm.weight") }
+            return false
+        }
+        try expectError(good.prefix(40), name: "header-only.gguf") { if case .truncatedFile = $0 { true } else { false } }
+        try expectError(Data("GGML".utf8) + good.dropFirst(4), name: "magic.gguf") { if case .malformedFile = $0 { true } else { false } }
+        var version = good
+        version[4] = 7
+        try expectError(version, name: "version.gguf") { $0.description.contains("version 7") }
+        try expectError(Data(), name: "empty.gguf") { if case .truncatedFile = $0 { true } else { false } }
+
+        writer = TinyLlamaGGUF.writer()
+        writer.tensors.removeAll { $0.name == "blk.1.ffn_up.weight" }
+        try expectError(writer.data(), name: "missing.gguf") { $0 == .missingTensor(file: $0.file, tensor: "blk.1.ffn_up.weight") }
+
+        writer = TinyLlamaGGUF.writer()
+        let index = writer.tensors.firstIndex { $0.name == "blk.0.attn_k.weight" }!
+        writer.tensors[index].shape = [16, 128]
+        try expectError(writer.data(), name: "shape.gguf") {
+            $0 == .tensorShapeMismatch(file: $0.file, tensor: "blk.0.attn_k.weight", expected: [32, 64], actual: [16, 128])
+        }
+
+        writer = TinyLlamaGGUF.writer()
+        writer.metadata[0] = ("general.architecture", .string("mamba"))
+        try expectError(writer.data(), name: "arch.gguf") { $0 == .unsupportedArchitecture(file: $0.file, architecture: "mamba") }
+
+        // an unknown type id (Q5_K = 13) on a tensor the model needs
+        var bytes = TinyLlamaGGUF.writer().data()
+        let name = Array("blk.0.ffn_gate.weight".utf8)
+        let at = bytes.firstRange(of: name)!.upperBound + 4 + 16  // rank, two dims
+        bytes[at] = 13
+        try expectError(bytes, name: "type.gguf") {
+            $0 == .unsupportedTensorType(file: $0.file, tensor: "blk.0.ffn_gate.weight", type: "ggml type 13")
+        }
+    }
+
+    /// Thousands of mutated files: truncations, flipped bytes, and length or count fields
+    /// overwritten with huge values. Every one must load or throw a LoRAError: no crash, no
+    /// hang, no huge allocation (the process would die under the 24 GiB machine).
+    @Test func mutatedFilesNeverCrashTheReader() throws {
+        let good = TinyLlamaGGUF.writer(types: [.q8_0, .f16]).data()
+        // mutations concentrate on the header, metadata and tensor table
+        let headerEnd = try #require(GGUFFile(path: try TinyLlamaGGUF.write(TinyLlamaGGUF.writer(types: [.q8_0, .f16]), name: "fuzz-seed.gguf"))
+            .tensors.first?.byteRange?.lowerBound)
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("swift-lora-tests-\(getpid())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let path = dir.appendingPathComponent("mutant.gguf").path
+        var rng = SeededGenerator(seed: 99)
+        var outcomes: [String: Int] = [:]
+        for round in 0..<3000 {
+            var data = good
+            switch round % 3 {
+            case 0:
+                data = data.prefix(Int.random(in: 0..<data.count, using: &rng))
+            case 1:
+                for _ in 0..<Int.random(in: 1...8, using: &rng) {
+                    data[Int.random(in: 0..<min(headerEnd, data.count), using: &rng)] ^= UInt8.random(in: 1...255, using: &rng)
+                }
+            default:
+                let at = Int.random(in: 0..<min(headerEnd, data.count - 8), using: &rng)
+                let huge: UInt64 = [UInt64.max, 1 << 62, 1 << 40, UInt64(Int32.max), 1 << 31 + 7].randomElement(using: &rng)!
+                withUnsafeBytes(of: huge.littleEndian) { data.replaceSubrange(at..<at + 8, with: $0) }
+            }
+            try data.write(to: URL(fileURLWithPath: path))
+            do {
+                let model = try LanguageModel.load(path: path)
+                _ = model.tokenizer.encode("the hen", parseSpecial: true, addBOS: nil)
+                outcomes["loaded", default: 0] += 1
+            } catch {
+                outcomes["\(error)".components(separatedBy: ": ").dropFirst().first ?? "?", default: 0] += 1
+            }
+        }
+        print("GGUF fuzz outcomes: \(outcomes.sorted { $0.value > $1.value }.prefix(12))")
+        #expect(outcomes.values.reduce(0, +) == 3000)
+        #expect(outcomes["loaded", default: 0] < 3000)
+    }
+}
+
+extension LoRAError {
+    /// The file an error names (empty for errors about no file).
+    var file: String {
+        switch self {
+        case .unreadableFile(let f, _), .truncatedFile(let f, _, _), .malformedFile(let f, _), .invalidMetadata(let f, _, _),
+             .unsupportedTensorType(let f, _, _), .missingTensor(let f, _), .tensorShapeMismatch(let f, _, _, _),
+             .unsupportedArchitecture(let f, _), .invalidTokenizer(let f, _):
+            return f
+        case .unsupportedInstructionSet, .valueCountMismatch, .quantizedSizeMismatch:
+            return ""
+        }
+    }
+}
