@@ -90,6 +90,11 @@ let package = Package(
             dependencies: ["LoRACore", "CKernels"],
             path: "Benchmarks/KernelBenchmarks"
         ),
+        .testTarget(
+            name: "InferenceBenchmarks",
+            dependencies: ["LoRACore"],
+            path: "Benchmarks/InferenceBenchmarks"
+        ),
 
         // MARK: Examples
         .executableTarget(

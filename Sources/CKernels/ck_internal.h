@@ -54,6 +54,27 @@ void ck_blas_load(void);
 // Softmax of row[0:visible) scaled by `scale`; row[visible:cols) becomes 0.
 void ck_softmax_causal_row(float *row, int cols, int visible, float scale);
 
+// Elementwise loops compiled once per vector width and chosen when the library loads
+// (ifunc); the int8 kernels use the dispatch table instead, so tests can force a path.
+#define CK_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+
+// exp(x) = 2^n · e^r with n = round(x/ln2), |r| <= ln2/2, and Cephes' expf polynomial for
+// e^r (about 1 ulp). Unlike libm's expf it inlines, so softmax and SiLU loops vectorize.
+static inline float ck_exp(float x) {
+    x = x < -87.33654f ? -87.33654f : x > 88.72283f ? 88.72283f : x;
+    const float n = __builtin_nearbyintf(x * 1.44269504088896341f);
+    const float r = x - n * 0.693359375f - n * -2.12194440e-4f;  // ln2 in two parts: n·C1 is exact
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * (r * r) + r + 1.0f;
+    union { int32_t i; float f; } two_n = {.i = ((int32_t)n + 127) << 23};
+    return p * two_n.f;
+}
+
 static inline int ck_threads(void) { return ck_get_num_threads(); }
 static inline int ck_div_up(int a, int b) { return (a + b - 1) / b; }
 

@@ -10,25 +10,77 @@
 // of a 512-token prompt still split evenly over the threads.
 #define ATTN_ROWS 64
 
+// One query row: scores[j] = q · k_j. Built for each vector width (the loops are the whole
+// cost of decoding attention); the loader picks the widest this CPU runs.
+CK_VECTOR_CLONES static void scores_direct(const float *q, const float *k, int ldk, int head_dim, int keys, float *scores) {
+    for (int j = 0; j < keys; j++) {
+        const float *kj = k + (size_t)j * ldk;
+        float dot = 0;
+#pragma omp simd reduction(+ : dot)
+        for (int d = 0; d < head_dim; d++) dot += q[d] * kj[d];
+        scores[j] = dot;
+    }
+}
+
+// One query row against transposed keys kt [head_dim, >= keys]: scores = q · kt, 64 keys
+// at a time so the partial scores stay in registers while q's dims stream past.
+CK_VECTOR_CLONES static void scores_transposed(const float *q, const float *kt, int ldkt, int head_dim, int keys,
+                                               float *scores) {
+    enum { BLOCK = 64 };
+    int j0 = 0;
+    for (; j0 + BLOCK <= keys; j0 += BLOCK) {
+        float acc[BLOCK] = {0};
+        for (int d = 0; d < head_dim; d++) {
+            const float qd = q[d], *row = kt + (size_t)d * ldkt + j0;
+#pragma omp simd
+            for (int j = 0; j < BLOCK; j++) acc[j] += qd * row[j];
+        }
+        memcpy(scores + j0, acc, sizeof acc);
+    }
+    for (int j = j0; j < keys; j++) scores[j] = 0;
+    for (int d = 0; d < head_dim; d++) {
+        const float qd = q[d], *row = kt + (size_t)d * ldkt;
+        for (int j = j0; j < keys; j++) scores[j] += qd * row[j];
+    }
+}
+
+// One query row: out = sum_j p[j] v_j, two keys per step into separate partial sums so
+// consecutive keys do not wait on each other's additions.
+CK_VECTOR_CLONES static void mix_direct(const float *p, const float *v, int ldv, int head_dim, int keys, float *out) {
+    for (int d = 0; d < head_dim; d++) out[d] = 0;
+    int j = 0;
+    for (; j + 4 <= keys; j += 4) {
+        const float *v0 = v + (size_t)j * ldv, *v1 = v0 + ldv, *v2 = v1 + ldv, *v3 = v2 + ldv;
+#pragma omp simd
+        for (int d = 0; d < head_dim; d++) out[d] += (p[j] * v0[d] + p[j + 1] * v1[d]) + (p[j + 2] * v2[d] + p[j + 3] * v3[d]);
+    }
+    for (; j < keys; j++) {
+        const float *vj = v + (size_t)j * ldv;
+#pragma omp simd
+        for (int d = 0; d < head_dim; d++) out[d] += p[j] * vj[d];
+    }
+}
+
 size_t ck_attention_workspace_size(int t, int s) {
     const int rows = t < ATTN_ROWS ? t : ATTN_ROWS;
     return (size_t)ck_threads() * rows * (s > 0 ? s : 1) * sizeof(float);
 }
 
 ck_status ck_attention_fwd(const float *q, int t, int heads, int kv_heads, int head_dim, const float *k,
-                           const float *v, int s, int ldkv, float scale, float *out, float *probs,
-                           void *workspace, size_t workspace_size) {
+                           const float *v, int s, int ldkv, const float *kt, int ldkt, float scale, float *out,
+                           float *probs, void *workspace, size_t workspace_size) {
     if (t < 0 || s < t || heads <= 0 || kv_heads <= 0 || heads % kv_heads || head_dim <= 0 ||
-        ldkv < kv_heads * head_dim)
+        ldkv < kv_heads * head_dim || (kt && ldkt < s))
         return CK_ERR_SHAPE;
     if (t == 0) return CK_OK;
-    if (!q || !k || !v || !out) return CK_ERR_NULL;
+    if (!q || (!k && !kt) || !v || !out) return CK_ERR_NULL;
     if (!probs && (!workspace || workspace_size < ck_attention_workspace_size(t, s))) return CK_ERR_WORKSPACE;
     const int group = heads / kv_heads, offset = s - t, ldq = heads * head_dim;
     const int row_blocks = ck_div_up(t, ATTN_ROWS), tasks = heads * row_blocks;
     const int scratch_rows = t < ATTN_ROWS ? t : ATTN_ROWS;
     const int nt = ck_threads();
-#pragma omp parallel for schedule(static, 1) num_threads(nt) if (tasks > 1 && (long)t * s * head_dim >= 32768)
+    // static,1 interleaves heads and row blocks, whose causal costs differ, over the threads
+#pragma omp parallel for schedule(static, 1) num_threads(nt) if (tasks > 1 && (long)t * s * head_dim >= 4096)
     for (int task = 0; task < tasks; task++) {
         const int h = task / row_blocks, r0 = (task % row_blocks) * ATTN_ROWS;
         const int rows = t - r0 < ATTN_ROWS ? t - r0 : ATTN_ROWS;
@@ -49,13 +101,19 @@ ck_status ck_attention_fwd(const float *q, int t, int heads, int kv_heads, int h
             p = (float *)workspace + (size_t)thread * scratch_rows * s;
             ldp = visible;
         }
-        ck_sgemm_serial(0, 1, rows, visible, head_dim, 1.0f, qh, ldq, kh, ldkv, 0.0f, p, ldp);
+        float *oh = out + (size_t)r0 * ldq + (size_t)h * head_dim;
+        // Decoding has one query row: sgemm's call overhead would outweigh the work there.
+        const float *kth = kt ? kt + (size_t)(h / group) * head_dim * ldkt : NULL;  // [head_dim, >= s]
+        if (rows == 1 && kth) scores_transposed(qh, kth, ldkt, head_dim, visible, p);
+        else if (rows == 1) scores_direct(qh, kh, ldkv, head_dim, visible, p);
+        else if (kth) ck_sgemm_serial(0, 0, rows, visible, head_dim, 1.0f, qh, ldq, kth, ldkt, 0.0f, p, ldp);
+        else ck_sgemm_serial(0, 1, rows, visible, head_dim, 1.0f, qh, ldq, kh, ldkv, 0.0f, p, ldp);
         for (int i = 0; i < rows; i++) {
             ck_softmax_causal_row(p + (size_t)i * ldp, visible, offset + r0 + i + 1, scale);
             if (probs) memset(p + (size_t)i * ldp + visible, 0, (size_t)(s - visible) * sizeof(float));
         }
-        ck_sgemm_serial(0, 0, rows, head_dim, visible, 1.0f, p, ldp, vh, ldkv, 0.0f,
-                        out + (size_t)r0 * ldq + (size_t)h * head_dim, ldq);
+        if (rows == 1) mix_direct(p, vh, ldkv, head_dim, visible, oh);
+        else ck_sgemm_serial(0, 0, rows, head_dim, visible, 1.0f, p, ldp, vh, ldkv, 0.0f, oh, ldq);
     }
     return CK_OK;
 }

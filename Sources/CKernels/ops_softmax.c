@@ -3,16 +3,19 @@
 #include "ck_internal.h"
 #include "include/ck_ops.h"
 
-void ck_softmax_causal_row(float *row, int cols, int visible, float scale) {
+CK_VECTOR_CLONES void ck_softmax_causal_row(float *row, int cols, int visible, float scale) {
     if (visible > cols) visible = cols;
     if (visible < 0) visible = 0;
+    // Separate passes so each vectorizes; the simd reductions may reorder the sum, which
+    // changes it by a few ulp at most.
     float mx = -INFINITY;
+#pragma omp simd reduction(max : mx)
     for (int j = 0; j < visible; j++) mx = fmaxf(mx, row[j] * scale);
+#pragma omp simd
+    for (int j = 0; j < visible; j++) row[j] = ck_exp(row[j] * scale - mx);  // minus the max keeps exp finite
     float sum = 0;
-    for (int j = 0; j < visible; j++) {
-        row[j] = expf(row[j] * scale - mx);  // subtracting the max keeps expf finite
-        sum += row[j];
-    }
+#pragma omp simd reduction(+ : sum)
+    for (int j = 0; j < visible; j++) sum += row[j];
     const float inv = visible > 0 ? 1.0f / sum : 0.0f;
     for (int j = 0; j < visible; j++) row[j] *= inv;
     for (int j = visible; j < cols; j++) row[j] = 0.0f;

@@ -15,17 +15,22 @@ struct AttentionTests {
         var expected = [Float](repeating: 0, count: q.count)
         ck_attention_fwd_ref(q, Int32(shape.t), Int32(shape.heads), Int32(shape.kvHeads), Int32(shape.headDim), k, v, Int32(s),
                              Int32(ldkv), scale, &expected)
-        for keep in [false, true] {
+        // the keys transposed, rows of s + 2 (a cache's capacity)
+        let ldkt = s + 2
+        var kt = [Float](repeating: 0, count: shape.kvHeads * shape.headDim * ldkt)
+        for j in 0..<s { for c in 0..<(shape.kvHeads * shape.headDim) { kt[c * ldkt + j] = k[j * ldkv + c] } }
+        for (keep, transposed) in [(false, false), (true, false), (false, true)] {
             var out = [Float](repeating: .nan, count: q.count)
             var probs = [Float](repeating: .nan, count: shape.heads * shape.t * s)
             var workspace = [UInt8](repeating: 0, count: ck_attention_workspace_size(Int32(shape.t), Int32(s)))
             let status = probs.withUnsafeMutableBufferPointer { pp in
                 ck_attention_fwd(q, Int32(shape.t), Int32(shape.heads), Int32(shape.kvHeads), Int32(shape.headDim), k, v, Int32(s),
-                                 Int32(ldkv), scale, &out, keep ? pp.baseAddress : nil, &workspace, workspace.count)
+                                 Int32(ldkv), transposed ? kt : nil, Int32(ldkt), scale, &out, keep ? pp.baseAddress : nil,
+                                 &workspace, workspace.count)
             }
             #expect(status == CK_OK)
             let worst = worstError(out, expected)
-            report("attention \(shape) keep=\(keep)", worst)
+            report("attention \(shape) keep=\(keep) transposed=\(transposed)", worst)
             #expect(worst <= 1e-5)
             guard keep else { continue }
             // rows of probabilities sum to 1 over visible keys and are exactly 0 beyond them
@@ -43,8 +48,9 @@ struct AttentionTests {
     @Test func rejectsInconsistentShapes() {
         var out = [Float](repeating: 0, count: 8)
         let x = [Float](repeating: 0, count: 64)
-        #expect(ck_attention_fwd(x, 2, 3, 2, 4, x, x, 2, 8, 1, &out, nil, nil, 0) == CK_ERR_SHAPE)  // 3 heads, 2 kv heads
-        #expect(ck_attention_fwd(x, 3, 2, 2, 4, x, x, 2, 8, 1, &out, nil, nil, 0) == CK_ERR_SHAPE)  // fewer keys than queries
-        #expect(ck_attention_fwd(x, 2, 2, 2, 4, x, x, 2, 8, 1, &out, nil, nil, 0) == CK_ERR_WORKSPACE)
+        #expect(ck_attention_fwd(x, 2, 3, 2, 4, x, x, 2, 8, nil, 0, 1, &out, nil, nil, 0) == CK_ERR_SHAPE)  // 3 heads, 2 kv heads
+        #expect(ck_attention_fwd(x, 3, 2, 2, 4, x, x, 2, 8, nil, 0, 1, &out, nil, nil, 0) == CK_ERR_SHAPE)  // fewer keys than queries
+        #expect(ck_attention_fwd(x, 1, 2, 2, 4, x, x, 2, 8, x, 1, 1, &out, nil, nil, 0) == CK_ERR_SHAPE)  // kt rows too short
+        #expect(ck_attention_fwd(x, 2, 2, 2, 4, x, x, 2, 8, nil, 0, 1, &out, nil, nil, 0) == CK_ERR_WORKSPACE)
     }
 }

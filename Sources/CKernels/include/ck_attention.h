@@ -10,13 +10,16 @@
 //   q    [T, heads * head_dim]
 //   k, v [S, kv_heads * head_dim] rows `ldkv` floats apart (a cache's row stride)
 //   out  [T, heads * head_dim]
+//   kt (nullable) [kv_heads * head_dim, >= S] rows `ldkt` apart: the keys transposed, as a
+//        cache keeps them (a single query row then scores all keys with vector FMAs
+//        instead of one horizontal sum per key); when given, k is not read and may be NULL
 //   probs (nullable) [heads, T, S]: the softmax probabilities, kept for a backward pass;
 //        masked entries are written as 0.
 // Scores are scaled by `scale` (1/sqrt(head_dim)) before the softmax.
 size_t ck_attention_workspace_size(int t, int s);
 ck_status ck_attention_fwd(const float *q, int t, int heads, int kv_heads, int head_dim, const float *k,
-                           const float *v, int s, int ldkv, float scale, float *out, float *probs,
-                           void *workspace, size_t workspace_size);
+                           const float *v, int s, int ldkv, const float *kt, int ldkt, float scale, float *out,
+                           float *probs, void *workspace, size_t workspace_size);
 // The same in plain loops with double sums: the meaning of the fast kernel.
 void ck_attention_fwd_ref(const float *q, int t, int heads, int kv_heads, int head_dim, const float *k,
                           const float *v, int s, int ldkv, float scale, float *out);

@@ -1,30 +1,47 @@
 import CKernels
 
 extension Kernels {
+    /// Where attention reads its keys: rows [≥ keys, kvHeads·headDim] as a projection makes
+    /// them, or transposed [kvHeads·headDim, ≥ keys] as a KV cache keeps them.
+    public enum Keys {
+        case rows(Tensor)
+        case transposed(Tensor)
+    }
+
     /// Grouped-query causal attention of `queries` [tokens, heads·headDim] over the first
-    /// `keyCount` rows of `keys`/`values` [≥ keyCount, kvHeads·headDim] (a cache: the last
-    /// `tokens` of those rows belong to the queries). Returns [tokens, heads·headDim] and,
+    /// `keyCount` keys and rows of `values` [≥ keyCount, kvHeads·headDim] (with a cache, the
+    /// last `tokens` of those belong to the queries). Returns [tokens, heads·headDim] and,
     /// when asked, the probabilities [heads, tokens, keyCount] a backward pass needs.
-    public static func attention(queries: Tensor, keys: Tensor, values: Tensor, keyCount: Int, heads: Int, kvHeads: Int,
+    public static func attention(queries: Tensor, keys: Keys, values: Tensor, keyCount: Int, heads: Int, kvHeads: Int,
                                  keepProbabilities: Bool = false) -> (output: Tensor, probabilities: Tensor?) {
-        let tokens = queries.rowCount, width = queries.rowLength, kvWidth = keys.rowLength
-        precondition(heads > 0 && kvHeads > 0 && heads % kvHeads == 0 && width % heads == 0
-                     && kvWidth == width / heads * kvHeads && values.shape == keys.shape
-                     && keyCount >= tokens && keyCount <= keys.rowCount,
-                     "attention: queries \(queries.shape), keys \(keys.shape), values \(values.shape), \(keyCount) keys, \(heads)/\(kvHeads) heads")
+        let tokens = queries.rowCount, width = queries.rowLength, kvWidth = values.rowLength
+        let keyTensor: Tensor, keysFit: Bool
+        switch keys {
+        case .rows(let k):
+            keyTensor = k
+            keysFit = k.rank == 2 && k.shape[1] == kvWidth && k.shape[0] >= keyCount
+        case .transposed(let kt):
+            keyTensor = kt
+            keysFit = kt.rank == 2 && kt.shape[0] == kvWidth && kt.shape[1] >= keyCount
+        }
+        precondition(heads > 0 && kvHeads > 0 && heads % kvHeads == 0 && width % heads == 0 && kvWidth == width / heads * kvHeads
+                     && keysFit && keyCount >= tokens && keyCount <= values.rowCount,
+                     "attention: queries \(queries.shape), keys \(keys), values \(values.shape), \(keyCount) keys, \(heads)/\(kvHeads) heads")
         let headDim = width / heads
         var output = Tensor(zeros: queries.shape)
         var probabilities = keepProbabilities ? Tensor(zeros: [heads, tokens, keyCount]) : nil
         let size = keepProbabilities ? 0 : ck_attention_workspace_size(Int32(tokens), Int32(keyCount))
         let status = withWorkspace(bytes: size) { workspace, count in
             queries.withUnsafeBufferPointer { qp in
-                keys.withUnsafeBufferPointer { kp in
+                keyTensor.withUnsafeBufferPointer { kp in
                     values.withUnsafeBufferPointer { vp in
                         output.withUnsafeMutableBufferPointer { op in
                             func run(_ pp: UnsafeMutablePointer<Float>?) -> ck_status {
-                                ck_attention_fwd(qp.baseAddress, Int32(tokens), Int32(heads), Int32(kvHeads), Int32(headDim),
-                                                 kp.baseAddress, vp.baseAddress, Int32(keyCount), Int32(kvWidth),
-                                                 1 / Float(headDim).squareRoot(), op.baseAddress, pp, workspace, count)
+                                let (k, kt): (UnsafePointer<Float>?, UnsafePointer<Float>?)
+                                if case .rows = keys { (k, kt) = (kp.baseAddress, nil) } else { (k, kt) = (nil, kp.baseAddress) }
+                                return ck_attention_fwd(qp.baseAddress, Int32(tokens), Int32(heads), Int32(kvHeads), Int32(headDim),
+                                                        k, vp.baseAddress, Int32(keyCount), Int32(kvWidth), kt, Int32(keyTensor.rowLength),
+                                                        1 / Float(headDim).squareRoot(), op.baseAddress, pp, workspace, count)
                             }
                             return probabilities == nil ? run(nil) : probabilities!.withUnsafeMutableBufferPointer { run($0.baseAddress) }
                         }
@@ -32,7 +49,7 @@ extension Kernels {
                 }
             }
         }
-        check(status, "attention queries \(queries.shape) keys \(keys.shape) keyCount \(keyCount)")
+        check(status, "attention queries \(queries.shape) keys \(keys) keyCount \(keyCount)")
         return (output, probabilities)
     }
 
@@ -64,6 +81,18 @@ extension Kernels {
             }
         }
         return result
+    }
+
+    /// Writes x [rows, cols] transposed into columns column..<column+rows of t [cols, ≥ column+rows].
+    static func transpose(_ x: Tensor, into t: Tensor, column: Int) {
+        let rows = x.rowCount, cols = x.rowLength, ld = t.rowLength
+        precondition(t.rank == 2 && t.shape[0] == cols && column + rows <= ld, "transpose: \(x.shape) into \(t.shape) at column \(column)")
+        var target = t
+        x.withUnsafeBufferPointer { xp in
+            target.withUnsafeMutableBufferPointer { tp in
+                for i in 0..<rows { for c in 0..<cols { tp[c * ld + column + i] = xp[i * cols + c] } }
+            }
+        }
     }
 
     /// x += y, elementwise (residual connections).

@@ -55,6 +55,13 @@ struct TensorSlice {
 
     var count: Int { shape.reduce(1, *) }
 
+    /// Rows of a matrix as f32, into `values` (rows.count × shape.last).
+    func dequantize(rows: Range<Int>, into values: UnsafeMutableBufferPointer<Float>) {
+        let cols = shape.last ?? 1, rowBytes = cols / type.blockSize * type.blockBytes
+        precondition(values.count == rows.count * cols, "dequantize: \(rows) rows of \(shape) into \(values.count) values")
+        _ = ck_dequantize(type.cValue, bytes.baseAddress! + rows.lowerBound * rowBytes, values.baseAddress, Int64(values.count))
+    }
+
     /// The values as f32 (exact: every stored type converts to f32 without rounding).
     func dequantized() -> Tensor {
         var result = Tensor(zeros: shape)

@@ -5,14 +5,15 @@ public final class KVCache: @unchecked Sendable {
     public let capacity: Int
     /// Positions it holds now: the position of the next token.
     public private(set) var count = 0
-    let keys: [Tensor]    // per layer [capacity, kvHeads·headDim], after RoPE
-    let values: [Tensor]  // per layer [capacity, kvHeads·headDim]
+    /// Keys after RoPE, transposed: a decoding step then scores all keys with vector FMAs.
+    let transposedKeys: [Tensor]  // per layer [kvHeads·headDim, capacity]
+    let values: [Tensor]          // per layer [capacity, kvHeads·headDim]
 
     public init(config: LlamaConfig, capacity: Int) {
         precondition(capacity > 0, "KVCache: capacity \(capacity)")
         self.capacity = capacity
-        keys = (0..<config.numHiddenLayers).map { _ in Tensor(zeros: [capacity, config.keyValueWidth]) }
         values = (0..<config.numHiddenLayers).map { _ in Tensor(zeros: [capacity, config.keyValueWidth]) }
+        transposedKeys = (0..<config.numHiddenLayers).map { _ in Tensor(zeros: [config.keyValueWidth, capacity]) }
     }
 
     /// Positions left.
@@ -27,8 +28,8 @@ public final class KVCache: @unchecked Sendable {
     /// Stores layer `layer`'s keys and values [tokens, width] at positions count..<count+tokens.
     func store(layer: Int, keys k: Tensor, values v: Tensor) {
         let rows = count..<count + k.rowCount
-        keys[layer].rows(rows).assign(k)
         values[layer].rows(rows).assign(v)
+        Kernels.transpose(k, into: transposedKeys[layer], column: count)
     }
 
     func advance(by tokens: Int) {

@@ -13,15 +13,51 @@ public struct RMSNorm: Sendable {
     }
 }
 
+/// Projections that read the same input, with their int8 weights stacked into one matrix
+/// (q, k, v; gate, up): one fused product instead of several, which matters most when
+/// decoding, where each product is a short GEMV. Each projection's own weight is a view of
+/// its rows in the stack, and its adapter still applies to its own slice of the output.
+struct StackedProjections: Sendable {
+    let linears: [Linear]
+    private let stack: QuantizedWeight?
+
+    /// Stacks int8 weights whose row counts allow it (see `QuantizedWeight.stacking`).
+    init(_ weights: [Linear.Weight]) {
+        let int8 = weights.compactMap { if case .int8(let w) = $0 { w } else { nil } }
+        if int8.count == weights.count, let (stack, views) = QuantizedWeight.stacking(int8) {
+            self.stack = stack
+            linears = views.map { Linear(.int8($0)) }
+        } else {
+            stack = nil
+            linears = weights.map(Linear.init)
+        }
+    }
+
+    /// Each projection of x [tokens, in].
+    func callAsFunction(_ x: Tensor) -> [Tensor] {
+        guard let stack else { return linears.map { $0(x) } }
+        let y = Kernels.matmul(x.reshaped([x.rowCount, x.rowLength]), stack)
+        var start = 0
+        return linears.map { linear in
+            defer { start += linear.outFeatures }
+            let part = y.columns(start..<start + linear.outFeatures)
+            linear.adapter?.addOutput(of: x, to: part)
+            return part
+        }
+    }
+}
+
 public final class LlamaAttention: @unchecked Sendable {
-    public let qProj: Linear, kProj: Linear, vProj: Linear, oProj: Linear
+    public var qProj: Linear { qkv.linears[0] }
+    public var kProj: Linear { qkv.linears[1] }
+    public var vProj: Linear { qkv.linears[2] }
+    public let oProj: Linear
+    let qkv: StackedProjections
     let heads: Int, kvHeads: Int, headDim: Int
 
-    init(qProj: Linear, kProj: Linear, vProj: Linear, oProj: Linear, config: LlamaConfig) {
-        self.qProj = qProj
-        self.kProj = kProj
-        self.vProj = vProj
-        self.oProj = oProj
+    init(q: Linear.Weight, k: Linear.Weight, v: Linear.Weight, o: Linear.Weight, config: LlamaConfig) {
+        qkv = StackedProjections([q, k, v])
+        oProj = Linear(o)
         heads = config.numAttentionHeads
         kvHeads = config.numKeyValueHeads
         headDim = config.headDim
@@ -35,8 +71,8 @@ public final class LlamaAttention: @unchecked Sendable {
     public struct Activations: Sendable {
         public let input: Tensor          // [tokens, dim]: the normed input of q/k/v_proj
         public let queries: Tensor        // [tokens, heads·headDim], after RoPE
-        public let keys: Tensor           // [keys, kvHeads·headDim], after RoPE (cache rows included)
-        public let values: Tensor         // [keys, kvHeads·headDim]
+        public let keys: Tensor           // [tokens, kvHeads·headDim], after RoPE
+        public let values: Tensor         // [tokens, kvHeads·headDim]
         public let probabilities: Tensor  // [heads, tokens, keys]
         public let mixed: Tensor          // [tokens, heads·headDim]: the input of o_proj
     }
@@ -46,32 +82,35 @@ public final class LlamaAttention: @unchecked Sendable {
     func callAsFunction(_ h: Tensor, positions: [Int32], frequencies: [Float], layout: RoPELayout,
                         cache: (KVCache, layer: Int)?, keep: Bool) -> (Tensor, Activations?) {
         let tokens = h.rowCount
-        let q = qProj(h), k = kProj(h), v = vProj(h)
+        let projected = qkv(h)
+        let q = projected[0], k = projected[1], v = projected[2]
         Kernels.rope(q.reshaped([tokens, heads, headDim]), positions: positions, frequencies: frequencies, layout: layout)
         Kernels.rope(k.reshaped([tokens, kvHeads, headDim]), positions: positions, frequencies: frequencies, layout: layout)
-        var keys = k, values = v, keyCount = tokens
+        precondition(!(keep && cache != nil), "LlamaAttention: activations for a backward pass are kept without a cache")
+        var keys = Kernels.Keys.rows(k), values = v, keyCount = tokens
         if let (cache, layer) = cache {
             cache.store(layer: layer, keys: k, values: v)
             keyCount = cache.count + tokens
-            keys = cache.keys[layer]
+            keys = .transposed(cache.transposedKeys[layer])
             values = cache.values[layer]
         }
         let (mixed, probabilities) = Kernels.attention(queries: q, keys: keys, values: values, keyCount: keyCount,
                                                        heads: heads, kvHeads: kvHeads, keepProbabilities: keep)
         let output = oProj(mixed)
         guard keep, let probabilities else { return (output, nil) }
-        return (output, Activations(input: h, queries: q, keys: keys.rows(0..<keyCount), values: values.rows(0..<keyCount),
-                                    probabilities: probabilities, mixed: mixed))
+        return (output, Activations(input: h, queries: q, keys: k, values: v, probabilities: probabilities, mixed: mixed))
     }
 }
 
 public final class LlamaMLP: @unchecked Sendable {
-    public let gateProj: Linear, upProj: Linear, downProj: Linear
+    public var gateProj: Linear { gateUp.linears[0] }
+    public var upProj: Linear { gateUp.linears[1] }
+    public let downProj: Linear
+    let gateUp: StackedProjections
 
-    init(gateProj: Linear, upProj: Linear, downProj: Linear) {
-        self.gateProj = gateProj
-        self.upProj = upProj
-        self.downProj = downProj
+    init(gate: Linear.Weight, up: Linear.Weight, down: Linear.Weight) {
+        gateUp = StackedProjections([gate, up])
+        downProj = Linear(down)
     }
 
     public var projections: [(name: String, linear: Linear)] {
@@ -86,7 +125,8 @@ public final class LlamaMLP: @unchecked Sendable {
     }
 
     func callAsFunction(_ h: Tensor, keep: Bool) -> (Tensor, Activations?) {
-        let gate = gateProj(h), up = upProj(h)
+        let projected = gateUp(h)
+        let gate = projected[0], up = projected[1]
         let mixed = Kernels.swiglu(gate: gate, up: up)
         let output = downProj(mixed)
         return (output, keep ? Activations(input: h, gate: gate, up: up, mixed: mixed) : nil)

@@ -93,7 +93,9 @@ extension LlamaModel {
             case (.int8, .q8_0):
                 return .int8(try QuantizedWeight(q8_0Blocks: slice.bytes, rows: shape[0], cols: shape[1], name: name))
             case (.int8, _):
-                return .int8(QuantizedWeight(quantizing: slice.dequantized()))
+                return .int8(QuantizedWeight(rows: shape[0], cols: shape[1]) { rows, values in
+                    slice.dequantize(rows: rows, into: values)
+                })
             case (.f32, _):
                 return .f32(slice.dequantized())
             }
@@ -107,15 +109,14 @@ extension LlamaModel {
         let embedding = Embedding(try matrix(names.embedding, [config.vocabSize, dim]))
         var layers: [LlamaDecoderLayer] = []
         for i in 0..<config.numHiddenLayers {
-            let attention = LlamaAttention(
-                qProj: Linear(try matrix(names.layer(i, .q), [config.queryWidth, dim])),
-                kProj: Linear(try matrix(names.layer(i, .k), [config.keyValueWidth, dim])),
-                vProj: Linear(try matrix(names.layer(i, .v), [config.keyValueWidth, dim])),
-                oProj: Linear(try matrix(names.layer(i, .o), [dim, config.queryWidth])),
-                config: config)
-            let mlp = LlamaMLP(gateProj: Linear(try matrix(names.layer(i, .gate), [hidden, dim])),
-                               upProj: Linear(try matrix(names.layer(i, .up), [hidden, dim])),
-                               downProj: Linear(try matrix(names.layer(i, .down), [dim, hidden])))
+            let attention = LlamaAttention(q: try matrix(names.layer(i, .q), [config.queryWidth, dim]),
+                                           k: try matrix(names.layer(i, .k), [config.keyValueWidth, dim]),
+                                           v: try matrix(names.layer(i, .v), [config.keyValueWidth, dim]),
+                                           o: try matrix(names.layer(i, .o), [dim, config.queryWidth]),
+                                           config: config)
+            let mlp = LlamaMLP(gate: try matrix(names.layer(i, .gate), [hidden, dim]),
+                               up: try matrix(names.layer(i, .up), [hidden, dim]),
+                               down: try matrix(names.layer(i, .down), [dim, hidden]))
             layers.append(LlamaDecoderLayer(
                 selfAttn: attention, mlp: mlp,
                 inputLayernorm: RMSNorm(weight: try vector(names.layer(i, .attentionNorm)), eps: config.rmsNormEps),

@@ -8,6 +8,8 @@ public final class QuantizedWeight: @unchecked Sendable {
     public let rows: Int
     public let cols: Int
     let packed: AlignedBuffer
+    /// Where this matrix's panels start in `packed` (a row range of a stacked matrix).
+    private let panelOffset: Int
     private let lock = NSLock()
     private var transposed: AlignedBuffer?
 
@@ -15,13 +17,45 @@ public final class QuantizedWeight: @unchecked Sendable {
     /// Q8_0 blocks per row: a tail shorter than 32 is zero-padded.
     public var blocksPerRow: Int { Int(ck_q8_blocks_per_row(Int32(cols))) }
     /// Bytes the int8 weights take in memory.
-    public var byteCount: Int { packed.byteCount }
+    public var byteCount: Int { ck_q8_packed_bytes(Int32(rows), Int32(cols)) }
 
-    private init(rows: Int, cols: Int, q8_0: UnsafeRawPointer?) {
+    /// Zeroed panels, filled by the convenience initializers.
+    private init(rows: Int, cols: Int) {
         self.rows = rows
         self.cols = cols
         packed = AlignedBuffer(byteCount: ck_q8_packed_bytes(Int32(rows), Int32(cols)))
-        ck_q8_pack(q8_0?.assumingMemoryBound(to: ck_block_q8_0.self), Int32(rows), Int32(cols), panels)
+        panelOffset = 0
+    }
+
+    private init(sharing packed: AlignedBuffer, panelOffset: Int, rows: Int, cols: Int) {
+        self.rows = rows
+        self.cols = cols
+        self.packed = packed
+        self.panelOffset = panelOffset
+    }
+
+    /// Matrices with the same columns stacked row-wise into one (q, k, v → qkv; gate, up):
+    /// one product then serves them all, and each part is returned as a view of its rows in
+    /// the stack, so the parts cost no memory of their own. Nil unless every part but the
+    /// last fills whole panels of 16 rows (then the stack's panels are the parts' panels).
+    public static func stacking(_ parts: [QuantizedWeight]) -> (stack: QuantizedWeight, parts: [QuantizedWeight])? {
+        guard let cols = parts.first?.cols, parts.allSatisfy({ $0.cols == cols }),
+              parts.dropLast().allSatisfy({ $0.rows % Int(CK_PANEL) == 0 }) else { return nil }
+        let stack = QuantizedWeight(rows: parts.reduce(0) { $0 + $1.rows }, cols: cols)
+        var views: [QuantizedWeight] = []
+        var offset = 0
+        for part in parts {
+            (stack.panels + offset).update(from: part.panels, count: Int(ck_q8_panels(Int32(part.rows))) * part.blocksPerRow)
+            views.append(QuantizedWeight(sharing: stack.packed, panelOffset: offset, rows: part.rows, cols: cols))
+            offset += Int(ck_q8_panels(Int32(part.rows))) * part.blocksPerRow
+        }
+        return (stack, views)
+    }
+
+    /// Packs `rows` × blocksPerRow GGUF Q8_0 blocks (none when the matrix is empty).
+    private convenience init(rows: Int, cols: Int, q8_0: UnsafeRawPointer?) {
+        self.init(rows: rows, cols: cols)
+        if let q8_0 { ck_q8_pack(q8_0.assumingMemoryBound(to: ck_block_q8_0.self), Int32(rows), Int32(cols), panels) }
     }
 
     /// Quantizes an f32 matrix [rows, cols] the way ggml's Q8_0 quantizer does.
@@ -34,6 +68,24 @@ public final class QuantizedWeight: @unchecked Sendable {
         self.init(rows: rows, cols: cols, q8_0: blocks)
     }
 
+    /// Quantizes a matrix delivered a panel of rows at a time: `fill(rows, values)` writes
+    /// rows.count × cols f32 values. A large matrix in another storage type (Q4_1, bf16, …)
+    /// thus never exists whole in f32, which keeps a loader's peak memory near the int8 size.
+    public convenience init(rows: Int, cols: Int, quantizingRows fill: (Range<Int>, UnsafeMutableBufferPointer<Float>) -> Void) {
+        self.init(rows: rows, cols: cols)
+        let panelRows = Int(CK_PANEL), kb = blocksPerRow
+        let values = UnsafeMutableBufferPointer<Float>.allocate(capacity: panelRows * max(cols, 1))
+        let blocks = UnsafeMutablePointer<ck_block_q8_0>.allocate(capacity: panelRows * max(kb, 1))
+        defer { values.deallocate(); blocks.deallocate() }
+        for (panel, start) in stride(from: 0, to: rows, by: panelRows).enumerated() {
+            let count = min(panelRows, rows - start)
+            fill(start..<start + count, UnsafeMutableBufferPointer(rebasing: values[..<(count * cols)]))
+            ck_quantize_q8_0(values.baseAddress, Int32(count), Int32(cols), blocks)
+            // a panel packed on its own is that panel of the whole matrix (tail rows zero-padded)
+            ck_q8_pack(blocks, Int32(count), Int32(cols), panels + panel * kb)
+        }
+    }
+
     /// Wraps Q8_0 blocks as GGUF stores them: `rows` rows of ceil(cols/32) 34-byte blocks.
     public convenience init(q8_0Blocks bytes: UnsafeRawBufferPointer, rows: Int, cols: Int, name: String) throws(LoRAError) {
         let expected = rows * Int(ck_q8_blocks_per_row(Int32(cols))) * Self.blockBytes
@@ -44,7 +96,7 @@ public final class QuantizedWeight: @unchecked Sendable {
     }
 
     var panels: UnsafeMutablePointer<ck_panel_block> {
-        packed.pointer.assumingMemoryBound(to: ck_panel_block.self)
+        packed.pointer.assumingMemoryBound(to: ck_panel_block.self) + panelOffset
     }
 
     /// The weights as GGUF Q8_0 blocks (rows × blocksPerRow × 34 bytes).

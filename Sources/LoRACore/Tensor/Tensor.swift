@@ -95,3 +95,24 @@ extension Tensor {
         }
     }
 }
+
+extension Tensor {
+    /// Columns `range` of a matrix [rows, cols] → [rows, range.count]: a view for a single
+    /// row (decoding), a copy otherwise.
+    public func columns(_ range: Range<Int>) -> Tensor {
+        precondition(rank == 2 && range.lowerBound >= 0 && range.upperBound <= shape[1],
+                     "Tensor.columns: \(range) out of \(shape)")
+        if shape[0] == 1 { return Tensor(buffer: buffer, offset: offset + range.lowerBound, shape: [1, range.count]) }
+        var result = Tensor(zeros: [shape[0], range.count])
+        let cols = shape[1]
+        withUnsafeBufferPointer { src in
+            result.withUnsafeMutableBufferPointer { dst in
+                for row in 0..<shape[0] {
+                    let from = UnsafeBufferPointer(rebasing: src[row * cols + range.lowerBound..<row * cols + range.upperBound])
+                    _ = UnsafeMutableBufferPointer(rebasing: dst[row * range.count..<(row + 1) * range.count]).update(fromContentsOf: from)
+                }
+            }
+        }
+        return result
+    }
+}

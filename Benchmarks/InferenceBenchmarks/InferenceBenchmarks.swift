@@ -1,0 +1,75 @@
+import Foundation
+import LoRACore
+import XCTest
+
+/// Model throughput on the real model, one JSON object per line:
+/// `SWIFT_LORA_MODEL=PATH swift test -c release --filter InferenceBenchmarks` (default:
+/// SmolLM2-135M-Instruct from scripts/fetch-model). Each int8 figure is set against the
+/// same work on the exact-f32 model (OpenBLAS sgemm) in the same run; scripts/peer-inference.py
+/// measures llama.cpp and PyTorch on the same file.
+final class InferenceBenchmarks: XCTestCase {
+    static let suite = "inference"
+
+    func emit(_ name: String, _ value: Double, unit: String, baseline: String, baselineValue: Double) {
+        func format(_ v: Double) -> String { String(format: "%.4g", v) }
+        let fields: [(String, String)] = [
+            ("suite", "\"\(Self.suite)\""), ("name", "\"\(name)\""), ("value", format(value)), ("unit", "\"\(unit)\""),
+            ("baseline", "\"\(baseline)\""), ("baseline_value", format(baselineValue)), ("ratio", format(value / baselineValue)),
+        ]
+        print("{" + fields.map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",") + "}")
+        fflush(nil)
+    }
+
+    static var modelPath: String {
+        let environment = ProcessInfo.processInfo.environment
+        let cache = environment["SWIFT_LORA_CACHE"] ?? "\(NSHomeDirectory())/.cache/swift-lora"
+        return environment["SWIFT_LORA_MODEL"] ?? "\(cache)/SmolLM2-135M-Instruct.Q4_1.gguf"
+    }
+
+    /// Peak resident memory of this process so far, MiB.
+    static func peakRSS() -> Double {
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        return Double(usage.ru_maxrss) / 1024
+    }
+
+    func seconds(_ body: () -> Void) -> Double {
+        let start = DispatchTime.now().uptimeNanoseconds
+        body()
+        return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+    }
+
+    /// Prefill of a 512-token prompt (best of 3) and 128 greedy decode steps after it.
+    func measure(_ model: LanguageModel, prompt: [Int32]) -> (prefill: Double, decode: Double) {
+        var prefill = Double.infinity
+        for _ in 0..<3 {
+            let cache = model.model.makeCache(capacity: prompt.count)
+            prefill = min(prefill, seconds { _ = model.model.forward(prompt, cache: cache, logits: .last) })
+        }
+        let generator = Generator(model: model.model, tokenizer: model.tokenizer)
+        var best = 0.0
+        for _ in 0..<2 {
+            let summary = generator.generate(prompt: prompt, stop: StopConditions(maxTokens: 129, stopTokens: []))
+            XCTAssertEqual(summary.generatedTokens, 129)
+            best = max(best, summary.decodeTokensPerSecond)  // 128 steps after the first token
+        }
+        return (Double(prompt.count) / prefill, best)
+    }
+
+    func testPrefillAndDecode() throws {
+        let path = Self.modelPath
+        print("# \(KernelRuntime.instructionSet.rawValue), \(KernelRuntime.threads) threads, \(KernelRuntime.blasBackend), \(path)")
+        let int8 = try LanguageModel.load(path: path, precision: .int8)
+        let rssAfterLoad = Self.peakRSS()
+        let text = String(repeating: "The library opens at nine in the morning and closes at six in the evening. ", count: 80)
+        let prompt = Array(int8.tokenizer.encode(text, parseSpecial: false, addBOS: nil).prefix(512))
+        XCTAssertEqual(prompt.count, 512)
+        let fast = measure(int8, prompt: prompt)
+        let rss = Self.peakRSS()
+        let f32 = try LanguageModel.load(path: path, precision: .f32)
+        let exact = measure(f32, prompt: prompt)
+        emit("prefill_512_int8", fast.prefill, unit: "tok/s", baseline: "prefill_512_f32_openblas", baselineValue: exact.prefill)
+        emit("decode_128_int8", fast.decode, unit: "tok/s", baseline: "decode_128_f32_openblas", baselineValue: exact.decode)
+        emit("peak_rss_int8", rss, unit: "MiB", baseline: "peak_rss_after_load", baselineValue: rssAfterLoad)
+    }
+}
