@@ -21,16 +21,10 @@ struct StackedProjections: Sendable {
     let linears: [Linear]
     private let stack: QuantizedWeight?
 
-    /// Stacks int8 weights whose row counts allow it (see `QuantizedWeight.stacking`).
-    init(_ weights: [Linear.Weight]) {
-        let int8 = weights.compactMap { if case .int8(let w) = $0 { w } else { nil } }
-        if int8.count == weights.count, let (stack, views) = QuantizedWeight.stacking(int8) {
-            self.stack = stack
-            linears = views.map { Linear(.int8($0)) }
-        } else {
-            stack = nil
-            linears = weights.map(Linear.init)
-        }
+    /// `stack`, when given, holds the int8 weights of every part (each part a view of it).
+    init(_ weights: [Linear.Weight], stack: QuantizedWeight?) {
+        linears = weights.map(Linear.init)
+        self.stack = stack
     }
 
     /// Each projection of x [tokens, in].
@@ -55,8 +49,8 @@ public final class LlamaAttention: @unchecked Sendable {
     let qkv: StackedProjections
     let heads: Int, kvHeads: Int, headDim: Int
 
-    init(q: Linear.Weight, k: Linear.Weight, v: Linear.Weight, o: Linear.Weight, config: LlamaConfig) {
-        qkv = StackedProjections([q, k, v])
+    init(qkv: StackedProjections, o: Linear.Weight, config: LlamaConfig) {
+        self.qkv = qkv
         oProj = Linear(o)
         heads = config.numAttentionHeads
         kvHeads = config.numKeyValueHeads
@@ -108,8 +102,8 @@ public final class LlamaMLP: @unchecked Sendable {
     public let downProj: Linear
     let gateUp: StackedProjections
 
-    init(gate: Linear.Weight, up: Linear.Weight, down: Linear.Weight) {
-        gateUp = StackedProjections([gate, up])
+    init(gateUp: StackedProjections, down: Linear.Weight) {
+        self.gateUp = gateUp
         downProj = Linear(down)
     }
 

@@ -86,19 +86,31 @@ extension LlamaModel {
             }
             return slice
         }
-        func matrix(_ name: String, _ shape: [Int]) throws(LoRAError) -> Linear.Weight {
+        /// Converts a tensor into `target` (int8) or returns its exact f32 values.
+        func convert(_ name: String, _ shape: [Int], into target: QuantizedWeight?) throws(LoRAError) -> Linear.Weight {
             let slice = try read(name, shape)
             defer { tensors.release(slice); step() }
-            switch (precision, slice.type) {
-            case (.int8, .q8_0):
-                return .int8(try QuantizedWeight(q8_0Blocks: slice.bytes, rows: shape[0], cols: shape[1], name: name))
-            case (.int8, _):
-                return .int8(QuantizedWeight(rows: shape[0], cols: shape[1]) { rows, values in
-                    slice.dequantize(rows: rows, into: values)
-                })
-            case (.f32, _):
-                return .f32(slice.dequantized())
+            guard let target else { return .f32(slice.dequantized()) }
+            if slice.type == .q8_0 {
+                try target.fill(q8_0Blocks: slice.bytes, name: name)
+            } else {
+                target.fill { rows, values in slice.dequantize(rows: rows, into: values) }
             }
+            return .int8(target)
+        }
+        func matrix(_ name: String, _ shape: [Int]) throws(LoRAError) -> Linear.Weight {
+            try convert(name, shape, into: precision == .int8 ? QuantizedWeight(rows: shape[0], cols: shape[1]) : nil)
+        }
+        /// Projections of one input, converted straight into one stacked int8 matrix.
+        func stacked(_ parts: [(name: String, shape: [Int])]) throws(LoRAError) -> StackedProjections {
+            guard precision == .int8, let (stack, views) = QuantizedWeight.stack(partRows: parts.map { $0.shape[0] }, cols: dim) else {
+                var weights: [Linear.Weight] = []
+                for part in parts { weights.append(try matrix(part.name, part.shape)) }
+                return StackedProjections(weights, stack: nil)
+            }
+            var weights: [Linear.Weight] = []
+            for (part, view) in zip(parts, views) { weights.append(try convert(part.name, part.shape, into: view)) }
+            return StackedProjections(weights, stack: stack)
         }
         func vector(_ name: String) throws(LoRAError) -> Tensor {
             let slice = try read(name, [dim])
@@ -109,14 +121,11 @@ extension LlamaModel {
         let embedding = Embedding(try matrix(names.embedding, [config.vocabSize, dim]))
         var layers: [LlamaDecoderLayer] = []
         for i in 0..<config.numHiddenLayers {
-            let attention = LlamaAttention(q: try matrix(names.layer(i, .q), [config.queryWidth, dim]),
-                                           k: try matrix(names.layer(i, .k), [config.keyValueWidth, dim]),
-                                           v: try matrix(names.layer(i, .v), [config.keyValueWidth, dim]),
-                                           o: try matrix(names.layer(i, .o), [dim, config.queryWidth]),
-                                           config: config)
-            let mlp = LlamaMLP(gate: try matrix(names.layer(i, .gate), [hidden, dim]),
-                               up: try matrix(names.layer(i, .up), [hidden, dim]),
-                               down: try matrix(names.layer(i, .down), [dim, hidden]))
+            let qkv = try stacked([(names.layer(i, .q), [config.queryWidth, dim]), (names.layer(i, .k), [config.keyValueWidth, dim]),
+                                   (names.layer(i, .v), [config.keyValueWidth, dim])])
+            let attention = LlamaAttention(qkv: qkv, o: try matrix(names.layer(i, .o), [dim, config.queryWidth]), config: config)
+            let gateUp = try stacked([(names.layer(i, .gate), [hidden, dim]), (names.layer(i, .up), [hidden, dim])])
+            let mlp = LlamaMLP(gateUp: gateUp, down: try matrix(names.layer(i, .down), [dim, hidden]))
             layers.append(LlamaDecoderLayer(
                 selfAttn: attention, mlp: mlp,
                 inputLayernorm: RMSNorm(weight: try vector(names.layer(i, .attentionNorm)), eps: config.rmsNormEps),

@@ -20,7 +20,7 @@ public final class QuantizedWeight: @unchecked Sendable {
     public var byteCount: Int { ck_q8_packed_bytes(Int32(rows), Int32(cols)) }
 
     /// Zeroed panels, filled by the convenience initializers.
-    private init(rows: Int, cols: Int) {
+    init(rows: Int, cols: Int) {
         self.rows = rows
         self.cols = cols
         packed = AlignedBuffer(byteCount: ck_q8_packed_bytes(Int32(rows), Int32(cols)))
@@ -34,28 +34,21 @@ public final class QuantizedWeight: @unchecked Sendable {
         self.panelOffset = panelOffset
     }
 
-    /// Matrices with the same columns stacked row-wise into one (q, k, v → qkv; gate, up):
-    /// one product then serves them all, and each part is returned as a view of its rows in
-    /// the stack, so the parts cost no memory of their own. Nil unless every part but the
-    /// last fills whole panels of 16 rows (then the stack's panels are the parts' panels).
-    public static func stacking(_ parts: [QuantizedWeight]) -> (stack: QuantizedWeight, parts: [QuantizedWeight])? {
-        guard let cols = parts.first?.cols, parts.allSatisfy({ $0.cols == cols }),
-              parts.dropLast().allSatisfy({ $0.rows % Int(CK_PANEL) == 0 }) else { return nil }
-        let stack = QuantizedWeight(rows: parts.reduce(0) { $0 + $1.rows }, cols: cols)
-        var views: [QuantizedWeight] = []
-        var offset = 0
-        for part in parts {
-            (stack.panels + offset).update(from: part.panels, count: Int(ck_q8_panels(Int32(part.rows))) * part.blocksPerRow)
-            views.append(QuantizedWeight(sharing: stack.packed, panelOffset: offset, rows: part.rows, cols: cols))
-            offset += Int(ck_q8_panels(Int32(part.rows))) * part.blocksPerRow
+    /// An empty (zero) matrix of several parts stacked row-wise (q, k, v → qkv; gate, up),
+    /// and a view of each part's rows to fill: one product then serves all the parts, and
+    /// the parts cost no memory of their own. Nil unless every part but the last fills whole
+    /// panels of 16 rows (then each part's panels are a contiguous run of the stack's).
+    public static func stack(partRows: [Int], cols: Int) -> (stack: QuantizedWeight, parts: [QuantizedWeight])? {
+        guard !partRows.isEmpty, partRows.allSatisfy({ $0 >= 0 }), partRows.dropLast().allSatisfy({ $0 % Int(CK_PANEL) == 0 }) else {
+            return nil
         }
-        return (stack, views)
-    }
-
-    /// Packs `rows` × blocksPerRow GGUF Q8_0 blocks (none when the matrix is empty).
-    private convenience init(rows: Int, cols: Int, q8_0: UnsafeRawPointer?) {
-        self.init(rows: rows, cols: cols)
-        if let q8_0 { ck_q8_pack(q8_0.assumingMemoryBound(to: ck_block_q8_0.self), Int32(rows), Int32(cols), panels) }
+        let stack = QuantizedWeight(rows: partRows.reduce(0, +), cols: cols)
+        var offset = 0
+        let parts = partRows.map { rows in
+            defer { offset += Int(ck_q8_panels(Int32(rows))) * stack.blocksPerRow }
+            return QuantizedWeight(sharing: stack.packed, panelOffset: offset, rows: rows, cols: cols)
+        }
+        return (stack, parts)
     }
 
     /// Quantizes an f32 matrix [rows, cols] the way ggml's Q8_0 quantizer does.
@@ -65,14 +58,21 @@ public final class QuantizedWeight: @unchecked Sendable {
         let blocks = UnsafeMutablePointer<ck_block_q8_0>.allocate(capacity: max(1, rows * Int(ck_q8_blocks_per_row(Int32(cols)))))
         defer { blocks.deallocate() }
         weight.withUnsafeBufferPointer { ck_quantize_q8_0($0.baseAddress, Int32(rows), Int32(cols), blocks) }
-        self.init(rows: rows, cols: cols, q8_0: blocks)
+        self.init(rows: rows, cols: cols)
+        ck_q8_pack(blocks, Int32(rows), Int32(cols), panels)
     }
 
-    /// Quantizes a matrix delivered a panel of rows at a time: `fill(rows, values)` writes
-    /// rows.count × cols f32 values. A large matrix in another storage type (Q4_1, bf16, …)
-    /// thus never exists whole in f32, which keeps a loader's peak memory near the int8 size.
+    /// Quantizes a matrix delivered a panel of rows at a time (see `fill(quantizingRows:)`).
     public convenience init(rows: Int, cols: Int, quantizingRows fill: (Range<Int>, UnsafeMutableBufferPointer<Float>) -> Void) {
         self.init(rows: rows, cols: cols)
+        self.fill(quantizingRows: fill)
+    }
+
+    /// Overwrites the weights with values delivered a panel of rows at a time:
+    /// `fill(rows, values)` writes rows.count × cols f32 values. A large matrix in another
+    /// storage type (Q4_1, bf16, …) thus never exists whole in f32, which keeps a loader's
+    /// peak memory near the int8 size.
+    func fill(quantizingRows fill: (Range<Int>, UnsafeMutableBufferPointer<Float>) -> Void) {
         let panelRows = Int(CK_PANEL), kb = blocksPerRow
         let values = UnsafeMutableBufferPointer<Float>.allocate(capacity: panelRows * max(cols, 1))
         let blocks = UnsafeMutablePointer<ck_block_q8_0>.allocate(capacity: panelRows * max(kb, 1))
@@ -86,13 +86,20 @@ public final class QuantizedWeight: @unchecked Sendable {
         }
     }
 
-    /// Wraps Q8_0 blocks as GGUF stores them: `rows` rows of ceil(cols/32) 34-byte blocks.
-    public convenience init(q8_0Blocks bytes: UnsafeRawBufferPointer, rows: Int, cols: Int, name: String) throws(LoRAError) {
-        let expected = rows * Int(ck_q8_blocks_per_row(Int32(cols))) * Self.blockBytes
-        guard rows >= 0, cols >= 0, bytes.count == expected else {
+    /// Overwrites the weights with Q8_0 blocks as GGUF stores them (rows × blocksPerRow × 34 bytes).
+    func fill(q8_0Blocks bytes: UnsafeRawBufferPointer, name: String) throws(LoRAError) {
+        let expected = rows * blocksPerRow * Self.blockBytes
+        guard bytes.count == expected else {
             throw .quantizedSizeMismatch(what: "\(name) [\(rows), \(cols)]", expected: expected, actual: bytes.count)
         }
-        self.init(rows: rows, cols: cols, q8_0: bytes.baseAddress)
+        if let base = bytes.baseAddress { ck_q8_pack(base.assumingMemoryBound(to: ck_block_q8_0.self), Int32(rows), Int32(cols), panels) }
+    }
+
+    /// Wraps Q8_0 blocks as GGUF stores them: `rows` rows of ceil(cols/32) 34-byte blocks.
+    public convenience init(q8_0Blocks bytes: UnsafeRawBufferPointer, rows: Int, cols: Int, name: String) throws(LoRAError) {
+        guard rows >= 0, cols >= 0 else { throw .quantizedSizeMismatch(what: "\(name) [\(rows), \(cols)]", expected: 0, actual: bytes.count) }
+        self.init(rows: rows, cols: cols)
+        try fill(q8_0Blocks: bytes, name: name)
     }
 
     var panels: UnsafeMutablePointer<ck_panel_block> {
