@@ -8,18 +8,64 @@ public struct LanguageModel: Sendable {
     /// What was loaded, for reports.
     public let summary: CheckpointSummary
 
-    /// Loads a GGUF file (a Hugging Face checkpoint folder arrives with the safetensors reader).
+    /// Loads a GGUF file, or a Hugging Face checkpoint folder (config.json, safetensors
+    /// weights, tokenizer.json or tokenizer.model, tokenizer_config.json).
     public static func load(path: String, precision: WeightPrecision = .int8,
                             progress: ((WorkProgress) -> Void)? = nil) throws(LoRAError) -> LanguageModel {
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
+            return try loadHuggingFace(folder: path, precision: precision, progress: progress)
+        }
         let gguf = try GGUFFile(path: path)
         let tokenizer = try makeTokenizer(gguf: gguf)
         let model = try LlamaModel(gguf: gguf, precision: precision, progress: progress)
-        guard tokenizer.vocabularySize <= model.config.vocabSize else {
-            throw .invalidTokenizer(file: path, problem: "\(tokenizer.vocabularySize) tokens for a model with \(model.config.vocabSize) embeddings")
-        }
         let template = gguf["tokenizer.chat_template"]?.stringValue.flatMap(ChatTemplate.init(jinja:))
-        return LanguageModel(model: model, tokenizer: tokenizer, chatTemplate: template,
-                             summary: CheckpointSummary(gguf: gguf, model: model, precision: precision))
+        let summary = CheckpointSummary(path: path, format: "GGUF v\(gguf.version)", fileBytes: gguf.file.bytes.count,
+                                        storedTypes: Dictionary(gguf.tensors.map { ($0.type?.rawValue ?? "type \($0.typeID)", 1) },
+                                                                uniquingKeysWith: +),
+                                        model: model, precision: precision)
+        return try LanguageModel(model: model, tokenizer: tokenizer, chatTemplate: template, summary: summary)
+    }
+
+    static func loadHuggingFace(folder: String, precision: WeightPrecision,
+                                progress: ((WorkProgress) -> Void)?) throws(LoRAError) -> LanguageModel {
+        let configPath = "\(folder)/config.json"
+        guard let data = FileManager.default.contents(atPath: configPath) else {
+            throw .unreadableFile(file: configPath, reason: "no config.json in the folder")
+        }
+        struct Kind: Decodable { let model_type: String?; let architectures: [String]? }
+        guard let kind = try? JSONDecoder().decode(Kind.self, from: data) else {
+            throw .malformedFile(file: configPath, problem: "not a JSON object")
+        }
+        let architecture = kind.architectures?.first ?? kind.model_type ?? "unknown"
+        guard kind.model_type == "llama" || architecture == "LlamaForCausalLM" else {
+            throw .unsupportedArchitecture(file: configPath, architecture: architecture)
+        }
+        let config: LlamaConfig
+        do {
+            config = try JSONDecoder().decode(LlamaConfig.self, from: data)
+        } catch {
+            throw .invalidMetadata(file: configPath, key: "config", problem: "\(error)")
+        }
+        try config.validate(file: configPath)
+        let tensors = try SafetensorsCheckpoint(folder: folder)
+        // Hugging Face keeps Q/K rows in rotate_half order (gguf.md §7)
+        let model = try LlamaModel(config: config, tensors: tensors, names: .huggingFace, ropeLayout: .halves,
+                                   ropeFrequencies: config.ropeFrequencies(), precision: precision, progress: progress)
+        let (tokenizer, template) = try loadHuggingFaceTokenizer(folder: folder, config: data)
+        let summary = CheckpointSummary(path: folder, format: "safetensors", fileBytes: tensors.byteCount,
+                                        storedTypes: tensors.storedTypes, model: model, precision: precision)
+        return try LanguageModel(model: model, tokenizer: tokenizer, chatTemplate: template, summary: summary)
+    }
+
+    init(model: LlamaModel, tokenizer: any Tokenizer, chatTemplate: ChatTemplate?, summary: CheckpointSummary) throws(LoRAError) {
+        guard tokenizer.vocabularySize <= model.config.vocabSize else {
+            throw .invalidTokenizer(file: summary.path, problem: "\(tokenizer.vocabularySize) tokens for a model with \(model.config.vocabSize) embeddings")
+        }
+        self.model = model
+        self.tokenizer = tokenizer
+        self.chatTemplate = chatTemplate
+        self.summary = summary
     }
 
     /// Ids of a conversation rendered with the model's chat format (plain concatenation of
@@ -48,11 +94,11 @@ public struct CheckpointSummary: Sendable, CustomStringConvertible {
     public let precision: WeightPrecision
     public let modelBytes: Int
 
-    init(gguf: GGUFFile, model: LlamaModel, precision: WeightPrecision) {
-        path = gguf.path
-        format = "GGUF v\(gguf.version)"
-        fileBytes = gguf.file.bytes.count
-        storedTypes = Dictionary(gguf.tensors.map { ($0.type?.rawValue ?? "type \($0.typeID)", 1) }, uniquingKeysWith: +)
+    init(path: String, format: String, fileBytes: Int, storedTypes: [String: Int], model: LlamaModel, precision: WeightPrecision) {
+        self.path = path
+        self.format = format
+        self.fileBytes = fileBytes
+        self.storedTypes = storedTypes
         parameters = model.parameterCount
         self.precision = precision
         modelBytes = model.byteCount

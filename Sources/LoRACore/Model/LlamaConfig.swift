@@ -64,6 +64,14 @@ public struct LlamaConfig: Codable, Sendable, Equatable {
         case numAttentionHeads = "num_attention_heads", numKeyValueHeads = "num_key_value_heads", headDim = "head_dim"
         case vocabSize = "vocab_size", rmsNormEps = "rms_norm_eps", ropeTheta = "rope_theta", ropeScaling = "rope_scaling"
         case tieWordEmbeddings = "tie_word_embeddings", maxPositionEmbeddings = "max_position_embeddings"
+        case ropeParameters = "rope_parameters"
+    }
+
+    /// transformers 5 moves `rope_theta` and the scaling fields into `rope_parameters`.
+    struct RoPEParameters: Decodable {
+        let ropeTheta: Float?
+        let ropeType: String?
+        enum CodingKeys: String, CodingKey { case ropeTheta = "rope_theta", ropeType = "rope_type" }
     }
 
     public init(hiddenSize: Int, intermediateSize: Int, numHiddenLayers: Int, numAttentionHeads: Int,
@@ -89,7 +97,11 @@ public struct LlamaConfig: Codable, Sendable, Equatable {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         let heads = try c.decode(Int.self, forKey: .numAttentionHeads)
         let hidden = try c.decode(Int.self, forKey: .hiddenSize)
-        let scaling = try c.decodeIfPresent(RoPEScaling.self, forKey: .ropeScaling)
+        let parameters = try c.decodeIfPresent(RoPEParameters.self, forKey: .ropeParameters)
+        var scaling = try c.decodeIfPresent(RoPEScaling.self, forKey: .ropeScaling)
+        if scaling == nil, let type = parameters?.ropeType, type != "default" {
+            scaling = try c.decode(RoPEScaling.self, forKey: .ropeParameters)
+        }
         self.init(hiddenSize: hidden,
                   intermediateSize: try c.decode(Int.self, forKey: .intermediateSize),
                   numHiddenLayers: try c.decode(Int.self, forKey: .numHiddenLayers),
@@ -98,10 +110,26 @@ public struct LlamaConfig: Codable, Sendable, Equatable {
                   headDim: try c.decodeIfPresent(Int.self, forKey: .headDim),
                   vocabSize: try c.decode(Int.self, forKey: .vocabSize),
                   rmsNormEps: try c.decodeIfPresent(Float.self, forKey: .rmsNormEps) ?? 1e-6,
-                  ropeTheta: try c.decodeIfPresent(Float.self, forKey: .ropeTheta) ?? 10_000,
+                  ropeTheta: try c.decodeIfPresent(Float.self, forKey: .ropeTheta) ?? parameters?.ropeTheta ?? 10_000,
                   ropeScaling: scaling?.ropeType == "default" ? nil : scaling,
                   tieWordEmbeddings: try c.decodeIfPresent(Bool.self, forKey: .tieWordEmbeddings) ?? false,
                   maxPositionEmbeddings: try c.decodeIfPresent(Int.self, forKey: .maxPositionEmbeddings) ?? 2048)
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(hiddenSize, forKey: .hiddenSize)
+        try c.encode(intermediateSize, forKey: .intermediateSize)
+        try c.encode(numHiddenLayers, forKey: .numHiddenLayers)
+        try c.encode(numAttentionHeads, forKey: .numAttentionHeads)
+        try c.encode(numKeyValueHeads, forKey: .numKeyValueHeads)
+        try c.encode(headDim, forKey: .headDim)
+        try c.encode(vocabSize, forKey: .vocabSize)
+        try c.encode(rmsNormEps, forKey: .rmsNormEps)
+        try c.encode(ropeTheta, forKey: .ropeTheta)
+        try c.encodeIfPresent(ropeScaling, forKey: .ropeScaling)
+        try c.encode(tieWordEmbeddings, forKey: .tieWordEmbeddings)
+        try c.encode(maxPositionEmbeddings, forKey: .maxPositionEmbeddings)
     }
 
     /// The widths of the query and of the key/value projections.

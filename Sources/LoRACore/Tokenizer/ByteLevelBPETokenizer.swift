@@ -97,7 +97,7 @@ public final class ByteLevelBPETokenizer: Tokenizer, @unchecked Sendable {
         return !includeSpecial && isControl[Int(id)] ? [] : tokenBytes[Int(id)]
     }
 
-    public func encode(_ text: String, parseSpecial: Bool) -> [Int32] {
+    public func tokenize(_ text: String, parseSpecial: Bool) -> [Int32] {
         var out: [Int32] = []
         var cache: [String: [Int32]] = [:]
         for fragment in special.split(text, parseSpecial: parseSpecial) {

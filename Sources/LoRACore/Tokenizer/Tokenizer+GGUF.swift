@@ -42,6 +42,18 @@ public func makeTokenizer(gguf: GGUFFile) throws(LoRAError) -> any Tokenizer {
             bos: id("tokenizer.ggml.bos_token_id"), eos: eos, pad: id("tokenizer.ggml.padding_token_id"),
             addsBOS: gguf["tokenizer.ggml.add_bos_token"]?.boolValue ?? (pre == .llama3),
             endOfGeneration: endOfGeneration)
+    case "llama":
+        guard let scores = gguf["tokenizer.ggml.scores"]?.arrayValue?.map({ Float($0.floatValue ?? 0) }) else {
+            throw .invalidTokenizer(file: file, problem: "tokenizer.ggml.scores is missing")
+        }
+        // llama.cpp's defaults for SentencePiece models, overridable by the file
+        return try SentencePieceTokenizer(
+            file: file, tokens: tokens, priorities: .scores(scores), types: types,
+            bos: id("tokenizer.ggml.bos_token_id") ?? 1, eos: eos ?? 2, pad: id("tokenizer.ggml.padding_token_id"),
+            unknown: id("tokenizer.ggml.unknown_token_id") ?? 0,
+            addsBOS: gguf["tokenizer.ggml.add_bos_token"]?.boolValue ?? true,
+            spacePrefix: gguf["tokenizer.ggml.add_space_prefix"]?.boolValue ?? true ? .everyText : .never,
+            endOfGeneration: endOfGeneration.union([eos ?? 2]))
     default:
         throw .invalidTokenizer(file: file, problem: "tokenizer model \"\(model)\" is not supported")
     }

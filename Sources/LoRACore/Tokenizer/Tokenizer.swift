@@ -9,27 +9,32 @@ public protocol Tokenizer: Sendable {
     /// Tokens that end a generated turn (EOS and the template's end-of-turn tokens).
     var endOfGenerationTokens: Set<Int32> { get }
 
-    /// Ids of `text`, without BOS. With `parseSpecial`, the text of a control token (such as
-    /// `<|im_start|>`) becomes that token; otherwise it is tokenized as plain text.
-    func encode(_ text: String, parseSpecial: Bool) -> [Int32]
+    /// Ids of `text`, without BOS (see `encode`, which adds it as the model asks). With
+    /// `parseSpecial`, the text of a control token (such as `<|im_start|>`) becomes that
+    /// token; otherwise it is tokenized as plain text.
+    func tokenize(_ text: String, parseSpecial: Bool) -> [Int32]
     /// The bytes a token stands for (control tokens give their text only when `includeSpecial`).
     func bytes(of id: Int32, includeSpecial: Bool) -> [UInt8]
     /// The token's entry in the vocabulary, as stored.
     func token(_ id: Int32) -> String?
     /// The id of a vocabulary entry.
     func id(of token: String) -> Int32?
+    /// The text of `ids` (invalid UTF-8 from a cut multi-byte character becomes U+FFFD).
+    func decode(_ ids: [Int32], includeSpecial: Bool) -> String
 }
 
 extension Tokenizer {
     /// Ids of `text` with BOS in front when the model asks for it.
     public func encode(_ text: String, parseSpecial: Bool = true, addBOS: Bool? = nil) -> [Int32] {
-        let ids: [Int32] = encode(text, parseSpecial: parseSpecial)
+        let ids = tokenize(text, parseSpecial: parseSpecial)
         guard addBOS ?? addsBOS, let bos = bosTokenID else { return ids }
         return [bos] + ids
     }
 
-    /// The text of `ids` (invalid UTF-8 from a cut multi-byte character becomes U+FFFD).
-    public func decode(_ ids: [Int32], includeSpecial: Bool = false) -> String {
+    public func decode(_ ids: [Int32]) -> String { decode(ids, includeSpecial: false) }
+
+    /// The concatenated bytes of the tokens.
+    public func decode(_ ids: [Int32], includeSpecial: Bool) -> String {
         String(decoding: ids.flatMap { bytes(of: $0, includeSpecial: includeSpecial) }, as: UTF8.self)
     }
 }
