@@ -1,7 +1,7 @@
 # Everything a fresh Debian/Ubuntu machine needs: `make demo`, `make test`.
 SWIFT ?= swift
 
-.PHONY: deps model demo test bench clean
+.PHONY: deps model demo test bench bench-peers fixtures clean
 
 deps:
 	@scripts/install-deps
@@ -9,22 +9,42 @@ deps:
 model: deps
 	@scripts/fetch-model >/dev/null
 
+# Generation on the default model until the trainer exists: load with progress, chat-format
+# the prompt, stream the answer, print prefill and decode rates.
 demo: model
 	$(SWIFT) build -c release --product lora
-	.build/release/lora kernels --model "$$(scripts/fetch-model)"
+	.build/release/lora generate --model "$$(scripts/fetch-model)" --max-tokens 120 \
+		--prompt "Explain in three sentences why libraries lend books for free."
 
 # Release build: numeric tests on real model sizes crawl at -O0. The benchmark suites
 # are test targets too, and are skipped here (`make bench` runs them).
 test: model
 	$(SWIFT) build -c release --build-tests
-	$(SWIFT) test -c release --skip-build --skip Benchmarks
+	SWIFT_LORA_MODEL="$$(scripts/fetch-model)" $(SWIFT) test -c release --skip-build --skip Benchmarks
 	scripts/test-consumer
 
 bench: model
 	$(SWIFT) build -c release --build-tests
 	$(SWIFT) test -c release --skip-build --filter KernelBenchmarks
+	SWIFT_LORA_MODEL="$$(scripts/fetch-model)" $(SWIFT) test -c release --skip-build --filter InferenceBenchmarks
 	@python3 -c 'import numpy' 2>/dev/null || python3 -m pip install --quiet numpy
 	python3 scripts/peer-numpy-sgemm.py
+
+# llama.cpp and PyTorch on the same model and threads (builds llama-cpp-python: ~7 minutes).
+PEERS ?= .build/peers
+bench-peers: model
+	$(SWIFT) build -c release --product lora
+	test -x $(PEERS)/bin/python || python3 -m venv $(PEERS)
+	CMAKE_ARGS=-DGGML_NATIVE=ON $(PEERS)/bin/pip install --quiet llama-cpp-python==0.3.36 torch transformers accelerate gguf
+	$(PEERS)/bin/python scripts/peer-inference.py "$$(scripts/fetch-model)"
+
+# Regenerates the reference fixtures the tests read (transformers, tokenizers, Jinja2, llama.cpp).
+fixtures: model
+	test -x $(PEERS)/bin/python || python3 -m venv $(PEERS)
+	CMAKE_ARGS=-DGGML_NATIVE=ON $(PEERS)/bin/pip install --quiet llama-cpp-python==0.3.36 torch transformers accelerate \
+		gguf tokenizers sentencepiece protobuf jinja2
+	$(PEERS)/bin/python scripts/make-smollm2-fixtures.py "$$(scripts/fetch-model)"
+	$(PEERS)/bin/python scripts/make-tiny-llama2-fixtures.py
 
 clean:
 	rm -rf .build

@@ -72,4 +72,23 @@ final class InferenceBenchmarks: XCTestCase {
         emit("decode_128_int8", fast.decode, unit: "tok/s", baseline: "decode_128_f32_openblas", baselineValue: exact.decode)
         emit("peak_rss_int8", rss, unit: "MiB", baseline: "peak_rss_after_load", baselineValue: rssAfterLoad)
     }
+
+    /// Encoding 1 MB of mixed text (words, digits, code, accents, CJK, emoji) with the
+    /// model's tokenizer, verified to decode back; the goal is well under a second.
+    func testTokenizeOneMegabyte() throws {
+        let tokenizer = try makeTokenizer(gguf: GGUFFile(path: Self.modelPath))
+        let sample = """
+            The library opens at 9:00 and closes at 18:30; visitors borrow up to 5 books. \
+            Café naïve — “quotes” 😀 中文字符 日本語. def f(x):\n    return x ** 2  # square\n\n
+            """
+        var text = ""
+        while text.utf8.count < 1_000_000 { text += sample }
+        var ids: [Int32] = []
+        let start = DispatchTime.now().uptimeNanoseconds
+        ids = tokenizer.encode(text, parseSpecial: false, addBOS: false)
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        XCTAssertEqual(tokenizer.decode(ids), text)
+        let megabytes = Double(text.utf8.count) / 1e6
+        emit("tokenize_1MB", megabytes / seconds, unit: "MB/s", baseline: "goal_1MB_per_second", baselineValue: 1)
+    }
 }

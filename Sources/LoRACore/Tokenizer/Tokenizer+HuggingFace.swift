@@ -215,3 +215,10 @@ struct ProtobufReader {
         }
     }
 }
+
+/// The tokenizer of a Hugging Face folder (tokenizer.json or tokenizer.model, with
+/// tokenizer_config.json and config.json when present).
+public func makeTokenizer(huggingFaceFolder folder: String) throws(LoRAError) -> any Tokenizer {
+    let config = FileManager.default.contents(atPath: "\(folder)/config.json") ?? Data("{}".utf8)
+    return try loadHuggingFaceTokenizer(folder: folder, config: config).0
+}
