@@ -8,12 +8,13 @@ struct InspectCommand: ParsableCommand {
         abstract: "Show a model file's configuration, metadata and tensors; a bad file exits non-zero with the error."
     )
 
-    @Option(help: "Model: a GGUF file (default: $SWIFT_LORA_MODEL).") var model: String?
+    @Option(help: "Model: a GGUF file or a Hugging Face folder (default: $SWIFT_LORA_MODEL).") var model: String?
     @Flag(help: "List every tensor.") var tensors = false
 
     func run() throws {
         try reportingErrors {
             let path = try ModelOptions.parse(model.map { ["--model", $0] } ?? []).path
+            if isFolder(path) { return try inspectFolder(path) }
             let gguf = try GGUFFile(path: path)
             print("\(path): GGUF v\(gguf.version), \(gguf.metadata.count) metadata keys, \(gguf.tensors.count) tensors")
             for (key, value) in gguf.metadata { print("  \(key) = \(Self.describe(value))") }
@@ -36,6 +37,32 @@ struct InspectCommand: ParsableCommand {
             let template = gguf["tokenizer.chat_template"]?.stringValue.flatMap(ChatTemplate.init(jinja:))
             print("chat format: \(template.map { "\($0)" } ?? "none recognized")")
         }
+    }
+
+    func inspectFolder(_ path: String) throws {
+        let configPath = "\(path)/config.json"
+        guard let data = FileManager.default.contents(atPath: configPath) else {
+            throw LoRAError.unreadableFile(file: configPath, reason: "no config.json in the folder")
+        }
+        let config: LlamaConfig
+        do { config = try JSONDecoder().decode(LlamaConfig.self, from: data) } catch {
+            throw LoRAError.invalidMetadata(file: configPath, key: "config", problem: "\(error)")
+        }
+        try config.validate(file: configPath)
+        print("\(path): Hugging Face checkpoint")
+        print("config: \(String(decoding: try JSONEncoder.sorted.encode(config), as: UTF8.self))")
+        let files = try FileManager.default.contentsOfDirectory(atPath: path).filter { $0.hasSuffix(".safetensors") }.sorted()
+        for name in files {
+            let file = try SafetensorsFile(path: "\(path)/\(name)")
+            let types = Dictionary(file.tensors.values.map { ($0.dtype, 1) }, uniquingKeysWith: +)
+            print("\(name): \(file.tensors.count) tensors \(types.sorted { $0.key < $1.key }.map { "\($0.key)×\($0.value)" }.joined(separator: " "))")
+            if tensors {
+                for t in file.tensors.values.sorted(by: { $0.name < $1.name }) { print("  \(t.name)  \(t.dtype)  \(t.shape)  \(t.byteRange.count) bytes") }
+            }
+        }
+        let tokenizer = try makeTokenizer(huggingFaceFolder: path)
+        print("tokenizer: \(type(of: tokenizer)), \(tokenizer.vocabularySize) tokens, BOS \(tokenizer.bosTokenID.map(String.init) ?? "-"), "
+              + "EOS \(tokenizer.eosTokenID.map(String.init) ?? "-"), adds BOS: \(tokenizer.addsBOS)")
     }
 
     static func describe(_ value: GGUFValue) -> String {

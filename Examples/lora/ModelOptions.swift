@@ -4,7 +4,7 @@ import LoRACore
 
 /// Options every command that loads a model shares.
 struct ModelOptions: ParsableArguments {
-    @Option(help: "Model: a GGUF file (default: $SWIFT_LORA_MODEL).")
+    @Option(help: "Model: a GGUF file or a Hugging Face checkpoint folder (default: $SWIFT_LORA_MODEL).")
     var model: String?
 
     @Flag(help: "Keep the big matrices in exact f32 instead of int8 blocks (reference runs).")
@@ -12,6 +12,9 @@ struct ModelOptions: ParsableArguments {
 
     @Option(help: "Threads (default: $SWIFT_LORA_THREADS or the core count).")
     var threads: Int?
+
+    @Option(help: "A PEFT LoRA adapter folder (adapter_config.json, adapter_model.safetensors) to apply.")
+    var adapter: String?
 
     var path: String {
         get throws {
@@ -27,6 +30,11 @@ struct ModelOptions: ParsableArguments {
         let progress = ProgressLine("loading")
         let loaded = try LanguageModel.load(path: try path, precision: f32 ? .f32 : .int8, progress: progress.update)
         progress.finish("\(loaded.summary)")
+        if let adapter {
+            let peft = try PEFTAdapter(folder: adapter)
+            try loaded.model.attach(peft)
+            FileHandle.standardError.write(Data("adapter: \(adapter), rank \(peft.rank), alpha \(peft.alpha), \(peft.modules.count) projections\n".utf8))
+        }
         return loaded
     }
 }
@@ -44,4 +52,9 @@ func reportingErrors<T>(_ body: () throws -> T) throws -> T {
 /// JSON for an array of numbers, compact.
 func jsonArray<T: Numeric>(_ values: [T]) -> String {
     "[" + values.map { "\($0)" }.joined(separator: ",") + "]"
+}
+
+func isFolder(_ path: String) -> Bool {
+    var isDirectory: ObjCBool = false
+    return FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) && isDirectory.boolValue
 }

@@ -8,14 +8,14 @@ struct TokenizeCommand: ParsableCommand {
         abstract: "Print a text's tokens; the last line is the ids as a JSON array (BOS only if the model asks for it)."
     )
 
-    @Option(help: "Model: a GGUF file (default: $SWIFT_LORA_MODEL).") var model: String?
+    @Option(help: "Model: a GGUF file or a Hugging Face folder (default: $SWIFT_LORA_MODEL).") var model: String?
     @Option(help: "The text.") var text: String
     @Flag(help: "Tokenize control-token text (like <|im_start|>) as plain text.") var noParseSpecial = false
 
     func run() throws {
         try reportingErrors {
             let path = try ModelOptions.parse(model.map { ["--model", $0] } ?? []).path
-            let tokenizer = try makeTokenizer(gguf: GGUFFile(path: path))
+            let tokenizer = try isFolder(path) ? makeTokenizer(huggingFaceFolder: path) : makeTokenizer(gguf: GGUFFile(path: path))
             let ids = tokenizer.encode(text, parseSpecial: !noParseSpecial, addBOS: nil)
             for id in ids { print("\(id)\t\(tokenizer.token(id) ?? "?")") }
             print(jsonArray(ids))

@@ -1,0 +1,120 @@
+import Foundation
+
+/// LoRA adapters in Hugging Face PEFT's format: a folder with `adapter_config.json` and
+/// `adapter_model.safetensors` whose keys are `base_model.model.<module>.lora_A.weight` and
+/// `….lora_B.weight` (peft-lora.md §3–4). Weights are in Hugging Face layout.
+public struct PEFTAdapter: Sendable {
+    public let folder: String
+    public let rank: Int
+    public let alpha: Float
+    public let useRSLoRA: Bool
+    public let targetModules: [String]
+    /// Per module path (`model.layers.3.self_attn.q_proj`): A [rank, in], B [out, rank], scale.
+    public let modules: [String: LoRAAdapter]
+
+    public init(folder: String) throws(LoRAError) {
+        self.folder = folder
+        let configPath = "\(folder)/adapter_config.json"
+        guard let data = FileManager.default.contents(atPath: configPath) else {
+            throw .unreadableFile(file: configPath, reason: "no adapter_config.json in the folder")
+        }
+        guard let config = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+            throw .malformedFile(file: configPath, problem: "not a JSON object")
+        }
+        guard (config["peft_type"] as? String)?.uppercased() == "LORA" else {
+            throw .invalidMetadata(file: configPath, key: "peft_type", problem: "\(config["peft_type"] ?? "missing"), only LORA is supported")
+        }
+        // what this library cannot apply faithfully is refused, not silently ignored
+        let unsupported: [(key: String, refused: Bool)] = [
+            ("use_dora", config["use_dora"] as? Bool == true), ("fan_in_fan_out", config["fan_in_fan_out"] as? Bool == true),
+            ("bias", (config["bias"] as? String).map { $0 != "none" } ?? false), ("lora_bias", config["lora_bias"] as? Bool == true),
+            ("modules_to_save", !((config["modules_to_save"] as? [Any])?.isEmpty ?? true)),
+        ]
+        if let refused = unsupported.first(where: \.refused) {
+            throw .invalidMetadata(file: configPath, key: refused.key, problem: "this setting is not supported")
+        }
+        rank = config["r"] as? Int ?? 8
+        alpha = (config["lora_alpha"] as? NSNumber)?.floatValue ?? 8
+        useRSLoRA = config["use_rslora"] as? Bool ?? false
+        targetModules = (config["target_modules"] as? [String]) ?? (config["target_modules"] as? String).map { [$0] } ?? ["q_proj", "v_proj"]
+        let rankPattern = (config["rank_pattern"] as? [String: Int]) ?? [:]
+        let alphaPattern = ((config["alpha_pattern"] as? [String: NSNumber]) ?? [:]).mapValues(\.floatValue)
+
+        let weights = try SafetensorsFile(path: "\(folder)/adapter_model.safetensors")
+        var pairs: [String: (a: String?, b: String?)] = [:]
+        for key in weights.tensors.keys {
+            guard key.hasPrefix("base_model.model."), let suffix = [".lora_A.weight", ".lora_B.weight"].first(where: key.hasSuffix) else {
+                throw .invalidMetadata(file: weights.path, key: key, problem: "not a LoRA weight (base_model.model.<module>.lora_A/B.weight)")
+            }
+            let module = String(key.dropFirst("base_model.model.".count).dropLast(suffix.count))
+            if suffix.contains("lora_A") { pairs[module, default: (nil, nil)].a = key } else { pairs[module, default: (nil, nil)].b = key }
+        }
+        var modules: [String: LoRAAdapter] = [:]
+        for (module, pair) in pairs {
+            guard let aKey = pair.a, let bKey = pair.b else {
+                throw .missingTensor(file: weights.path, tensor: "base_model.model.\(module).\(pair.a == nil ? "lora_A" : "lora_B").weight")
+            }
+            let a = try weights.values(of: aKey), b = try weights.values(of: bKey)
+            // PEFT matches pattern keys against the end of the module name
+            func pattern<T>(_ patterns: [String: T]) -> T? {
+                patterns.first { module == $0.key || module.hasSuffix("." + $0.key) }?.value
+            }
+            let r = pattern(rankPattern) ?? rank, moduleAlpha = pattern(alphaPattern) ?? alpha
+            guard a.rank == 2, b.rank == 2, a.shape[0] == r, b.shape[1] == r else {
+                throw .tensorShapeMismatch(file: weights.path, tensor: "\(module) lora_A/lora_B", expected: [r], actual: a.shape + b.shape)
+            }
+            modules[module] = LoRAAdapter(a: a, b: b, scale: moduleAlpha / (useRSLoRA ? Float(r).squareRoot() : Float(r)))
+        }
+        self.modules = modules
+    }
+}
+
+extension LlamaModel {
+    /// Puts an adapter on every projection it names (replacing any there), after checking
+    /// each one against the projection's shape. GGUF models keep Q/K rows permuted for
+    /// adjacent-pair RoPE (gguf.md §7), so the rows of lora_B for q_proj and k_proj are
+    /// permuted the same way.
+    public func attach(_ adapter: PEFTAdapter) throws(LoRAError) {
+        let projections = Dictionary(uniqueKeysWithValues: self.projections.map { ($0.path, $0.linear) })
+        var prepared: [(Linear, LoRAAdapter)] = []
+        for (module, lora) in adapter.modules.sorted(by: { $0.key < $1.key }) {
+            guard let linear = projections[module] else {
+                throw .invalidMetadata(file: adapter.folder, key: module, problem: "the model has no such projection")
+            }
+            guard lora.inFeatures == linear.inFeatures, lora.outFeatures == linear.outFeatures else {
+                throw .tensorShapeMismatch(file: adapter.folder, tensor: module, expected: [linear.outFeatures, linear.inFeatures],
+                                           actual: [lora.outFeatures, lora.inFeatures])
+            }
+            var b = lora.b
+            if ropeLayout == .adjacentPairs, module.hasSuffix("q_proj") || module.hasSuffix("k_proj") {
+                b = Self.permuteRowsForAdjacentPairs(b, headDim: config.headDim)
+            }
+            prepared.append((linear, LoRAAdapter(a: lora.a, b: b, scale: lora.scale)))
+        }
+        for (linear, lora) in prepared { linear.adapter = lora }
+    }
+
+    /// Removes every adapter.
+    public func detachAdapters() {
+        for (_, linear) in projections { linear.adapter = nil }
+    }
+
+    /// llama.cpp's Q/K row order: within each head, row 2i is HF row i and row 2i+1 is HF row i + headDim/2.
+    static func permuteRowsForAdjacentPairs(_ w: Tensor, headDim: Int) -> Tensor {
+        let rows = w.shape[0], cols = w.shape[1], half = headDim / 2
+        var out = Tensor(zeros: w.shape)
+        w.withUnsafeBufferPointer { src in
+            out.withUnsafeMutableBufferPointer { dst in
+                for head in 0..<rows / headDim {
+                    for i in 0..<half {
+                        for (to, from) in [(2 * i, i), (2 * i + 1, i + half)] {
+                            let t = (head * headDim + to) * cols, f = (head * headDim + from) * cols
+                            for c in 0..<cols { dst[t + c] = src[f + c] }
+                        }
+                    }
+                }
+            }
+        }
+        return out
+    }
+}
