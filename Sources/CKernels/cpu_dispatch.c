@@ -96,3 +96,13 @@ int ck_get_num_threads(void) {
     ck_init();
     return num_threads;
 }
+
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
+
+void ck_release_free_heap(void) {
+#ifdef __GLIBC__
+    malloc_trim(0);
+#endif
+}

@@ -44,6 +44,51 @@ CK_VECTOR_CLONES static void scores_transposed(const float *q, const float *kt, 
     }
 }
 
+// The same two loops over a half-precision cache: F16C/AVX-512 widen 8 or 16 values per
+// instruction, so reading half the bytes costs no extra time.
+CK_VECTOR_CLONES static void scores_transposed_half(const float *q, const _Float16 *kt, int ldkt, int head_dim, int keys,
+                                                    float *scores) {
+    enum { BLOCK = 64 };
+    int j0 = 0;
+    for (; j0 + BLOCK <= keys; j0 += BLOCK) {
+        float acc[BLOCK] = {0};
+        for (int d = 0; d < head_dim; d++) {
+            const float qd = q[d];
+            const _Float16 *row = kt + (size_t)d * ldkt + j0;
+#pragma omp simd
+            for (int j = 0; j < BLOCK; j++) acc[j] += qd * (float)row[j];
+        }
+        memcpy(scores + j0, acc, sizeof acc);
+    }
+    for (int j = j0; j < keys; j++) scores[j] = 0;
+    for (int d = 0; d < head_dim; d++) {
+        const float qd = q[d];
+        const _Float16 *row = kt + (size_t)d * ldkt;
+        for (int j = j0; j < keys; j++) scores[j] += qd * (float)row[j];
+    }
+}
+
+CK_VECTOR_CLONES static void mix_direct_half(const float *p, const _Float16 *v, int ldv, int head_dim, int keys, float *out) {
+    for (int d = 0; d < head_dim; d++) out[d] = 0;
+    int j = 0;
+    for (; j + 2 <= keys; j += 2) {
+        const _Float16 *v0 = v + (size_t)j * ldv, *v1 = v0 + ldv;
+#pragma omp simd
+        for (int d = 0; d < head_dim; d++) out[d] += p[j] * (float)v0[d] + p[j + 1] * (float)v1[d];
+    }
+    for (; j < keys; j++) {
+        const _Float16 *vj = v + (size_t)j * ldv;
+#pragma omp simd
+        for (int d = 0; d < head_dim; d++) out[d] += p[j] * (float)vj[d];
+    }
+}
+
+// Rows [0, rows) x columns [0, cols) of a half matrix (leading dimension ld) into f32 (ldo).
+CK_VECTOR_CLONES static void widen(const _Float16 *src, int ld, int rows, int cols, float *dst, int ldo) {
+    for (int r = 0; r < rows; r++)
+        for (int c = 0; c < cols; c++) dst[(size_t)r * ldo + c] = (float)src[(size_t)r * ld + c];
+}
+
 // One query row: out = sum_j p[j] v_j, two keys per step into separate partial sums so
 // consecutive keys do not wait on each other's additions.
 CK_VECTOR_CLONES static void mix_direct(const float *p, const float *v, int ldv, int head_dim, int keys, float *out) {
@@ -61,20 +106,27 @@ CK_VECTOR_CLONES static void mix_direct(const float *p, const float *v, int ldv,
     }
 }
 
-size_t ck_attention_workspace_size(int t, int s) {
+// Per thread: a block of scores, and for a half cache the f32 keys and values one block reads.
+static size_t thread_scratch(int t, int s, int head_dim, int kv_half) {
     const int rows = t < ATTN_ROWS ? t : ATTN_ROWS;
-    return (size_t)ck_threads() * rows * (s > 0 ? s : 1) * sizeof(float);
+    return (size_t)rows * (s > 0 ? s : 1) + (kv_half && t > 1 ? 2 * (size_t)head_dim * s : 0);
+}
+
+size_t ck_attention_workspace_size(int t, int s, int head_dim, int kv_half) {
+    return (size_t)ck_threads() * thread_scratch(t, s, head_dim, kv_half) * sizeof(float);
 }
 
 ck_status ck_attention_fwd(const float *q, int t, int heads, int kv_heads, int head_dim, const float *k,
-                           const float *v, int s, int ldkv, const float *kt, int ldkt, float scale, float *out,
-                           float *probs, void *workspace, size_t workspace_size) {
+                           const void *v, int s, int ldkv, const void *kt, int ldkt, int kv_half, float scale,
+                           float *out, float *probs, void *workspace, size_t workspace_size) {
     if (t < 0 || s < t || heads <= 0 || kv_heads <= 0 || heads % kv_heads || head_dim <= 0 ||
-        ldkv < kv_heads * head_dim || (kt && ldkt < s))
+        ldkv < kv_heads * head_dim || (kt && ldkt < s) || (kv_half && !kt))
         return CK_ERR_SHAPE;
     if (t == 0) return CK_OK;
     if (!q || (!k && !kt) || !v || !out) return CK_ERR_NULL;
-    if (!probs && (!workspace || workspace_size < ck_attention_workspace_size(t, s))) return CK_ERR_WORKSPACE;
+    const size_t scratch = thread_scratch(t, s, head_dim, kv_half);
+    if ((!probs || (kv_half && t > 1)) && (!workspace || workspace_size < ck_attention_workspace_size(t, s, head_dim, kv_half)))
+        return CK_ERR_WORKSPACE;
     const int group = heads / kv_heads, offset = s - t, ldq = heads * head_dim;
     const int row_blocks = ck_div_up(t, ATTN_ROWS), tasks = heads * row_blocks;
     const int scratch_rows = t < ATTN_ROWS ? t : ATTN_ROWS;
@@ -86,34 +138,47 @@ ck_status ck_attention_fwd(const float *q, int t, int heads, int kv_heads, int h
         const int rows = t - r0 < ATTN_ROWS ? t - r0 : ATTN_ROWS;
         const int visible = offset + r0 + rows;  // keys the last row of the block sees
         const float *qh = q + (size_t)r0 * ldq + (size_t)h * head_dim;
-        const float *kh = k + (size_t)(h / group) * head_dim, *vh = v + (size_t)(h / group) * head_dim;
-        float *p;
-        int ldp;
-        if (probs) {
-            p = probs + ((size_t)h * t + r0) * s;
-            ldp = s;
-        } else {
+        const size_t c = (size_t)(h / group) * head_dim;  // this head's kv columns
 #ifdef _OPENMP
-            const int thread = omp_get_thread_num();
+        float *mine = workspace ? (float *)workspace + (size_t)omp_get_thread_num() * scratch : NULL;
 #else
-            const int thread = 0;
+        float *mine = workspace;
 #endif
-            p = (float *)workspace + (size_t)thread * scratch_rows * s;
-            ldp = visible;
-        }
+        float *p = probs ? probs + ((size_t)h * t + r0) * s : mine;
+        const int ldp = probs ? s : visible;
         float *oh = out + (size_t)r0 * ldq + (size_t)h * head_dim;
-        // Decoding has one query row: sgemm's call overhead would outweigh the work there.
-        const float *kth = kt ? kt + (size_t)(h / group) * head_dim * ldkt : NULL;  // [head_dim, >= s]
-        if (rows == 1 && kth) scores_transposed(qh, kth, ldkt, head_dim, visible, p);
-        else if (rows == 1) scores_direct(qh, kh, ldkv, head_dim, visible, p);
-        else if (kth) ck_sgemm_serial(0, 0, rows, visible, head_dim, 1.0f, qh, ldq, kth, ldkt, 0.0f, p, ldp);
-        else ck_sgemm_serial(0, 1, rows, visible, head_dim, 1.0f, qh, ldq, kh, ldkv, 0.0f, p, ldp);
+        if (kv_half && rows == 1) {
+            scores_transposed_half(qh, (const _Float16 *)kt + c * ldkt, ldkt, head_dim, visible, p);
+        } else if (kv_half) {
+            // sgemm reads f32: widen the keys and values this block sees
+            float *kts = mine + (size_t)scratch_rows * s, *vs = kts + (size_t)head_dim * s;
+            widen((const _Float16 *)kt + c * ldkt, ldkt, head_dim, visible, kts, visible);
+            widen((const _Float16 *)v + c, ldkv, visible, head_dim, vs, head_dim);
+            ck_sgemm_serial(0, 0, rows, visible, head_dim, 1.0f, qh, ldq, kts, visible, 0.0f, p, ldp);
+        } else if (rows == 1 && kt) {
+            // decoding has one query row: sgemm's call overhead would outweigh the work there
+            scores_transposed(qh, (const float *)kt + c * ldkt, ldkt, head_dim, visible, p);
+        } else if (rows == 1) {
+            scores_direct(qh, k + c, ldkv, head_dim, visible, p);
+        } else if (kt) {
+            ck_sgemm_serial(0, 0, rows, visible, head_dim, 1.0f, qh, ldq, (const float *)kt + c * ldkt, ldkt, 0.0f, p, ldp);
+        } else {
+            ck_sgemm_serial(0, 1, rows, visible, head_dim, 1.0f, qh, ldq, k + c, ldkv, 0.0f, p, ldp);
+        }
         for (int i = 0; i < rows; i++) {
             ck_softmax_causal_row(p + (size_t)i * ldp, visible, offset + r0 + i + 1, scale);
             if (probs) memset(p + (size_t)i * ldp + visible, 0, (size_t)(s - visible) * sizeof(float));
         }
-        if (rows == 1) mix_direct(p, vh, ldkv, head_dim, visible, oh);
-        else ck_sgemm_serial(0, 0, rows, head_dim, visible, 1.0f, p, ldp, vh, ldkv, 0.0f, oh, ldq);
+        if (kv_half && rows == 1) {
+            mix_direct_half(p, (const _Float16 *)v + c, ldkv, head_dim, visible, oh);
+        } else if (kv_half) {
+            const float *vs = mine + (size_t)scratch_rows * s + (size_t)head_dim * s;
+            ck_sgemm_serial(0, 0, rows, head_dim, visible, 1.0f, p, ldp, vs, head_dim, 0.0f, oh, ldq);
+        } else if (rows == 1) {
+            mix_direct(p, (const float *)v + c, ldkv, head_dim, visible, oh);
+        } else {
+            ck_sgemm_serial(0, 0, rows, head_dim, visible, 1.0f, p, ldp, (const float *)v + c, ldkv, 0.0f, oh, ldq);
+        }
     }
     return CK_OK;
 }
@@ -140,6 +205,23 @@ void ck_attention_fwd_ref(const float *q, int t, int heads, int kv_heads, int he
                 for (int j = 0; j < visible; j++) acc += scores[j] * v[(size_t)j * ldkv + c * head_dim + d];
                 out[(size_t)i * ldq + h * head_dim + d] = (float)(acc / sum);
             }
+        }
+    }
+}
+
+CK_VECTOR_CLONES void ck_kv_store(const float *k, const float *v, int tokens, int width, void *kt, int ldkt, void *vc,
+                                  int position, int half) {
+    for (int i = 0; i < tokens; i++) {
+        const float *ki = k + (size_t)i * width, *vi = v + (size_t)i * width;
+        const size_t row = (size_t)(position + i) * width;
+        if (half) {
+            _Float16 *vo = (_Float16 *)vc + row, *ko = (_Float16 *)kt + position + i;
+            for (int c = 0; c < width; c++) vo[c] = (_Float16)vi[c];
+            for (int c = 0; c < width; c++) ko[(size_t)c * ldkt] = (_Float16)ki[c];
+        } else {
+            float *vo = (float *)vc + row, *ko = (float *)kt + position + i;
+            memcpy(vo, vi, (size_t)width * sizeof(float));
+            for (int c = 0; c < width; c++) ko[(size_t)c * ldkt] = ki[c];
         }
     }
 }

@@ -4,53 +4,92 @@ import Testing
 struct AttentionTests {
     /// The fast kernel (sgemm per head and block of rows) against plain double loops, on
     /// shapes with tails: more rows than one block, cache offsets, GQA groups of 1, 3, 4.
+    /// The fast kernel (sgemm per head and block of rows, direct loops for one row) against
+    /// plain double loops, on shapes with tails: more rows than one block, cache offsets,
+    /// GQA groups of 1, 3, 4; keys as rows, transposed f32, and transposed half with half
+    /// values (checked against the reference on the half-rounded keys and values).
     @Test(arguments: [(1, 1, 1, 1, 8, 0), (5, 4, 2, 1, 16, 0), (70, 9, 3, 3, 64, 0), (1, 9, 3, 3, 64, 37),
-                      (7, 8, 2, 2, 10, 5), (130, 4, 1, 1, 32, 3)])
+                      (7, 8, 2, 2, 10, 5), (130, 4, 1, 1, 32, 3), (1, 9, 3, 3, 64, 700)])
     func matchesTheReference(shape: (t: Int, heads: Int, kvHeads: Int, unused: Int, headDim: Int, offset: Int)) {
         var rng = SeededRandom(seed: 53)
-        let s = shape.offset + shape.t, ldkv = shape.kvHeads * shape.headDim + 3  // padded rows, as a strided cache
+        let s = shape.offset + shape.t, kvWidth = shape.kvHeads * shape.headDim
         let q = rng.floats(shape.t * shape.heads * shape.headDim, in: -2...2)
-        let k = rng.floats(s * ldkv, in: -2...2), v = rng.floats(s * ldkv)
+        let k = rng.floats(s * kvWidth, in: -2...2), v = rng.floats(s * kvWidth)
+        let kHalf = k.map { ck_float_to_half($0) }, vHalf = v.map { ck_float_to_half($0) }
         let scale = 1 / Float(shape.headDim).squareRoot()
-        var expected = [Float](repeating: 0, count: q.count)
-        ck_attention_fwd_ref(q, Int32(shape.t), Int32(shape.heads), Int32(shape.kvHeads), Int32(shape.headDim), k, v, Int32(s),
-                             Int32(ldkv), scale, &expected)
-        // the keys transposed, rows of s + 2 (a cache's capacity)
+        func reference(_ k: [Float], _ v: [Float]) -> [Float] {
+            var out = [Float](repeating: 0, count: q.count)
+            ck_attention_fwd_ref(q, Int32(shape.t), Int32(shape.heads), Int32(shape.kvHeads), Int32(shape.headDim), k, v, Int32(s),
+                                 Int32(kvWidth), scale, &out)
+            return out
+        }
+        let exact = reference(k, v), rounded = reference(kHalf.map(ck_half_to_float), vHalf.map(ck_half_to_float))
+        // a cache's layout: keys transposed in rows of capacity s + 2
         let ldkt = s + 2
-        var kt = [Float](repeating: 0, count: shape.kvHeads * shape.headDim * ldkt)
-        for j in 0..<s { for c in 0..<(shape.kvHeads * shape.headDim) { kt[c * ldkt + j] = k[j * ldkv + c] } }
-        for (keep, transposed) in [(false, false), (true, false), (false, true)] {
-            var out = [Float](repeating: .nan, count: q.count)
-            var probs = [Float](repeating: .nan, count: shape.heads * shape.t * s)
-            var workspace = [UInt8](repeating: 0, count: ck_attention_workspace_size(Int32(shape.t), Int32(s)))
-            let status = probs.withUnsafeMutableBufferPointer { pp in
-                ck_attention_fwd(q, Int32(shape.t), Int32(shape.heads), Int32(shape.kvHeads), Int32(shape.headDim), k, v, Int32(s),
-                                 Int32(ldkv), transposed ? kt : nil, Int32(ldkt), scale, &out, keep ? pp.baseAddress : nil,
-                                 &workspace, workspace.count)
-            }
-            #expect(status == CK_OK)
-            let worst = worstError(out, expected)
-            report("attention \(shape) keep=\(keep) transposed=\(transposed)", worst)
-            #expect(worst <= 1e-5)
-            guard keep else { continue }
-            // rows of probabilities sum to 1 over visible keys and are exactly 0 beyond them
-            for h in 0..<shape.heads {
-                for i in 0..<shape.t {
-                    let row = probs[((h * shape.t) + i) * s..<((h * shape.t) + i + 1) * s]
-                    let visible = shape.offset + i + 1
-                    #expect(abs(row.prefix(visible).reduce(0, +) - 1) < 1e-5)
-                    #expect(row.dropFirst(visible).allSatisfy { $0 == 0 })
+        var kt = [Float](repeating: 0, count: kvWidth * ldkt), ktHalf = [UInt16](repeating: 0, count: kvWidth * ldkt)
+        for j in 0..<s { for c in 0..<kvWidth { kt[c * ldkt + j] = k[j * kvWidth + c]; ktHalf[c * ldkt + j] = kHalf[j * kvWidth + c] } }
+        enum Layout: CaseIterable { case rows, transposed, half }
+        for layout in Layout.allCases {
+            for keep in [false, true] {
+                var out = [Float](repeating: .nan, count: q.count)
+                var probs = [Float](repeating: .nan, count: shape.heads * shape.t * s)
+                let half: Int32 = layout == .half ? 1 : 0
+                var workspace = [UInt8](repeating: 0, count: ck_attention_workspace_size(Int32(shape.t), Int32(s), Int32(shape.headDim), half))
+                let status = probs.withUnsafeMutableBufferPointer { pp -> ck_status in
+                    func run(_ kp: UnsafePointer<Float>?, _ vp: UnsafeRawPointer, _ ktp: UnsafeRawPointer?) -> ck_status {
+                        ck_attention_fwd(q, Int32(shape.t), Int32(shape.heads), Int32(shape.kvHeads), Int32(shape.headDim), kp, vp, Int32(s),
+                                         Int32(kvWidth), ktp, Int32(ldkt), half, scale, &out, keep ? pp.baseAddress : nil, &workspace,
+                                         workspace.count)
+                    }
+                    switch layout {
+                    case .rows: return k.withUnsafeBufferPointer { kp in v.withUnsafeBytes { run(kp.baseAddress, $0.baseAddress!, nil) } }
+                    case .transposed: return v.withUnsafeBytes { vp in kt.withUnsafeBytes { run(nil, vp.baseAddress!, $0.baseAddress) } }
+                    case .half: return vHalf.withUnsafeBytes { vp in ktHalf.withUnsafeBytes { run(nil, vp.baseAddress!, $0.baseAddress) } }
+                    }
+                }
+                #expect(status == CK_OK)
+                let worst = worstError(out, layout == .half ? rounded : exact)
+                report("attention \(shape) \(layout) keep=\(keep)", worst)
+                #expect(worst <= 1e-5)
+                guard keep else { continue }
+                // rows of probabilities sum to 1 over visible keys and are exactly 0 beyond them
+                for h in 0..<shape.heads {
+                    for i in 0..<shape.t {
+                        let row = probs[((h * shape.t) + i) * s..<((h * shape.t) + i + 1) * s]
+                        let visible = shape.offset + i + 1
+                        #expect(abs(row.prefix(visible).reduce(0, +) - 1) < 1e-5)
+                        #expect(row.dropFirst(visible).allSatisfy { $0 == 0 })
+                    }
                 }
             }
         }
     }
 
+    @Test func cacheStoreWritesRowsAndTransposedColumns() {
+        var rng = SeededRandom(seed: 59)
+        let tokens = 3, width = 5, capacity = 7, position = 2
+        let k = rng.floats(tokens * width), v = rng.floats(tokens * width)
+        var kt = [Float](repeating: 0, count: width * capacity), vc = [Float](repeating: 0, count: capacity * width)
+        var ktHalf = [UInt16](repeating: 0, count: width * capacity), vHalf = [UInt16](repeating: 0, count: capacity * width)
+        ck_kv_store(k, v, Int32(tokens), Int32(width), &kt, Int32(capacity), &vc, Int32(position), 0)
+        ck_kv_store(k, v, Int32(tokens), Int32(width), &ktHalf, Int32(capacity), &vHalf, Int32(position), 1)
+        for i in 0..<tokens {
+            for c in 0..<width {
+                #expect(kt[c * capacity + position + i] == k[i * width + c] && vc[(position + i) * width + c] == v[i * width + c])
+                #expect(ktHalf[c * capacity + position + i] == ck_float_to_half(k[i * width + c]))
+                #expect(vHalf[(position + i) * width + c] == ck_float_to_half(v[i * width + c]))
+            }
+        }
+        #expect(vc.prefix(position * width).allSatisfy { $0 == 0 })
+    }
+
     @Test func rejectsInconsistentShapes() {
         var out = [Float](repeating: 0, count: 8)
         let x = [Float](repeating: 0, count: 64)
-        #expect(ck_attention_fwd(x, 2, 3, 2, 4, x, x, 2, 8, nil, 0, 1, &out, nil, nil, 0) == CK_ERR_SHAPE)  // 3 heads, 2 kv heads
-        #expect(ck_attention_fwd(x, 3, 2, 2, 4, x, x, 2, 8, nil, 0, 1, &out, nil, nil, 0) == CK_ERR_SHAPE)  // fewer keys than queries
-        #expect(ck_attention_fwd(x, 1, 2, 2, 4, x, x, 2, 8, x, 1, 1, &out, nil, nil, 0) == CK_ERR_SHAPE)  // kt rows too short
-        #expect(ck_attention_fwd(x, 2, 2, 2, 4, x, x, 2, 8, nil, 0, 1, &out, nil, nil, 0) == CK_ERR_WORKSPACE)
+        #expect(ck_attention_fwd(x, 2, 3, 2, 4, x, x, 2, 8, nil, 0, 0, 1, &out, nil, nil, 0) == CK_ERR_SHAPE)  // 3 heads, 2 kv heads
+        #expect(ck_attention_fwd(x, 3, 2, 2, 4, x, x, 2, 8, nil, 0, 0, 1, &out, nil, nil, 0) == CK_ERR_SHAPE)  // fewer keys than queries
+        #expect(ck_attention_fwd(x, 1, 2, 2, 4, x, x, 2, 8, x, 1, 0, 1, &out, nil, nil, 0) == CK_ERR_SHAPE)  // kt rows too short
+        #expect(ck_attention_fwd(x, 1, 2, 2, 4, nil, x, 2, 8, nil, 0, 1, 1, &out, nil, nil, 0) == CK_ERR_SHAPE)  // half without kt
+        #expect(ck_attention_fwd(x, 2, 2, 2, 4, x, x, 2, 8, nil, 0, 0, 1, &out, nil, nil, 0) == CK_ERR_WORKSPACE)
     }
 }

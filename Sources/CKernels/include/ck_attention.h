@@ -13,13 +13,20 @@
 //   kt (nullable) [kv_heads * head_dim, >= S] rows `ldkt` apart: the keys transposed, as a
 //        cache keeps them (a single query row then scores all keys with vector FMAs
 //        instead of one horizontal sum per key); when given, k is not read and may be NULL
+//   kv_half: kt and v hold IEEE half values (a cache at half the memory; needs kt)
 //   probs (nullable) [heads, T, S]: the softmax probabilities, kept for a backward pass;
 //        masked entries are written as 0.
 // Scores are scaled by `scale` (1/sqrt(head_dim)) before the softmax.
-size_t ck_attention_workspace_size(int t, int s);
+size_t ck_attention_workspace_size(int t, int s, int head_dim, int kv_half);
 ck_status ck_attention_fwd(const float *q, int t, int heads, int kv_heads, int head_dim, const float *k,
-                           const float *v, int s, int ldkv, const float *kt, int ldkt, float scale, float *out,
-                           float *probs, void *workspace, size_t workspace_size);
+                           const void *v, int s, int ldkv, const void *kt, int ldkt, int kv_half, float scale,
+                           float *out, float *probs, void *workspace, size_t workspace_size);
+// Appends `tokens` rows of keys and values [tokens, width] to a cache at `position`: values
+// as rows of vc [capacity, width], keys as columns of kt [width, ldkt]; in IEEE half when
+// `half` (round to nearest even), else f32.
+void ck_kv_store(const float *k, const float *v, int tokens, int width, void *kt, int ldkt, void *vc, int position,
+                 int half);
+
 // The same in plain loops with double sums: the meaning of the fast kernel.
 void ck_attention_fwd_ref(const float *q, int t, int heads, int kv_heads, int head_dim, const float *k,
                           const float *v, int s, int ldkv, float scale, float *out);

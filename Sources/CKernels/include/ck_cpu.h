@@ -36,4 +36,9 @@ const char *ck_isa_name(ck_isa isa);
 void ck_set_num_threads(int n);
 int ck_get_num_threads(void);
 
+// Returns the C heap's free pages to the system (glibc's malloc_trim; a no-op elsewhere).
+// Loading frees many conversion buffers between long-lived weights, and without this the
+// freed pages would stay resident.
+void ck_release_free_heap(void);
+
 #endif

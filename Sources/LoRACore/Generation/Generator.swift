@@ -46,7 +46,7 @@ public struct Generator: Sendable {
     public let model: LlamaModel
     public let tokenizer: any Tokenizer
 
-    static let prefillChunk = 256
+    static let prefillChunk = 128
 
     public init(model: LlamaModel, tokenizer: any Tokenizer) {
         self.model = model
@@ -68,7 +68,7 @@ public struct Generator: Sendable {
         var text = "", emitted = text.startIndex
         let start = Date()
         var prefillSeconds = 0.0
-        // The prompt goes through in chunks: as fast as one batch, with half the
+        // The prompt goes through in chunks: as fast as one batch, with a quarter of the
         // activations of a 512-token prompt alive at once.
         var logits: [Float] = []
         for start in stride(from: 0, to: prompt.count, by: Self.prefillChunk) {

@@ -1,55 +1,60 @@
 import CKernels
 
 extension Kernels {
-    /// Where attention reads its keys: rows [≥ keys, kvHeads·headDim] as a projection makes
-    /// them, or transposed [kvHeads·headDim, ≥ keys] as a KV cache keeps them.
-    public enum Keys {
-        case rows(Tensor)
-        case transposed(Tensor)
+    /// Where attention finds keys and values: as the projections made them ([≥ keys,
+    /// kvHeads·headDim] each), or in layer `layer` of a KV cache.
+    public enum AttentionMemory {
+        case rows(keys: Tensor, values: Tensor)
+        case cache(KVCache, layer: Int)
     }
 
     /// Grouped-query causal attention of `queries` [tokens, heads·headDim] over the first
-    /// `keyCount` keys and rows of `values` [≥ keyCount, kvHeads·headDim] (with a cache, the
-    /// last `tokens` of those belong to the queries). Returns [tokens, heads·headDim] and,
-    /// when asked, the probabilities [heads, tokens, keyCount] a backward pass needs.
-    public static func attention(queries: Tensor, keys: Keys, values: Tensor, keyCount: Int, heads: Int, kvHeads: Int,
+    /// `keyCount` keys and values (with a cache, the last `tokens` of those belong to the
+    /// queries). Returns [tokens, heads·headDim] and, when asked, the probabilities
+    /// [heads, tokens, keyCount] a backward pass needs.
+    public static func attention(queries: Tensor, memory: AttentionMemory, keyCount: Int, heads: Int, kvHeads: Int,
                                  keepProbabilities: Bool = false) -> (output: Tensor, probabilities: Tensor?) {
-        let tokens = queries.rowCount, width = queries.rowLength, kvWidth = values.rowLength
-        let keyTensor: Tensor, keysFit: Bool
-        switch keys {
-        case .rows(let k):
-            keyTensor = k
-            keysFit = k.rank == 2 && k.shape[1] == kvWidth && k.shape[0] >= keyCount
-        case .transposed(let kt):
-            keyTensor = kt
-            keysFit = kt.rank == 2 && kt.shape[0] == kvWidth && kt.shape[1] >= keyCount
+        let tokens = queries.rowCount, width = queries.rowLength
+        let kvWidth: Int, available: Int, half: Bool
+        switch memory {
+        case .rows(let keys, let values):
+            precondition(keys.rank == 2 && values.shape == keys.shape, "attention: keys \(keys.shape), values \(values.shape)")
+            (kvWidth, available, half) = (keys.shape[1], keys.shape[0], false)
+        case .cache(let cache, let layer):
+            precondition(layer >= 0 && layer < cache.values.count, "attention: layer \(layer) of a \(cache.values.count)-layer cache")
+            (kvWidth, available, half) = (cache.width, cache.capacity, cache.precision == .f16)
         }
         precondition(heads > 0 && kvHeads > 0 && heads % kvHeads == 0 && width % heads == 0 && kvWidth == width / heads * kvHeads
-                     && keysFit && keyCount >= tokens && keyCount <= values.rowCount,
-                     "attention: queries \(queries.shape), keys \(keys), values \(values.shape), \(keyCount) keys, \(heads)/\(kvHeads) heads")
+                     && keyCount >= tokens && keyCount <= available,
+                     "attention: queries \(queries.shape), \(kvWidth)-wide keys, \(keyCount) of \(available) keys, \(heads)/\(kvHeads) heads")
         let headDim = width / heads
         var output = Tensor(zeros: queries.shape)
         var probabilities = keepProbabilities ? Tensor(zeros: [heads, tokens, keyCount]) : nil
-        let size = keepProbabilities ? 0 : ck_attention_workspace_size(Int32(tokens), Int32(keyCount))
+        let size = ck_attention_workspace_size(Int32(tokens), Int32(keyCount), Int32(headDim), half ? 1 : 0)
         let status = withWorkspace(bytes: size) { workspace, count in
             queries.withUnsafeBufferPointer { qp in
-                keyTensor.withUnsafeBufferPointer { kp in
-                    values.withUnsafeBufferPointer { vp in
-                        output.withUnsafeMutableBufferPointer { op in
-                            func run(_ pp: UnsafeMutablePointer<Float>?) -> ck_status {
-                                let (k, kt): (UnsafePointer<Float>?, UnsafePointer<Float>?)
-                                if case .rows = keys { (k, kt) = (kp.baseAddress, nil) } else { (k, kt) = (nil, kp.baseAddress) }
-                                return ck_attention_fwd(qp.baseAddress, Int32(tokens), Int32(heads), Int32(kvHeads), Int32(headDim),
-                                                        k, vp.baseAddress, Int32(keyCount), Int32(kvWidth), kt, Int32(keyTensor.rowLength),
-                                                        1 / Float(headDim).squareRoot(), op.baseAddress, pp, workspace, count)
-                            }
-                            return probabilities == nil ? run(nil) : probabilities!.withUnsafeMutableBufferPointer { run($0.baseAddress) }
+                output.withUnsafeMutableBufferPointer { op in
+                    func run(k: UnsafePointer<Float>?, v: UnsafeRawPointer?, kt: UnsafeRawPointer?, ldkt: Int) -> ck_status {
+                        func call(_ pp: UnsafeMutablePointer<Float>?) -> ck_status {
+                            ck_attention_fwd(qp.baseAddress, Int32(tokens), Int32(heads), Int32(kvHeads), Int32(headDim), k, v,
+                                             Int32(keyCount), Int32(kvWidth), kt, Int32(ldkt), half ? 1 : 0,
+                                             1 / Float(headDim).squareRoot(), op.baseAddress, pp, workspace, count)
                         }
+                        return probabilities == nil ? call(nil) : probabilities!.withUnsafeMutableBufferPointer { call($0.baseAddress) }
+                    }
+                    switch memory {
+                    case .rows(let keys, let values):
+                        return keys.withUnsafeBufferPointer { kp in
+                            values.withUnsafeBufferPointer { vp in run(k: kp.baseAddress, v: UnsafeRawPointer(vp.baseAddress), kt: nil, ldkt: 0) }
+                        }
+                    case .cache(let cache, let layer):
+                        return run(k: nil, v: UnsafeRawPointer(cache.values[layer].pointer),
+                                   kt: UnsafeRawPointer(cache.transposedKeys[layer].pointer), ldkt: cache.capacity)
                     }
                 }
             }
         }
-        check(status, "attention queries \(queries.shape) keys \(keys) keyCount \(keyCount)")
+        check(status, "attention queries \(queries.shape) keyCount \(keyCount)")
         return (output, probabilities)
     }
 
@@ -81,18 +86,6 @@ extension Kernels {
             }
         }
         return result
-    }
-
-    /// Writes x [rows, cols] transposed into columns column..<column+rows of t [cols, ≥ column+rows].
-    static func transpose(_ x: Tensor, into t: Tensor, column: Int) {
-        let rows = x.rowCount, cols = x.rowLength, ld = t.rowLength
-        precondition(t.rank == 2 && t.shape[0] == cols && column + rows <= ld, "transpose: \(x.shape) into \(t.shape) at column \(column)")
-        var target = t
-        x.withUnsafeBufferPointer { xp in
-            target.withUnsafeMutableBufferPointer { tp in
-                for i in 0..<rows { for c in 0..<cols { tp[c * ld + column + i] = xp[i * cols + c] } }
-            }
-        }
     }
 
     /// x += y, elementwise (residual connections).

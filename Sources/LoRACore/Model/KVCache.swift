@@ -1,23 +1,44 @@
+import CKernels
+
 /// Keys and values of every layer for the positions seen so far, so each new token costs
 /// one position of work instead of the whole prefix.
 public final class KVCache: @unchecked Sendable {
+    /// How the cache stores keys and values.
+    public enum Precision: Sendable {
+        /// Exact: for f32 reference runs.
+        case f32
+        /// IEEE half: half the memory; its rounding (2⁻¹¹ relative) is far below the int8
+        /// model's own.
+        case f16
+
+        var bytes: Int { self == .f32 ? 4 : 2 }
+    }
+
     /// Positions it can hold.
     public let capacity: Int
+    public let precision: Precision
     /// Positions it holds now: the position of the next token.
     public private(set) var count = 0
+    let width: Int
     /// Keys after RoPE, transposed: a decoding step then scores all keys with vector FMAs.
-    let transposedKeys: [Tensor]  // per layer [kvHeads·headDim, capacity]
-    let values: [Tensor]          // per layer [capacity, kvHeads·headDim]
+    let transposedKeys: [AlignedBuffer]  // per layer [kvHeads·headDim, capacity]
+    let values: [AlignedBuffer]          // per layer [capacity, kvHeads·headDim]
 
-    public init(config: LlamaConfig, capacity: Int) {
+    public init(config: LlamaConfig, capacity: Int, precision: Precision = .f32) {
         precondition(capacity > 0, "KVCache: capacity \(capacity)")
         self.capacity = capacity
-        values = (0..<config.numHiddenLayers).map { _ in Tensor(zeros: [capacity, config.keyValueWidth]) }
-        transposedKeys = (0..<config.numHiddenLayers).map { _ in Tensor(zeros: [config.keyValueWidth, capacity]) }
+        self.precision = precision
+        width = config.keyValueWidth
+        let bytes = capacity * width * precision.bytes
+        values = (0..<config.numHiddenLayers).map { _ in AlignedBuffer(byteCount: bytes) }
+        transposedKeys = (0..<config.numHiddenLayers).map { _ in AlignedBuffer(byteCount: bytes) }
     }
 
     /// Positions left.
     public var free: Int { capacity - count }
+
+    /// Bytes the cache takes.
+    public var byteCount: Int { 2 * values.count * capacity * width * precision.bytes }
 
     /// Forgets positions from `position` on (e.g. to reuse a shared prompt prefix).
     public func truncate(to position: Int) {
@@ -27,9 +48,14 @@ public final class KVCache: @unchecked Sendable {
 
     /// Stores layer `layer`'s keys and values [tokens, width] at positions count..<count+tokens.
     func store(layer: Int, keys k: Tensor, values v: Tensor) {
-        let rows = count..<count + k.rowCount
-        values[layer].rows(rows).assign(v)
-        Kernels.transpose(k, into: transposedKeys[layer], column: count)
+        precondition(k.rowLength == width && v.shape == k.shape && count + k.rowCount <= capacity,
+                     "KVCache.store: keys \(k.shape), values \(v.shape) at \(count) of \(capacity)")
+        k.withUnsafeBufferPointer { kp in
+            v.withUnsafeBufferPointer { vp in
+                ck_kv_store(kp.baseAddress, vp.baseAddress, Int32(k.rowCount), Int32(width), transposedKeys[layer].pointer,
+                            Int32(capacity), values[layer].pointer, Int32(count), precision == .f16 ? 1 : 0)
+            }
+        }
     }
 
     func advance(by tokens: Int) {

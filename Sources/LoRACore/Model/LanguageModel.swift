@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 
 /// A model ready to use: weights, tokenizer and chat format, loaded from one checkpoint.
@@ -59,6 +60,7 @@ public struct LanguageModel: Sendable {
     }
 
     init(model: LlamaModel, tokenizer: any Tokenizer, chatTemplate: ChatTemplate?, summary: CheckpointSummary) throws(LoRAError) {
+        defer { ck_release_free_heap() }
         guard tokenizer.vocabularySize <= model.config.vocabSize else {
             throw .invalidTokenizer(file: summary.path, problem: "\(tokenizer.vocabularySize) tokens for a model with \(model.config.vocabSize) embeddings")
         }

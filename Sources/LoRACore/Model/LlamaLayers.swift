@@ -81,14 +81,13 @@ public final class LlamaAttention: @unchecked Sendable {
         Kernels.rope(q.reshaped([tokens, heads, headDim]), positions: positions, frequencies: frequencies, layout: layout)
         Kernels.rope(k.reshaped([tokens, kvHeads, headDim]), positions: positions, frequencies: frequencies, layout: layout)
         precondition(!(keep && cache != nil), "LlamaAttention: activations for a backward pass are kept without a cache")
-        var keys = Kernels.Keys.rows(k), values = v, keyCount = tokens
+        var memory = Kernels.AttentionMemory.rows(keys: k, values: v), keyCount = tokens
         if let (cache, layer) = cache {
             cache.store(layer: layer, keys: k, values: v)
             keyCount = cache.count + tokens
-            keys = .transposed(cache.transposedKeys[layer])
-            values = cache.values[layer]
+            memory = .cache(cache, layer: layer)
         }
-        let (mixed, probabilities) = Kernels.attention(queries: q, keys: keys, values: values, keyCount: keyCount,
+        let (mixed, probabilities) = Kernels.attention(queries: q, memory: memory, keyCount: keyCount,
                                                        heads: heads, kvHeads: kvHeads, keepProbabilities: keep)
         let output = oProj(mixed)
         guard keep, let probabilities else { return (output, nil) }

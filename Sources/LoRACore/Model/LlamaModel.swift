@@ -40,8 +40,11 @@ public final class LlamaModel: @unchecked Sendable {
         public let finalNormed: Tensor // [tokens, dim]: the input of lm_head
     }
 
+    /// A cache for `capacity` positions; half precision for an int8 model (its own rounding
+    /// dwarfs the cache's), f32 for an exact one.
     public func makeCache(capacity: Int? = nil) -> KVCache {
-        KVCache(config: config, capacity: capacity ?? config.maxPositionEmbeddings)
+        let exact = if case .f32 = lmHead.weight { true } else { false }
+        return KVCache(config: config, capacity: capacity ?? config.maxPositionEmbeddings, precision: exact ? .f32 : .f16)
     }
 
     /// Runs `tokens` at positions following what `cache` holds (or from 0 without one) and
