@@ -72,7 +72,7 @@ static void dequant_q4_0(const ck_block_q4_0 *x, float *y, int64_t nb) {
     }
 }
 
-static void dequant_q4_1(const ck_block_q4_1 *x, float *y, int64_t nb) {
+CK_VECTOR_CLONES static void dequant_q4_1(const ck_block_q4_1 *x, float *y, int64_t nb) {
     for (int64_t i = 0; i < nb; i++) {
         const float d = ck_half_to_float(x[i].d);
         const float m = ck_half_to_float(x[i].m);
@@ -166,8 +166,10 @@ ck_status ck_dequantize(ck_type type, const void *src, float *dst, int64_t n) {
 int ck_q8_blocks_per_row(int k) { return ck_div_up(k, CK_QK); }
 
 // ggml's quantize_row_q8_0_ref: d = amax/127 stored as fp16, q = round(x/d) away from
-// zero, so rows quantized here are bit-identical to GGUF Q8_0 files.
-void ck_quantize_q8_0(const float *src, int rows, int k, ck_block_q8_0 *dst) {
+// zero, so rows quantized here are bit-identical to GGUF Q8_0 files. Vector clones let
+// roundf inline (it is a libm call per value on baseline x86-64): loading requantizes
+// every weight of a Q4 file through here.
+CK_VECTOR_CLONES void ck_quantize_q8_0(const float *src, int rows, int k, ck_block_q8_0 *dst) {
     const int kb = ck_q8_blocks_per_row(k);
     for (int r = 0; r < rows; r++) {
         for (int b = 0; b < kb; b++) {
