@@ -112,8 +112,7 @@ enum SentencePieceModelFile {
         var tokens: [String] = [], scores: [Float] = [], types: [Int] = []
         var ids: [Int: Int] = [41: 1, 42: 2, 40: 0, 43: -1]  // sentencepiece's defaults
         var modelType = 1, addDummyPrefix = true
-        let parsed = data.withUnsafeBytes { (bytes: UnsafeRawBufferPointer) -> Result<Void, LoRAError> in
-          Result { () throws(LoRAError) in
+        try Array(data).withUnsafeBytes { (bytes: UnsafeRawBufferPointer) throws(LoRAError) in
             var reader = ProtobufReader(file: file, bytes: bytes)
             while let (field, wire) = try reader.next() {
                 switch (field, wire) {
@@ -150,9 +149,7 @@ enum SentencePieceModelFile {
                     try reader.skip(wire)
                 }
             }
-          }
         }
-        try parsed.get()
         guard modelType == 2 else {
             throw .invalidTokenizer(file: file, problem: "sentencepiece model type \(modelType) is not supported (2, BPE, is)")
         }
