@@ -108,56 +108,63 @@ private func tokenizerJSON(_ data: Data, file: String, settings: [String: Any], 
 /// piece = 1, score = 2, type = 3; trainer_spec = 2 with model_type = 3, unk/bos/eos/pad ids
 /// 40–43; normalizer_spec = 3 with add_dummy_prefix = 3).
 enum SentencePieceModelFile {
-    static func tokenizer(_ data: Data, file: String, addsBOS: Bool) throws(LoRAError) -> SentencePieceTokenizer {
+    struct Contents {
         var tokens: [String] = [], scores: [Float] = [], types: [Int] = []
         var ids: [Int: Int] = [41: 1, 42: 2, 40: 0, 43: -1]  // sentencepiece's defaults
         var modelType = 1, addDummyPrefix = true
-        try Array(data).withUnsafeBytes { (bytes: UnsafeRawBufferPointer) throws(LoRAError) in
-            var reader = ProtobufReader(file: file, bytes: bytes)
-            while let (field, wire) = try reader.next() {
-                switch (field, wire) {
-                case (1, 2):
-                    var piece = try reader.message()
-                    var text = "", score: Float = 0, type = 1
-                    while let (f, w) = try piece.next() {
-                        switch (f, w) {
-                        case (1, 2): text = String(decoding: try piece.lengthDelimited(), as: UTF8.self)
-                        case (2, 5): score = Float(bitPattern: try piece.fixed32())
-                        case (3, 0): type = Int(try piece.varint())
-                        default: try piece.skip(w)
-                        }
+    }
+
+    static func tokenizer(_ data: Data, file: String, addsBOS: Bool) throws(LoRAError) -> SentencePieceTokenizer {
+        let contents = try data.withUnsafeBytes { bytes in Result { () throws(LoRAError) in try read(bytes, file: file) } }.get()
+        guard contents.modelType == 2 else {
+            throw .invalidTokenizer(file: file, problem: "sentencepiece model type \(contents.modelType) is not supported (2, BPE, is)")
+        }
+        let id = { (field: Int) -> Int32? in contents.ids[field].flatMap { $0 >= 0 ? Int32($0) : nil } }
+        return try SentencePieceTokenizer(file: file, tokens: contents.tokens, priorities: .scores(contents.scores), types: contents.types,
+                                          bos: id(41), eos: id(42), pad: id(43), unknown: id(40), addsBOS: addsBOS,
+                                          spacePrefix: contents.addDummyPrefix ? .everyText : .never,
+                                          endOfGeneration: Set([id(42)].compactMap { $0 }))
+    }
+
+    static func read(_ bytes: UnsafeRawBufferPointer, file: String) throws(LoRAError) -> Contents {
+        var c = Contents()
+        var reader = ProtobufReader(file: file, bytes: bytes)
+        while let (field, wire) = try reader.next() {
+            switch (field, wire) {
+            case (1, 2):
+                var piece = try reader.message()
+                var text = "", score: Float = 0, type = 1
+                while let (f, w) = try piece.next() {
+                    switch (f, w) {
+                    case (1, 2): text = String(decoding: try piece.lengthDelimited(), as: UTF8.self)
+                    case (2, 5): score = Float(bitPattern: try piece.fixed32())
+                    case (3, 0): type = Int(try piece.varint())
+                    default: try piece.skip(w)
                     }
-                    tokens.append(text)
-                    scores.append(score)
-                    types.append(type)
-                case (2, 2):
-                    var spec = try reader.message()
-                    while let (f, w) = try spec.next() {
-                        if w == 0, f == 3 || (40...43).contains(f) {
-                            let value = Int(Int32(truncatingIfNeeded: try spec.varint()))
-                            if f == 3 { modelType = value } else { ids[f] = value }
-                        } else {
-                            try spec.skip(w)
-                        }
-                    }
-                case (3, 2):
-                    var spec = try reader.message()
-                    while let (f, w) = try spec.next() {
-                        if f == 3, w == 0 { addDummyPrefix = try spec.varint() != 0 } else { try spec.skip(w) }
-                    }
-                default:
-                    try reader.skip(wire)
                 }
+                c.tokens.append(text)
+                c.scores.append(score)
+                c.types.append(type)
+            case (2, 2):
+                var spec = try reader.message()
+                while let (f, w) = try spec.next() {
+                    if w == 0, f == 3 || (40...43).contains(f) {
+                        let value = Int(Int32(truncatingIfNeeded: try spec.varint()))
+                        if f == 3 { c.modelType = value } else { c.ids[f] = value }
+                    } else {
+                        try spec.skip(w)
+                    }
+                }
+            case (3, 2):
+                var spec = try reader.message()
+                while let (f, w) = try spec.next() {
+                    if f == 3, w == 0 { c.addDummyPrefix = try spec.varint() != 0 } else { try spec.skip(w) }
+                }
+            default:
+                try reader.skip(wire)
             }
         }
-        guard modelType == 2 else {
-            throw .invalidTokenizer(file: file, problem: "sentencepiece model type \(modelType) is not supported (2, BPE, is)")
-        }
-        let id = { (field: Int) -> Int32? in ids[field].flatMap { $0 >= 0 ? Int32($0) : nil } }
-        return try SentencePieceTokenizer(file: file, tokens: tokens, priorities: .scores(scores), types: types, bos: id(41),
-                                          eos: id(42), pad: id(43), unknown: id(40), addsBOS: addsBOS,
-                                          spacePrefix: addDummyPrefix ? .everyText : .never,
-                                          endOfGeneration: Set([id(42)].compactMap { $0 }))
+        return c
     }
 }
 
