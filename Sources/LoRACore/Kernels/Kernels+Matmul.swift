@@ -98,4 +98,51 @@ public enum Kernels {
         check(status, "matmul a \(a.shape) b \(b.shape)")
         return c
     }
+
+    /// C += alpha · A · op(B) for f32 matrices: adds a low-rank product into an output.
+    public static func matmulAccumulate(_ a: Tensor, _ b: Tensor, transposeB: Bool, alpha: Float, into c: Tensor) {
+        let n = transposeB ? b.shape[0] : b.shape[1], k = transposeB ? b.shape[1] : b.shape[0]
+        precondition(a.rank == 2 && b.rank == 2 && c.rank == 2 && a.shape[1] == k && c.shape == [a.shape[0], n],
+                     "matmulAccumulate: a \(a.shape), b \(b.shape)\(transposeB ? "ᵀ" : ""), c \(c.shape)")
+        var target = c
+        let status = a.withUnsafeBufferPointer { ap in
+            b.withUnsafeBufferPointer { bp in
+                target.withUnsafeMutableBufferPointer { cp in
+                    ck_sgemm(0, transposeB ? 1 : 0, Int32(a.shape[0]), Int32(n), Int32(k), alpha, ap.baseAddress, Int32(a.shape[1]),
+                             bp.baseAddress, Int32(b.shape[1]), 1, cp.baseAddress, Int32(n))
+                }
+            }
+        }
+        check(status, "matmulAccumulate a \(a.shape) b \(b.shape)")
+    }
+
+    /// Rows `ids` of an f32 table [rows, cols] → [ids, cols].
+    public static func gatherRows(_ table: Tensor, _ ids: [Int32]) -> Tensor {
+        precondition(table.rank == 2 && ids.allSatisfy { $0 >= 0 && Int($0) < table.shape[0] },
+                     "gatherRows: an id is outside the table's \(table.shape[0]) rows")
+        let cols = table.shape[1]
+        var result = Tensor(zeros: [ids.count, cols])
+        table.withUnsafeBufferPointer { src in
+            result.withUnsafeMutableBufferPointer { dst in
+                for (i, id) in ids.enumerated() {
+                    let row = UnsafeBufferPointer(rebasing: src[Int(id) * cols..<(Int(id) + 1) * cols])
+                    _ = UnsafeMutableBufferPointer(rebasing: dst[i * cols..<(i + 1) * cols]).initialize(from: row)
+                }
+            }
+        }
+        return result
+    }
+
+    /// Rows `ids` of an int8 matrix, dequantized → [ids, cols].
+    public static func gatherRows(_ table: QuantizedWeight, _ ids: [Int32]) -> Tensor {
+        precondition(ids.allSatisfy { $0 >= 0 && Int($0) < table.rows }, "gatherRows: an id is outside the table's \(table.rows) rows")
+        var result = Tensor(zeros: [ids.count, table.cols])
+        result.withUnsafeMutableBufferPointer { dst in
+            for (i, id) in ids.enumerated() {
+                ck_q8_packed_dequantize(table.panels, Int32(table.rows), Int32(table.cols), id, 1, 0, Int32(table.cols),
+                                        dst.baseAddress! + i * table.cols, Int32(table.cols))
+            }
+        }
+        return result
+    }
 }

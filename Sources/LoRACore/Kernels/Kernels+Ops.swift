@@ -186,4 +186,15 @@ extension Kernels {
         }
         return dz
     }
+
+    /// x += y, elementwise (residual connections).
+    public static func add(_ y: Tensor, into x: Tensor) {
+        sameShape(x, y, "add")
+        var target = x
+        y.withUnsafeBufferPointer { yp in
+            target.withUnsafeMutableBufferPointer { xp in
+                for i in xp.indices { xp[i] += yp[i] }
+            }
+        }
+    }
 }

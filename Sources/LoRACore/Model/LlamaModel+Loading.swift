@@ -6,14 +6,6 @@ public enum WeightPrecision: String, Sendable, CaseIterable {
     case f32
 }
 
-/// Progress of a long operation, for a progress line.
-public struct WorkProgress: Sendable {
-    public let completed: Int
-    public let total: Int
-    /// What `completed` counts ("tensors", "tokens", …).
-    public let unit: String
-}
-
 /// A checkpoint's tensors by name, whatever the file format.
 protocol CheckpointTensors {
     var path: String { get }

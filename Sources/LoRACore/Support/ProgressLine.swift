@@ -1,5 +1,13 @@
 import Foundation
 
+/// Progress of a long operation, for a progress line.
+public struct WorkProgress: Sendable {
+    public let completed: Int
+    public let total: Int
+    /// What `completed` counts ("tensors", "tokens", …).
+    public let unit: String
+}
+
 /// Renders `WorkProgress` on standard error: one self-updating line with rate and ETA on a
 /// terminal, plain log lines (every 10% or 10 s) when the output goes to a file or a pipe.
 public final class ProgressLine: @unchecked Sendable {

@@ -86,17 +86,6 @@ extension Tensor: CustomStringConvertible {
 }
 
 extension Tensor {
-    /// Overwrites the elements with those of `source` (same count), through shared storage.
-    public func assign(_ source: Tensor) {
-        precondition(source.count == count, "Tensor.assign: \(source.shape) into \(shape)")
-        var target = self
-        source.withUnsafeBufferPointer { src in
-            target.withUnsafeMutableBufferPointer { _ = $0.update(fromContentsOf: src) }
-        }
-    }
-}
-
-extension Tensor {
     /// Columns `range` of a matrix [rows, cols] → [rows, range.count]: a view for a single
     /// row (decoding), a copy otherwise.
     public func columns(_ range: Range<Int>) -> Tensor {
