@@ -18,6 +18,7 @@ reference outputs, so the loaders are proven on Llama 2's layout without a 7B do
 import io
 import json
 import os
+import sys
 import shutil
 
 import gguf
@@ -25,6 +26,9 @@ import numpy as np
 import sentencepiece as spm
 import torch
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from chat_templates import LLAMA2 as LLAMA2_TEMPLATE  # noqa: E402
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Tests", "LoRACoreTests", "Fixtures", "tiny-llama2")
 
@@ -54,16 +58,6 @@ TEXTS = [
     "unknown ☃ snowman and ∑ sum",
 ]
 
-LLAMA2_TEMPLATE = (
-    "{% if messages[0]['role'] == 'system' %}{% set loop_messages = messages[1:] %}{% set system_message = messages[0]['content'] %}"
-    "{% else %}{% set loop_messages = messages %}{% set system_message = false %}{% endif %}"
-    "{% for message in loop_messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
-    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}"
-    "{% if loop.index0 == 0 and system_message != false %}{% set content = '<<SYS>>\\n' + system_message + '\\n<</SYS>>\\n\\n' + message['content'] %}"
-    "{% else %}{% set content = message['content'] %}{% endif %}"
-    "{% if message['role'] == 'user' %}{{ bos_token + '[INST] ' + content.strip() + ' [/INST]' }}"
-    "{% elif message['role'] == 'assistant' %}{{ ' '  + content.strip() + ' ' + eos_token }}{% endif %}{% endfor %}"
-)
 
 
 def train_tokenizer(folder):

@@ -29,18 +29,10 @@ public final class ByteLevelBPETokenizer: Tokenizer, @unchecked Sendable {
     init(file: String, tokens: [String], merges: [String], preTokenizer: PreTokenizer, specialTokens: Set<Int32>,
          controlTokens: Set<Int32>, bos: Int32?, eos: Int32?, pad: Int32?, addsBOS: Bool,
          endOfGeneration: Set<Int32>) throws(LoRAError) {
-        guard !tokens.isEmpty, tokens.count <= Int(Int32.max) else { throw .invalidTokenizer(file: file, problem: "empty vocabulary") }
-        for (name, id) in [("BOS", bos), ("EOS", eos), ("PAD", pad)] {
-            if let id, id < 0 || Int(id) >= tokens.count {
-                throw .invalidTokenizer(file: file, problem: "\(name) id \(id) is outside the vocabulary of \(tokens.count)")
-            }
-        }
+        let ids = try indexVocabulary(tokens, special: [("BOS", bos), ("EOS", eos), ("PAD", pad)], file: file)
         vocabularySize = tokens.count
         self.tokens = tokens
         self.preTokenizer = preTokenizer
-        var ids: [String: Int32] = [:]
-        ids.reserveCapacity(tokens.count)
-        for (i, token) in tokens.enumerated() where ids[token] == nil { ids[token] = Int32(i) }
         self.ids = ids
 
         let alphabet = Self.byteAlphabet

@@ -33,22 +33,16 @@ public final class SentencePieceTokenizer: Tokenizer, @unchecked Sendable {
 
     init(file: String, tokens: [String], priorities: Priorities, types: [Int], bos: Int32?, eos: Int32?, pad: Int32?,
          unknown: Int32?, addsBOS: Bool, spacePrefix: SpacePrefix, endOfGeneration: Set<Int32>) throws(LoRAError) {
-        guard !tokens.isEmpty, types.isEmpty || types.count == tokens.count else {
+        guard types.isEmpty || types.count == tokens.count else {
             throw .invalidTokenizer(file: file, problem: "\(tokens.count) tokens, \(types.count) token types")
         }
         if case .scores(let scores) = priorities, scores.count != tokens.count {
             throw .invalidTokenizer(file: file, problem: "\(scores.count) scores for \(tokens.count) tokens")
         }
-        for (name, id) in [("BOS", bos), ("EOS", eos), ("PAD", pad), ("UNK", unknown)] {
-            if let id, id < 0 || Int(id) >= tokens.count {
-                throw .invalidTokenizer(file: file, problem: "\(name) id \(id) is outside the vocabulary of \(tokens.count)")
-            }
-        }
+        let ids = try indexVocabulary(tokens, special: [("BOS", bos), ("EOS", eos), ("PAD", pad), ("UNK", unknown)], file: file)
         vocabularySize = tokens.count
         self.tokens = tokens
         self.priorities = priorities
-        var ids: [String: Int32] = [:]
-        for (i, token) in tokens.enumerated() where ids[token] == nil { ids[token] = Int32(i) }
         self.ids = ids
         byteTokens = (0..<256).map { ids[String(format: "<0x%02X", $0) + ">"] ?? -1 }
         // token_type: 2 unknown, 3 control, 4 user-defined, 6 byte

@@ -39,6 +39,21 @@ extension Tokenizer {
     }
 }
 
+/// The shared set-up of a vocabulary: each special id must name one of its tokens, and a
+/// token's first id wins when a vocabulary lists it twice.
+func indexVocabulary(_ tokens: [String], special: [(name: String, id: Int32?)], file: String) throws(LoRAError) -> [String: Int32] {
+    guard !tokens.isEmpty, tokens.count <= Int(Int32.max) else { throw .invalidTokenizer(file: file, problem: "empty vocabulary") }
+    for (name, id) in special {
+        if let id, id < 0 || Int(id) >= tokens.count {
+            throw .invalidTokenizer(file: file, problem: "\(name) id \(id) is outside the vocabulary of \(tokens.count)")
+        }
+    }
+    var ids: [String: Int32] = [:]
+    ids.reserveCapacity(tokens.count)
+    for (i, token) in tokens.enumerated() where ids[token] == nil { ids[token] = Int32(i) }
+    return ids
+}
+
 /// Turns a stream of token ids into text pieces that never split a UTF-8 character: bytes
 /// of an unfinished character wait for the next token.
 public struct StreamingDecoder: Sendable {
