@@ -21,6 +21,7 @@ demo: model
 test: model
 	$(SWIFT) build -c release --build-tests
 	SWIFT_LORA_MODEL="$$(scripts/fetch-model)" $(SWIFT) test -c release --skip-build --skip Benchmarks
+	scripts/test-cli
 	scripts/test-consumer
 
 bench: model
