@@ -23,6 +23,16 @@ struct GGUFFileTests {
         }
     }
 
+    /// Version 2 has version 3's layout (both use 64-bit counts); only the number differs.
+    @Test func readsVersion2() throws {
+        var bytes = TinyLlamaGGUF.writer().data()
+        bytes[4] = 2
+        let path = try TinyLlamaGGUF.write(name: "v2.gguf")
+        try bytes.write(to: URL(fileURLWithPath: path))
+        let model = try LanguageModel.load(path: path)
+        #expect(model.summary.format == "GGUF v2" && model.model.config.numHiddenLayers == 2)
+    }
+
     @Test func loadsTheTinyModelInBothPrecisions() throws {
         let path = try TinyLlamaGGUF.write(name: "model.gguf")
         let int8 = try LanguageModel.load(path: path, precision: .int8)
