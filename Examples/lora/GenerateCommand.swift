@@ -25,7 +25,11 @@ struct SamplingOptions: ParsableArguments {
 }
 
 /// Streams one generation to standard output; the timing summary goes to standard error.
-func streamGeneration(_ generator: Generator, prompt: [Int32], options: SamplingOptions) -> GenerationSummary {
+func streamGeneration(_ generator: Generator, prompt: [Int32], options: SamplingOptions) throws -> GenerationSummary {
+    let context = generator.model.config.maxPositionEmbeddings
+    guard !prompt.isEmpty, prompt.count < context else {
+        throw ValidationError("the prompt has \(prompt.count) tokens; the model's context holds \(context)")
+    }
     let summary = generator.generate(prompt: prompt, sampling: options.sampling, stop: options.stop) { event in
         switch event {
         case .token(_, let text), .text(let text):
@@ -62,7 +66,7 @@ struct GenerateCommand: ParsableCommand {
             } else {
                 ids = loaded.encodeChat((system.map { [ChatMessage.system($0)] } ?? []) + [.user(prompt)])
             }
-            _ = streamGeneration(Generator(model: loaded.model, tokenizer: loaded.tokenizer), prompt: ids, options: sampling)
+            _ = try streamGeneration(Generator(model: loaded.model, tokenizer: loaded.tokenizer), prompt: ids, options: sampling)
         }
     }
 }
@@ -87,7 +91,7 @@ struct ChatCommand: ParsableCommand {
                 FileHandle.standardError.write(Data("> ".utf8))
                 guard let line = readLine(), !line.isEmpty else { break }
                 messages.append(.user(line))
-                let summary = streamGeneration(generator, prompt: loaded.encodeChat(messages), options: sampling)
+                let summary = try streamGeneration(generator, prompt: loaded.encodeChat(messages), options: sampling)
                 messages.append(.assistant(summary.text))
             }
         }

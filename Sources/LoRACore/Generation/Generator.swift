@@ -58,7 +58,8 @@ public struct Generator: Sendable {
     @discardableResult
     public func generate(prompt: [Int32], sampling: SamplingParameters = .init(), stop: StopConditions = .init(),
                          onEvent: (GenerationEvent) -> Bool = { _ in true }) -> GenerationSummary {
-        precondition(!prompt.isEmpty, "Generator: empty prompt")
+        precondition(!prompt.isEmpty && prompt.count <= model.config.maxPositionEmbeddings,
+                     "Generator: a prompt of \(prompt.count) tokens for a context of \(model.config.maxPositionEmbeddings)")
         let capacity = min(model.config.maxPositionEmbeddings, prompt.count + max(stop.maxTokens, 0))
         let cache = model.makeCache(capacity: max(capacity, prompt.count))
         let stopTokens = stop.stopTokens ?? tokenizer.endOfGenerationTokens
