@@ -117,6 +117,16 @@ struct SmolLM2Tests {
         let cut = generator.generate(prompt: prompt, stop: .init(maxTokens: 40, stopStrings: ["Paris"]))
         #expect(cut.reason == .stopString)
         #expect(summary.text.hasPrefix(cut.text + "Paris"))
+        // a stop string that only begins in the output holds that part back, then lets it go
+        var streamed = ""
+        let held = generator.generate(prompt: prompt, stop: .init(maxTokens: 40, stopStrings: ["Paris!", "capital of Germany"])) { event in
+            switch event {
+            case .token(_, let text), .text(let text): streamed += text
+            case .finished: break
+            }
+            return true
+        }
+        #expect(held.reason == .stopToken && held.text == summary.text && streamed == summary.text)
         let short = generator.generate(prompt: prompt, stop: .init(maxTokens: 3))
         #expect(short.reason == .maxTokens && short.generatedTokens == 3)
     }

@@ -66,7 +66,11 @@ public struct Generator: Sendable {
         var sampler = Sampler(sampling)
         var decoder = StreamingDecoder(tokenizer: tokenizer)
         var context = prompt, generated = 0
-        var text = "", emitted = text.startIndex
+        // The output as UTF-8 and how much of it was delivered: stop strings are matched on
+        // bytes (whole characters on both sides, never a grapheme re-segmented by a later
+        // combining mark), and what could still begin one is held back.
+        var output: [UInt8] = [], emitted = 0
+        let stopStrings = stop.stopStrings.filter { !$0.isEmpty }.map { Array($0.utf8) }
         let start = Date()
         var prefillSeconds = 0.0
         // The prompt goes through in chunks: as fast as one batch, with a quarter of the
@@ -80,17 +84,18 @@ public struct Generator: Sendable {
         }
         prefillSeconds = Date().timeIntervalSince(start)
 
+        func text(_ range: Range<Int>) -> String { String(decoding: output[range], as: UTF8.self) }
+
         func finish(_ reason: GenerationSummary.Reason) -> GenerationSummary {
             if reason != .stopString {
-                let rest = String(text[emitted...]) + decoder.finish()
-                text = String(text[..<emitted]) + rest
-                emitted = text.endIndex
-                if !rest.isEmpty { _ = onEvent(.text(rest)) }
+                output += Array(decoder.finish().utf8)
+                if emitted < output.count { _ = onEvent(.text(text(emitted..<output.count))) }
+                emitted = output.count
             }
             let summary = GenerationSummary(reason: reason, promptTokens: prompt.count, generatedTokens: generated,
                                             prefillSeconds: prefillSeconds,
                                             decodeSeconds: Date().timeIntervalSince(start) - prefillSeconds,
-                                            text: String(text[..<emitted]))
+                                            text: text(0..<emitted))
             _ = onEvent(.finished(summary))
             return summary
         }
@@ -101,30 +106,24 @@ public struct Generator: Sendable {
             if stopTokens.contains(id) { return finish(.stopToken) }
             generated += 1
             context.append(id)
-            text += decoder.append(id)
-            // text may end in the beginning of a stop string: hold that part back
-            var visible = text.endIndex
-            var stopped = false
-            for s in stop.stopStrings where !s.isEmpty {
-                if let range = text.range(of: s, range: emitted..<text.endIndex) {
+            output += Array(decoder.append(id).utf8)
+            var visible = output.count, stopped = false
+            for stopString in stopStrings {
+                if let range = output[emitted...].firstRange(of: stopString) {
                     visible = min(visible, range.lowerBound)
                     stopped = true
-                } else if !stopped {
-                    for length in stride(from: min(s.count - 1, text.distance(from: emitted, to: text.endIndex)), to: 0, by: -1) {
-                        let tail = text.index(text.endIndex, offsetBy: -length)
-                        if s.hasPrefix(text[tail...]) {
-                            visible = min(visible, tail)
-                            break
-                        }
+                } else {
+                    // the longest tail that a later token could complete into this stop string
+                    let longest = min(stopString.count - 1, output.count - emitted)
+                    if let held = stride(from: longest, to: 0, by: -1).first(where: { output.suffix($0).elementsEqual(stopString.prefix($0)) }) {
+                        visible = min(visible, output.count - held)
                     }
                 }
             }
-            let piece = String(text[emitted..<visible])
+            let piece = text(emitted..<visible)
             emitted = visible
             if stopped {
                 if !piece.isEmpty { _ = onEvent(.token(id: id, text: piece)) }
-                text = String(text[..<emitted])
-                emitted = text.endIndex
                 return finish(.stopString)
             }
             if !onEvent(.token(id: id, text: piece)) { return finish(.cancelled) }
