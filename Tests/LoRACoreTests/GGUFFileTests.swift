@@ -23,6 +23,26 @@ struct GGUFFileTests {
         }
     }
 
+    /// Q4_0 and BF16 tensors go through the loader to the exact values they store (f32
+    /// mode), and to int8 within Q8_0's rounding.
+    @Test func loadsQ4_0AndBF16Tensors() throws {
+        let writer = TinyLlamaGGUF.writer(types: [.q4_0, .bf16])
+        let path = try TinyLlamaGGUF.write(writer, name: "q4_0-bf16.gguf")
+        let exact = try LanguageModel.load(path: path, precision: .f32)
+        #expect(exact.summary.storedTypes == ["Q4_0": 8, "BF16": 7, "F32": 5])
+        let layer = exact.model.layers[1]
+        for (name, linear) in [("blk.1.attn_q.weight", layer.selfAttn.qProj), ("blk.1.ffn_down.weight", layer.mlp.downProj),
+                               ("blk.1.attn_k.weight", layer.selfAttn.kProj)] {
+            let stored = try #require(writer.tensors.first { $0.name == name })
+            guard case .f32(let weights) = linear.weight else { Issue.record("\(name) is not f32"); continue }
+            #expect(weights.scalars == GGUFWriter.decoded(stored.values, as: stored.type), "\(name) \(stored.type)")
+        }
+        let int8 = try LanguageModel.load(path: path, precision: .int8)
+        let ids: [Int32] = [1, 70, 80, 90]
+        let a = try #require(int8.model.forward(ids).logits).scalars, b = try #require(exact.model.forward(ids).logits).scalars
+        #expect(zip(a, b).map { abs($0 - $1) }.max()! <= 0.05 * (b.max()! - b.min()!))
+    }
+
     /// Version 2 has version 3's layout (both use 64-bit counts); only the number differs.
     @Test func readsVersion2() throws {
         var bytes = TinyLlamaGGUF.writer().data()

@@ -28,7 +28,7 @@ struct GGUFWriter {
         }
     }
 
-    enum StoredType: UInt32 { case f32 = 0, f16 = 1, q8_0 = 8 }
+    enum StoredType: UInt32 { case f32 = 0, f16 = 1, q4_0 = 2, q8_0 = 8, bf16 = 30 }
 
     var metadata: [(String, Value)] = []
     var tensors: [(name: String, shape: [Int], type: StoredType, values: [Float])] = []
@@ -104,6 +104,45 @@ struct GGUFWriter {
             var blocks = [ck_block_q8_0](repeating: ck_block_q8_0(), count: rows * cols / 32)
             ck_quantize_q8_0(tensor.values, Int32(rows), Int32(cols), &blocks)
             return blocks.withUnsafeBytes { Data($0) }
+        case .q4_0:
+            return Data(q4_0(tensor.values).bytes)
+        case .bf16:
+            return tensor.values.map { bf16($0) }.withUnsafeBytes { Data($0) }
+        }
+    }
+
+    /// ggml's quantize_row_q4_0_ref (gguf.md §5): per 32 values, d = (the value of largest
+    /// magnitude) / -8, q = min(15, trunc(x/d + 8.5)); low nibbles hold values 0–15, high
+    /// nibbles 16–31. Returns the bytes and the values they decode to.
+    static func q4_0(_ values: [Float]) -> (bytes: [UInt8], decoded: [Float]) {
+        var bytes: [UInt8] = [], decoded: [Float] = []
+        for start in stride(from: 0, to: values.count, by: 32) {
+            let x = values[start..<start + 32]
+            let max = x.max { abs($0) < abs($1) }!
+            let d = max / -8, id = d != 0 ? 1 / d : 0
+            let half = ck_float_to_half(d)
+            bytes += [UInt8(half & 0xFF), UInt8(half >> 8)]
+            let q = x.map { UInt8(Swift.min(15, Int8($0 * id + 8.5))) }
+            bytes += (0..<16).map { q[$0] | q[$0 + 16] << 4 }
+            decoded += q.map { ck_half_to_float(half) * (Float($0) - 8) }
+        }
+        return (bytes, decoded)
+    }
+
+    /// f32 → bfloat16 bits, rounding to nearest even (ggml's ggml_compute_fp32_to_bf16).
+    static func bf16(_ value: Float) -> UInt16 {
+        let bits = value.bitPattern
+        return UInt16((bits &+ 0x7FFF &+ ((bits >> 16) & 1)) >> 16)
+    }
+
+    /// The values a tensor of this writer decodes to.
+    static func decoded(_ values: [Float], as type: StoredType) -> [Float] {
+        switch type {
+        case .f32: values
+        case .f16: values.map { ck_half_to_float(ck_float_to_half($0)) }
+        case .bf16: values.map { Float(bitPattern: UInt32(bf16($0)) << 16) }
+        case .q4_0: q4_0(values).decoded
+        case .q8_0: values  // checked within half a step by the caller
         }
     }
 }
