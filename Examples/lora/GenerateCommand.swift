@@ -25,12 +25,13 @@ struct SamplingOptions: ParsableArguments {
 }
 
 /// Streams one generation to standard output; the timing summary goes to standard error.
-func streamGeneration(_ generator: Generator, prompt: [Int32], options: SamplingOptions) throws -> GenerationSummary {
-    let context = generator.model.config.maxPositionEmbeddings
+func streamGeneration(_ generator: Generator, prompt: [Int32], options: SamplingOptions,
+                      cache: KVCache? = nil) throws -> GenerationSummary {
+    let context = cache?.capacity ?? generator.model.config.maxPositionEmbeddings
     guard !prompt.isEmpty, prompt.count < context else {
         throw ValidationError("the prompt has \(prompt.count) tokens; the model's context holds \(context)")
     }
-    let summary = generator.generate(prompt: prompt, sampling: options.sampling, stop: options.stop) { event in
+    let summary = generator.generate(prompt: prompt, sampling: options.sampling, stop: options.stop, cache: cache) { event in
         switch event {
         case .token(_, let text), .text(let text):
             FileHandle.standardOutput.write(Data(text.utf8))
@@ -40,8 +41,9 @@ func streamGeneration(_ generator: Generator, prompt: [Int32], options: Sampling
         return true
     }
     FileHandle.standardError.write(Data(String(
-        format: "[%d prompt tokens %.1f tok/s, %d generated %.1f tok/s, stop: %@]\n", summary.promptTokens,
-        summary.prefillTokensPerSecond, summary.generatedTokens, summary.decodeTokensPerSecond, summary.reason.rawValue).utf8))
+        format: "[%d prompt tokens %.1f tok/s%@, %d generated %.1f tok/s, stop: %@]\n", summary.promptTokens,
+        summary.prefillTokensPerSecond, summary.reusedTokens > 0 ? " (\(summary.reusedTokens) cached)" : "",
+        summary.generatedTokens, summary.decodeTokensPerSecond, summary.reason.rawValue).utf8))
     return summary
 }
 
@@ -86,12 +88,14 @@ struct ChatCommand: ParsableCommand {
             let loaded = try model.load()
             guard loaded.chatTemplate != nil else { throw ValidationError("the model has no chat template; use `lora generate --raw`") }
             let generator = Generator(model: loaded.model, tokenizer: loaded.tokenizer)
+            // one cache for the conversation: each turn computes only what the last one did not
+            let cache = loaded.model.makeCache()
             var messages = system.map { [ChatMessage.system($0)] } ?? []
             while true {
                 FileHandle.standardError.write(Data("> ".utf8))
                 guard let line = readLine(), !line.isEmpty else { break }
                 messages.append(.user(line))
-                let summary = try streamGeneration(generator, prompt: loaded.encodeChat(messages), options: sampling)
+                let summary = try streamGeneration(generator, prompt: loaded.encodeChat(messages), options: sampling, cache: cache)
                 messages.append(.assistant(summary.text))
             }
         }

@@ -131,6 +131,30 @@ struct SmolLM2Tests {
         #expect(short.reason == .maxTokens && short.generatedTokens == 3)
     }
 
+    /// A conversation's second turn reuses the cache of the first and answers as a fresh run does.
+    @Test func aConversationReusesItsCache() throws {
+        let model = RealModel.f32
+        let generator = Generator(model: model.model, tokenizer: model.tokenizer)
+        let cache = model.model.makeCache(capacity: 512)
+        var messages: [ChatMessage] = [.user("Name a fruit.")]
+        let first = generator.generate(prompt: model.encodeChat(messages), stop: .init(maxTokens: 24), cache: cache)
+        #expect(first.reusedTokens == 0 && cache.count > first.promptTokens)
+        messages += [.assistant(first.text), .user("And a vegetable?")]
+        let prompt = model.encodeChat(messages)
+        var reused: [Int32] = [], fresh: [Int32] = []
+        let second = generator.generate(prompt: prompt, stop: .init(maxTokens: 24), cache: cache) { event in
+            if case .token(let id, _) = event { reused.append(id) }
+            return true
+        }
+        generator.generate(prompt: prompt, stop: .init(maxTokens: 24)) { event in
+            if case .token(let id, _) = event { fresh.append(id) }
+            return true
+        }
+        #expect(second.reusedTokens >= first.promptTokens)  // at least the first prompt was not recomputed
+        #expect(reused == fresh && !reused.isEmpty)
+        #expect(Array(cache.tokens.prefix(prompt.count)) == prompt)
+    }
+
     @Test func streamDeliversTheSameTokensAsTheCallback() async throws {
         let model = RealModel.int8
         let generator = Generator(model: model.model, tokenizer: model.tokenizer)

@@ -30,13 +30,15 @@ public struct GenerationSummary: Sendable {
     public enum Reason: String, Sendable { case stopToken, stopString, maxTokens, contextFull, cancelled }
     public let reason: Reason
     public let promptTokens: Int
+    /// Prompt tokens whose keys and values a given cache already held (not recomputed).
+    public let reusedTokens: Int
     public let generatedTokens: Int
     /// Seconds spent on the prompt (prefill) and on the generated tokens (decode).
     public let prefillSeconds: Double
     public let decodeSeconds: Double
     public let text: String
 
-    public var prefillTokensPerSecond: Double { Double(promptTokens) / max(prefillSeconds, 1e-9) }
+    public var prefillTokensPerSecond: Double { Double(promptTokens - reusedTokens) / max(prefillSeconds, 1e-9) }
     public var decodeTokensPerSecond: Double { Double(max(generatedTokens - 1, 0)) / max(decodeSeconds, 1e-9) }
 }
 
@@ -55,13 +57,19 @@ public struct Generator: Sendable {
 
     /// Generates after `prompt`, calling `onEvent` for every token and once at the end;
     /// `onEvent` returning false cancels. Returns the summary.
+    ///
+    /// With a `cache` (a conversation's), the prompt's longest prefix that the cache already
+    /// holds is not recomputed, and the cache keeps the prompt and the answer afterwards.
     @discardableResult
     public func generate(prompt: [Int32], sampling: SamplingParameters = .init(), stop: StopConditions = .init(),
+                         cache given: KVCache? = nil,
                          onEvent: (GenerationEvent) -> Bool = { _ in true }) -> GenerationSummary {
-        precondition(!prompt.isEmpty && prompt.count <= model.config.maxPositionEmbeddings,
-                     "Generator: a prompt of \(prompt.count) tokens for a context of \(model.config.maxPositionEmbeddings)")
-        let capacity = min(model.config.maxPositionEmbeddings, prompt.count + max(stop.maxTokens, 0))
-        let cache = model.makeCache(capacity: max(capacity, prompt.count))
+        let room = given?.capacity ?? model.config.maxPositionEmbeddings
+        precondition(!prompt.isEmpty && prompt.count <= room, "Generator: a prompt of \(prompt.count) tokens for a context of \(room)")
+        let cache = given ?? model.makeCache(capacity: max(min(room, prompt.count + max(stop.maxTokens, 0)), prompt.count))
+        // keep the shared prefix, but always run at least the prompt's last token for its logits
+        let shared = min(zip(cache.tokens, prompt).prefix { $0 == $1 }.count, prompt.count - 1)
+        cache.truncate(to: shared)
         let stopTokens = stop.stopTokens ?? tokenizer.endOfGenerationTokens
         var sampler = Sampler(sampling)
         var decoder = StreamingDecoder(tokenizer: tokenizer)
@@ -76,7 +84,7 @@ public struct Generator: Sendable {
         // The prompt goes through in chunks: as fast as one batch, with a quarter of the
         // activations of a 512-token prompt alive at once.
         var logits: [Float] = []
-        for start in stride(from: 0, to: prompt.count, by: Self.prefillChunk) {
+        for start in stride(from: shared, to: prompt.count, by: Self.prefillChunk) {
             let chunk = Array(prompt[start..<min(start + Self.prefillChunk, prompt.count)])
             let last = start + chunk.count == prompt.count
             let output = model.forward(chunk, cache: cache, logits: last ? .last : .none).logits
@@ -92,7 +100,7 @@ public struct Generator: Sendable {
                 if emitted < output.count { _ = onEvent(.text(text(emitted..<output.count))) }
                 emitted = output.count
             }
-            let summary = GenerationSummary(reason: reason, promptTokens: prompt.count, generatedTokens: generated,
+            let summary = GenerationSummary(reason: reason, promptTokens: prompt.count, reusedTokens: shared, generatedTokens: generated,
                                             prefillSeconds: prefillSeconds,
                                             decodeSeconds: Date().timeIntervalSince(start) - prefillSeconds,
                                             text: text(0..<emitted))
@@ -127,18 +135,18 @@ public struct Generator: Sendable {
                 return finish(.stopString)
             }
             if !onEvent(.token(id: id, text: piece)) { return finish(.cancelled) }
-            if cache.free == 0 { return finish(cache.count >= model.config.maxPositionEmbeddings ? .contextFull : .maxTokens) }
+            if cache.free == 0 { return finish(given != nil || cache.count >= model.config.maxPositionEmbeddings ? .contextFull : .maxTokens) }
             logits = model.forward([id], cache: cache, logits: .last).logits!.scalars
         }
     }
 
     /// The same as a stream: tokens and text pieces as they come, then the summary.
     /// Cancelling the consuming task stops generation.
-    public func stream(prompt: [Int32], sampling: SamplingParameters = .init(),
-                       stop: StopConditions = .init()) -> AsyncStream<GenerationEvent> {
+    public func stream(prompt: [Int32], sampling: SamplingParameters = .init(), stop: StopConditions = .init(),
+                       cache: KVCache? = nil) -> AsyncStream<GenerationEvent> {
         AsyncStream { continuation in
             let task = Task.detached {
-                generate(prompt: prompt, sampling: sampling, stop: stop) { event in
+                generate(prompt: prompt, sampling: sampling, stop: stop, cache: cache) { event in
                     if case .terminated = continuation.yield(event) { return false }
                     return !Task.isCancelled
                 }

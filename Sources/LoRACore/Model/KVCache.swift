@@ -17,8 +17,11 @@ public final class KVCache: @unchecked Sendable {
     /// Positions it can hold.
     public let capacity: Int
     public let precision: Precision
+    /// The tokens whose keys and values it holds, in order: a conversation's next prompt
+    /// reuses the longest prefix it shares with them.
+    public private(set) var tokens: [Int32] = []
     /// Positions it holds now: the position of the next token.
-    public private(set) var count = 0
+    public var count: Int { tokens.count }
     let width: Int
     /// Keys after RoPE, transposed: a decoding step then scores all keys with vector FMAs.
     let transposedKeys: [AlignedBuffer]  // per layer [kvHeads·headDim, capacity]
@@ -29,9 +32,11 @@ public final class KVCache: @unchecked Sendable {
         self.capacity = capacity
         self.precision = precision
         width = config.keyValueWidth
+        // Not zero-filled: attention reads only positions already written, so a large
+        // capacity costs memory only as it fills.
         let bytes = capacity * width * precision.bytes
-        values = (0..<config.numHiddenLayers).map { _ in AlignedBuffer(byteCount: bytes) }
-        transposedKeys = (0..<config.numHiddenLayers).map { _ in AlignedBuffer(byteCount: bytes) }
+        values = (0..<config.numHiddenLayers).map { _ in AlignedBuffer(byteCount: bytes, zeroed: false) }
+        transposedKeys = (0..<config.numHiddenLayers).map { _ in AlignedBuffer(byteCount: bytes, zeroed: false) }
     }
 
     /// Positions left.
@@ -43,7 +48,7 @@ public final class KVCache: @unchecked Sendable {
     /// Forgets positions from `position` on (e.g. to reuse a shared prompt prefix).
     public func truncate(to position: Int) {
         precondition(position >= 0 && position <= count, "KVCache.truncate: \(position) outside 0...\(count)")
-        count = position
+        tokens.removeLast(count - position)
     }
 
     /// Stores layer `layer`'s keys and values [tokens, width] at positions count..<count+tokens.
@@ -58,7 +63,7 @@ public final class KVCache: @unchecked Sendable {
         }
     }
 
-    func advance(by tokens: Int) {
-        count += tokens
+    func append(_ new: [Int32]) {
+        tokens += new
     }
 }

@@ -66,7 +66,7 @@ public final class LlamaModel: @unchecked Sendable {
             if let activations { kept.append(activations) }
             x = output
         }
-        cache?.advance(by: tokens.count)
+        cache?.append(tokens)
         let finalInput = rows == .last && !keepActivations ? x.rows(tokens.count - 1..<tokens.count) : x
         let (normed, rstd) = norm(finalInput)
         let logits: Tensor?
