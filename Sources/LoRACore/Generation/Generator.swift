@@ -48,7 +48,7 @@ public struct Generator: Sendable {
     public let model: LlamaModel
     public let tokenizer: any Tokenizer
 
-    static let prefillChunk = 128
+    static let prefillChunk = 64
 
     public init(model: LlamaModel, tokenizer: any Tokenizer) {
         self.model = model
@@ -81,7 +81,7 @@ public struct Generator: Sendable {
         let stopStrings = stop.stopStrings.filter { !$0.isEmpty }.map { Array($0.utf8) }
         let start = Date()
         var prefillSeconds = 0.0
-        // The prompt goes through in chunks: as fast as one batch, with a quarter of the
+        // The prompt goes through in chunks: as fast as one batch, with an eighth of the
         // activations of a 512-token prompt alive at once.
         var logits: [Float] = []
         for start in stride(from: shared, to: prompt.count, by: Self.prefillChunk) {
