@@ -49,11 +49,12 @@ public struct LanguageModel: Sendable {
             throw .invalidMetadata(file: configPath, key: "config", problem: "\(error)")
         }
         try config.validate(file: configPath)
+        // the tokenizer first: a folder without one fails before the long part
+        let (tokenizer, template) = try loadHuggingFaceTokenizer(folder: folder, config: data)
         let tensors = try SafetensorsCheckpoint(folder: folder)
         // Hugging Face keeps Q/K rows in rotate_half order (gguf.md §7)
         let model = try LlamaModel(config: config, tensors: tensors, names: .huggingFace, ropeLayout: .halves,
                                    ropeFrequencies: config.ropeFrequencies(), precision: precision, progress: progress)
-        let (tokenizer, template) = try loadHuggingFaceTokenizer(folder: folder, config: data)
         let summary = CheckpointSummary(path: folder, format: "safetensors", fileBytes: tensors.byteCount,
                                         storedTypes: tensors.storedTypes, model: model, precision: precision)
         return try LanguageModel(model: model, tokenizer: tokenizer, chatTemplate: template, summary: summary)
