@@ -78,7 +78,7 @@ void ck_q8_tile_scalar(const ck_act_q8 *x, int m0, int m1, const ck_panel_block 
                     int32_t dot = 0;
                     for (int j = 0; j < CK_QK; j++)
                         dot += (blk->q[j / 4][r][j % 4] - 128) * xq[b * CK_QK + j];
-                    acc = fmaf((float)dot, blk->d[r] * xd[b], acc);
+                    acc = fmaf((float)dot, ck_half_to_float(blk->d[r]) * xd[b], acc);
                 }
                 *out = acc;
             }

@@ -6,7 +6,7 @@
 #include "ck_internal.h"
 #include "include/ck_quant.h"
 
-#define TARGET __attribute__((target("avx2,fma")))
+#define TARGET __attribute__((target("avx2,fma,f16c")))
 #define INLINE static inline __attribute__((always_inline))
 
 // MR rows x one panel (16 columns as two ymm halves): 16 ymm registers bound the tile.
@@ -44,7 +44,7 @@ TARGET INLINE void tile(const ck_act_q8 *x, int i0, const int MR, const ck_panel
             }
         }
         for (int h = 0; h < 2; h++) {
-            const __m256 dw = _mm256_loadu_ps(pw[b].d + 8 * h);
+            const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(pw[b].d + 8 * h)));
             for (int i = 0; i < MR; i++) {
                 const __m256 scale = _mm256_mul_ps(dw, _mm256_set1_ps(x->d[(size_t)(i0 + i) * kb + b]));
                 acc[i][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot[i][h]), scale, acc[i][h]);

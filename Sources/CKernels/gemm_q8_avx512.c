@@ -51,7 +51,7 @@ TARGET INLINE void tile(const ck_act_q8 *x, int i0, const int MR, const ck_panel
             }
         }
         for (int v = 0; v < NV; v++) {
-            const __m512 dw = _mm512_loadu_ps(pw[v][b].d);
+            const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)pw[v][b].d));
             for (int i = 0; i < MR; i++) {
                 const __m512 scale = _mm512_mul_ps(dw, _mm512_set1_ps(xd[i][b]));
                 acc[i][v] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[i][v]), scale, acc[i][v]);

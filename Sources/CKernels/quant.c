@@ -213,7 +213,7 @@ void ck_q8_pack(const ck_block_q8_0 *src, int rows, int k, ck_panel_block *dst) 
             for (int r = 0; r < CK_PANEL; r++) {
                 const int row = p * CK_PANEL + r;
                 const ck_block_q8_0 *blk = row < rows ? &src[(size_t)row * kb + b] : NULL;
-                out->d[r] = blk ? ck_half_to_float(blk->d) : 0.0f;
+                out->d[r] = blk ? blk->d : 0;
                 for (int j = 0; j < CK_QK; j++)
                     out->q[j / 4][r][j % 4] = (uint8_t)((blk ? blk->qs[j] : 0) + 128);
             }
@@ -228,7 +228,7 @@ void ck_q8_unpack(const ck_panel_block *src, int rows, int k, ck_block_q8_0 *dst
         for (int b = 0; b < kb; b++) {
             const ck_panel_block *in = &src[(size_t)p * kb + b];
             ck_block_q8_0 *out = &dst[(size_t)row * kb + b];
-            out->d = ck_float_to_half(in->d[r]);
+            out->d = in->d[r];
             for (int j = 0; j < CK_QK; j++) out->qs[j] = (int8_t)(in->q[j / 4][r][j % 4] - 128);
         }
     }
@@ -250,9 +250,10 @@ void ck_q8_pack_transposed(const ck_block_q8_0 *src, int rows, int k, ck_panel_b
                     v[j] = ck_half_to_float(blk->d) * blk->qs[col % CK_QK];
                     amax = fmaxf(amax, fabsf(v[j]));
                 }
+                // as ggml's Q8_0: q from the f32 scale, the scale stored as fp16
                 const float d = amax / 127.0f;
                 const float id = d ? 1.0f / d : 0.0f;
-                out->d[r] = d;
+                out->d[r] = ck_float_to_half(d);
                 for (int j = 0; j < CK_QK; j++)
                     out->q[j / 4][r][j % 4] = (uint8_t)((int)roundf(v[j] * id) + 128);
             }
@@ -273,7 +274,7 @@ void ck_q8_packed_dequantize(const ck_panel_block *src, int rows, int k, int row
         for (int c = 0; c < ncols; c++) {
             const int col = col0 + c, j = col % CK_QK;
             const ck_panel_block *in = &src[(size_t)p * kb + col / CK_QK];
-            out[c] = col < k ? in->d[r] * (float)(in->q[j / 4][r][j % 4] - 128) : 0.0f;
+            out[c] = col < k ? ck_half_to_float(in->d[r]) * (float)(in->q[j / 4][r][j % 4] - 128) : 0.0f;
         }
     }
 }

@@ -25,14 +25,15 @@ _Static_assert(sizeof(ck_block_q4_k) == 144, "Q4_K block is 144 bytes");
 _Static_assert(sizeof(ck_block_q6_k) == 210, "Q6_K block is 210 bytes");
 
 // One 32-wide K block of a packed panel of CK_PANEL weight rows.
-// d[r] is row r's Q8_0 scale (the fp16 scale widened to f32, so unpacking is exact).
+// d[r] is row r's Q8_0 scale as the file's fp16 (one instruction widens all 16; keeping
+// them half costs nothing and saves 6% of the bytes a decoding step streams).
 // q[g][r][j] is row r's weight 4g+j stored offset-binary (w + 128, w in [-127, 127]):
 // one 64-byte load then feeds VPDPBUSD (u8 x s8) 4 weights for each of the 16 rows.
 typedef struct {
-    float d[CK_PANEL];
+    ck_half d[CK_PANEL];
     uint8_t q[CK_QK / 4][CK_PANEL][4];
 } ck_panel_block;
 
-_Static_assert(sizeof(ck_panel_block) == 576, "panel block is 576 bytes (9 cache lines)");
+_Static_assert(sizeof(ck_panel_block) == 544, "panel block is 544 bytes");
 
 #endif

@@ -15,7 +15,7 @@ typedef enum {
 // Instruction-set paths, each a complete set of kernels; the scalar one is the reference.
 typedef enum {
     CK_ISA_SCALAR = 0,
-    CK_ISA_AVX2 = 1,           // AVX2 + FMA
+    CK_ISA_AVX2 = 1,           // AVX2 + FMA + F16C
     CK_ISA_AVX512_VNNI = 2,    // AVX-512 F/BW/VL + VNNI
 } ck_isa;
 
