@@ -47,40 +47,55 @@ public struct Sampler: Sendable {
             }
         }
         guard p.temperature > 0 else { return Int32(Self.argmax(logits)) }
-        // candidates sorted by logit, most likely first
-        var candidates = logits.indices.map { (id: $0, logit: logits[$0] / p.temperature) }
-        if p.topK > 0 && p.topK < candidates.count {
-            candidates = Array(candidates.sorted { $0.logit > $1.logit }.prefix(p.topK))
-        } else {
-            candidates.sort { $0.logit > $1.logit }
+        // Weights relative to the most likely token, q = exp((z - zmax) / T): every filter
+        // reads them, and a draw is proportional to them.
+        let top = logits[Self.argmax(logits)]
+        let weights = logits.map { exp(($0 - top) / p.temperature) }
+        // Top-k and top-p need the most likely tokens in order, but sorting a whole
+        // vocabulary costs as much as a decoding step: sort only the tokens above a weight
+        // floor, and lower the floor until the filters are decided inside that head. Min-p
+        // drops everything below its own floor anyway.
+        let ordered = p.topK > 0 || p.topP < 1
+        var floor = max(p.minP, ordered ? 1e-4 : 0)
+        var head: [Int] = []
+        while true {
+            head = weights.indices.filter { weights[$0] >= floor }
+            if ordered { head.sort { weights[$0] > weights[$1] } }
+            if p.topK > 0 && head.count > p.topK { head.removeLast(head.count - p.topK) }
+            let decided: Bool
+            if floor <= p.minP || floor == 0 {
+                decided = true
+            } else if p.topK > 0 {
+                decided = head.count == p.topK
+            } else {
+                // the nucleus lies inside the head once the head's share reaches top-p
+                let total = weights.reduce(0, +)
+                decided = head.reduce(0) { $0 + weights[$1] } >= p.topP * total
+            }
+            if decided { break }
+            floor = floor > 1e-12 ? floor * 1e-4 : 0
         }
-        let top = candidates[0].logit
-        var probabilities = candidates.map { exp($0.logit - top) }
-        let sum = probabilities.reduce(0, +)
-        probabilities = probabilities.map { $0 / sum }
-        var keep = probabilities.count
+        // top-p over what top-k kept, renormalized, as transformers applies them in turn
+        var keep = head.count
         if p.topP < 1 {
+            let total = (p.topK > 0 ? head.map { weights[$0] } : weights).reduce(0, +)
             var cumulative: Float = 0
-            for (i, q) in probabilities.enumerated() {
-                cumulative += q
-                if cumulative >= p.topP {
+            for (i, id) in head.enumerated() {
+                cumulative += weights[id]
+                if cumulative >= p.topP * total {
                     keep = i + 1
                     break
                 }
             }
         }
-        if p.minP > 0 {
-            let threshold = p.minP * probabilities[0]
-            keep = min(keep, max(1, probabilities.prefix(keep).firstIndex { $0 < threshold } ?? keep))
+        let kept = head.prefix(keep)
+        let mass = kept.reduce(0) { $0 + weights[$1] }
+        var draw = Float(Double(generator.next() >> 11) / Double(1 << 53)) * mass
+        for id in kept {
+            draw -= weights[id]
+            if draw < 0 { return Int32(id) }
         }
-        let kept = probabilities.prefix(keep)
-        let total = kept.reduce(0, +)
-        var draw = Float(Double(generator.next() >> 11) / Double(1 << 53)) * total
-        for (i, q) in kept.enumerated() {
-            draw -= q
-            if draw < 0 { return Int32(candidates[i].id) }
-        }
-        return Int32(candidates[keep - 1].id)
+        return Int32(kept.last!)
     }
 
     static func argmax(_ values: [Float]) -> Int {
