@@ -22,88 +22,56 @@ CK_VECTOR_CLONES static void scores_direct(const float *q, const float *k, int l
     }
 }
 
-// One query row against transposed keys kt [head_dim, >= keys]: scores = q · kt, 64 keys
-// at a time so the partial scores stay in registers while q's dims stream past.
-CK_VECTOR_CLONES static void scores_transposed(const float *q, const float *kt, int ldkt, int head_dim, int keys,
-                                               float *scores) {
-    enum { BLOCK = 64 };
-    int j0 = 0;
-    for (; j0 + BLOCK <= keys; j0 += BLOCK) {
-        float acc[BLOCK] = {0};
-        for (int d = 0; d < head_dim; d++) {
-            const float qd = q[d], *row = kt + (size_t)d * ldkt + j0;
-#pragma omp simd
-            for (int j = 0; j < BLOCK; j++) acc[j] += qd * row[j];
-        }
-        memcpy(scores + j0, acc, sizeof acc);
+// The two loops of a decoding step over a cache, for each element type a cache holds
+// (f32 for exact models, _Float16 for int8 ones; F16C/AVX-512 widen 8 or 16 halves per
+// instruction, so reading half the bytes costs no extra time):
+//   scores_transposed_NAME: one query row against transposed keys kt [head_dim, >= keys],
+//     64 keys at a time so the partial scores stay in registers while q's dims stream past;
+//   mix_NAME: out = sum_j p[j] v_j, four keys per step into separate partial sums so
+//     consecutive keys do not wait on each other's additions.
+#define CACHE_LOOPS(NAME, T)                                                                                         \
+    CK_VECTOR_CLONES static void scores_transposed_##NAME(const float *q, const T *kt, int ldkt, int head_dim,    \
+                                                       int keys, float *scores) {                             \
+        enum { BLOCK = 64 };                                                                                   \
+        int j0 = 0;                                                                                            \
+        for (; j0 + BLOCK <= keys; j0 += BLOCK) {                                                              \
+            float acc[BLOCK] = {0};                                                                            \
+            for (int d = 0; d < head_dim; d++) {                                                               \
+                const float qd = q[d];                                                                         \
+                const T *row = kt + (size_t)d * ldkt + j0;                                                     \
+                _Pragma("omp simd") for (int j = 0; j < BLOCK; j++) acc[j] += qd * (float)row[j];              \
+            }                                                                                                  \
+            memcpy(scores + j0, acc, sizeof acc);                                                              \
+        }                                                                                                      \
+        for (int j = j0; j < keys; j++) scores[j] = 0;                                                         \
+        for (int d = 0; d < head_dim; d++) {                                                                   \
+            const float qd = q[d];                                                                             \
+            const T *row = kt + (size_t)d * ldkt;                                                              \
+            for (int j = j0; j < keys; j++) scores[j] += qd * (float)row[j];                                   \
+        }                                                                                                      \
+    }                                                                                                          \
+    CK_VECTOR_CLONES static void mix_##NAME(const float *p, const T *v, int ldv, int head_dim, int keys,          \
+                                         float *out) {                                                         \
+        for (int d = 0; d < head_dim; d++) out[d] = 0;                                                         \
+        int j = 0;                                                                                             \
+        for (; j + 4 <= keys; j += 4) {                                                                        \
+            const T *v0 = v + (size_t)j * ldv, *v1 = v0 + ldv, *v2 = v1 + ldv, *v3 = v2 + ldv;                 \
+            _Pragma("omp simd") for (int d = 0; d < head_dim; d++) out[d] +=                                   \
+                (p[j] * (float)v0[d] + p[j + 1] * (float)v1[d]) + (p[j + 2] * (float)v2[d] + p[j + 3] * (float)v3[d]); \
+        }                                                                                                      \
+        for (; j < keys; j++) {                                                                                \
+            const T *vj = v + (size_t)j * ldv;                                                                 \
+            _Pragma("omp simd") for (int d = 0; d < head_dim; d++) out[d] += p[j] * (float)vj[d];              \
+        }                                                                                                      \
     }
-    for (int j = j0; j < keys; j++) scores[j] = 0;
-    for (int d = 0; d < head_dim; d++) {
-        const float qd = q[d], *row = kt + (size_t)d * ldkt;
-        for (int j = j0; j < keys; j++) scores[j] += qd * row[j];
-    }
-}
 
-// The same two loops over a half-precision cache: F16C/AVX-512 widen 8 or 16 values per
-// instruction, so reading half the bytes costs no extra time.
-CK_VECTOR_CLONES static void scores_transposed_half(const float *q, const _Float16 *kt, int ldkt, int head_dim, int keys,
-                                                    float *scores) {
-    enum { BLOCK = 64 };
-    int j0 = 0;
-    for (; j0 + BLOCK <= keys; j0 += BLOCK) {
-        float acc[BLOCK] = {0};
-        for (int d = 0; d < head_dim; d++) {
-            const float qd = q[d];
-            const _Float16 *row = kt + (size_t)d * ldkt + j0;
-#pragma omp simd
-            for (int j = 0; j < BLOCK; j++) acc[j] += qd * (float)row[j];
-        }
-        memcpy(scores + j0, acc, sizeof acc);
-    }
-    for (int j = j0; j < keys; j++) scores[j] = 0;
-    for (int d = 0; d < head_dim; d++) {
-        const float qd = q[d];
-        const _Float16 *row = kt + (size_t)d * ldkt;
-        for (int j = j0; j < keys; j++) scores[j] += qd * (float)row[j];
-    }
-}
-
-CK_VECTOR_CLONES static void mix_direct_half(const float *p, const _Float16 *v, int ldv, int head_dim, int keys, float *out) {
-    for (int d = 0; d < head_dim; d++) out[d] = 0;
-    int j = 0;
-    for (; j + 2 <= keys; j += 2) {
-        const _Float16 *v0 = v + (size_t)j * ldv, *v1 = v0 + ldv;
-#pragma omp simd
-        for (int d = 0; d < head_dim; d++) out[d] += p[j] * (float)v0[d] + p[j + 1] * (float)v1[d];
-    }
-    for (; j < keys; j++) {
-        const _Float16 *vj = v + (size_t)j * ldv;
-#pragma omp simd
-        for (int d = 0; d < head_dim; d++) out[d] += p[j] * (float)vj[d];
-    }
-}
+CACHE_LOOPS(f32, float)
+CACHE_LOOPS(f16, _Float16)
 
 // Rows [0, rows) x columns [0, cols) of a half matrix (leading dimension ld) into f32 (ldo).
 CK_VECTOR_CLONES static void widen(const _Float16 *src, int ld, int rows, int cols, float *dst, int ldo) {
     for (int r = 0; r < rows; r++)
         for (int c = 0; c < cols; c++) dst[(size_t)r * ldo + c] = (float)src[(size_t)r * ld + c];
-}
-
-// One query row: out = sum_j p[j] v_j, two keys per step into separate partial sums so
-// consecutive keys do not wait on each other's additions.
-CK_VECTOR_CLONES static void mix_direct(const float *p, const float *v, int ldv, int head_dim, int keys, float *out) {
-    for (int d = 0; d < head_dim; d++) out[d] = 0;
-    int j = 0;
-    for (; j + 4 <= keys; j += 4) {
-        const float *v0 = v + (size_t)j * ldv, *v1 = v0 + ldv, *v2 = v1 + ldv, *v3 = v2 + ldv;
-#pragma omp simd
-        for (int d = 0; d < head_dim; d++) out[d] += (p[j] * v0[d] + p[j + 1] * v1[d]) + (p[j + 2] * v2[d] + p[j + 3] * v3[d]);
-    }
-    for (; j < keys; j++) {
-        const float *vj = v + (size_t)j * ldv;
-#pragma omp simd
-        for (int d = 0; d < head_dim; d++) out[d] += p[j] * vj[d];
-    }
 }
 
 // Per thread: a block of scores, and for a half cache the f32 keys and values one block reads.
@@ -148,7 +116,7 @@ ck_status ck_attention_fwd(const float *q, int t, int heads, int kv_heads, int h
         const int ldp = probs ? s : visible;
         float *oh = out + (size_t)r0 * ldq + (size_t)h * head_dim;
         if (kv_half && rows == 1) {
-            scores_transposed_half(qh, (const _Float16 *)kt + c * ldkt, ldkt, head_dim, visible, p);
+            scores_transposed_f16(qh, (const _Float16 *)kt + c * ldkt, ldkt, head_dim, visible, p);
         } else if (kv_half) {
             // sgemm reads f32: widen the keys and values this block sees
             float *kts = mine + (size_t)scratch_rows * s, *vs = kts + (size_t)head_dim * s;
@@ -157,7 +125,7 @@ ck_status ck_attention_fwd(const float *q, int t, int heads, int kv_heads, int h
             ck_sgemm_serial(0, 0, rows, visible, head_dim, 1.0f, qh, ldq, kts, visible, 0.0f, p, ldp);
         } else if (rows == 1 && kt) {
             // decoding has one query row: sgemm's call overhead would outweigh the work there
-            scores_transposed(qh, (const float *)kt + c * ldkt, ldkt, head_dim, visible, p);
+            scores_transposed_f32(qh, (const float *)kt + c * ldkt, ldkt, head_dim, visible, p);
         } else if (rows == 1) {
             scores_direct(qh, k + c, ldkv, head_dim, visible, p);
         } else if (kt) {
@@ -170,12 +138,12 @@ ck_status ck_attention_fwd(const float *q, int t, int heads, int kv_heads, int h
             if (probs) memset(p + (size_t)i * ldp + visible, 0, (size_t)(s - visible) * sizeof(float));
         }
         if (kv_half && rows == 1) {
-            mix_direct_half(p, (const _Float16 *)v + c, ldkv, head_dim, visible, oh);
+            mix_f16(p, (const _Float16 *)v + c, ldkv, head_dim, visible, oh);
         } else if (kv_half) {
             const float *vs = mine + (size_t)scratch_rows * s + (size_t)head_dim * s;
             ck_sgemm_serial(0, 0, rows, head_dim, visible, 1.0f, p, ldp, vs, head_dim, 0.0f, oh, ldq);
         } else if (rows == 1) {
-            mix_direct(p, (const float *)v + c, ldkv, head_dim, visible, oh);
+            mix_f32(p, (const float *)v + c, ldkv, head_dim, visible, oh);
         } else {
             ck_sgemm_serial(0, 0, rows, head_dim, visible, 1.0f, p, ldp, (const float *)v + c, ldkv, 0.0f, oh, ldq);
         }
