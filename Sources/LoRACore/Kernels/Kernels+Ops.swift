@@ -142,6 +142,21 @@ extension Kernels {
                      "crossEntropy: logits \(logits.shape) need one target per row, got \(targets.count)")
         precondition(targets.allSatisfy { $0 < Int32(logits.shape[1]) },
                      "crossEntropy: a target is outside the vocabulary of \(logits.shape[1])")
+        let (losses, lse, counted) = crossEntropyRows(logits: logits, targets: targets)
+        let total = losses.withUnsafeBufferPointer { $0.reduce(0, +) }
+        return (counted > 0 ? total / Float(counted) : 0, counted, lse)
+    }
+
+    /// log p(target) of each row of logits [tokens, vocab]: log-softmax picked at the target.
+    public static func logProbabilities(logits: Tensor, targets: [Int32]) -> [Float] {
+        precondition(logits.rank == 2 && targets.count == logits.shape[0] && targets.allSatisfy { $0 >= 0 && $0 < Int32(logits.shape[1]) },
+                     "logProbabilities: logits \(logits.shape) need one in-vocabulary target per row, got \(targets.count)")
+        return crossEntropyRows(logits: logits, targets: targets).losses.scalars.map { -$0 }
+    }
+
+    /// Per row: logsumexp(z) − z[target] (0 for an ignored target), logsumexp, and how many
+    /// rows were counted.
+    private static func crossEntropyRows(logits: Tensor, targets: [Int32]) -> (losses: Tensor, logSumExp: Tensor, counted: Int) {
         var losses = Tensor(zeros: [logits.shape[0]]), lse = Tensor(zeros: [logits.shape[0]])
         let counted = logits.withUnsafeBufferPointer { zp in
             losses.withUnsafeMutableBufferPointer { lp in
@@ -151,24 +166,7 @@ extension Kernels {
                 }
             }
         }
-        let total = losses.withUnsafeBufferPointer { $0.reduce(0, +) }
-        return (counted > 0 ? total / Float(counted) : 0, Int(counted), lse)
-    }
-
-    /// log p(target) of each row of logits [tokens, vocab]: log-softmax picked at the target.
-    public static func logProbabilities(logits: Tensor, targets: [Int32]) -> [Float] {
-        precondition(logits.rank == 2 && targets.count == logits.shape[0] && targets.allSatisfy { $0 >= 0 && $0 < Int32(logits.shape[1]) },
-                     "logProbabilities: logits \(logits.shape) need one in-vocabulary target per row, got \(targets.count)")
-        var losses = Tensor(zeros: [logits.shape[0]]), lse = Tensor(zeros: [logits.shape[0]])
-        logits.withUnsafeBufferPointer { zp in
-            losses.withUnsafeMutableBufferPointer { lp in
-                lse.withUnsafeMutableBufferPointer {
-                    _ = ck_cross_entropy_fwd(zp.baseAddress, targets, Int32(logits.shape[0]), Int32(logits.shape[1]), lp.baseAddress,
-                                             $0.baseAddress)
-                }
-            }
-        }
-        return losses.scalars.map { -$0 }
+        return (losses, lse, Int(counted))
     }
 
     /// dL/dlogits = (softmax − onehot) · scale on counted rows (scale 1/counted for the mean).
