@@ -6,13 +6,6 @@ public final class Embedding: @unchecked Sendable {
         self.table = table
     }
 
-    public var vocabularySize: Int {
-        switch table {
-        case .int8(let w): w.rows
-        case .f32(let w): w.shape[0]
-        }
-    }
-
     /// Rows of the table for `tokens` → [tokens, dim]. Ids are checked by the caller.
     public func callAsFunction(_ tokens: [Int32]) -> Tensor {
         switch table {

@@ -42,9 +42,6 @@ public final class KVCache: @unchecked Sendable {
     /// Positions left.
     public var free: Int { capacity - count }
 
-    /// Bytes the cache takes.
-    public var byteCount: Int { 2 * values.count * capacity * width * precision.bytes }
-
     /// Forgets positions from `position` on (e.g. to reuse a shared prompt prefix).
     public func truncate(to position: Int) {
         precondition(position >= 0 && position <= count, "KVCache.truncate: \(position) outside 0...\(count)")

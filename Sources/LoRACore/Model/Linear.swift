@@ -13,6 +13,28 @@ public final class Linear: @unchecked Sendable {
     public enum Weight: Sendable {
         case int8(QuantizedWeight)
         case f32(Tensor)  // [out, in]
+
+        public var inFeatures: Int {
+            switch self {
+            case .int8(let w): w.cols
+            case .f32(let w): w.shape[1]
+            }
+        }
+
+        public var outFeatures: Int {
+            switch self {
+            case .int8(let w): w.rows
+            case .f32(let w): w.shape[0]
+            }
+        }
+
+        /// Bytes the weight takes in memory.
+        public var byteCount: Int {
+            switch self {
+            case .int8(let w): w.byteCount
+            case .f32(let w): w.count * MemoryLayout<Float>.size
+            }
+        }
     }
 
     public let weight: Weight
@@ -29,27 +51,10 @@ public final class Linear: @unchecked Sendable {
         self.weight = weight
     }
 
-    public var inFeatures: Int {
-        switch weight {
-        case .int8(let w): w.cols
-        case .f32(let w): w.shape[1]
-        }
-    }
-
-    public var outFeatures: Int {
-        switch weight {
-        case .int8(let w): w.rows
-        case .f32(let w): w.shape[0]
-        }
-    }
-
+    public var inFeatures: Int { weight.inFeatures }
+    public var outFeatures: Int { weight.outFeatures }
     /// Bytes the frozen weight takes in memory.
-    public var byteCount: Int {
-        switch weight {
-        case .int8(let w): w.byteCount
-        case .f32(let w): w.count * MemoryLayout<Float>.size
-        }
-    }
+    public var byteCount: Int { weight.byteCount }
 
     /// x [..., in] → y [..., out].
     public func callAsFunction(_ x: Tensor) -> Tensor {

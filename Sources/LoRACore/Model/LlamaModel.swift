@@ -93,7 +93,6 @@ public final class LlamaModel: @unchecked Sendable {
     public var byteCount: Int {
         let projections = self.projections.reduce(0) { $0 + $1.linear.byteCount }
         let norms = (2 * layers.count + 1) * config.hiddenSize * MemoryLayout<Float>.size
-        let embedding = Linear(embedTokens.table).byteCount
-        return projections + norms + embedding + (config.tieWordEmbeddings ? 0 : lmHead.byteCount)
+        return projections + norms + embedTokens.table.byteCount + (config.tieWordEmbeddings ? 0 : lmHead.byteCount)
     }
 }
