@@ -25,10 +25,8 @@ public func makeTokenizer(gguf: GGUFFile) throws(LoRAError) -> any Tokenizer {
     let control = Set(types.indices.filter { types[$0] == 3 }.map { Int32($0) })
     let userDefined = Set(types.indices.filter { types[$0] == 4 }.map { Int32($0) })
     let eos = id("tokenizer.ggml.eos_token_id")
-    // llama.cpp also ends generation on the end-of-turn tokens templates use
-    var endOfGeneration = Set([eos, id("tokenizer.ggml.eot_token_id"), id("tokenizer.ggml.eom_token_id")].compactMap { $0 })
-    let endMarkers: Set<String> = ["<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|eom_id|>", "<|end_of_text|>", "</s>", "<end_of_turn>"]
-    for id in control where endMarkers.contains(tokens[Int(id)]) { endOfGeneration.insert(id) }
+    let endOfGeneration = endOfGenerationTokens([eos, id("tokenizer.ggml.eot_token_id"), id("tokenizer.ggml.eom_token_id")],
+                                                control: control, tokens: tokens)
 
     switch model {
     case "gpt2":

@@ -77,9 +77,7 @@ private func tokenizerJSON(_ data: Data, file: String, settings: [String: Any], 
         return String(decoding: data, as: UTF8.self)
     }
     let preTokenizer = describe("pre_tokenizer"), normalizer = describe("normalizer"), decoder = describe("decoder")
-    var endOfGeneration = Set([eos].compactMap { $0 })
-    let endMarkers: Set<String> = ["<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|eom_id|>", "<|end_of_text|>", "</s>"]
-    for i in control where endMarkers.contains(tokens[Int(i)]) { endOfGeneration.insert(i) }
+    let endOfGeneration = endOfGenerationTokens([eos], control: control, tokens: tokens)
 
     if preTokenizer.contains("\"ByteLevel\"") || decoder.contains("\"ByteLevel\"") {
         let pre: PreTokenizer = preTokenizer.contains("\\\\p{N}{1,3}") ? .llama3

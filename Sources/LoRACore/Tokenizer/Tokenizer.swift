@@ -54,6 +54,13 @@ func indexVocabulary(_ tokens: [String], special: [(name: String, id: Int32?)], 
     return ids
 }
 
+/// The tokens that end a generated turn: the given ids (EOS, end-of-turn) and every control
+/// token whose text templates use to close a turn, as llama.cpp marks them.
+func endOfGenerationTokens(_ ids: [Int32?], control: Set<Int32>, tokens: [String]) -> Set<Int32> {
+    let markers: Set<String> = ["<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|eom_id|>", "<|end_of_text|>", "</s>", "<end_of_turn>"]
+    return Set(ids.compactMap { $0 }).union(control.filter { markers.contains(tokens[Int($0)]) })
+}
+
 /// Turns a stream of token ids into text pieces that never split a UTF-8 character: bytes
 /// of an unfinished character wait for the next token.
 public struct StreamingDecoder: Sendable {
