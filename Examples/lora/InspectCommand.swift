@@ -13,7 +13,7 @@ struct InspectCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            let path = try ModelOptions.parse(model.map { ["--model", $0] } ?? []).path
+            let path = try modelPath(model)
             if isFolder(path) { return try inspectFolder(path) }
             let gguf = try GGUFFile(path: path)
             print("\(path): GGUF v\(gguf.version), \(gguf.metadata.count) metadata keys, \(gguf.tensors.count) tensors")

@@ -17,11 +17,7 @@ struct ModelOptions: ParsableArguments {
     var adapter: String?
 
     var path: String {
-        get throws {
-            if let model { return model }
-            if let path = ProcessInfo.processInfo.environment["SWIFT_LORA_MODEL"] { return path }
-            throw ValidationError("no model: pass --model PATH or set SWIFT_LORA_MODEL (scripts/fetch-model prints the default one's path)")
-        }
+        get throws { try modelPath(model) }
     }
 
     /// Loads with a progress line and a one-line report on standard error.
@@ -37,6 +33,13 @@ struct ModelOptions: ParsableArguments {
         }
         return loaded
     }
+}
+
+/// The model a command works on: `--model`, else $SWIFT_LORA_MODEL.
+func modelPath(_ given: String?) throws -> String {
+    if let given { return given }
+    if let path = ProcessInfo.processInfo.environment["SWIFT_LORA_MODEL"] { return path }
+    throw ValidationError("no model: pass --model PATH or set SWIFT_LORA_MODEL (scripts/fetch-model prints the default one's path)")
 }
 
 /// Prints a LoRAError as its message and exits non-zero (no stack trace for bad input).

@@ -14,7 +14,7 @@ struct TokenizeCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            let path = try ModelOptions.parse(model.map { ["--model", $0] } ?? []).path
+            let path = try modelPath(model)
             let tokenizer = try isFolder(path) ? makeTokenizer(huggingFaceFolder: path) : makeTokenizer(gguf: GGUFFile(path: path))
             let ids = tokenizer.encode(text, parseSpecial: !noParseSpecial, addBOS: nil)
             for id in ids { print("\(id)\t\(tokenizer.token(id) ?? "?")") }
