@@ -1,7 +1,7 @@
 import CKernels
 import Testing
 
-struct AttentionTests {
+@Suite(.serialized) struct AttentionTests {
     /// The fast kernel (sgemm per head and block of rows) against plain double loops, on
     /// shapes with tails: more rows than one block, cache offsets, GQA groups of 1, 3, 4.
     /// The fast kernel (sgemm per head and block of rows, direct loops for one row) against
@@ -91,5 +91,44 @@ struct AttentionTests {
         #expect(ck_attention_fwd(x, 1, 2, 2, 4, x, x, 2, 8, x, 1, 0, 1, &out, nil, nil, 0) == CK_ERR_SHAPE)  // kt rows too short
         #expect(ck_attention_fwd(x, 1, 2, 2, 4, nil, x, 2, 8, nil, 0, 1, 1, &out, nil, nil, 0) == CK_ERR_SHAPE)  // half without kt
         #expect(ck_attention_fwd(x, 2, 2, 2, 4, x, x, 2, 8, nil, 0, 0, 1, &out, nil, nil, 0) == CK_ERR_WORKSPACE)
+    }
+
+    /// The backward against plain double loops on odd shapes and GQA groups of 1, 3, 4, and
+    /// against finite differences of the forward; one and two threads agree bit for bit.
+    @Test(arguments: [(1, 1, 1, 8), (5, 4, 2, 16), (37, 9, 3, 64), (70, 8, 2, 10), (3, 4, 1, 33)])
+    func backwardMatchesReferenceAndFiniteDifferences(shape: (t: Int, heads: Int, kvHeads: Int, headDim: Int)) {
+        var rng = SeededRandom(seed: 61)
+        let (t, heads, kvHeads, hd) = shape
+        let kvWidth = kvHeads * hd, scale = 1 / Float(hd).squareRoot()
+        let q = rng.floats(t * heads * hd, in: -2...2), k = rng.floats(t * kvWidth, in: -2...2), v = rng.floats(t * kvWidth)
+        let r = rng.floats(t * heads * hd)
+        func forward(_ q: [Float], _ k: [Float], _ v: [Float]) -> (out: [Float], probs: [Float]) {
+            var out = [Float](repeating: 0, count: q.count), probs = [Float](repeating: 0, count: heads * t * t)
+            let status = ck_attention_fwd(q, Int32(t), Int32(heads), Int32(kvHeads), Int32(hd), k, v, Int32(t), Int32(kvWidth), nil, 0, 0,
+                                          scale, &out, &probs, nil, 0)
+            #expect(status == CK_OK)
+            return (out, probs)
+        }
+        let probs = forward(q, k, v).probs
+        var expected = (q: [Float](repeating: 0, count: q.count), k: [Float](repeating: 0, count: k.count), v: [Float](repeating: 0, count: v.count))
+        ck_attention_bwd_ref(q, k, v, probs, r, Int32(t), Int32(heads), Int32(kvHeads), Int32(hd), scale, &expected.q, &expected.k, &expected.v)
+        var results: [[Float]] = []
+        for threads in [1, 2] {
+            withKernels(isa: ck_best_isa(), threads: threads) {
+                var dq = [Float](repeating: .nan, count: q.count), dk = [Float](repeating: .nan, count: k.count), dv = dk
+                var workspace = [UInt8](repeating: 0, count: ck_attention_bwd_workspace_size(Int32(t), Int32(heads), Int32(hd)))
+                let status = ck_attention_bwd(q, k, v, probs, r, Int32(t), Int32(heads), Int32(kvHeads), Int32(hd), scale, &dq, &dk, &dv,
+                                              &workspace, workspace.count)
+                #expect(status == CK_OK)
+                let worst = max(worstError(dq, expected.q), worstError(dk, expected.k), worstError(dv, expected.v))
+                report("attention backward \(shape) \(threads) threads vs reference", worst)
+                #expect(worst <= 2e-5)
+                results.append(dq + dk + dv)
+            }
+        }
+        #expect(results[0] == results[1])
+        checkGradient(q, expected.q, "attention dq \(shape)") { weightedSum(forward($0, k, v).out, r) }
+        checkGradient(k, expected.k, "attention dk \(shape)") { weightedSum(forward(q, $0, v).out, r) }
+        checkGradient(v, expected.v, "attention dv \(shape)") { weightedSum(forward(q, k, $0).out, r) }
     }
 }

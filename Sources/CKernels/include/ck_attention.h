@@ -27,7 +27,21 @@ ck_status ck_attention_fwd(const float *q, int t, int heads, int kv_heads, int h
 void ck_kv_store(const float *k, const float *v, int tokens, int width, void *kt, int ldkt, void *vc, int position,
                  int half);
 
-// The same in plain loops with double sums: the meaning of the fast kernel.
+// Backward of ck_attention_fwd over keys and values of the same T rows (training: no
+// cache, offset 0), from the probabilities the forward kept (llama-math.md §3):
+//   dV = Pᵀ dO,  dP = dO Vᵀ,  dS = P ⊙ (dP − rowsum(dP ⊙ P)),  dQ = c dS K,  dK = c dSᵀ Q,
+// each kv head summing the dK, dV of its query heads in head order (deterministic with any
+// thread count).
+//   q [T, heads * head_dim], k, v [T, kv_heads * head_dim], probs [heads, T, T],
+//   dout [T, heads * head_dim] -> dq [T, heads * head_dim], dk, dv [T, kv_heads * head_dim]
+size_t ck_attention_bwd_workspace_size(int t, int heads, int head_dim);
+ck_status ck_attention_bwd(const float *q, const float *k, const float *v, const float *probs, const float *dout, int t,
+                           int heads, int kv_heads, int head_dim, float scale, float *dq, float *dk, float *dv,
+                           void *workspace, size_t workspace_size);
+
+// The same in plain loops with double sums: the meaning of the fast kernels.
+void ck_attention_bwd_ref(const float *q, const float *k, const float *v, const float *probs, const float *dout, int t,
+                          int heads, int kv_heads, int head_dim, float scale, float *dq, float *dk, float *dv);
 void ck_attention_fwd_ref(const float *q, int t, int heads, int kv_heads, int head_dim, const float *k,
                           const float *v, int s, int ldkv, float scale, float *out);
 
