@@ -47,4 +47,16 @@ int ck_cross_entropy_fwd(const float *logits, const int32_t *targets, int t, int
 void ck_cross_entropy_bwd(const float *logits, const int32_t *targets, const float *lse, int t, int v,
                           float scale, float *dlogits);
 
+// Inverted dropout: out[i] = x[i] / (1 - p) where keep(seed, i), else 0; keep is drawn with
+// probability 1 - p from a counter-based hash of (seed, i), so the mask is the same for any
+// thread count and can be drawn again in the backward pass instead of being stored.
+void ck_dropout(const float *x, int64_t n, float p, uint64_t seed, float *out);
+
+// One AdamW step over n parameters, as PyTorch's torch.optim.AdamW (decoupled weight decay,
+// bias correction; `step` counts from 1):
+//   p *= 1 - lr·wd;  m = b1·m + (1-b1)·g;  v = b2·v + (1-b2)·g²;
+//   p -= lr / (1 - b1^step) · m / (sqrt(v) / sqrt(1 - b2^step) + eps)
+void ck_adamw_step(float *p, const float *g, float *m, float *v, int64_t n, float lr, float beta1, float beta2,
+                   float eps, float weight_decay, int step);
+
 #endif

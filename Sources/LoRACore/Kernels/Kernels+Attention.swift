@@ -12,8 +12,9 @@ extension Kernels {
     /// `keyCount` keys and values (with a cache, the last `tokens` of those belong to the
     /// queries). Returns [tokens, heads·headDim] and, when asked, the probabilities
     /// [heads, tokens, keyCount] a backward pass needs.
+    /// `output`, when given, is written instead of a new tensor (a row range of a larger one).
     public static func attention(queries: Tensor, memory: AttentionMemory, keyCount: Int, heads: Int, kvHeads: Int,
-                                 keepProbabilities: Bool = false) -> (output: Tensor, probabilities: Tensor?) {
+                                 keepProbabilities: Bool = false, output: Tensor? = nil) -> (output: Tensor, probabilities: Tensor?) {
         let tokens = queries.rowCount, width = queries.rowLength
         let kvWidth: Int, available: Int, half: Bool
         switch memory {
@@ -28,7 +29,8 @@ extension Kernels {
                      && keyCount >= tokens && keyCount <= available,
                      "attention: queries \(queries.shape), \(kvWidth)-wide keys, \(keyCount) of \(available) keys, \(heads)/\(kvHeads) heads")
         let headDim = width / heads
-        var output = Tensor(zeros: queries.shape)
+        if let output { precondition(output.shape == queries.shape, "attention: output \(output.shape) for queries \(queries.shape)") }
+        var output = output ?? Tensor(zeros: queries.shape)
         var probabilities = keepProbabilities ? Tensor(zeros: [heads, tokens, keyCount]) : nil
         let size = ck_attention_workspace_size(Int32(tokens), Int32(keyCount), Int32(headDim), half ? 1 : 0)
         let status = withWorkspace(bytes: size) { workspace, count in
@@ -56,5 +58,46 @@ extension Kernels {
         }
         check(status, "attention queries \(queries.shape) keyCount \(keyCount)")
         return (output, probabilities)
+    }
+
+    /// Backward of `attention` over keys and values of the queries' own rows (no cache):
+    /// from dL/doutput [tokens, heads·headDim] and the kept probabilities [heads, tokens,
+    /// tokens], writes dL/dqueries, dL/dkeys and dL/dvalues into the given tensors (row
+    /// ranges of larger ones, for sequences packed together).
+    public static func attentionBackward(queries: Tensor, keys: Tensor, values: Tensor, probabilities: Tensor,
+                                         outputGradient: Tensor, heads: Int, kvHeads: Int,
+                                         queriesGradient: Tensor, keysGradient: Tensor, valuesGradient: Tensor) {
+        let tokens = queries.rowCount, width = queries.rowLength
+        precondition(heads > 0 && kvHeads > 0 && heads % kvHeads == 0 && width % heads == 0
+                     && keys.shape == [tokens, width / heads * kvHeads] && values.shape == keys.shape
+                     && probabilities.shape == [heads, tokens, tokens] && outputGradient.shape == queries.shape
+                     && queriesGradient.shape == queries.shape && keysGradient.shape == keys.shape && valuesGradient.shape == keys.shape,
+                     "attentionBackward: queries \(queries.shape), keys \(keys.shape), values \(values.shape), probabilities \(probabilities.shape), \(heads)/\(kvHeads) heads")
+        let headDim = width / heads
+        var (dq, dk, dv) = (queriesGradient, keysGradient, valuesGradient)
+        let size = ck_attention_bwd_workspace_size(Int32(tokens), Int32(heads), Int32(headDim))
+        let status = withWorkspace(bytes: size) { workspace, count in
+            queries.withUnsafeBufferPointer { qp in
+                keys.withUnsafeBufferPointer { kp in
+                    values.withUnsafeBufferPointer { vp in
+                        probabilities.withUnsafeBufferPointer { pp in
+                            outputGradient.withUnsafeBufferPointer { gp in
+                                dq.withUnsafeMutableBufferPointer { dqp in
+                                    dk.withUnsafeMutableBufferPointer { dkp in
+                                        dv.withUnsafeMutableBufferPointer { dvp in
+                                            ck_attention_bwd(qp.baseAddress, kp.baseAddress, vp.baseAddress, pp.baseAddress, gp.baseAddress,
+                                                             Int32(tokens), Int32(heads), Int32(kvHeads), Int32(headDim),
+                                                             1 / Float(headDim).squareRoot(), dqp.baseAddress, dkp.baseAddress,
+                                                             dvp.baseAddress, workspace, count)
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        check(status, "attentionBackward queries \(queries.shape)")
     }
 }

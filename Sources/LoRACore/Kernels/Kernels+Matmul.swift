@@ -99,16 +99,19 @@ public enum Kernels {
         return c
     }
 
-    /// C += alpha · A · op(B) for f32 matrices: adds a low-rank product into an output.
-    public static func matmulAccumulate(_ a: Tensor, _ b: Tensor, transposeB: Bool, alpha: Float, into c: Tensor) {
-        let n = transposeB ? b.shape[0] : b.shape[1], k = transposeB ? b.shape[1] : b.shape[0]
-        precondition(a.rank == 2 && b.rank == 2 && c.rank == 2 && a.shape[1] == k && c.shape == [a.shape[0], n],
-                     "matmulAccumulate: a \(a.shape), b \(b.shape)\(transposeB ? "ᵀ" : ""), c \(c.shape)")
+    /// C += alpha · op(A) · op(B) for f32 matrices: adds a low-rank product into an output,
+    /// or a gradient into its accumulator.
+    public static func matmulAccumulate(_ a: Tensor, transposeA: Bool = false, _ b: Tensor, transposeB: Bool, alpha: Float,
+                                        into c: Tensor) {
+        let m = transposeA ? a.shape[1] : a.shape[0], k = transposeA ? a.shape[0] : a.shape[1]
+        let n = transposeB ? b.shape[0] : b.shape[1], kb = transposeB ? b.shape[1] : b.shape[0]
+        precondition(a.rank == 2 && b.rank == 2 && c.rank == 2 && k == kb && c.shape == [m, n],
+                     "matmulAccumulate: a\(transposeA ? "ᵀ" : "") \(a.shape), b\(transposeB ? "ᵀ" : "") \(b.shape), c \(c.shape)")
         var target = c
         let status = a.withUnsafeBufferPointer { ap in
             b.withUnsafeBufferPointer { bp in
                 target.withUnsafeMutableBufferPointer { cp in
-                    ck_sgemm(0, transposeB ? 1 : 0, Int32(a.shape[0]), Int32(n), Int32(k), alpha, ap.baseAddress, Int32(a.shape[1]),
+                    ck_sgemm(transposeA ? 1 : 0, transposeB ? 1 : 0, Int32(m), Int32(n), Int32(k), alpha, ap.baseAddress, Int32(a.shape[1]),
                              bp.baseAddress, Int32(b.shape[1]), 1, cp.baseAddress, Int32(n))
                 }
             }
@@ -131,6 +134,22 @@ public enum Kernels {
             }
         }
         return result
+    }
+
+    /// table[ids[i]] = rows[i] for an f32 table [n, cols] and rows [ids, cols]: the inverse of gatherRows.
+    public static func scatterRows(_ rows: Tensor, into table: Tensor, at ids: [Int]) {
+        precondition(table.rank == 2 && rows.shape == [ids.count, table.shape[1]] && ids.allSatisfy { $0 >= 0 && $0 < table.shape[0] },
+                     "scatterRows: rows \(rows.shape) into \(table.shape)")
+        let cols = table.shape[1]
+        var target = table
+        rows.withUnsafeBufferPointer { src in
+            target.withUnsafeMutableBufferPointer { dst in
+                for (i, id) in ids.enumerated() {
+                    let row = UnsafeBufferPointer(rebasing: src[i * cols..<(i + 1) * cols])
+                    _ = UnsafeMutableBufferPointer(rebasing: dst[id * cols..<(id + 1) * cols]).update(fromContentsOf: row)
+                }
+            }
+        }
     }
 
     /// Rows `ids` of an int8 matrix, dequantized → [ids, cols].

@@ -147,6 +147,15 @@ extension Kernels {
         return (counted > 0 ? total / Float(counted) : 0, counted, lse)
     }
 
+    /// Per row of logits [tokens, vocab]: logsumexp(z) − z[target] (0 where the target is
+    /// negative, ignored), and the logsumexp the backward needs.
+    public static func crossEntropyLosses(logits: Tensor, targets: [Int32]) -> (losses: [Float], logSumExp: Tensor) {
+        precondition(logits.rank == 2 && targets.count == logits.shape[0] && targets.allSatisfy { $0 < Int32(logits.shape[1]) },
+                     "crossEntropyLosses: logits \(logits.shape) need one in-vocabulary target per row, got \(targets.count)")
+        let (losses, lse, _) = crossEntropyRows(logits: logits, targets: targets)
+        return (losses.scalars, lse)
+    }
+
     /// log p(target) of each row of logits [tokens, vocab]: log-softmax picked at the target.
     public static func logProbabilities(logits: Tensor, targets: [Int32]) -> [Float] {
         precondition(logits.rank == 2 && targets.count == logits.shape[0] && targets.allSatisfy { $0 >= 0 && $0 < Int32(logits.shape[1]) },
@@ -194,5 +203,46 @@ extension Kernels {
                 for i in xp.indices { xp[i] += yp[i] }
             }
         }
+    }
+
+    /// Inverted dropout of x: each element kept with probability 1 − p and scaled by 1/(1 − p),
+    /// the mask a pure function of (seed, element index).
+    public static func dropout(_ x: Tensor, probability p: Float, seed: UInt64) -> Tensor {
+        var y = Tensor(zeros: x.shape)
+        x.withUnsafeBufferPointer { xp in
+            y.withUnsafeMutableBufferPointer { ck_dropout(xp.baseAddress, Int64(x.count), p, seed, $0.baseAddress) }
+        }
+        return y
+    }
+
+    /// One AdamW step on `parameter` in place, with its moments `m` and `v` (PyTorch's order
+    /// of operations; `step` counts from 1).
+    public static func adamW(parameter: Tensor, gradient: Tensor, m: Tensor, v: Tensor, step: Int, learningRate: Float,
+                             beta1: Float, beta2: Float, epsilon: Float, weightDecay: Float) {
+        sameShape(parameter, gradient, "adamW")
+        sameShape(parameter, m, "adamW")
+        sameShape(parameter, v, "adamW")
+        var (p, m, v) = (parameter, m, v)
+        gradient.withUnsafeBufferPointer { gp in
+            p.withUnsafeMutableBufferPointer { pp in
+                m.withUnsafeMutableBufferPointer { mp in
+                    v.withUnsafeMutableBufferPointer {
+                        ck_adamw_step(pp.baseAddress, gp.baseAddress, mp.baseAddress, $0.baseAddress, Int64(parameter.count), learningRate,
+                                      beta1, beta2, epsilon, weightDecay, Int32(step))
+                    }
+                }
+            }
+        }
+    }
+
+    /// Σ x², summed in double in index order: the same value for any thread count.
+    public static func sumOfSquares(_ x: Tensor) -> Double {
+        x.withUnsafeBufferPointer { $0.reduce(0) { $0 + Double($1) * Double($1) } }
+    }
+
+    /// x *= factor, in place.
+    public static func scale(_ x: Tensor, by factor: Float) {
+        var target = x
+        target.withUnsafeMutableBufferPointer { for i in $0.indices { $0[i] *= factor } }
     }
 }

@@ -1,24 +1,76 @@
-/// A LoRA adapter on one projection: y += scale · (x·Aᵀ)·Bᵀ with A [rank, in], B [out, rank]
-/// and scale = alpha / rank (alpha / √rank with rsLoRA), as PEFT computes it (peft-lora.md §1).
+/// A LoRA adapter on one projection: y += scale · (drop(x)·Aᵀ)·Bᵀ with A [rank, in],
+/// B [out, rank] and scale = alpha / rank (alpha / √rank with rsLoRA), as PEFT computes it
+/// (peft-lora.md §1). Trainable: `backward` accumulates dL/dA and dL/dB.
 public final class LoRAAdapter: LinearAdapter, @unchecked Sendable {
     public let a: Tensor  // [rank, in]
     public let b: Tensor  // [out, rank]
     public let scale: Float
+    /// Dropout probability on the adapter's input (PEFT's lora_dropout), while training only.
+    public let dropout: Float
+    /// Seed of the dropout mask of the current step, set by the trainer before a forward and
+    /// its backward (which draws the same mask again); nil means evaluation: no dropout.
+    public var dropoutSeed: UInt64?
+    /// dL/dA and dL/dB, summed by `backward` until the optimizer takes them.
+    public private(set) lazy var gradientA = Tensor(zeros: a.shape)
+    public private(set) lazy var gradientB = Tensor(zeros: b.shape)
 
-    public init(a: Tensor, b: Tensor, scale: Float) {
+    public init(a: Tensor, b: Tensor, scale: Float, dropout: Float = 0) {
         precondition(a.rank == 2 && b.rank == 2 && a.shape[0] == b.shape[1],
                      "LoRAAdapter: A \(a.shape) and B \(b.shape) do not share a rank")
+        precondition(dropout >= 0 && dropout < 1, "LoRAAdapter: dropout \(dropout) outside [0, 1)")
         self.a = a
         self.b = b
         self.scale = scale
+        self.dropout = dropout
+    }
+
+    /// A fresh adapter initialized as PEFT's default (init_lora_weights=True): A from
+    /// kaiming_uniform(a=√5), that is U(−1/√in, 1/√in), and B zero, so it starts as an exact
+    /// no-op.
+    public convenience init(inFeatures: Int, outFeatures: Int, rank: Int, alpha: Float, rsLoRA: Bool = false,
+                            dropout: Float = 0, seed: UInt64) {
+        let bound = 1 / Float(inFeatures).squareRoot()
+        self.init(a: .uniform([rank, inFeatures], in: -bound...bound, seed: seed), b: Tensor(zeros: [outFeatures, rank]),
+                  scale: alpha / (rsLoRA ? Float(rank).squareRoot() : Float(rank)), dropout: dropout)
     }
 
     public var rank: Int { a.shape[0] }
     public var inFeatures: Int { a.shape[1] }
     public var outFeatures: Int { b.shape[0] }
 
+    /// x as A sees it: with the dropout mask of `dropoutSeed` applied.
+    private func dropped(_ x: Tensor) -> Tensor {
+        let matrix = x.reshaped([x.rowCount, x.rowLength])
+        guard let dropoutSeed, dropout > 0 else { return matrix }
+        return Kernels.dropout(matrix, probability: dropout, seed: dropoutSeed)
+    }
+
     public func addOutput(of x: Tensor, to y: Tensor) {
-        let down = Kernels.matmul(x.reshaped([x.rowCount, x.rowLength]), a, transposeB: true)  // [tokens, rank]
+        let down = Kernels.matmul(dropped(x), a, transposeB: true)  // [tokens, rank]
         Kernels.matmulAccumulate(down, b, transposeB: true, alpha: scale, into: y.reshaped([y.rowCount, y.rowLength]))
+    }
+
+    /// For the forward's input x [tokens, in] and dL/dy [tokens, out]: adds dL/dA and dL/dB
+    /// into the gradients and, when given, the adapter's share of dL/dx into `inputGradient`
+    /// (llama-math.md §3: u = x̃Aᵀ, dB = s·dyᵀu, du = s·dy·B, dA = duᵀx̃, dx += (du·A) ⊙ mask).
+    public func backward(input x: Tensor, outputGradient dy: Tensor, inputGradient dx: Tensor?) {
+        let input = dropped(x), dy = dy.reshaped([dy.rowCount, dy.rowLength])
+        let u = Kernels.matmul(input, a, transposeB: true)                     // [tokens, rank]
+        Kernels.matmulAccumulate(dy, transposeA: true, u, transposeB: false, alpha: scale, into: gradientB)
+        let du = Kernels.matmul(dy, b, alpha: scale)                           // [tokens, rank]
+        Kernels.matmulAccumulate(du, transposeA: true, input, transposeB: false, alpha: 1, into: gradientA)
+        guard let dx else { return }
+        let target = dx.reshaped([dx.rowCount, dx.rowLength])
+        if let dropoutSeed, dropout > 0 {
+            Kernels.add(Kernels.dropout(Kernels.matmul(du, a), probability: dropout, seed: dropoutSeed), into: target)
+        } else {
+            Kernels.matmulAccumulate(du, a, transposeB: false, alpha: 1, into: target)
+        }
+    }
+
+    /// Clears the gradients (after an optimizer step).
+    public func zeroGradients() {
+        gradientA = Tensor(zeros: a.shape)
+        gradientB = Tensor(zeros: b.shape)
     }
 }

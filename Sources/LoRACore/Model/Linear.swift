@@ -47,6 +47,9 @@ public final class Linear: @unchecked Sendable {
         }
     }
 
+    /// The adapter when it is a LoRA adapter, which a backward pass trains.
+    public var trainableAdapter: LoRAAdapter? { adapter as? LoRAAdapter }
+
     public init(_ weight: Weight) {
         self.weight = weight
     }

@@ -39,6 +39,23 @@ struct StackedProjections: Sendable {
             return part
         }
     }
+
+    /// For the forward's input x and each projection's dL/dy: the adapters' gradients, and
+    /// dL/dx when `inputGradient` (through the stack in one product when there is one).
+    func backward(_ dys: [Tensor], input x: Tensor, inputGradient: Bool) -> Tensor? {
+        var dx: Tensor?
+        if inputGradient, let stack {
+            dx = Kernels.matmulBackwardData(Tensor(concatenatingColumns: dys), stack)
+        } else if inputGradient {
+            dx = zip(linears, dys).map { $0.backwardData($1) }.reduce(nil) { sum, part in
+                guard let sum else { return part }
+                Kernels.add(part, into: sum)
+                return sum
+            }
+        }
+        for (linear, dy) in zip(linears, dys) { linear.trainableAdapter?.backward(input: x, outputGradient: dy, inputGradient: dx) }
+        return dx
+    }
 }
 
 public final class LlamaAttention: @unchecked Sendable {
@@ -67,31 +84,67 @@ public final class LlamaAttention: @unchecked Sendable {
         public let queries: Tensor        // [tokens, heads·headDim], after RoPE
         public let keys: Tensor           // [tokens, kvHeads·headDim], after RoPE
         public let values: Tensor         // [tokens, kvHeads·headDim]
-        public let probabilities: Tensor  // [heads, tokens, keys]
+        public let probabilities: [Tensor]  // per sequence: [heads, tokens, tokens]
         public let mixed: Tensor          // [tokens, heads·headDim]: the input of o_proj
     }
 
     /// h [tokens, dim] at `positions` → [tokens, dim]; with a cache, attends to its earlier
-    /// positions too and appends this call's keys and values to it.
-    func callAsFunction(_ h: Tensor, positions: [Int32], frequencies: [Float], layout: RoPELayout,
+    /// positions too and appends this call's keys and values to it. Without a cache the
+    /// tokens are `sequences` (lengths) side by side, and none attends across another.
+    func callAsFunction(_ h: Tensor, positions: [Int32], sequences: [Int], frequencies: [Float], layout: RoPELayout,
                         cache: (KVCache, layer: Int)?, keep: Bool) -> (Tensor, Activations?) {
         let tokens = h.rowCount
         let projected = qkv(h)
         let q = projected[0], k = projected[1], v = projected[2]
         Kernels.rope(q.reshaped([tokens, heads, headDim]), positions: positions, frequencies: frequencies, layout: layout)
         Kernels.rope(k.reshaped([tokens, kvHeads, headDim]), positions: positions, frequencies: frequencies, layout: layout)
-        precondition(!(keep && cache != nil), "LlamaAttention: activations for a backward pass are kept without a cache")
-        var memory = Kernels.AttentionMemory.rows(keys: k, values: v), keyCount = tokens
+        precondition(cache == nil || (!keep && sequences == [tokens]),
+                     "LlamaAttention: a cache holds one sequence, and activations for a backward pass are kept without one")
+        let mixed: Tensor
+        var probabilities: [Tensor] = []
         if let (cache, layer) = cache {
             cache.store(layer: layer, keys: k, values: v)
-            keyCount = cache.count + tokens
-            memory = .cache(cache, layer: layer)
+            mixed = Kernels.attention(queries: q, memory: .cache(cache, layer: layer), keyCount: cache.count + tokens,
+                                      heads: heads, kvHeads: kvHeads).output
+        } else {
+            mixed = Tensor(zeros: q.shape)
+            for rows in Self.rowRanges(sequences) {
+                let (_, p) = Kernels.attention(queries: q.rows(rows), memory: .rows(keys: k.rows(rows), values: v.rows(rows)),
+                                               keyCount: rows.count, heads: heads, kvHeads: kvHeads, keepProbabilities: keep,
+                                               output: mixed.rows(rows))
+                if let p { probabilities.append(p) }
+            }
         }
-        let (mixed, probabilities) = Kernels.attention(queries: q, memory: memory, keyCount: keyCount,
-                                                       heads: heads, kvHeads: kvHeads, keepProbabilities: keep)
         let output = oProj(mixed)
-        guard keep, let probabilities else { return (output, nil) }
+        guard keep else { return (output, nil) }
         return (output, Activations(input: h, queries: q, keys: k, values: v, probabilities: probabilities, mixed: mixed))
+    }
+
+    /// The row range of each sequence of the given lengths, side by side.
+    static func rowRanges(_ sequences: [Int]) -> [Range<Int>] {
+        var start = 0
+        return sequences.map { length in
+            defer { start += length }
+            return start..<start + length
+        }
+    }
+
+    /// dL/dh from dL/doutput [tokens, dim] (and the adapters' gradients on the way); dL/dh
+    /// only when `inputGradient`.
+    func backward(_ dOutput: Tensor, _ saved: Activations, positions: [Int32], sequences: [Int], frequencies: [Float],
+                  layout: RoPELayout, inputGradient: Bool) -> Tensor? {
+        let dMixed = oProj.backwardData(dOutput)
+        oProj.trainableAdapter?.backward(input: saved.mixed, outputGradient: dOutput, inputGradient: dMixed)
+        let dq = Tensor(zeros: saved.queries.shape), dk = Tensor(zeros: saved.keys.shape), dv = Tensor(zeros: saved.values.shape)
+        for (rows, probabilities) in zip(Self.rowRanges(sequences), saved.probabilities) {
+            Kernels.attentionBackward(queries: saved.queries.rows(rows), keys: saved.keys.rows(rows), values: saved.values.rows(rows),
+                                      probabilities: probabilities, outputGradient: dMixed.rows(rows), heads: heads, kvHeads: kvHeads,
+                                      queriesGradient: dq.rows(rows), keysGradient: dk.rows(rows), valuesGradient: dv.rows(rows))
+        }
+        let tokens = dq.rowCount
+        Kernels.rope(dq.reshaped([tokens, heads, headDim]), positions: positions, frequencies: frequencies, layout: layout, inverse: true)
+        Kernels.rope(dk.reshaped([tokens, kvHeads, headDim]), positions: positions, frequencies: frequencies, layout: layout, inverse: true)
+        return qkv.backward([dq, dk, dv], input: saved.input, inputGradient: inputGradient)
     }
 }
 
@@ -124,6 +177,14 @@ public final class LlamaMLP: @unchecked Sendable {
         let output = downProj(mixed)
         return (output, keep ? Activations(input: h, gate: gate, up: up, mixed: mixed) : nil)
     }
+
+    /// dL/dh from dL/doutput [tokens, dim]; only when `inputGradient`.
+    func backward(_ dOutput: Tensor, _ saved: Activations, inputGradient: Bool) -> Tensor? {
+        let dMixed = downProj.backwardData(dOutput)
+        downProj.trainableAdapter?.backward(input: saved.mixed, outputGradient: dOutput, inputGradient: dMixed)
+        let (dGate, dUp) = Kernels.swigluBackward(dMixed, gate: saved.gate, up: saved.up)
+        return gateUp.backward([dGate, dUp], input: saved.input, inputGradient: inputGradient)
+    }
 }
 
 public final class LlamaDecoderLayer: @unchecked Sendable {
@@ -149,11 +210,11 @@ public final class LlamaDecoderLayer: @unchecked Sendable {
     }
 
     /// x [tokens, dim] → x + attention(norm(x)) + mlp(norm(·)). `x` is not modified.
-    func callAsFunction(_ x: Tensor, positions: [Int32], frequencies: [Float], layout: RoPELayout,
+    func callAsFunction(_ x: Tensor, positions: [Int32], sequences: [Int], frequencies: [Float], layout: RoPELayout,
                         cache: (KVCache, layer: Int)?, keep: Bool) -> (Tensor, Activations?) {
         let (h, attentionRstd) = inputLayernorm(x)
-        let (attention, attentionActivations) = selfAttn(h, positions: positions, frequencies: frequencies, layout: layout,
-                                                         cache: cache, keep: keep)
+        let (attention, attentionActivations) = selfAttn(h, positions: positions, sequences: sequences, frequencies: frequencies,
+                                                         layout: layout, cache: cache, keep: keep)
         Kernels.add(x, into: attention)
         let residual = attention
         let (h2, mlpRstd) = postAttentionLayernorm(residual)
@@ -162,5 +223,20 @@ public final class LlamaDecoderLayer: @unchecked Sendable {
         guard keep, let attentionActivations, let mlpActivations else { return (output, nil) }
         return (output, Activations(input: x, attentionRstd: attentionRstd, attention: attentionActivations,
                                     residual: residual, mlpRstd: mlpRstd, mlp: mlpActivations))
+    }
+
+    /// dL/dx from dL/doutput, through both residual blocks; the adapters' gradients are
+    /// summed on the way. Without `inputGradient` (the lowest trained layer) it stops at the
+    /// adapters and returns nil.
+    func backward(_ dOutput: Tensor, _ saved: Activations, positions: [Int32], sequences: [Int], frequencies: [Float],
+                  layout: RoPELayout, inputGradient: Bool) -> Tensor? {
+        let dh2 = mlp.backward(dOutput, saved.mlp, inputGradient: true)!
+        let dResidual = Kernels.rmsNormBackward(dh2, x: saved.residual, weight: postAttentionLayernorm.weight, rstd: saved.mlpRstd)
+        Kernels.add(dOutput, into: dResidual)
+        guard let dh = selfAttn.backward(dResidual, saved.attention, positions: positions, sequences: sequences,
+                                         frequencies: frequencies, layout: layout, inputGradient: inputGradient) else { return nil }
+        let dx = Kernels.rmsNormBackward(dh, x: saved.input, weight: inputLayernorm.weight, rstd: saved.attentionRstd)
+        Kernels.add(dResidual, into: dx)
+        return dx
     }
 }

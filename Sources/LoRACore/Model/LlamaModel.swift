@@ -48,21 +48,25 @@ public final class LlamaModel: @unchecked Sendable {
     }
 
     /// Runs `tokens` at positions following what `cache` holds (or from 0 without one) and
-    /// returns logits [rows, vocab]. With `keepActivations` (training) it also returns
-    /// everything the backward pass needs.
-    public func forward(_ tokens: [Int32], cache: KVCache? = nil, logits rows: LogitRows = .all,
+    /// returns logits [rows, vocab]. Without a cache, `sequences` (lengths summing to the
+    /// token count) puts several sequences side by side: each starts at position 0 and none
+    /// attends to another. With `keepActivations` (training) it also returns everything the
+    /// backward pass needs.
+    public func forward(_ tokens: [Int32], sequences: [Int]? = nil, cache: KVCache? = nil, logits rows: LogitRows = .all,
                         keepActivations: Bool = false) -> (logits: Tensor?, activations: Activations?) {
         precondition(!tokens.isEmpty, "LlamaModel.forward: no tokens")
         precondition(tokens.allSatisfy { $0 >= 0 && Int($0) < config.vocabSize },
                      "LlamaModel.forward: a token id is outside the vocabulary of \(config.vocabSize)")
         if let cache { precondition(cache.free >= tokens.count, "LlamaModel.forward: \(tokens.count) tokens do not fit the cache (\(cache.free) free)") }
-        let start = cache?.count ?? 0
-        let positions = (0..<tokens.count).map { Int32(start + $0) }
+        let sequences = sequences ?? [tokens.count]
+        precondition(sequences.allSatisfy { $0 > 0 } && sequences.reduce(0, +) == tokens.count && (cache == nil || sequences.count == 1),
+                     "LlamaModel.forward: sequences \(sequences) for \(tokens.count) tokens\(cache == nil ? "" : " with a cache")")
+        let positions = Self.positions(sequences, start: cache?.count ?? 0)
         var x = embedTokens(tokens)
         var kept: [LlamaDecoderLayer.Activations] = []
         for (index, layer) in layers.enumerated() {
-            let (output, activations) = layer(x, positions: positions, frequencies: ropeFrequencies, layout: ropeLayout,
-                                              cache: cache.map { ($0, index) }, keep: keepActivations)
+            let (output, activations) = layer(x, positions: positions, sequences: sequences, frequencies: ropeFrequencies,
+                                              layout: ropeLayout, cache: cache.map { ($0, index) }, keep: keepActivations)
             if let activations { kept.append(activations) }
             x = output
         }
@@ -77,6 +81,11 @@ public final class LlamaModel: @unchecked Sendable {
         }
         let activations = keepActivations ? Activations(layers: kept, finalInput: x, finalRstd: rstd, finalNormed: normed) : nil
         return (logits, activations)
+    }
+
+    /// Each token's position: counting from `start` within each sequence.
+    static func positions(_ sequences: [Int], start: Int) -> [Int32] {
+        sequences.flatMap { (0..<$0).map { Int32(start + $0) } }
     }
 
     /// Parameters of the frozen model (the tied head counted once).

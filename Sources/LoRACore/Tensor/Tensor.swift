@@ -104,4 +104,25 @@ extension Tensor {
         }
         return result
     }
+
+    /// Matrices [rows, colsᵢ] side by side → [rows, Σ colsᵢ]: the inverse of `columns`.
+    public init(concatenatingColumns parts: [Tensor]) {
+        precondition(!parts.isEmpty && parts.allSatisfy { $0.rank == 2 && $0.shape[0] == parts[0].shape[0] },
+                     "Tensor(concatenatingColumns:): \(parts.map(\.shape)) are not matrices with the same rows")
+        let rows = parts[0].shape[0], width = parts.reduce(0) { $0 + $1.shape[1] }
+        self.init(zeros: [rows, width])
+        var start = 0
+        for part in parts {
+            let cols = part.shape[1]
+            part.withUnsafeBufferPointer { src in
+                withUnsafeMutableBufferPointer { dst in
+                    for row in 0..<rows {
+                        let from = UnsafeBufferPointer(rebasing: src[row * cols..<(row + 1) * cols])
+                        _ = UnsafeMutableBufferPointer(rebasing: dst[row * width + start..<row * width + start + cols]).update(fromContentsOf: from)
+                    }
+                }
+            }
+            start += cols
+        }
+    }
 }
