@@ -8,6 +8,8 @@ public struct PEFTAdapter: Sendable {
     public let rank: Int
     public let alpha: Float
     public let useRSLoRA: Bool
+    /// lora_dropout: applied only while training.
+    public let dropout: Float
     public let targetModules: [String]
     /// Per module path (`model.layers.3.self_attn.q_proj`): A [rank, in], B [out, rank], scale.
     public let modules: [String: LoRAAdapter]
@@ -36,6 +38,7 @@ public struct PEFTAdapter: Sendable {
         rank = config["r"] as? Int ?? 8
         alpha = (config["lora_alpha"] as? NSNumber)?.floatValue ?? 8
         useRSLoRA = config["use_rslora"] as? Bool ?? false
+        dropout = (config["lora_dropout"] as? NSNumber)?.floatValue ?? 0
         targetModules = (config["target_modules"] as? [String]) ?? (config["target_modules"] as? String).map { [$0] } ?? ["q_proj", "v_proj"]
         let rankPattern = (config["rank_pattern"] as? [String: Int]) ?? [:]
         let alphaPattern = ((config["alpha_pattern"] as? [String: NSNumber]) ?? [:]).mapValues(\.floatValue)
@@ -63,7 +66,8 @@ public struct PEFTAdapter: Sendable {
             guard a.rank == 2, b.rank == 2, a.shape[0] == r, b.shape[1] == r else {
                 throw .tensorShapeMismatch(file: weights.path, tensor: "\(module) lora_A/lora_B", expected: [r], actual: a.shape + b.shape)
             }
-            modules[module] = LoRAAdapter(a: a, b: b, scale: moduleAlpha / (useRSLoRA ? Float(r).squareRoot() : Float(r)))
+            modules[module] = LoRAAdapter(a: a, b: b, scale: moduleAlpha / (useRSLoRA ? Float(r).squareRoot() : Float(r)),
+                                          dropout: dropout)
         }
         self.modules = modules
     }
@@ -89,7 +93,7 @@ extension LlamaModel {
             if ropeLayout == .adjacentPairs, module.hasSuffix("q_proj") || module.hasSuffix("k_proj") {
                 b = Self.permuteRowsForAdjacentPairs(b, headDim: config.headDim)
             }
-            prepared.append((linear, LoRAAdapter(a: lora.a, b: b, scale: lora.scale)))
+            prepared.append((linear, LoRAAdapter(a: lora.a, b: b, scale: lora.scale, dropout: lora.dropout)))
         }
         for (linear, lora) in prepared { linear.adapter = lora }
     }
@@ -99,15 +103,49 @@ extension LlamaModel {
         for (_, linear) in projections { linear.adapter = nil }
     }
 
-    /// llama.cpp's Q/K row order: within each head, row 2i is HF row i and row 2i+1 is HF row i + headDim/2.
-    static func permuteRowsForAdjacentPairs(_ w: Tensor, headDim: Int) -> Tensor {
+    /// Writes the attached LoRA adapters as a PEFT adapter folder: `adapter_model.safetensors`
+    /// with PEFT's key names for the Hugging Face modules, in Hugging Face's row order (a GGUF
+    /// model's permuted Q/K rows of lora_B put back), and `adapter_config.json` as PEFT's
+    /// save_pretrained writes it (keys sorted, indent 2). Each file is written atomically.
+    public func savePEFTAdapter(_ configuration: LoRAConfiguration, to folder: String, baseModel: String? = nil) throws(LoRAError) {
+        do {
+            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        } catch {
+            throw .unwritableFile(file: folder, reason: error.localizedDescription)
+        }
+        var tensors: [String: Tensor] = [:]
+        for (module, adapter) in loraAdapters {
+            var b = adapter.b
+            if ropeLayout == .adjacentPairs, module.hasSuffix("q_proj") || module.hasSuffix("k_proj") {
+                b = Self.permuteRowsForAdjacentPairs(b, headDim: config.headDim, inverse: true)
+            }
+            tensors["base_model.model.\(module).lora_A.weight"] = adapter.a
+            tensors["base_model.model.\(module).lora_B.weight"] = b
+        }
+        try SafetensorsWriter.write(tensors, to: "\(folder)/adapter_model.safetensors")
+        let settings: [String: Any] = [
+            "alpha_pattern": [String: Any](), "base_model_name_or_path": baseModel ?? NSNull(), "bias": "none",
+            "fan_in_fan_out": false, "inference_mode": true, "init_lora_weights": true, "layers_pattern": NSNull(),
+            "layers_to_transform": configuration.layers ?? NSNull(), "lora_alpha": configuration.alpha, "lora_bias": false,
+            "lora_dropout": configuration.dropout, "modules_to_save": NSNull(), "peft_type": "LORA", "r": configuration.rank,
+            "rank_pattern": [String: Any](), "revision": NSNull(), "target_modules": configuration.targets.sorted(),
+            "task_type": "CAUSAL_LM", "use_dora": false, "use_rslora": configuration.rsLoRA,
+        ]
+        let json = try! JSONSerialization.data(withJSONObject: settings, options: [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes])
+        try AtomicFile.write(json, to: "\(folder)/adapter_config.json")
+    }
+
+    /// llama.cpp's Q/K row order: within each head, row 2i is HF row i and row 2i+1 is HF row
+    /// i + headDim/2; `inverse` puts llama.cpp's order back into Hugging Face's.
+    static func permuteRowsForAdjacentPairs(_ w: Tensor, headDim: Int, inverse: Bool = false) -> Tensor {
         let rows = w.shape[0], cols = w.shape[1], half = headDim / 2
         var out = Tensor(zeros: w.shape)
         w.withUnsafeBufferPointer { src in
             out.withUnsafeMutableBufferPointer { dst in
                 for head in 0..<rows / headDim {
                     for i in 0..<half {
-                        for (to, from) in [(2 * i, i), (2 * i + 1, i + half)] {
+                        for (gguf, hf) in [(2 * i, i), (2 * i + 1, i + half)] {
+                            let (to, from) = inverse ? (hf, gguf) : (gguf, hf)
                             let t = (head * headDim + to) * cols, f = (head * headDim + from) * cols
                             for c in 0..<cols { dst[t + c] = src[f + c] }
                         }

@@ -25,6 +25,12 @@ public enum LoRAError: Error, Equatable, CustomStringConvertible {
     case unsupportedArchitecture(file: String, architecture: String)
     /// A tokenizer cannot be built from what the file provides.
     case invalidTokenizer(file: String, problem: String)
+    /// A file or folder cannot be written.
+    case unwritableFile(file: String, reason: String)
+    /// A line of a dataset is not a usable example (`line` counts from 1).
+    case invalidExample(file: String, line: Int, problem: String)
+    /// Training settings that cannot work, named by the option.
+    case invalidTrainingSetting(option: String, problem: String)
 
     public var description: String {
         switch self {
@@ -52,6 +58,12 @@ public enum LoRAError: Error, Equatable, CustomStringConvertible {
             return "\(file): architecture \"\(architecture)\" is not supported (Llama-family models only)"
         case .invalidTokenizer(let file, let problem):
             return "\(file): tokenizer: \(problem)"
+        case .unwritableFile(let file, let reason):
+            return "\(file): cannot write: \(reason)"
+        case .invalidExample(let file, let line, let problem):
+            return "\(file):\(line): \(problem)"
+        case .invalidTrainingSetting(let option, let problem):
+            return "\(option): \(problem)"
         }
     }
 }

@@ -6,6 +6,12 @@ public struct WorkProgress: Sendable {
     public let total: Int
     /// What `completed` counts ("tensors", "tokens", …).
     public let unit: String
+
+    public init(completed: Int, total: Int, unit: String) {
+        self.completed = completed
+        self.total = total
+        self.unit = unit
+    }
 }
 
 /// Renders `WorkProgress` on standard error: one self-updating line with rate and ETA on a
@@ -23,12 +29,17 @@ public final class ProgressLine: @unchecked Sendable {
     }
 
     public func update(_ progress: WorkProgress) {
+        update(progress, detail: nil)
+    }
+
+    /// `detail` (a loss, a rate, …) follows the counts.
+    public func update(_ progress: WorkProgress, detail: String?) {
         let elapsed = Date().timeIntervalSince(start)
         let rate = Double(progress.completed) / max(elapsed, 1e-6)
         let eta = rate > 0 ? Double(progress.total - progress.completed) / rate : 0
         let percent = progress.total > 0 ? 100 * progress.completed / progress.total : 100
         let text = "\(label): \(progress.completed)/\(progress.total) \(progress.unit) (\(percent)%), "
-            + "\(String(format: "%.1f", rate)) \(progress.unit)/s, ETA \(Self.duration(eta))"
+            + (detail.map { "\($0), " } ?? "") + "\(String(format: "%.2f", rate)) \(progress.unit)/s, ETA \(Self.duration(eta))"
         if isTerminal {
             FileHandle.standardError.write(Data("\r\u{1B}[K\(text)".utf8))
             drewLine = true
@@ -37,6 +48,13 @@ public final class ProgressLine: @unchecked Sendable {
             lastLog = Date()
             FileHandle.standardError.write(Data("\(text)\n".utf8))
         }
+    }
+
+    /// A message on its own line, the progress line redrawn below it at the next update.
+    public func note(_ message: String) {
+        let clear = isTerminal && drewLine ? "\r\u{1B}[K" : ""
+        FileHandle.standardError.write(Data("\(clear)\(label): \(message)\n".utf8))
+        drewLine = false
     }
 
     /// Ends the line with a closing message.

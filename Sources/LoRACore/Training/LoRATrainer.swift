@@ -1,0 +1,225 @@
+import Foundation
+
+/// One optimizer step, as the log records it.
+public struct TrainingStepReport: Sendable, Codable, Equatable {
+    public let step: Int
+    public let loss: Double
+    public var evalLoss: Double?
+    public let gradNorm: Double
+    public let lr: Float
+    public let tokens: Int
+    public let tokensPerSecond: Double
+    public let elapsed: Double
+
+    enum CodingKeys: String, CodingKey {
+        case step, loss, gradNorm = "grad_norm", lr, tokens, tokensPerSecond = "tokens_per_second", elapsed, evalLoss = "eval_loss"
+    }
+}
+
+/// What a trainer tells its caller as it goes.
+public enum TrainingEvent: Sendable {
+    case resumed(step: Int, checkpoint: String)
+    case step(TrainingStepReport, totalSteps: Int)
+    case checkpoint(step: Int, folder: String)
+}
+
+/// Fine-tunes LoRA adapters on a frozen model: AdamW over the adapters, the loss on learned
+/// tokens only, checkpoints written atomically into `output`, resumable from the newest one
+/// with exactly the result of an uninterrupted run.
+///
+/// `output` holds: `adapter_model.safetensors` + `adapter_config.json` (the final adapter,
+/// PEFT's format), `train_log.jsonl` (one `TrainingStepReport` a line) and
+/// `checkpoint-N/` (adapter, `optimizer.safetensors` with AdamW's moments,
+/// `trainer_state.json`).
+public final class LoRATrainer: @unchecked Sendable {
+    public let model: LanguageModel
+    public let settings: TrainingSettings
+    public let plan: BatchPlan
+    public let heldOut: TrainingDataset?
+    public let output: String
+    public let memory: TrainingMemory
+    public let recompute: Bool
+    private(set) var optimizer: AdamW
+    private var adapters: [(path: String, adapter: LoRAAdapter)]
+
+    public init(model: LanguageModel, settings: TrainingSettings, train: TrainingDataset, heldOut: TrainingDataset?,
+                output: String) throws(LoRAError) {
+        try settings.validate(model: model.model.config)
+        self.model = model
+        self.settings = settings
+        plan = BatchPlan(dataset: train, settings: settings)
+        self.heldOut = heldOut
+        self.output = output
+        memory = TrainingMemory(config: model.model.config, settings: settings)
+        recompute = memory.recompute(settings)
+        adapters = model.model.attachLoRA(settings.lora, seed: settings.seed)
+        optimizer = AdamW(adapters: adapters, settings: settings.optimizer)
+    }
+
+    public var schedule: LearningRateSchedule {
+        LearningRateSchedule(peak: settings.learningRate, shape: settings.schedule, warmupSteps: settings.warmupSteps, totalSteps: plan.totalSteps)
+    }
+
+    var logPath: String { "\(output)/train_log.jsonl" }
+
+    /// Trains to the last step (from the newest checkpoint when `resume`), writing checkpoints
+    /// and the final adapter. When `shouldStop` turns true it writes a checkpoint after the
+    /// step under way and returns. Returns the reports of the steps it ran.
+    @discardableResult
+    public func run(resume: Bool, shouldStop: () -> Bool = { false }, onEvent: (TrainingEvent) -> Void = { _ in })
+        throws(LoRAError) -> [TrainingStepReport] {
+        do {
+            try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)
+        } catch {
+            throw .unwritableFile(file: output, reason: error.localizedDescription)
+        }
+        var firstStep = 0
+        if resume, let (step, folder) = newestCheckpoint() {
+            try restore(from: folder, step: step)
+            firstStep = step
+            onEvent(.resumed(step: step, checkpoint: folder))
+        }
+        try keepLog(throughStep: firstStep)
+        let totalSteps = plan.totalSteps, start = Date()
+        var reports: [TrainingStepReport] = []
+        var step = firstStep
+        while step < totalSteps {
+            let stepStart = Date()
+            let batches = (0..<settings.gradientAccumulation).map { plan.microBatch(step * settings.gradientAccumulation + $0) }
+            let counted = batches.reduce(0) { $0 + $1.countedTokens }
+            var loss = LossSum()
+            for (offset, batch) in batches.enumerated() {
+                setDropoutSeeds(microBatch: step * settings.gradientAccumulation + offset)
+                loss += model.model.accumulateGradients(batch, lossScale: 1 / Float(max(counted, 1)), recompute: recompute)
+            }
+            setDropoutSeeds(microBatch: nil)
+            let lr = schedule.rate(at: step)
+            let norm = optimizer.update(learningRate: lr)
+            for (_, adapter) in adapters { adapter.zeroGradients() }
+            step += 1
+            let tokens = batches.reduce(0) { $0 + $1.tokens.count }
+            var report = TrainingStepReport(step: step, loss: loss.mean, evalLoss: nil, gradNorm: norm, lr: lr, tokens: tokens,
+                                            tokensPerSecond: Double(tokens) / Date().timeIntervalSince(stepStart),
+                                            elapsed: Date().timeIntervalSince(start))
+            if heldOut != nil, step == totalSteps || settings.evalEvery.map({ step % $0 == 0 }) == true {
+                report.evalLoss = heldOutLoss()
+            }
+            try appendLog(report)
+            reports.append(report)
+            onEvent(.step(report, totalSteps: totalSteps))
+            let stopping = step < totalSteps && shouldStop()
+            if step == totalSteps || stopping || settings.checkpointEvery.map({ step % $0 == 0 }) == true {
+                let folder = try writeCheckpoint(step: step)
+                onEvent(.checkpoint(step: step, folder: folder))
+            }
+            if stopping { return reports }
+        }
+        try model.model.savePEFTAdapter(settings.lora, to: output, baseModel: model.summary.path)
+        return reports
+    }
+
+    /// The mean loss over the held-out examples (no dropout), a micro-batch at a time.
+    public func heldOutLoss() -> Double? {
+        guard let heldOut else { return nil }
+        var loss = LossSum()
+        for start in stride(from: 0, to: heldOut.examples.count, by: settings.batchSize) {
+            let examples = heldOut.examples[start..<min(start + settings.batchSize, heldOut.examples.count)]
+            let batch = TrainingBatch(tokens: examples.flatMap(\.tokens), targets: examples.flatMap(\.targets),
+                                      sequences: examples.map(\.tokens.count))
+            loss += model.model.loss(batch)
+        }
+        return loss.mean
+    }
+
+    /// Each adapter's mask seed for micro-batch `index`, a function of the run's seed alone
+    /// (so a resumed or recomputed pass draws the same masks); nil turns dropout off.
+    private func setDropoutSeeds(microBatch index: Int?) {
+        for (number, (_, adapter)) in adapters.enumerated() {
+            adapter.dropoutSeed = index.map { index in
+                var generator = SeededGenerator(seed: settings.seed &+ UInt64(index) &* 0x1_0000_0001 &+ UInt64(number) &* 0x9E37)
+                return generator.next()
+            }
+        }
+    }
+
+    // MARK: Checkpoints
+
+    private struct TrainerState: Codable {
+        let step: Int
+        let settings: TrainingSettings
+    }
+
+    /// The newest complete checkpoint (complete ones are renamed into place whole).
+    func newestCheckpoint() -> (step: Int, folder: String)? {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: output)) ?? []
+        return names.compactMap { name -> (Int, String)? in
+            guard name.hasPrefix("checkpoint-"), let step = Int(name.dropFirst("checkpoint-".count)) else { return nil }
+            return (step, "\(output)/\(name)")
+        }.max { $0.0 < $1.0 }
+    }
+
+    private func writeCheckpoint(step: Int) throws(LoRAError) -> String {
+        let folder = "\(output)/checkpoint-\(step)"
+        try AtomicFile.writeFolder(folder) { (temporary: String) throws(LoRAError) in
+            try model.model.savePEFTAdapter(settings.lora, to: temporary, baseModel: model.summary.path)
+            try SafetensorsWriter.write(optimizer.momentTensors, to: "\(temporary)/optimizer.safetensors")
+            let state = try! JSONEncoder.sorted.encode(TrainerState(step: step, settings: settings))
+            try AtomicFile.write(state, to: "\(temporary)/trainer_state.json")
+        }
+        return folder
+    }
+
+    private func restore(from folder: String, step: Int) throws(LoRAError) {
+        let statePath = "\(folder)/trainer_state.json"
+        guard let data = FileManager.default.contents(atPath: statePath),
+              let state = try? JSONDecoder().decode(TrainerState.self, from: data) else {
+            throw .malformedFile(file: statePath, problem: "not a trainer state")
+        }
+        guard state.settings == settings else {
+            throw .invalidMetadata(file: statePath, key: "settings", problem: "the checkpoint was made with other training settings; resume with the same ones")
+        }
+        try model.model.attach(PEFTAdapter(folder: folder))
+        adapters = model.model.loraAdapters
+        optimizer = AdamW(adapters: adapters, settings: settings.optimizer)
+        let moments = try SafetensorsFile(path: "\(folder)/optimizer.safetensors")
+        var tensors: [String: Tensor] = [:]
+        for name in moments.tensors.keys { tensors[name] = try moments.values(of: name) }
+        try optimizer.restore(moments: tensors, step: state.step, file: moments.path)
+    }
+
+    // MARK: Log
+
+    /// The log of the run so far (`train_log.jsonl`), one report a step.
+    public var log: [TrainingStepReport] {
+        (FileManager.default.contents(atPath: logPath).flatMap { String(data: $0, encoding: .utf8) } ?? "")
+            .split(separator: "\n").compactMap { try? JSONDecoder().decode(TrainingStepReport.self, from: Data($0.utf8)) }
+    }
+
+    private func appendLog(_ report: TrainingStepReport) throws(LoRAError) {
+        var line = try! JSONEncoder.sorted.encode(report)
+        line.append(UInt8(ascii: "\n"))
+        guard let handle = FileHandle(forWritingAtPath: logPath) else { throw .unwritableFile(file: logPath, reason: "cannot open for appending") }
+        defer { try? handle.close() }
+        do {
+            try handle.seekToEnd()
+            try handle.write(contentsOf: line)
+        } catch {
+            throw .unwritableFile(file: logPath, reason: error.localizedDescription)
+        }
+    }
+
+    /// Keeps the log's complete lines of steps up to `step` (a resumed run rewrites the rest).
+    private func keepLog(throughStep step: Int) throws(LoRAError) {
+        let kept = log.filter { $0.step <= step }.map { String(data: try! JSONEncoder.sorted.encode($0), encoding: .utf8)! + "\n" }
+        try AtomicFile.write(Data(kept.joined().utf8), to: logPath)
+    }
+}
+
+extension JSONEncoder {
+    /// Keys sorted: the same bytes for the same value.
+    static var sorted: JSONEncoder {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return encoder
+    }
+}
