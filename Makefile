@@ -9,12 +9,11 @@ deps:
 model: deps
 	@scripts/fetch-model >/dev/null
 
-# Generation on the default model until the trainer exists: load with progress, chat-format
-# the prompt, stream the answer, print prefill and decode rates.
+# The main job: held-out answers before, a short LoRA fine-tune on the int8 base, the same
+# answers after, the loss curve's ends (scripts/demo; the adapter lands in .build/demo).
 demo: model
 	$(SWIFT) build -c release --product lora
-	.build/release/lora generate --model "$$(scripts/fetch-model)" --max-tokens 120 \
-		--prompt "Explain in three sentences why libraries lend books for free."
+	scripts/demo "$$(scripts/fetch-model)" .build/demo
 
 # Release build: numeric tests on real model sizes crawl at -O0. The benchmark suites
 # are test targets too, and are skipped here (`make bench` runs them).

@@ -113,16 +113,7 @@ extension LlamaModel {
         } catch {
             throw .unwritableFile(file: folder, reason: error.localizedDescription)
         }
-        var tensors: [String: Tensor] = [:]
-        for (module, adapter) in loraAdapters {
-            var b = adapter.b
-            if ropeLayout == .adjacentPairs, module.hasSuffix("q_proj") || module.hasSuffix("k_proj") {
-                b = Self.permuteRowsForAdjacentPairs(b, headDim: config.headDim, inverse: true)
-            }
-            tensors["base_model.model.\(module).lora_A.weight"] = adapter.a
-            tensors["base_model.model.\(module).lora_B.weight"] = b
-        }
-        try SafetensorsWriter.write(tensors, to: "\(folder)/adapter_model.safetensors")
+        try SafetensorsWriter.write(peftTensors(), to: "\(folder)/adapter_model.safetensors")
         let settings: [String: Any] = [
             "alpha_pattern": [String: Any](), "base_model_name_or_path": baseModel ?? NSNull(), "bias": "none",
             "fan_in_fan_out": false, "inference_mode": true, "init_lora_weights": true, "layers_pattern": NSNull(),
@@ -133,6 +124,21 @@ extension LlamaModel {
         ]
         let json = try! JSONSerialization.data(withJSONObject: settings, options: [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes])
         try AtomicFile.write(json, to: "\(folder)/adapter_config.json")
+    }
+
+    /// The attached LoRA adapters' A and B (or, with `gradients`, dL/dA and dL/dB) under
+    /// PEFT's keys (`base_model.model.<module>.lora_A.weight`), in Hugging Face's row order.
+    public func peftTensors(gradients: Bool = false) -> [String: Tensor] {
+        var tensors: [String: Tensor] = [:]
+        for (module, adapter) in loraAdapters {
+            var b = gradients ? adapter.gradientB : adapter.b
+            if ropeLayout == .adjacentPairs, module.hasSuffix("q_proj") || module.hasSuffix("k_proj") {
+                b = Self.permuteRowsForAdjacentPairs(b, headDim: config.headDim, inverse: true)
+            }
+            tensors["base_model.model.\(module).lora_A.weight"] = gradients ? adapter.gradientA : adapter.a
+            tensors["base_model.model.\(module).lora_B.weight"] = b
+        }
+        return tensors
     }
 
     /// llama.cpp's Q/K row order: within each head, row 2i is HF row i and row 2i+1 is HF row

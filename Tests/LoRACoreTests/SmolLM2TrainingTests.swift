@@ -1,0 +1,60 @@
+import Foundation
+import LoRACore
+import Testing
+
+/// One LoRA training step on the real model against PyTorch + PEFT
+/// (scripts/make-smollm2-lora-gradient-fixtures.py): the same adapter, the same two chat
+/// examples (padded and masked there, side by side here), f32 weights.
+@Suite(.serialized, .enabled(if: RealModel.available)) struct SmolLM2TrainingTests {
+    struct Batch: Decodable { let sequences: [[Int32]]; let labels: [[Int32]]; let loss: Double }
+
+    @Test func loraGradientsMatchPyTorchAndPEFT() throws {
+        let batch = try Fixtures.json("smollm2-lora/batch.json", as: Batch.self)
+        let model = RealModel.f32.model
+        defer { model.detachAdapters() }
+        try model.attach(PEFTAdapter(folder: Fixtures.url("smollm2-lora/adapter").path))
+        // labels[t] is the token at t, learned or not: the target of position t - 1
+        let targets: [Int32] = batch.labels.flatMap { labels in
+            labels.indices.map { t in t + 1 < labels.count ? max(labels[t + 1], -1) : -1 }
+        }
+        let training = TrainingBatch(tokens: Array(batch.sequences.joined()), targets: targets, sequences: batch.sequences.map(\.count))
+        let loss = model.accumulateGradients(training, lossScale: 1 / Float(training.countedTokens), recompute: false)
+        print("SmolLM2 f32 LoRA step: loss \(loss.mean) vs PyTorch \(batch.loss)")
+        #expect(abs(loss.mean - batch.loss) <= 1e-4 * batch.loss)
+
+        let reference = try SafetensorsFile(path: Fixtures.url("smollm2-lora/gradients.safetensors").path)
+        let ours = model.peftTensors(gradients: true)
+        #expect(ours.count == reference.tensors.count && ours.count == 42)
+        var worst = 0.0
+        for (key, gradient) in ours {
+            let name = String(key.dropFirst("base_model.model.".count).dropLast(".weight".count))
+            let expected = try reference.values(of: name).scalars
+            let got = gradient.scalars
+            let difference = zip(got, expected).reduce(0.0) { $0 + Double($1.0 - $1.1) * Double($1.0 - $1.1) }.squareRoot()
+            let norm = expected.reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot()
+            #expect(norm > 0 && difference / norm <= 1e-3, "\(name): |ours − PyTorch| / |PyTorch| = \(difference / norm)")
+            worst = max(worst, difference / norm)
+        }
+        print("SmolLM2 f32 LoRA gradients vs PyTorch + PEFT: worst |diff| / |ref| per tensor = \(worst)")
+    }
+
+    /// Saving writes back the adapter PEFT wrote: same keys, same values (Q/K rows of lora_B
+    /// un-permuted from the GGUF order), a config PEFT's loader reads.
+    @Test func savedAdapterRoundTripsPEFTsFiles() throws {
+        let model = RealModel.f32.model
+        defer { model.detachAdapters() }
+        let original = try PEFTAdapter(folder: Fixtures.url("smollm2-lora/adapter").path)
+        try model.attach(original)
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("swift-lora-save-\(getpid())").path
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        try model.savePEFTAdapter(LoRAConfiguration(rank: 4, alpha: 8, layers: [0, 14, 29]), to: folder)
+        let written = try SafetensorsFile(path: "\(folder)/adapter_model.safetensors")
+        let source = try SafetensorsFile(path: Fixtures.url("smollm2-lora/adapter/adapter_model.safetensors").path)
+        #expect(Set(written.tensors.keys) == Set(source.tensors.keys))
+        for key in source.tensors.keys { #expect(try written.values(of: key).scalars == source.values(of: key).scalars, "\(key)") }
+        let reloaded = try PEFTAdapter(folder: folder)
+        #expect(reloaded.rank == 4 && reloaded.alpha == 8 && reloaded.modules.count == 21)
+        let config = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(folder)/adapter_config.json"))) as? [String: Any]
+        #expect(config?["peft_type"] as? String == "LORA" && config?["layers_to_transform"] as? [Int] == [0, 14, 29])
+    }
+}
