@@ -44,15 +44,13 @@ public struct TrainingDataset: Sendable {
             guard let object = (try? JSONSerialization.jsonObject(with: Data(trimmed.utf8))) as? [String: Any] else {
                 throw fail("not a JSON object")
             }
-            var (tokens, learned) = try tokenize(object, model: model, trainOnPrompt: trainOnPrompt, fail: fail)
-            tokens = Array(tokens.prefix(sequenceLength))
-            learned = Array(learned.prefix(sequenceLength))
-            guard learned.dropFirst().contains(true) else {
-                throw fail(learned.contains(true)
-                    ? "nothing left to learn within --seq-len \(sequenceLength) (the prompt takes \(learned.firstIndex(of: true)!) tokens)"
-                    : "nothing to learn: no assistant or completion tokens")
+            let (tokens, learned) = try tokenize(object, model: model, trainOnPrompt: trainOnPrompt, fail: fail)
+            guard let firstLearned = learned.firstIndex(of: true) else { throw fail("nothing to learn: no assistant or completion tokens") }
+            guard firstLearned < sequenceLength else {
+                throw fail("nothing left to learn within --seq-len \(sequenceLength) (the prompt takes \(firstLearned) tokens)")
             }
-            examples.append(TrainingExample(tokens: tokens, learned: learned, line: index + 1))
+            examples.append(TrainingExample(tokens: Array(tokens.prefix(sequenceLength)), learned: Array(learned.prefix(sequenceLength)),
+                                            line: index + 1))
         }
         guard !examples.isEmpty else { throw .malformedFile(file: path, problem: "no examples") }
         return TrainingDataset(file: path, examples: examples)
