@@ -27,6 +27,7 @@ bench: model
 	$(SWIFT) build -c release --build-tests
 	$(SWIFT) test -c release --skip-build --filter KernelBenchmarks
 	SWIFT_LORA_MODEL="$$(scripts/fetch-model)" $(SWIFT) test -c release --skip-build --filter InferenceBenchmarks
+	SWIFT_LORA_MODEL="$$(scripts/fetch-model)" $(SWIFT) test -c release --skip-build --filter TrainingBenchmarks
 	@python3 -c 'import numpy' 2>/dev/null || python3 -m pip install --quiet numpy
 	python3 scripts/peer-numpy-sgemm.py
 
@@ -37,6 +38,8 @@ bench-peers: model
 	test -x $(PEERS)/bin/python || python3 -m venv $(PEERS)
 	CMAKE_ARGS=-DGGML_NATIVE=ON $(PEERS)/bin/pip install --quiet llama-cpp-python==0.3.36 torch transformers accelerate gguf
 	$(PEERS)/bin/python scripts/peer-inference.py "$$(scripts/fetch-model)"
+	$(PEERS)/bin/pip install --quiet torch==2.13.0 peft
+	$(PEERS)/bin/python scripts/peer-training.py "$$(scripts/fetch-model)" 2
 
 # Regenerates the reference fixtures the tests read (transformers, tokenizers, Jinja2, llama.cpp).
 fixtures: model
@@ -45,6 +48,8 @@ fixtures: model
 		gguf tokenizers sentencepiece protobuf jinja2
 	$(PEERS)/bin/python scripts/make-smollm2-fixtures.py "$$(scripts/fetch-model)"
 	$(PEERS)/bin/python scripts/make-tiny-llama2-fixtures.py
+	$(PEERS)/bin/pip install --quiet peft safetensors
+	$(PEERS)/bin/python scripts/make-smollm2-lora-gradient-fixtures.py "$$(scripts/fetch-model)"
 
 clean:
 	rm -rf .build

@@ -95,6 +95,11 @@ let package = Package(
             dependencies: ["LoRACore"],
             path: "Benchmarks/InferenceBenchmarks"
         ),
+        .testTarget(
+            name: "TrainingBenchmarks",
+            dependencies: ["LoRACore"],
+            path: "Benchmarks/TrainingBenchmarks"
+        ),
 
         // MARK: Examples
         .executableTarget(
