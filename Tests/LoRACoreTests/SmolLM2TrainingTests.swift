@@ -4,14 +4,15 @@ import Testing
 
 /// One LoRA training step on the real model against PyTorch + PEFT
 /// (scripts/make-smollm2-lora-gradient-fixtures.py): the same adapter, the same two chat
-/// examples (padded and masked there, side by side here), f32 weights.
+/// examples (padded and masked there, side by side here), f32 weights. Each test loads its
+/// own model: attaching adapters to RealModel's shared one would change the logits other
+/// suites check at the same time.
 @Suite(.serialized, .enabled(if: RealModel.available)) struct SmolLM2TrainingTests {
     struct Batch: Decodable { let sequences: [[Int32]]; let labels: [[Int32]]; let loss: Double }
 
     @Test func loraGradientsMatchPyTorchAndPEFT() throws {
         let batch = try Fixtures.json("smollm2-lora/batch.json", as: Batch.self)
-        let model = RealModel.f32.model
-        defer { model.detachAdapters() }
+        let model = try LanguageModel.load(path: RealModel.path!, precision: .f32).model
         try model.attach(PEFTAdapter(folder: Fixtures.url("smollm2-lora/adapter").path))
         // labels[t] is the token at t, learned or not: the target of position t - 1
         let targets: [Int32] = batch.labels.flatMap { labels in
@@ -41,8 +42,7 @@ import Testing
     /// Saving writes back the adapter PEFT wrote: same keys, same values (Q/K rows of lora_B
     /// un-permuted from the GGUF order), a config PEFT's loader reads.
     @Test func savedAdapterRoundTripsPEFTsFiles() throws {
-        let model = RealModel.f32.model
-        defer { model.detachAdapters() }
+        let model = try LanguageModel.load(path: RealModel.path!, precision: .f32).model
         let original = try PEFTAdapter(folder: Fixtures.url("smollm2-lora/adapter").path)
         try model.attach(original)
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("swift-lora-save-\(getpid())").path
