@@ -85,19 +85,21 @@ let package = Package(
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation"]),
 
         // MARK: Benchmarks (XCTest suites that print JSON lines; `make bench`)
+        // The JSON-line reporter and environment every suite shares.
+        .target(name: "BenchmarkSupport", path: "Benchmarks/BenchmarkSupport"),
         .testTarget(
             name: "KernelBenchmarks",
-            dependencies: ["LoRACore", "CKernels"],
+            dependencies: ["LoRACore", "CKernels", "BenchmarkSupport"],
             path: "Benchmarks/KernelBenchmarks"
         ),
         .testTarget(
             name: "InferenceBenchmarks",
-            dependencies: ["LoRACore"],
+            dependencies: ["LoRACore", "BenchmarkSupport"],
             path: "Benchmarks/InferenceBenchmarks"
         ),
         .testTarget(
             name: "TrainingBenchmarks",
-            dependencies: ["LoRACore"],
+            dependencies: ["LoRACore", "BenchmarkSupport"],
             path: "Benchmarks/TrainingBenchmarks"
         ),
 

@@ -1,5 +1,6 @@
 import Foundation
 import LoRACore
+import BenchmarkSupport
 import XCTest
 
 /// Model throughput on the real model, one JSON object per line:
@@ -8,30 +9,7 @@ import XCTest
 /// same work on the exact-f32 model (OpenBLAS sgemm) in the same run; scripts/peer-inference.py
 /// measures llama.cpp and PyTorch on the same file.
 final class InferenceBenchmarks: XCTestCase {
-    static let suite = "inference"
-
-    func emit(_ name: String, _ value: Double, unit: String, baseline: String, baselineValue: Double) {
-        func format(_ v: Double) -> String { String(format: "%.4g", v) }
-        let fields: [(String, String)] = [
-            ("suite", "\"\(Self.suite)\""), ("name", "\"\(name)\""), ("value", format(value)), ("unit", "\"\(unit)\""),
-            ("baseline", "\"\(baseline)\""), ("baseline_value", format(baselineValue)), ("ratio", format(value / baselineValue)),
-        ]
-        print("{" + fields.map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",") + "}")
-        fflush(nil)
-    }
-
-    static var modelPath: String {
-        let environment = ProcessInfo.processInfo.environment
-        let cache = environment["SWIFT_LORA_CACHE"] ?? "\(NSHomeDirectory())/.cache/swift-lora"
-        return environment["SWIFT_LORA_MODEL"] ?? "\(cache)/SmolLM2-135M-Instruct.Q4_1.gguf"
-    }
-
-    /// Peak resident memory of this process so far, MiB.
-    static func peakRSS() -> Double {
-        var usage = rusage()
-        getrusage(RUSAGE_SELF.rawValue, &usage)
-        return Double(usage.ru_maxrss) / 1024
-    }
+    static let report = BenchmarkReport(suite: "inference")
 
     /// Prefill of a 512-token prompt and 128 greedy decode steps after it, through the
     /// Generator as an application runs them (prefill in its chunks); best of 3 and of 2.
@@ -50,26 +28,26 @@ final class InferenceBenchmarks: XCTestCase {
     }
 
     func testPrefillAndDecode() throws {
-        let path = Self.modelPath
+        let path = BenchmarkEnvironment.modelPath
         print("# \(KernelRuntime.instructionSet.rawValue), \(KernelRuntime.threads) threads, \(KernelRuntime.blasBackend), \(path)")
         let int8 = try LanguageModel.load(path: path, precision: .int8)
-        let rssAfterLoad = Self.peakRSS()
+        let rssAfterLoad = BenchmarkEnvironment.peakRSS()
         let text = String(repeating: "The library opens at nine in the morning and closes at six in the evening. ", count: 80)
         let prompt = Array(int8.tokenizer.encode(text, parseSpecial: false, addBOS: nil).prefix(512))
         XCTAssertEqual(prompt.count, 512)
         let fast = measure(int8, prompt: prompt)
-        let rss = Self.peakRSS()
+        let rss = BenchmarkEnvironment.peakRSS()
         let f32 = try LanguageModel.load(path: path, precision: .f32)
         let exact = measure(f32, prompt: prompt)
-        emit("prefill_512_int8", fast.prefill, unit: "tok/s", baseline: "prefill_512_f32_openblas", baselineValue: exact.prefill)
-        emit("decode_128_int8", fast.decode, unit: "tok/s", baseline: "decode_128_f32_openblas", baselineValue: exact.decode)
-        emit("peak_rss_int8", rss, unit: "MiB", baseline: "peak_rss_after_load", baselineValue: rssAfterLoad)
+        Self.report.emit("prefill_512_int8", fast.prefill, unit: "tok/s", baseline: "prefill_512_f32_openblas", baselineValue: exact.prefill)
+        Self.report.emit("decode_128_int8", fast.decode, unit: "tok/s", baseline: "decode_128_f32_openblas", baselineValue: exact.decode)
+        Self.report.emit("peak_rss_int8", rss, unit: "MiB", baseline: "peak_rss_after_load", baselineValue: rssAfterLoad)
     }
 
     /// Encoding 1 MB of mixed text (words, digits, code, accents, CJK, emoji) with the
     /// model's tokenizer, verified to decode back; the goal is well under a second.
     func testTokenizeOneMegabyte() throws {
-        let tokenizer = try makeTokenizer(gguf: GGUFFile(path: Self.modelPath))
+        let tokenizer = try makeTokenizer(gguf: GGUFFile(path: BenchmarkEnvironment.modelPath))
         let sample = """
             The library opens at 9:00 and closes at 18:30; visitors borrow up to 5 books. \
             Café naïve — “quotes” 😀 中文字符 日本語. def f(x):\n    return x ** 2  # square\n\n
@@ -82,6 +60,6 @@ final class InferenceBenchmarks: XCTestCase {
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         XCTAssertEqual(tokenizer.decode(ids), text)
         let megabytes = Double(text.utf8.count) / 1e6
-        emit("tokenize_1MB", megabytes / seconds, unit: "MB/s", baseline: "goal_1MB_per_second", baselineValue: 1)
+        Self.report.emit("tokenize_1MB", megabytes / seconds, unit: "MB/s", baseline: "goal_1MB_per_second", baselineValue: 1)
     }
 }

@@ -1,26 +1,16 @@
 import CKernels
 import Foundation
 import LoRACore
+import BenchmarkSupport
 import XCTest
 
 /// Kernel throughput, printed as one JSON object per line:
 /// `swift test -c release --filter KernelBenchmarks`. Each figure is verified first and
 /// set against a baseline measured in the same run.
 final class KernelBenchmarks: XCTestCase {
-    static let suite = "kernels"
+    static let report = BenchmarkReport(suite: "kernels")
     /// SmolLM2-135M's projection shapes (K x N) and one Llama-2-7B MLP shape.
     static let shapes: [(k: Int, n: Int)] = [(576, 1536), (1536, 576), (576, 576), (4096, 11008)]
-
-    func emit(_ name: String, _ value: Double, unit: String, baseline: String, baselineValue: Double) {
-        let fields: [(String, String)] = [
-            ("suite", "\"\(Self.suite)\""), ("name", "\"\(name)\""), ("value", format(value)), ("unit", "\"\(unit)\""),
-            ("baseline", "\"\(baseline)\""), ("baseline_value", format(baselineValue)), ("ratio", format(value / baselineValue)),
-        ]
-        print("{" + fields.map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",") + "}")
-        fflush(nil)  // flush every stream: stdout itself is shared mutable state to Swift 6
-    }
-
-    func format(_ v: Double) -> String { String(format: "%.4g", v) }
 
     /// Best wall time of `body` over at least 3 runs and at least `budget` seconds.
     func bestTime(budget: Double = 0.6, _ body: () -> Void) -> Double {
@@ -82,11 +72,11 @@ final class KernelBenchmarks: XCTestCase {
 
                 let forward = bestTime { _ = Kernels.matmul(x, w) }
                 let forwardBase = openBLASSeconds(m: m, n: n, k: k, a: x, b: wF32, transposeB: true)
-                emit("gemm_int8_fwd_\(shape)", flops / forward / 1e9, unit: "GFLOP/s", baseline: "openblas_sgemm",
+                Self.report.emit("gemm_int8_fwd_\(shape)", flops / forward / 1e9, unit: "GFLOP/s", baseline: "openblas_sgemm",
                      baselineValue: flops / forwardBase / 1e9)
                 let backward = bestTime { _ = Kernels.matmulBackwardData(dy, w) }
                 let backwardBase = openBLASSeconds(m: m, n: k, k: n, a: dy, b: wF32, transposeB: false)
-                emit("gemm_int8_bwd_data_\(shape)", flops / backward / 1e9, unit: "GFLOP/s", baseline: "openblas_sgemm",
+                Self.report.emit("gemm_int8_bwd_data_\(shape)", flops / backward / 1e9, unit: "GFLOP/s", baseline: "openblas_sgemm",
                      baselineValue: flops / backwardBase / 1e9)
             }
         }
@@ -109,7 +99,7 @@ final class KernelBenchmarks: XCTestCase {
             let y = Kernels.matmul(x, w)
             XCTAssertLessThan(relativeError(y, Kernels.matmul(x, w, activations: .f32)), 0.02, "gemv \(k)x\(n)")
             let seconds = bestTime(budget: 0.3) { _ = Kernels.matmul(x, w) }
-            emit("gemv_int8_1x\(k)x\(n)", Double(w.byteCount) / seconds / 1e9, unit: "GB/s", baseline: "memcpy",
+            Self.report.emit("gemv_int8_1x\(k)x\(n)", Double(w.byteCount) / seconds / 1e9, unit: "GB/s", baseline: "memcpy",
                  baselineValue: copyRate)
         }
     }

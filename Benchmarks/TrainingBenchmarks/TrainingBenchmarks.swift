@@ -1,5 +1,6 @@
 import Foundation
 import LoRACore
+import BenchmarkSupport
 import XCTest
 
 /// LoRA training throughput on the real model, one JSON object per line:
@@ -9,29 +10,7 @@ import XCTest
 /// on the exact-f32 model (OpenBLAS sgemm) in the same run; scripts/peer-training.py
 /// measures PyTorch + PEFT on the same configuration.
 final class TrainingBenchmarks: XCTestCase {
-    static let suite = "training"
-
-    func emit(_ name: String, _ value: Double, unit: String, baseline: String, baselineValue: Double) {
-        func format(_ v: Double) -> String { String(format: "%.4g", v) }
-        let fields: [(String, String)] = [
-            ("suite", "\"\(Self.suite)\""), ("name", "\"\(name)\""), ("value", format(value)), ("unit", "\"\(unit)\""),
-            ("baseline", "\"\(baseline)\""), ("baseline_value", format(baselineValue)), ("ratio", format(value / baselineValue)),
-        ]
-        print("{" + fields.map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",") + "}")
-        fflush(nil)
-    }
-
-    static var modelPath: String {
-        let environment = ProcessInfo.processInfo.environment
-        let cache = environment["SWIFT_LORA_CACHE"] ?? "\(NSHomeDirectory())/.cache/swift-lora"
-        return environment["SWIFT_LORA_MODEL"] ?? "\(cache)/SmolLM2-135M-Instruct.Q4_1.gguf"
-    }
-
-    static func peakRSS() -> Double {
-        var usage = rusage()
-        getrusage(RUSAGE_SELF.rawValue, &usage)
-        return Double(usage.ru_maxrss) / 1024
-    }
+    static let report = BenchmarkReport(suite: "training")
 
     /// 4 sequences of 256 token ids, every position learned.
     static func batch(vocab: Int) -> TrainingBatch {
@@ -73,20 +52,20 @@ final class TrainingBenchmarks: XCTestCase {
     }
 
     func testLoRAStepThroughput() throws {
-        try XCTSkipUnless(FileManager.default.fileExists(atPath: Self.modelPath), "no model at \(Self.modelPath)")
-        let int8 = try LanguageModel.load(path: Self.modelPath, precision: .int8)
+        try XCTSkipUnless(FileManager.default.fileExists(atPath: BenchmarkEnvironment.modelPath), "no model at \(BenchmarkEnvironment.modelPath)")
+        let int8 = try LanguageModel.load(path: BenchmarkEnvironment.modelPath, precision: .int8)
         let quantized = measure(int8, steps: 4)
-        let rss = Self.peakRSS()
+        let rss = BenchmarkEnvironment.peakRSS()
         XCTAssert(quantized.loss.isFinite && quantized.loss > 0)
-        let exact = measure(try LanguageModel.load(path: Self.modelPath, precision: .f32), steps: 2)
+        let exact = measure(try LanguageModel.load(path: BenchmarkEnvironment.modelPath, precision: .f32), steps: 2)
         let tokens = 1024.0
-        emit("train_step_int8_r16_b4x256", tokens / quantized.step, unit: "tok/s", baseline: "same step, exact f32 weights (OpenBLAS)",
+        Self.report.emit("train_step_int8_r16_b4x256", tokens / quantized.step, unit: "tok/s", baseline: "same step, exact f32 weights (OpenBLAS)",
              baselineValue: tokens / exact.step)
         let backward = quantized.step - quantized.forward - quantized.optimizer
         let exactBackward = exact.step - exact.forward - exact.optimizer
-        emit("train_forward_and_loss_int8", quantized.forward * 1000, unit: "ms", baseline: "f32", baselineValue: exact.forward * 1000)
-        emit("train_backward_int8", backward * 1000, unit: "ms", baseline: "f32", baselineValue: exactBackward * 1000)
-        emit("train_adamw_int8", quantized.optimizer * 1000, unit: "ms", baseline: "f32", baselineValue: exact.optimizer * 1000)
-        emit("train_peak_rss_int8", rss, unit: "MiB", baseline: "int8 weights in memory", baselineValue: Double(int8.summary.modelBytes) / 1_048_576)
+        Self.report.emit("train_forward_and_loss_int8", quantized.forward * 1000, unit: "ms", baseline: "f32", baselineValue: exact.forward * 1000)
+        Self.report.emit("train_backward_int8", backward * 1000, unit: "ms", baseline: "f32", baselineValue: exactBackward * 1000)
+        Self.report.emit("train_adamw_int8", quantized.optimizer * 1000, unit: "ms", baseline: "f32", baselineValue: exact.optimizer * 1000)
+        Self.report.emit("train_peak_rss_int8", rss, unit: "MiB", baseline: "int8 weights in memory", baselineValue: Double(int8.summary.modelBytes) / 1_048_576)
     }
 }

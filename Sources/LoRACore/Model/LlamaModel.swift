@@ -61,16 +61,7 @@ public final class LlamaModel: @unchecked Sendable {
         let sequences = sequences ?? [tokens.count]
         precondition(sequences.allSatisfy { $0 > 0 } && sequences.reduce(0, +) == tokens.count && (cache == nil || sequences.count == 1),
                      "LlamaModel.forward: sequences \(sequences) for \(tokens.count) tokens\(cache == nil ? "" : " with a cache")")
-        let positions = Self.positions(sequences, start: cache?.count ?? 0)
-        var x = embedTokens(tokens)
-        var kept: [LlamaDecoderLayer.Activations] = []
-        for (index, layer) in layers.enumerated() {
-            let (output, activations) = layer(x, positions: positions, sequences: sequences, frequencies: ropeFrequencies,
-                                              layout: ropeLayout, cache: cache.map { ($0, index) }, keep: keepActivations)
-            if let activations { kept.append(activations) }
-            x = output
-        }
-        cache?.append(tokens)
+        let (x, kept) = decoderLayers(tokens, sequences: sequences, cache: cache, keep: keepActivations)
         let finalInput = rows == .last && !keepActivations ? x.rows(tokens.count - 1..<tokens.count) : x
         let (normed, rstd) = norm(finalInput)
         let logits: Tensor?
@@ -81,6 +72,22 @@ public final class LlamaModel: @unchecked Sendable {
         }
         let activations = keepActivations ? Activations(layers: kept, finalInput: x, finalRstd: rstd, finalNormed: normed) : nil
         return (logits, activations)
+    }
+
+    /// The decoder layers over `tokens` (checked by the caller): the last layer's output
+    /// [tokens, dim] and, with `keep`, every layer's activations. Appends to `cache`.
+    func decoderLayers(_ tokens: [Int32], sequences: [Int], cache: KVCache?, keep: Bool) -> (Tensor, [LlamaDecoderLayer.Activations]) {
+        let positions = Self.positions(sequences, start: cache?.count ?? 0)
+        var x = embedTokens(tokens)
+        var kept: [LlamaDecoderLayer.Activations] = []
+        for (index, layer) in layers.enumerated() {
+            let (output, activations) = layer(x, positions: positions, sequences: sequences, frequencies: ropeFrequencies,
+                                              layout: ropeLayout, cache: cache.map { ($0, index) }, keep: keep)
+            if let activations { kept.append(activations) }
+            x = output
+        }
+        cache?.append(tokens)
+        return (x, kept)
     }
 
     /// Each token's position: counting from `start` within each sequence.

@@ -65,10 +65,7 @@ public final class AdamW: @unchecked Sendable {
             guard savedM.shape == m.shape, savedV.shape == v.shape else {
                 throw .tensorShapeMismatch(file: file, tensor: "\(name).exp_avg", expected: m.shape, actual: savedM.shape)
             }
-            Kernels.scale(m, by: 0)
-            Kernels.add(savedM, into: m)
-            Kernels.scale(v, by: 0)
-            Kernels.add(savedV, into: v)
+            moments[name] = (savedM, savedV)
         }
         self.step = step
     }

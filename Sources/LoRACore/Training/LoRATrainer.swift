@@ -123,10 +123,7 @@ public final class LoRATrainer: @unchecked Sendable {
         guard let heldOut else { return nil }
         var loss = LossSum()
         for start in stride(from: 0, to: heldOut.examples.count, by: settings.batchSize) {
-            let examples = heldOut.examples[start..<min(start + settings.batchSize, heldOut.examples.count)]
-            let batch = TrainingBatch(tokens: examples.flatMap(\.tokens), targets: examples.flatMap(\.targets),
-                                      sequences: examples.map(\.tokens.count))
-            loss += model.model.loss(batch)
+            loss += model.model.loss(TrainingBatch(examples: heldOut.examples[start..<min(start + settings.batchSize, heldOut.examples.count)]))
         }
         return loss.mean
     }

@@ -16,6 +16,11 @@ public struct TrainingBatch: Sendable, Equatable {
         self.sequences = sequences
     }
 
+    /// Examples one after another, one sequence each.
+    public init(examples: some Collection<TrainingExample>) {
+        self.init(tokens: examples.flatMap(\.tokens), targets: examples.flatMap(\.targets), sequences: examples.map(\.tokens.count))
+    }
+
     /// Targets the loss counts.
     public var countedTokens: Int { targets.count { $0 >= 0 } }
 }
@@ -89,18 +94,8 @@ extension LlamaModel {
     /// The summed loss over `batch`'s counted targets, without gradients (held-out loss).
     public func loss(_ batch: TrainingBatch) -> LossSum {
         guard batch.countedTokens > 0 else { return LossSum() }
-        return headLoss(finalNormed(batch), targets: batch.targets, gradientScale: nil).loss
-    }
-
-    /// The final norm's output for a batch (the head's input).
-    private func finalNormed(_ batch: TrainingBatch) -> Tensor {
-        let positions = Self.positions(batch.sequences, start: 0)
-        var x = embedTokens(batch.tokens)
-        for layer in layers {
-            x = layer(x, positions: positions, sequences: batch.sequences, frequencies: ropeFrequencies, layout: ropeLayout,
-                      cache: nil, keep: false).0
-        }
-        return norm(x).output
+        let (x, _) = decoderLayers(batch.tokens, sequences: batch.sequences, cache: nil, keep: false)
+        return headLoss(norm(x).output, targets: batch.targets, gradientScale: nil).loss
     }
 
     /// Cross-entropy of the head's predictions at the counted rows of `normed` [tokens, dim],

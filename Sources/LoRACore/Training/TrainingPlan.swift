@@ -74,8 +74,7 @@ public struct BatchPlan: Sendable {
         let epoch = index / epochBatchCount
         let sequences = Self.batches(dataset: dataset, settings: settings, epoch: epoch)[index % epochBatchCount]
         let examples = sequences.flatMap { $0.map { dataset.examples[$0] } }
-        return TrainingBatch(tokens: examples.flatMap(\.tokens), targets: examples.flatMap(\.targets),
-                             sequences: examples.map(\.tokens.count))
+        return TrainingBatch(examples: examples)
     }
 
     /// One epoch: examples in an order shuffled from (seed, epoch), one per sequence or packed
