@@ -44,6 +44,31 @@ final class InferenceBenchmarks: XCTestCase {
         Self.report.emit("peak_rss_int8", rss, unit: "MiB", baseline: "peak_rss_after_load", baselineValue: rssAfterLoad)
     }
 
+    /// 32 chat prompts × 128 greedy tokens (no stop token, so every sequence runs the
+    /// whole length): aggregate generated tokens/s of batched generation (all 32 at once)
+    /// against one prompt at a time, same model, same run. Checks first that both produce
+    /// the same number of tokens.
+    func testBatchedGeneration() throws {
+        let model = try LanguageModel.load(path: BenchmarkEnvironment.modelPath, precision: .int8)
+        let generator = Generator(model: model.model, tokenizer: model.tokenizer)
+        let topics = ["rivers", "bread", "chess", "volcanoes", "bicycles", "owls", "tea", "glaciers"]
+        let prompts = (0..<32).map { i in
+            model.encodeChat([.user("Write \(i % 4 + 2) sentences about \(topics[i % topics.count]), number \(i).")])
+        }
+        let stop = StopConditions(maxTokens: 128, stopTokens: [])
+        func seconds(_ work: () -> [GenerationSummary]) -> Double {
+            let start = Date()
+            let summaries = work()
+            XCTAssertEqual(summaries.map(\.generatedTokens), Array(repeating: 128, count: prompts.count))
+            return Date().timeIntervalSince(start)
+        }
+        let tokens = Double(prompts.count * 128)
+        let single = seconds { prompts.map { generator.generate(prompt: $0, stop: stop) } }
+        let batched = seconds { generator.generate(prompts: prompts, stop: stop, batchSize: 32) }
+        Self.report.emit("batched_generation_32x128_int8", tokens / batched, unit: "tok/s",
+                         baseline: "one_at_a_time_32x128_int8", baselineValue: tokens / single)
+    }
+
     /// Encoding 1 MB of mixed text (words, digits, code, accents, CJK, emoji) with the
     /// model's tokenizer, verified to decode back; the goal is well under a second.
     func testTokenizeOneMegabyte() throws {

@@ -84,69 +84,124 @@ size_t ck_attention_workspace_size(int t, int s, int head_dim, int kv_half) {
     return (size_t)ck_threads() * thread_scratch(t, s, head_dim, kv_half) * sizeof(float);
 }
 
+// One task: query rows [r0, r0 + ATTN_ROWS) of head h of one sequence, with `mine` the
+// calling thread's scratch.
+static void attention_task(const float *q, int t, int heads, int kv_heads, int head_dim, const float *k, const void *v,
+                           int s, int ldkv, const void *kt, int ldkt, int kv_half, float scale, float *out, float *probs,
+                           int h, int r0, float *mine) {
+    const int group = heads / kv_heads, offset = s - t, ldq = heads * head_dim;
+    const int scratch_rows = t < ATTN_ROWS ? t : ATTN_ROWS;
+    const int rows = t - r0 < ATTN_ROWS ? t - r0 : ATTN_ROWS;
+    const int visible = offset + r0 + rows;  // keys the last row of the block sees
+    const float *qh = q + (size_t)r0 * ldq + (size_t)h * head_dim;
+    const size_t c = (size_t)(h / group) * head_dim;  // this head's kv columns
+    float *p = probs ? probs + ((size_t)h * t + r0) * s : mine;
+    const int ldp = probs ? s : visible;
+    float *oh = out + (size_t)r0 * ldq + (size_t)h * head_dim;
+    if (kv_half && rows == 1) {
+        scores_transposed_f16(qh, (const _Float16 *)kt + c * ldkt, ldkt, head_dim, visible, p);
+    } else if (kv_half) {
+        // sgemm reads f32: widen the keys and values this block sees
+        float *kts = mine + (size_t)scratch_rows * s, *vs = kts + (size_t)head_dim * s;
+        widen((const _Float16 *)kt + c * ldkt, ldkt, head_dim, visible, kts, visible);
+        widen((const _Float16 *)v + c, ldkv, visible, head_dim, vs, head_dim);
+        ck_sgemm_serial(0, 0, rows, visible, head_dim, 1.0f, qh, ldq, kts, visible, 0.0f, p, ldp);
+    } else if (rows == 1 && kt) {
+        // decoding has one query row: sgemm's call overhead would outweigh the work there
+        scores_transposed_f32(qh, (const float *)kt + c * ldkt, ldkt, head_dim, visible, p);
+    } else if (rows == 1) {
+        scores_direct(qh, k + c, ldkv, head_dim, visible, p);
+    } else if (kt) {
+        ck_sgemm_serial(0, 0, rows, visible, head_dim, 1.0f, qh, ldq, (const float *)kt + c * ldkt, ldkt, 0.0f, p, ldp);
+    } else {
+        ck_sgemm_serial(0, 1, rows, visible, head_dim, 1.0f, qh, ldq, k + c, ldkv, 0.0f, p, ldp);
+    }
+    for (int i = 0; i < rows; i++) {
+        ck_softmax_causal_row(p + (size_t)i * ldp, visible, offset + r0 + i + 1, scale);
+        if (probs) memset(p + (size_t)i * ldp + visible, 0, (size_t)(s - visible) * sizeof(float));
+    }
+    if (kv_half && rows == 1) {
+        mix_f16(p, (const _Float16 *)v + c, ldkv, head_dim, visible, oh);
+    } else if (kv_half) {
+        const float *vs = mine + (size_t)scratch_rows * s + (size_t)head_dim * s;
+        ck_sgemm_serial(0, 0, rows, head_dim, visible, 1.0f, p, ldp, vs, head_dim, 0.0f, oh, ldq);
+    } else if (rows == 1) {
+        mix_f32(p, (const float *)v + c, ldkv, head_dim, visible, oh);
+    } else {
+        ck_sgemm_serial(0, 0, rows, head_dim, visible, 1.0f, p, ldp, (const float *)v + c, ldkv, 0.0f, oh, ldq);
+    }
+}
+
+static int attention_shape_ok(int t, int s, int heads, int kv_heads, int head_dim, int ldkv, const void *kt, int ldkt,
+                              int kv_half) {
+    return t >= 0 && s >= t && heads > 0 && kv_heads > 0 && heads % kv_heads == 0 && head_dim > 0 &&
+           ldkv >= kv_heads * head_dim && (!kt || ldkt >= s) && (!kv_half || kt);
+}
+
+static float *thread_workspace(void *workspace, size_t scratch) {
+#ifdef _OPENMP
+    return workspace ? (float *)workspace + (size_t)omp_get_thread_num() * scratch : NULL;
+#else
+    return workspace;
+#endif
+}
+
 ck_status ck_attention_fwd(const float *q, int t, int heads, int kv_heads, int head_dim, const float *k,
                            const void *v, int s, int ldkv, const void *kt, int ldkt, int kv_half, float scale,
                            float *out, float *probs, void *workspace, size_t workspace_size) {
-    if (t < 0 || s < t || heads <= 0 || kv_heads <= 0 || heads % kv_heads || head_dim <= 0 ||
-        ldkv < kv_heads * head_dim || (kt && ldkt < s) || (kv_half && !kt))
-        return CK_ERR_SHAPE;
+    if (!attention_shape_ok(t, s, heads, kv_heads, head_dim, ldkv, kt, ldkt, kv_half)) return CK_ERR_SHAPE;
     if (t == 0) return CK_OK;
     if (!q || (!k && !kt) || !v || !out) return CK_ERR_NULL;
     const size_t scratch = thread_scratch(t, s, head_dim, kv_half);
     if ((!probs || (kv_half && t > 1)) && (!workspace || workspace_size < ck_attention_workspace_size(t, s, head_dim, kv_half)))
         return CK_ERR_WORKSPACE;
-    const int group = heads / kv_heads, offset = s - t, ldq = heads * head_dim;
     const int row_blocks = ck_div_up(t, ATTN_ROWS), tasks = heads * row_blocks;
-    const int scratch_rows = t < ATTN_ROWS ? t : ATTN_ROWS;
-    const int nt = ck_threads();
     // static,1 interleaves heads and row blocks, whose causal costs differ, over the threads
-#pragma omp parallel for schedule(static, 1) num_threads(nt) if (tasks > 1 && (long)t * s * head_dim >= 4096)
+#pragma omp parallel for schedule(static, 1) num_threads(ck_threads()) if (tasks > 1 && (long)t * s * head_dim >= 4096)
+    for (int task = 0; task < tasks; task++)
+        attention_task(q, t, heads, kv_heads, head_dim, k, v, s, ldkv, kt, ldkt, kv_half, scale, out, probs,
+                       task / row_blocks, (task % row_blocks) * ATTN_ROWS, thread_workspace(workspace, scratch));
+    return CK_OK;
+}
+
+size_t ck_attention_cached_batch_workspace_size(int n, const int *t, const int *s, int head_dim, int kv_half) {
+    size_t scratch = 0;
+    for (int i = 0; i < n; i++) {
+        const size_t one = thread_scratch(t[i], s[i], head_dim, kv_half);
+        if (one > scratch) scratch = one;
+    }
+    return (size_t)ck_threads() * scratch * sizeof(float);
+}
+
+ck_status ck_attention_fwd_cached_batch(int n, const float *q, const int *t, int heads, int kv_heads, int head_dim,
+                                        const void *const *v, const int *s, int ldkv, const void *const *kt,
+                                        const int *ldkt, int kv_half, float scale, float *out, void *workspace,
+                                        size_t workspace_size) {
+    if (n < 0 || (n > 0 && (!q || !t || !v || !s || !kt || !ldkt || !out))) return CK_ERR_NULL;
+    int tasks = 0;
+    for (int i = 0; i < n; i++) {
+        if (!attention_shape_ok(t[i], s[i], heads, kv_heads, head_dim, ldkv, kt[i], ldkt[i], kv_half)) return CK_ERR_SHAPE;
+        if (!kt[i] || !v[i]) return CK_ERR_NULL;
+        tasks += heads * ck_div_up(t[i], ATTN_ROWS);
+    }
+    if (!workspace || workspace_size < ck_attention_cached_batch_workspace_size(n, t, s, head_dim, kv_half))
+        return CK_ERR_WORKSPACE;
+    const size_t scratch = workspace_size / sizeof(float) / (size_t)ck_threads();
+    const int ldq = heads * head_dim;
+    // Task i of the flat list: its sequence and its place there, found by a walk that is
+    // short next to the task's own work (n is a batch of at most a few dozen sequences).
+#pragma omp parallel for schedule(static, 1) num_threads(ck_threads()) if (tasks > 1)
     for (int task = 0; task < tasks; task++) {
-        const int h = task / row_blocks, r0 = (task % row_blocks) * ATTN_ROWS;
-        const int rows = t - r0 < ATTN_ROWS ? t - r0 : ATTN_ROWS;
-        const int visible = offset + r0 + rows;  // keys the last row of the block sees
-        const float *qh = q + (size_t)r0 * ldq + (size_t)h * head_dim;
-        const size_t c = (size_t)(h / group) * head_dim;  // this head's kv columns
-#ifdef _OPENMP
-        float *mine = workspace ? (float *)workspace + (size_t)omp_get_thread_num() * scratch : NULL;
-#else
-        float *mine = workspace;
-#endif
-        float *p = probs ? probs + ((size_t)h * t + r0) * s : mine;
-        const int ldp = probs ? s : visible;
-        float *oh = out + (size_t)r0 * ldq + (size_t)h * head_dim;
-        if (kv_half && rows == 1) {
-            scores_transposed_f16(qh, (const _Float16 *)kt + c * ldkt, ldkt, head_dim, visible, p);
-        } else if (kv_half) {
-            // sgemm reads f32: widen the keys and values this block sees
-            float *kts = mine + (size_t)scratch_rows * s, *vs = kts + (size_t)head_dim * s;
-            widen((const _Float16 *)kt + c * ldkt, ldkt, head_dim, visible, kts, visible);
-            widen((const _Float16 *)v + c, ldkv, visible, head_dim, vs, head_dim);
-            ck_sgemm_serial(0, 0, rows, visible, head_dim, 1.0f, qh, ldq, kts, visible, 0.0f, p, ldp);
-        } else if (rows == 1 && kt) {
-            // decoding has one query row: sgemm's call overhead would outweigh the work there
-            scores_transposed_f32(qh, (const float *)kt + c * ldkt, ldkt, head_dim, visible, p);
-        } else if (rows == 1) {
-            scores_direct(qh, k + c, ldkv, head_dim, visible, p);
-        } else if (kt) {
-            ck_sgemm_serial(0, 0, rows, visible, head_dim, 1.0f, qh, ldq, (const float *)kt + c * ldkt, ldkt, 0.0f, p, ldp);
-        } else {
-            ck_sgemm_serial(0, 1, rows, visible, head_dim, 1.0f, qh, ldq, k + c, ldkv, 0.0f, p, ldp);
+        int seq = 0, first = 0, row = 0;
+        while (task >= first + heads * ck_div_up(t[seq], ATTN_ROWS)) {
+            first += heads * ck_div_up(t[seq], ATTN_ROWS);
+            row += t[seq];
+            seq++;
         }
-        for (int i = 0; i < rows; i++) {
-            ck_softmax_causal_row(p + (size_t)i * ldp, visible, offset + r0 + i + 1, scale);
-            if (probs) memset(p + (size_t)i * ldp + visible, 0, (size_t)(s - visible) * sizeof(float));
-        }
-        if (kv_half && rows == 1) {
-            mix_f16(p, (const _Float16 *)v + c, ldkv, head_dim, visible, oh);
-        } else if (kv_half) {
-            const float *vs = mine + (size_t)scratch_rows * s + (size_t)head_dim * s;
-            ck_sgemm_serial(0, 0, rows, head_dim, visible, 1.0f, p, ldp, vs, head_dim, 0.0f, oh, ldq);
-        } else if (rows == 1) {
-            mix_f32(p, (const float *)v + c, ldkv, head_dim, visible, oh);
-        } else {
-            ck_sgemm_serial(0, 0, rows, head_dim, visible, 1.0f, p, ldp, (const float *)v + c, ldkv, 0.0f, oh, ldq);
-        }
+        const int local = task - first, row_blocks = ck_div_up(t[seq], ATTN_ROWS);
+        attention_task(q + (size_t)row * ldq, t[seq], heads, kv_heads, head_dim, NULL, v[seq], s[seq], ldkv, kt[seq],
+                       ldkt[seq], kv_half, scale, out + (size_t)row * ldq, NULL, local / row_blocks,
+                       (local % row_blocks) * ATTN_ROWS, thread_workspace(workspace, scratch));
     }
     return CK_OK;
 }

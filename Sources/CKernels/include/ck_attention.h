@@ -21,6 +21,17 @@ size_t ck_attention_workspace_size(int t, int s, int head_dim, int kv_half);
 ck_status ck_attention_fwd(const float *q, int t, int heads, int kv_heads, int head_dim, const float *k,
                            const void *v, int s, int ldkv, const void *kt, int ldkt, int kv_half, float scale,
                            float *out, float *probs, void *workspace, size_t workspace_size);
+// Several sequences, each over its own cache, in one parallel region (batched decoding:
+// one call per sequence would fork the threads once per sequence and layer). Sequence i
+// has t[i] query rows, consecutive in q and out ([sum t, heads * head_dim]), and attends to
+// s[i] positions of its cache: values v[i] (rows ldkv apart) and transposed keys kt[i]
+// (rows ldkt[i] apart), as ck_attention_fwd reads a cache. Workspace from
+// ck_attention_cached_batch_workspace_size.
+size_t ck_attention_cached_batch_workspace_size(int n, const int *t, const int *s, int head_dim, int kv_half);
+ck_status ck_attention_fwd_cached_batch(int n, const float *q, const int *t, int heads, int kv_heads, int head_dim,
+                                        const void *const *v, const int *s, int ldkv, const void *const *kt,
+                                        const int *ldkt, int kv_half, float scale, float *out, void *workspace,
+                                        size_t workspace_size);
 // Appends `tokens` rows of keys and values [tokens, width] to a cache at `position`: values
 // as rows of vc [capacity, width], keys as columns of kt [width, ldkt]; in IEEE half when
 // `half` (round to nearest even), else f32.

@@ -72,15 +72,9 @@ public struct Generator: Sendable {
         cache.truncate(to: shared)
         let stopTokens = stop.stopTokens ?? tokenizer.endOfGenerationTokens
         var sampler = Sampler(sampling)
-        var decoder = StreamingDecoder(tokenizer: tokenizer)
+        var text = GeneratedText(tokenizer: tokenizer, stopStrings: stop.stopStrings)
         var context = prompt, generated = 0
-        // The output as UTF-8 and how much of it was delivered: stop strings are matched on
-        // bytes (whole characters on both sides, never a grapheme re-segmented by a later
-        // combining mark), and what could still begin one is held back.
-        var output: [UInt8] = [], emitted = 0
-        let stopStrings = stop.stopStrings.filter { !$0.isEmpty }.map { Array($0.utf8) }
         let start = Date()
-        var prefillSeconds = 0.0
         // The prompt goes through in chunks: as fast as one batch, with an eighth of the
         // activations of a 512-token prompt alive at once.
         var logits: [Float] = []
@@ -90,20 +84,17 @@ public struct Generator: Sendable {
             let output = model.forward(chunk, cache: cache, logits: last ? .last : .none).logits
             if last { logits = output!.scalars }
         }
-        prefillSeconds = Date().timeIntervalSince(start)
-
-        func text(_ range: Range<Int>) -> String { String(decoding: output[range], as: UTF8.self) }
+        let prefillSeconds = Date().timeIntervalSince(start)
 
         func finish(_ reason: GenerationSummary.Reason) -> GenerationSummary {
             if reason != .stopString {
-                output += Array(decoder.finish().utf8)
-                if emitted < output.count { _ = onEvent(.text(text(emitted..<output.count))) }
-                emitted = output.count
+                let rest = text.finish()
+                if !rest.isEmpty { _ = onEvent(.text(rest)) }
             }
             let summary = GenerationSummary(reason: reason, promptTokens: prompt.count, reusedTokens: shared, generatedTokens: generated,
                                             prefillSeconds: prefillSeconds,
                                             decodeSeconds: Date().timeIntervalSince(start) - prefillSeconds,
-                                            text: text(0..<emitted))
+                                            text: text.text)
             _ = onEvent(.finished(summary))
             return summary
         }
@@ -114,22 +105,7 @@ public struct Generator: Sendable {
             if stopTokens.contains(id) { return finish(.stopToken) }
             generated += 1
             context.append(id)
-            output += Array(decoder.append(id).utf8)
-            var visible = output.count, stopped = false
-            for stopString in stopStrings {
-                if let range = output[emitted...].firstRange(of: stopString) {
-                    visible = min(visible, range.lowerBound)
-                    stopped = true
-                } else {
-                    // the longest tail that a later token could complete into this stop string
-                    let longest = min(stopString.count - 1, output.count - emitted)
-                    if let held = stride(from: longest, to: 0, by: -1).first(where: { output.suffix($0).elementsEqual(stopString.prefix($0)) }) {
-                        visible = min(visible, output.count - held)
-                    }
-                }
-            }
-            let piece = text(emitted..<visible)
-            emitted = visible
+            let (piece, stopped) = text.append(id)
             if stopped {
                 if !piece.isEmpty { _ = onEvent(.token(id: id, text: piece)) }
                 return finish(.stopString)

@@ -60,6 +60,39 @@ extension Kernels {
         return (output, probabilities)
     }
 
+    /// Attention of several sequences side by side in `queries` [tokens, heads·headDim],
+    /// sequence i (`lengths[i]` rows) over layer `layer` of `caches[i]`, whose last
+    /// `lengths[i]` positions (already stored) belong to its queries: batched decoding in
+    /// one parallel region instead of one per sequence. Writes `output` [tokens, heads·headDim].
+    public static func attention(queries: Tensor, lengths: [Int], caches: [KVCache], layer: Int, heads: Int, kvHeads: Int,
+                                 output: Tensor) {
+        let width = queries.rowLength
+        precondition(lengths.count == caches.count && lengths.reduce(0, +) == queries.rowCount && output.shape == queries.shape
+                     && heads > 0 && kvHeads > 0 && heads % kvHeads == 0 && width % heads == 0
+                     && caches.allSatisfy { $0.width == width / heads * kvHeads && $0.precision == caches[0].precision
+                                            && layer >= 0 && layer < $0.values.count },
+                     "attention: queries \(queries.shape), \(lengths.count) lengths, \(caches.count) caches, layer \(layer), \(heads)/\(kvHeads) heads")
+        guard !caches.isEmpty else { return }
+        let headDim = width / heads, half = caches[0].precision == .f16
+        let t = lengths.map(Int32.init), s = zip(lengths, caches).map { Int32($1.count + $0) }
+        precondition(zip(s, caches).allSatisfy { Int($0) <= $1.capacity }, "attention: more positions than a cache holds")
+        let values = caches.map { UnsafeRawPointer($0.values[layer].pointer) as UnsafeRawPointer? }
+        let keys = caches.map { UnsafeRawPointer($0.transposedKeys[layer].pointer) as UnsafeRawPointer? }
+        let ldkt = caches.map { Int32($0.capacity) }
+        var output = output
+        let size = ck_attention_cached_batch_workspace_size(Int32(caches.count), t, s, Int32(headDim), half ? 1 : 0)
+        let status = withWorkspace(bytes: size) { workspace, count in
+            queries.withUnsafeBufferPointer { qp in
+                output.withUnsafeMutableBufferPointer { op in
+                    ck_attention_fwd_cached_batch(Int32(caches.count), qp.baseAddress, t, Int32(heads), Int32(kvHeads), Int32(headDim),
+                                                  values, s, Int32(caches[0].width), keys, ldkt, half ? 1 : 0,
+                                                  1 / Float(headDim).squareRoot(), op.baseAddress, workspace, count)
+                }
+            }
+        }
+        check(status, "attention over \(caches.count) caches, queries \(queries.shape)")
+    }
+
     /// Backward of `attention` over keys and values of the queries' own rows (no cache):
     /// from dL/doutput [tokens, heads·headDim] and the kept probabilities [heads, tokens,
     /// tokens], writes dL/dqueries, dL/dkeys and dL/dvalues into the given tensors (row

@@ -27,16 +27,20 @@ public final class KVCache: @unchecked Sendable {
     let transposedKeys: [AlignedBuffer]  // per layer [kvHeads·headDim, capacity]
     let values: [AlignedBuffer]          // per layer [capacity, kvHeads·headDim]
 
-    public init(config: LlamaConfig, capacity: Int, precision: Precision = .f32) {
+    public convenience init(config: LlamaConfig, capacity: Int, precision: Precision = .f32) {
+        self.init(width: config.keyValueWidth, layers: config.numHiddenLayers, capacity: capacity, precision: precision)
+    }
+
+    init(width: Int, layers: Int, capacity: Int, precision: Precision) {
         precondition(capacity > 0, "KVCache: capacity \(capacity)")
         self.capacity = capacity
         self.precision = precision
-        width = config.keyValueWidth
+        self.width = width
         // Not zero-filled: attention reads only positions already written, so a large
         // capacity costs memory only as it fills.
         let bytes = capacity * width * precision.bytes
-        values = (0..<config.numHiddenLayers).map { _ in AlignedBuffer(byteCount: bytes, zeroed: false) }
-        transposedKeys = (0..<config.numHiddenLayers).map { _ in AlignedBuffer(byteCount: bytes, zeroed: false) }
+        values = (0..<layers).map { _ in AlignedBuffer(byteCount: bytes, zeroed: false) }
+        transposedKeys = (0..<layers).map { _ in AlignedBuffer(byteCount: bytes, zeroed: false) }
     }
 
     /// Positions left.
@@ -62,5 +66,24 @@ public final class KVCache: @unchecked Sendable {
 
     func append(_ new: [Int32]) {
         tokens += new
+    }
+}
+
+extension KVCache {
+    /// A new cache of `capacity` positions holding this one's positions: the continuations
+    /// of one context each get their own cache, the context computed once.
+    public func copy(capacity: Int) -> KVCache {
+        precondition(capacity >= count, "KVCache.copy: \(count) positions into a capacity of \(capacity)")
+        let copy = KVCache(width: width, layers: values.count, capacity: capacity, precision: precision)
+        let bytes = precision.bytes
+        for layer in values.indices {
+            copy.values[layer].pointer.copyMemory(from: values[layer].pointer, byteCount: count * width * bytes)
+            for row in 0..<width {  // keys are stored transposed: one strided run per dimension
+                copy.transposedKeys[layer].pointer.advanced(by: row * capacity * bytes)
+                    .copyMemory(from: transposedKeys[layer].pointer.advanced(by: row * self.capacity * bytes), byteCount: count * bytes)
+            }
+        }
+        copy.append(tokens)
+        return copy
     }
 }

@@ -88,32 +88,32 @@ public final class LlamaAttention: @unchecked Sendable {
         public let mixed: Tensor          // [tokens, heads·headDim]: the input of o_proj
     }
 
-    /// h [tokens, dim] at `positions` → [tokens, dim]; with a cache, attends to its earlier
-    /// positions too and appends this call's keys and values to it. Without a cache the
-    /// tokens are `sequences` (lengths) side by side, and none attends across another.
+    /// h [tokens, dim] at `positions` → [tokens, dim]: `sequences` (lengths) side by side,
+    /// none attending across another. With caches (one per sequence), sequence i also
+    /// attends to the earlier positions of `caches[i]` and appends its keys and values there.
     func callAsFunction(_ h: Tensor, positions: [Int32], sequences: [Int], frequencies: [Float], layout: RoPELayout,
-                        cache: (KVCache, layer: Int)?, keep: Bool) -> (Tensor, Activations?) {
+                        caches: [KVCache], layer: Int, keep: Bool) -> (Tensor, Activations?) {
         let tokens = h.rowCount
         let projected = qkv(h)
         let q = projected[0], k = projected[1], v = projected[2]
         Kernels.rope(q.reshaped([tokens, heads, headDim]), positions: positions, frequencies: frequencies, layout: layout)
         Kernels.rope(k.reshaped([tokens, kvHeads, headDim]), positions: positions, frequencies: frequencies, layout: layout)
-        precondition(cache == nil || (!keep && sequences == [tokens]),
-                     "LlamaAttention: a cache holds one sequence, and activations for a backward pass are kept without one")
-        let mixed: Tensor
+        precondition(caches.isEmpty || (!keep && caches.count == sequences.count),
+                     "LlamaAttention: one cache per sequence, and activations for a backward pass are kept without caches")
+        let mixed = Tensor(zeros: q.shape)
         var probabilities: [Tensor] = []
-        if let (cache, layer) = cache {
-            cache.store(layer: layer, keys: k, values: v)
-            mixed = Kernels.attention(queries: q, memory: .cache(cache, layer: layer), keyCount: cache.count + tokens,
-                                      heads: heads, kvHeads: kvHeads).output
-        } else {
-            mixed = Tensor(zeros: q.shape)
+        if caches.isEmpty {
             for rows in Self.rowRanges(sequences) {
                 let (_, p) = Kernels.attention(queries: q.rows(rows), memory: .rows(keys: k.rows(rows), values: v.rows(rows)),
                                                keyCount: rows.count, heads: heads, kvHeads: kvHeads, keepProbabilities: keep,
                                                output: mixed.rows(rows))
                 if let p { probabilities.append(p) }
             }
+        } else {
+            for (cache, rows) in zip(caches, Self.rowRanges(sequences)) {
+                cache.store(layer: layer, keys: k.rows(rows), values: v.rows(rows))
+            }
+            Kernels.attention(queries: q, lengths: sequences, caches: caches, layer: layer, heads: heads, kvHeads: kvHeads, output: mixed)
         }
         let output = oProj(mixed)
         guard keep else { return (output, nil) }
@@ -211,10 +211,10 @@ public final class LlamaDecoderLayer: @unchecked Sendable {
 
     /// x [tokens, dim] → x + attention(norm(x)) + mlp(norm(·)). `x` is not modified.
     func callAsFunction(_ x: Tensor, positions: [Int32], sequences: [Int], frequencies: [Float], layout: RoPELayout,
-                        cache: (KVCache, layer: Int)?, keep: Bool) -> (Tensor, Activations?) {
+                        caches: [KVCache], layer: Int, keep: Bool) -> (Tensor, Activations?) {
         let (h, attentionRstd) = inputLayernorm(x)
         let (attention, attentionActivations) = selfAttn(h, positions: positions, sequences: sequences, frequencies: frequencies,
-                                                         layout: layout, cache: cache, keep: keep)
+                                                         layout: layout, caches: caches, layer: layer, keep: keep)
         Kernels.add(x, into: attention)
         let residual = attention
         let (h2, mlpRstd) = postAttentionLayernorm(residual)

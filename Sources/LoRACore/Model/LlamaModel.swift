@@ -54,14 +54,10 @@ public final class LlamaModel: @unchecked Sendable {
     /// backward pass needs.
     public func forward(_ tokens: [Int32], sequences: [Int]? = nil, cache: KVCache? = nil, logits rows: LogitRows = .all,
                         keepActivations: Bool = false) -> (logits: Tensor?, activations: Activations?) {
-        precondition(!tokens.isEmpty, "LlamaModel.forward: no tokens")
-        precondition(tokens.allSatisfy { $0 >= 0 && Int($0) < config.vocabSize },
-                     "LlamaModel.forward: a token id is outside the vocabulary of \(config.vocabSize)")
-        if let cache { precondition(cache.free >= tokens.count, "LlamaModel.forward: \(tokens.count) tokens do not fit the cache (\(cache.free) free)") }
         let sequences = sequences ?? [tokens.count]
-        precondition(sequences.allSatisfy { $0 > 0 } && sequences.reduce(0, +) == tokens.count && (cache == nil || sequences.count == 1),
-                     "LlamaModel.forward: sequences \(sequences) for \(tokens.count) tokens\(cache == nil ? "" : " with a cache")")
-        let (x, kept) = decoderLayers(tokens, sequences: sequences, cache: cache, keep: keepActivations)
+        precondition(cache == nil || sequences.count == 1, "LlamaModel.forward: sequences \(sequences) with one cache")
+        check(tokens, sequences: sequences, caches: cache.map { [$0] } ?? [])
+        let (x, kept) = decoderLayers(tokens, sequences: sequences, caches: cache.map { [$0] } ?? [], keep: keepActivations)
         let finalInput = rows == .last && !keepActivations ? x.rows(tokens.count - 1..<tokens.count) : x
         let (normed, rstd) = norm(finalInput)
         let logits: Tensor?
@@ -74,19 +70,55 @@ public final class LlamaModel: @unchecked Sendable {
         return (logits, activations)
     }
 
+    /// Several sequences side by side, each continuing its own cache (`caches[i]` for
+    /// `sequences[i]`, all distinct): batched decoding, where B sequences turn every GEMV
+    /// into one small GEMM, and the continuations of one shared context. Returns logits
+    /// [tokens, vocab] for `.all`, and each sequence's last row [sequences, vocab] for `.last`.
+    public func forward(_ tokens: [Int32], sequences: [Int], caches: [KVCache], logits rows: LogitRows) -> Tensor? {
+        precondition(caches.count == sequences.count && Set(caches.map(ObjectIdentifier.init)).count == caches.count,
+                     "LlamaModel.forward: \(caches.count) caches for \(sequences.count) sequences (one distinct cache each)")
+        check(tokens, sequences: sequences, caches: caches)
+        let (x, _) = decoderLayers(tokens, sequences: sequences, caches: caches, keep: false)
+        switch rows {
+        case .all: return lmHead(norm(x).output)
+        case .none: return nil
+        case .last:
+            var end = 0
+            let lastRows = sequences.map { end += $0; return Int32(end - 1) }
+            return lmHead(norm(Kernels.gatherRows(x, lastRows)).output)
+        }
+    }
+
+    private func check(_ tokens: [Int32], sequences: [Int], caches: [KVCache]) {
+        precondition(!tokens.isEmpty, "LlamaModel.forward: no tokens")
+        precondition(tokens.allSatisfy { $0 >= 0 && Int($0) < config.vocabSize },
+                     "LlamaModel.forward: a token id is outside the vocabulary of \(config.vocabSize)")
+        precondition(sequences.allSatisfy { $0 > 0 } && sequences.reduce(0, +) == tokens.count,
+                     "LlamaModel.forward: sequences \(sequences) for \(tokens.count) tokens")
+        for (cache, length) in zip(caches, sequences) {
+            precondition(cache.free >= length, "LlamaModel.forward: \(length) tokens do not fit the cache (\(cache.free) free)")
+        }
+    }
+
     /// The decoder layers over `tokens` (checked by the caller): the last layer's output
-    /// [tokens, dim] and, with `keep`, every layer's activations. Appends to `cache`.
-    func decoderLayers(_ tokens: [Int32], sequences: [Int], cache: KVCache?, keep: Bool) -> (Tensor, [LlamaDecoderLayer.Activations]) {
-        let positions = Self.positions(sequences, start: cache?.count ?? 0)
+    /// [tokens, dim] and, with `keep`, every layer's activations. Sequence i continues
+    /// `caches[i]` and is appended to it (no caches: every sequence starts at 0).
+    func decoderLayers(_ tokens: [Int32], sequences: [Int], caches: [KVCache], keep: Bool) -> (Tensor, [LlamaDecoderLayer.Activations]) {
+        let positions = caches.isEmpty ? Self.positions(sequences, start: 0)
+            : zip(sequences, caches).flatMap { length, cache in (0..<length).map { Int32(cache.count + $0) } }
         var x = embedTokens(tokens)
         var kept: [LlamaDecoderLayer.Activations] = []
         for (index, layer) in layers.enumerated() {
             let (output, activations) = layer(x, positions: positions, sequences: sequences, frequencies: ropeFrequencies,
-                                              layout: ropeLayout, cache: cache.map { ($0, index) }, keep: keep)
+                                              layout: ropeLayout, caches: caches, layer: index, keep: keep)
             if let activations { kept.append(activations) }
             x = output
         }
-        cache?.append(tokens)
+        var start = 0
+        for (cache, length) in zip(caches, sequences) {
+            cache.append(Array(tokens[start..<start + length]))
+            start += length
+        }
         return (x, kept)
     }
 

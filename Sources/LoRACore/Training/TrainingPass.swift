@@ -65,7 +65,7 @@ extension LlamaModel {
         let positions = Self.positions(batch.sequences, start: 0)
         func run(_ index: Int, _ x: Tensor, keep: Bool) -> (Tensor, LlamaDecoderLayer.Activations?) {
             layers[index](x, positions: positions, sequences: batch.sequences, frequencies: ropeFrequencies, layout: ropeLayout,
-                          cache: nil, keep: keep)
+                          caches: [], layer: index, keep: keep)
         }
         var x = embedTokens(batch.tokens)
         var inputs: [Tensor?] = Array(repeating: nil, count: layers.count)
@@ -94,7 +94,7 @@ extension LlamaModel {
     /// The summed loss over `batch`'s counted targets, without gradients (held-out loss).
     public func loss(_ batch: TrainingBatch) -> LossSum {
         guard batch.countedTokens > 0 else { return LossSum() }
-        let (x, _) = decoderLayers(batch.tokens, sequences: batch.sequences, cache: nil, keep: false)
+        let (x, _) = decoderLayers(batch.tokens, sequences: batch.sequences, caches: [], keep: false)
         return headLoss(norm(x).output, targets: batch.targets, gradientScale: nil).loss
     }
 
