@@ -2,8 +2,6 @@ import CKernels
 import Testing
 
 @Suite(.serialized) struct AttentionTests {
-    /// The fast kernel (sgemm per head and block of rows) against plain double loops, on
-    /// shapes with tails: more rows than one block, cache offsets, GQA groups of 1, 3, 4.
     /// The fast kernel (sgemm per head and block of rows, direct loops for one row) against
     /// plain double loops, on shapes with tails: more rows than one block, cache offsets,
     /// GQA groups of 1, 3, 4; keys as rows, transposed f32, and transposed half with half
@@ -62,6 +60,63 @@ import Testing
                     }
                 }
             }
+        }
+    }
+
+    /// Several sequences over their own caches in one call, each against the reference
+    /// alone: one decoding row, a block and a tail (70 rows), different offsets and cache
+    /// capacities, f32 and half caches.
+    @Test(arguments: [false, true])
+    func cachedBatchMatchesTheReferencePerSequence(half: Bool) {
+        var rng = SeededRandom(seed: 71)
+        let heads = 9, kvHeads = 3, headDim = 24, kvWidth = kvHeads * headDim, ldq = heads * headDim
+        let sequences = [(t: 1, offset: 37), (t: 70, offset: 0), (t: 5, offset: 130), (t: 1, offset: 0)]
+        let scale = 1 / Float(headDim).squareRoot()
+        var q: [Float] = [], expected: [Float] = []
+        var values: [[UInt8]] = [], keys: [[UInt8]] = [], ldkt: [Int32] = []
+        for (t, offset) in sequences {
+            let s = t + offset, capacity = s + 3
+            let rows = rng.floats(t * ldq, in: -2...2)
+            var k = rng.floats(s * kvWidth, in: -2...2), v = rng.floats(s * kvWidth)
+            if half {  // the reference sees the values a half cache holds
+                k = k.map { ck_half_to_float(ck_float_to_half($0)) }
+                v = v.map { ck_half_to_float(ck_float_to_half($0)) }
+            }
+            var out = [Float](repeating: 0, count: rows.count)
+            ck_attention_fwd_ref(rows, Int32(t), Int32(heads), Int32(kvHeads), Int32(headDim), k, v, Int32(s), Int32(kvWidth), scale, &out)
+            q += rows
+            expected += out
+            // the cache's layout: values as rows, keys transposed in rows of `capacity`
+            let kt = (0..<kvWidth * capacity).map { i in i % capacity < s ? k[(i % capacity) * kvWidth + i / capacity] : 0 }
+            func bytes(_ x: [Float]) -> [UInt8] {
+                half ? x.map { ck_float_to_half($0) }.withUnsafeBytes { Array($0) } : x.withUnsafeBytes { Array($0) }
+            }
+            values.append(bytes(v + [Float](repeating: 0, count: 3 * kvWidth)))
+            keys.append(bytes(kt))
+            ldkt.append(Int32(capacity))
+        }
+        let t = sequences.map { Int32($0.t) }, s = sequences.map { Int32($0.t + $0.offset) }
+        var workspace = [UInt8](repeating: 0, count: ck_attention_cached_batch_workspace_size(Int32(sequences.count), t, s, Int32(headDim), half ? 1 : 0))
+        var out = [Float](repeating: .nan, count: q.count)
+        let status = withPointers(values) { vp in
+            withPointers(keys) { kp in
+                ck_attention_fwd_cached_batch(Int32(sequences.count), q, t, Int32(heads), Int32(kvHeads), Int32(headDim), vp, s,
+                                              Int32(kvWidth), kp, ldkt, half ? 1 : 0, scale, &out, &workspace, workspace.count)
+            }
+        }
+        #expect(status == CK_OK)
+        let worst = worstError(out, expected)
+        report("attention cached batch half=\(half)", worst)
+        #expect(worst <= 1e-5)
+        #expect(ck_attention_fwd_cached_batch(Int32(sequences.count), q, t, Int32(heads), Int32(kvHeads), Int32(headDim), nil, s,
+                                              Int32(kvWidth), nil, ldkt, 0, scale, &out, &workspace, workspace.count) == CK_ERR_NULL)
+    }
+
+    /// Stable base addresses of byte arrays for the length of `body`.
+    func withPointers<R>(_ arrays: [[UInt8]], _ body: ([UnsafeRawPointer?]) -> R) -> R {
+        guard let first = arrays.first else { return body([]) }
+        return first.withUnsafeBytes { head in
+            withPointers(Array(arrays.dropFirst())) { rest in body([head.baseAddress] + rest) }
         }
     }
 
