@@ -34,6 +34,18 @@ struct BatchGenerationTests {
         #expect(order.sorted() == Array(prompts.indices))
     }
 
+    /// int8 weights too: a sequence's text does not depend on which prompts share its
+    /// batch (what lets an interrupted evaluation resume to the same results).
+    @Test func int8TextDoesNotDependOnTheBatch() throws {
+        let model = RealModel.int8
+        let generator = Generator(model: model.model, tokenizer: model.tokenizer)
+        let prompts = try Self.prompts(model)
+        let stop = StopConditions(maxTokens: 32)
+        let single = prompts.map { generator.generate(prompt: $0, stop: stop).text }
+        #expect(generator.generate(prompts: prompts, stop: stop, batchSize: 3).map(\.text) == single)
+        #expect(generator.generate(prompts: Array(prompts.reversed()), stop: stop, batchSize: 5).map(\.text) == single.reversed())
+    }
+
     @Test func cancellingFinishesTheRestAsCancelled() throws {
         let model = RealModel.int8
         let generator = Generator(model: model.model, tokenizer: model.tokenizer)

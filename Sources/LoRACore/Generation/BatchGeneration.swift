@@ -91,8 +91,10 @@ extension Generator {
     }
 
     /// Runs the prompts of newly admitted sequences through their caches, several side by
-    /// side per pass (`prefillBudget` tokens; a long prompt spans passes), and keeps each
-    /// prompt's last logits.
+    /// side per pass (up to `prefillBudget` tokens), and keeps each prompt's last logits.
+    /// Each prompt goes in the `prefillChunk` pieces `generate(prompt:)` uses, never cut
+    /// where its neighbours happen to end: a row's arithmetic then does not depend on which
+    /// other prompts share its batch, and a run gives the same text however it is batched.
     private func prefill(_ sequences: inout [Sequence]) {
         var pieces: [(sequence: Int, range: Range<Int>)] = []
         func run() {
@@ -108,17 +110,16 @@ extension Generator {
         }
         var used = 0
         for index in sequences.indices {
-            var at = 0
             let length = sequences[index].context.count
-            while at < length {
-                let take = min(length - at, Self.prefillBudget - used)
-                pieces.append((index, at..<at + take))
-                at += take
-                used += take
-                if used == Self.prefillBudget {
+            for start in stride(from: 0, to: length, by: Self.prefillChunk) {
+                let piece = start..<min(start + Self.prefillChunk, length)
+                // a prompt's next piece waits for the pass after the one holding its previous piece
+                if used + piece.count > Self.prefillBudget || pieces.contains(where: { $0.sequence == index }) {
                     run()
                     used = 0
                 }
+                pieces.append((index, piece))
+                used += piece.count
             }
         }
         run()
