@@ -1,0 +1,51 @@
+/// A CSV file as RFC 4180 and Python's csv module write it: fields separated by commas,
+/// quoted with `"` when they hold commas, quotes (doubled) or line breaks.
+struct CSVTable {
+    /// Each record's fields and the line it starts on.
+    let records: [(line: Int, fields: [String])]
+
+    init(text: String, file: String) throws(EvaluationError) {
+        var records: [(Int, [String])] = []
+        var fields: [String] = [], field = "", quoted = false, afterQuote = false
+        var line = 1, recordLine = 1
+        var characters = Array(text.unicodeScalars).makeIterator()
+        var pending = characters.next()
+        func endRecord() {
+            fields.append(field)
+            if !(fields.count == 1 && fields[0].isEmpty) { records.append((recordLine, fields)) }
+            fields = []
+            field = ""
+        }
+        while let c = pending {
+            pending = characters.next()
+            if quoted {
+                if c == "\"" {
+                    if pending == "\"" { field.unicodeScalars.append("\""); pending = characters.next() } else { quoted = false; afterQuote = true }
+                } else {
+                    if c == "\n" { line += 1 }
+                    field.unicodeScalars.append(c)
+                }
+                continue
+            }
+            switch c {
+            case "\"" where field.isEmpty && !afterQuote: quoted = true
+            case ",":
+                fields.append(field)
+                field = ""
+                afterQuote = false
+            case "\r" where pending == "\n": continue
+            case "\n", "\r":
+                endRecord()
+                afterQuote = false
+                line += 1
+                recordLine = line
+            default:
+                if afterQuote { throw .malformedData(file: file, line: line, problem: "text after a closing quote") }
+                field.unicodeScalars.append(c)
+            }
+        }
+        if quoted { throw .malformedData(file: file, line: recordLine, problem: "a quoted field is never closed") }
+        if !field.isEmpty || !fields.isEmpty { endRecord() }
+        self.records = records
+    }
+}
