@@ -82,7 +82,8 @@ let package = Package(
         .testTarget(name: "CKernelsTests", dependencies: ["CKernels"]),
         // Fixtures: reference outputs of transformers/Jinja2 (scripts/make-*-fixtures.py).
         .testTarget(name: "LoRACoreTests", dependencies: ["LoRACore", "CKernels"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "EvaluationTests", dependencies: ["Evaluation"]),
+        // Fixtures: transformers log-likelihoods (scripts/make-mc-fixtures.py).
+        .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "LoRACore"], resources: [.copy("Fixtures")]),
 
         // MARK: Benchmarks (XCTest suites that print JSON lines; `make bench`)
         // The JSON-line reporter and environment every suite shares.

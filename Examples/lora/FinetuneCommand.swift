@@ -90,22 +90,27 @@ struct FinetuneCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            if evalData != nil && evalSplit != nil { throw ValidationError("give --eval-data or --eval-split, not both") }
             let lm = try modelOptions.load()
-            let settings = try settings(config: lm.model.config)
-            var train = try TrainingDataset.load(path: data, model: lm, sequenceLength: seqLen, trainOnPrompt: trainOnPrompt)
-            var heldOut = try evalData.map { try TrainingDataset.load(path: $0, model: lm, sequenceLength: seqLen, trainOnPrompt: trainOnPrompt) }
-            if let evalSplit {
-                guard evalSplit > 0 && evalSplit < 1, train.examples.count > 1 else {
-                    throw ValidationError("--eval-split needs a fraction in (0, 1) of a dataset with at least 2 examples")
-                }
-                (train, heldOut) = train.split(heldOut: evalSplit, seed: seed)
-            }
-            let trainer = try LoRATrainer(model: lm, settings: settings, train: train, heldOut: heldOut, output: out)
-            printPlan(trainer, train: train, heldOut: heldOut)
-            if dryRun { return }
+            guard let trainer = try prepare(lm) else { return }
             try runTraining(trainer)
         }
+    }
+
+    /// The trainer for `lm` with the plan printed; nil for a dry run.
+    func prepare(_ lm: LanguageModel) throws -> LoRATrainer? {
+        if evalData != nil && evalSplit != nil { throw ValidationError("give --eval-data or --eval-split, not both") }
+        let settings = try settings(config: lm.model.config)
+        var train = try TrainingDataset.load(path: data, model: lm, sequenceLength: seqLen, trainOnPrompt: trainOnPrompt)
+        var heldOut = try evalData.map { try TrainingDataset.load(path: $0, model: lm, sequenceLength: seqLen, trainOnPrompt: trainOnPrompt) }
+        if let evalSplit {
+            guard evalSplit > 0 && evalSplit < 1, train.examples.count > 1 else {
+                throw ValidationError("--eval-split needs a fraction in (0, 1) of a dataset with at least 2 examples")
+            }
+            (train, heldOut) = train.split(heldOut: evalSplit, seed: seed)
+        }
+        let trainer = try LoRATrainer(model: lm, settings: settings, train: train, heldOut: heldOut, output: out)
+        printPlan(trainer, train: train, heldOut: heldOut)
+        return dryRun ? nil : trainer
     }
 
     func printPlan(_ trainer: LoRATrainer, train: TrainingDataset, heldOut: TrainingDataset?) {

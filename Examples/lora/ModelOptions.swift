@@ -1,4 +1,5 @@
 import ArgumentParser
+import Evaluation
 import Foundation
 import LoRACore
 
@@ -42,11 +43,14 @@ func modelPath(_ given: String?) throws -> String {
     throw ValidationError("no model: pass --model PATH or set SWIFT_LORA_MODEL (scripts/fetch-model prints the default one's path)")
 }
 
-/// Prints a LoRAError as its message and exits non-zero (no stack trace for bad input).
+/// Prints a LoRAError or EvaluationError as its message and exits non-zero (no stack trace for bad input).
 func reportingErrors<T>(_ body: () throws -> T) throws -> T {
     do {
         return try body()
     } catch let error as LoRAError {
+        FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+        throw ExitCode.failure
+    } catch let error as EvaluationError {
         FileHandle.standardError.write(Data("error: \(error)\n".utf8))
         throw ExitCode.failure
     }

@@ -12,6 +12,14 @@ public struct MultipleChoiceItem: Sendable, Equatable, Codable {
     public let gold: Int
     /// MMLU's subject, for per-subject results.
     public let subject: String?
+
+    public init(id: Int, context: String, choices: [String], gold: Int, subject: String? = nil) {
+        self.id = id
+        self.context = context
+        self.choices = choices
+        self.gold = gold
+        self.subject = subject
+    }
 }
 
 /// Multiple-choice sets in their original shapes:

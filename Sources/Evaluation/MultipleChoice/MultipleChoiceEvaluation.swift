@@ -61,10 +61,13 @@ public struct MultipleChoiceEvaluation: Sendable {
     /// the pair is encoded whole and the continuation is what follows the context's tokens.
     /// An empty context is conditioned on BOS (or EOS).
     public func encode(context: String, continuation: String) -> (context: [Int32], continuation: [Int32]) {
-        let trimmed = String(context.reversed().drop { $0 == " " }.reversed())
-        let spaces = String(repeating: " ", count: context.count - trimmed.count)
+        // Python's rstrip(): trailing whitespace, counted in code points
+        let scalars = context.unicodeScalars
+        let kept = scalars.reversed().drop { $0.properties.isWhitespace }.count
+        let trimmed = String(String.UnicodeScalarView(scalars.prefix(kept)))
+        let moved = String(String.UnicodeScalarView(scalars.dropFirst(kept)))
         let tokenizer = model.tokenizer
-        let whole = tokenizer.encode(trimmed + spaces + continuation, parseSpecial: false, addBOS: nil)
+        let whole = tokenizer.encode(trimmed + moved + continuation, parseSpecial: false, addBOS: nil)
         var contextIDs = trimmed.isEmpty ? [] : tokenizer.encode(trimmed, parseSpecial: false, addBOS: nil)
         let continuationIDs = Array(whole.dropFirst(contextIDs.count))
         if contextIDs.isEmpty, let prefix = tokenizer.bosTokenID ?? tokenizer.eosTokenID { contextIDs = [prefix] }

@@ -2,8 +2,8 @@ import Foundation
 
 /// Writes that a crash or a kill never leaves half done: the data goes to a temporary
 /// sibling first and is renamed over the target (rename is atomic within a file system).
-enum AtomicFile {
-    static func write(_ data: Data, to path: String) throws(LoRAError) {
+public enum AtomicFile {
+    public static func write(_ data: Data, to path: String) throws(LoRAError) {
         let temporary = "\(path).tmp-\(getpid())"
         do {
             try data.write(to: URL(fileURLWithPath: temporary))
@@ -19,7 +19,7 @@ enum AtomicFile {
 
     /// Fills a temporary sibling folder with `fill`, then renames it to `path` (replacing a
     /// folder already there): readers see the old folder or the whole new one.
-    static func writeFolder(_ path: String, _ fill: (String) throws(LoRAError) -> Void) throws(LoRAError) {
+    public static func writeFolder(_ path: String, _ fill: (String) throws(LoRAError) -> Void) throws(LoRAError) {
         let fm = FileManager.default
         let temporary = "\(path).tmp-\(getpid())"
         try? fm.removeItem(atPath: temporary)

@@ -1,0 +1,104 @@
+import ArgumentParser
+import Dispatch
+import Evaluation
+import Foundation
+import LoRACore
+
+struct EvalCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "eval",
+        abstract: "Evaluate the base model and the same model with each adapter: refusal, overrefusal, mc or ppl.",
+        discussion: """
+            Writes <out>/<kind>.json (schema in the README) and the per-item files beside it \
+            (<out>/<kind>/<label>.jsonl). Running the same command again resumes where it stopped.
+            Data: refusal/overrefusal take CSV (a `goal` or `prompt` column, optional `category`), JSONL \
+            (`prompt`, optional `category`) or RefusalBench's JSON (category → prompts); mc takes MMLU CSV \
+            files (or a folder of *_test.csv), HellaSwag JSONL or generic JSONL (question, choices, answer); \
+            ppl takes a text file.
+            """
+    )
+
+    @Argument(help: "refusal, overrefusal, mc or ppl.") var kind: String
+    @OptionGroup var modelOptions: ModelOptions
+    @Option(name: .customLong("with-adapter"), help: "An adapter folder to evaluate after the base (repeat for several; label: the folder name).")
+    var adapters: [String] = []
+    @Option(help: "The data file (see below).") var data: String
+    @Option(help: "Output folder.") var out: String
+    @Option(help: "Results name (default: the kind).") var name: String?
+    @Option(help: "Only the first N prompts or questions.") var limit: Int?
+    @Option(help: "Few-shot examples (mc; default 5 for MMLU, 0 otherwise).") var shots: Int?
+    @Option(help: "Classifier: advbench, xstest, judge, or a refusalpatterns.json file (default: advbench for refusal, xstest for overrefusal).")
+    var classifier: String?
+    @Option(help: "Judge model for --classifier judge (implies it).") var judge: String?
+    @Option(help: "System prompt before each prompt.") var system: String?
+    @Option(help: "Most tokens generated per prompt.") var maxTokens = 256
+    @Option(help: "Sequences generated together.") var batch = 16
+    @Option(help: "Perplexity window in tokens (default: the model's context).") var window: Int?
+    @Option(help: "Perplexity stride in tokens (default: half the window).") var stride: Int?
+
+    func options() throws -> EvaluationOptions {
+        guard let kind = EvaluationKind(rawValue: kind) else {
+            throw ValidationError("\"\(kind)\" is not one of \(EvaluationKind.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        guard maxTokens > 0, batch > 0, limit.map({ $0 > 0 }) ?? true, shots.map({ $0 >= 0 }) ?? true else {
+            throw ValidationError("--max-tokens, --batch and --limit must be positive, --shots not negative")
+        }
+        return EvaluationOptions(kind: kind, data: data, name: name, limit: limit, shots: shots,
+                                 generation: GenerationSettings(systemPrompt: system, maxTokens: maxTokens, batchSize: batch),
+                                 classifier: judge != nil ? "judge" : classifier, judge: judge, window: window, stride: stride)
+    }
+
+    func run() throws {
+        try reportingErrors {
+            let options = try options()
+            if modelOptions.adapter != nil { throw ValidationError("eval measures the base and each --with-adapter; --adapter is not used here") }
+            let model = try modelOptions.load()
+            let results = try evaluate(options, model: model, adapters: adapters.map { EvaluationRunner.Adapter(folder: $0) }, out: out)
+            print(EvalCommand.summaryLines(results).joined(separator: "\n"))
+            if results.runs.contains(where: { !$0.complete }) || results.runs.count < adapters.count + 1 {
+                FileHandle.standardError.write(Data("interrupted: run the same command again to resume\n".utf8))
+                throw ExitCode(130)
+            }
+        }
+    }
+
+    /// One line per run: its headline figures.
+    static func summaryLines(_ results: EvaluationResults) -> [String] {
+        results.runs.map { run in
+            var figures: [String] = []
+            if let r = run.refusal?.overall {
+                figures.append(String(format: "refusal %.1f%% [%.1f, %.1f], degenerate %.1f%%", 100 * r.refusal.rate, 100 * r.refusal.lower,
+                                      100 * r.refusal.upper, 100 * r.degenerate.rate))
+            }
+            if let m = run.multipleChoice {
+                figures.append(String(format: "acc %.1f%% ± %.1f, acc_norm %.1f%% ± %.1f (%d questions)", 100 * m.acc, 100 * m.accStderr,
+                                      100 * m.accNorm, 100 * m.accNormStderr, m.questions))
+            }
+            if let p = run.perplexity { figures.append(String(format: "perplexity %.3f over %d tokens", p.perplexity, p.scoredTokens)) }
+            return "\(results.name) \(run.label): " + figures.joined(separator: "; ")
+        }
+    }
+}
+
+/// Runs one evaluation with a progress line per run and Ctrl-C stopping cleanly.
+func evaluate(_ options: EvaluationOptions, model: LanguageModel, adapters: [EvaluationRunner.Adapter], out: String) throws -> EvaluationResults {
+    let interrupted = InterruptFlag()
+    signal(SIGINT, SIG_IGN)
+    let source = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
+    source.setEventHandler { interrupted.set() }
+    source.resume()
+    defer {
+        source.cancel()
+        signal(SIGINT, SIG_DFL)
+    }
+    var lines: [String: ProgressLine] = [:]
+    var runner = EvaluationRunner(model: model, output: out)
+    runner.shouldStop = interrupted.get
+    runner.progress = { label, progress in
+        let line = lines[label] ?? ProgressLine("\(options.resultsName) \(label)")
+        lines[label] = line
+        line.update(progress)
+        if progress.completed == progress.total { line.finish("\(options.resultsName) \(label): \(progress.total) \(progress.unit)") }
+    }
+    return try runner.run(options, adapters: adapters)
+}

@@ -1,0 +1,155 @@
+import Foundation
+import LoRACore
+
+/// The evaluations `lora eval` runs.
+public enum EvaluationKind: String, Codable, Sendable, CaseIterable {
+    /// Refusal rate on a prompt set (AdvBench, RefusalBench, or the user's own).
+    case refusal
+    /// Refusals of safe prompts that look edgy (XSTest style).
+    case overrefusal
+    /// Multiple-choice accuracy (MMLU, HellaSwag, generic JSONL).
+    case mc
+    /// Perplexity of a text file.
+    case ppl
+}
+
+/// What an evaluation is run with; also the shape of an evaluation in an experiment's config.
+public struct EvaluationOptions: Codable, Sendable, Equatable {
+    public var kind: EvaluationKind
+    public var data: String
+    /// Names the results file (`<name>.json`) and its item files; default: the kind.
+    public var name: String?
+    /// Only the first N prompts or questions.
+    public var limit: Int?
+    /// Few-shot examples for multiple choice (default: 5 for MMLU, 0 otherwise).
+    public var shots: Int?
+    public var generation: GenerationSettings
+    /// Refusal classifier: `advbench` (the GCG phrase list, default for refusal), `xstest`
+    /// (XSTest's prefixes, default for over-refusal), a `refusalpatterns.json` file, or `judge`.
+    public var classifier: String?
+    /// The judge model for `classifier: judge` (GGUF file or checkpoint folder).
+    public var judge: String?
+    /// Perplexity window and stride in tokens (default: the model's context, half of it).
+    public var window: Int?
+    public var stride: Int?
+
+    public init(kind: EvaluationKind, data: String, name: String? = nil, limit: Int? = nil, shots: Int? = nil,
+                generation: GenerationSettings = .init(), classifier: String? = nil, judge: String? = nil,
+                window: Int? = nil, stride: Int? = nil) {
+        self.kind = kind
+        self.data = data
+        self.name = name
+        self.limit = limit
+        self.shots = shots
+        self.generation = generation
+        self.classifier = classifier
+        self.judge = judge
+        self.window = window
+        self.stride = stride
+    }
+
+    public var resultsName: String { name ?? kind.rawValue }
+
+    enum CodingKeys: String, CodingKey { case kind, data, name, limit, shots, generation, classifier, judge, window, stride }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(kind: try c.decode(EvaluationKind.self, forKey: .kind), data: try c.decode(String.self, forKey: .data),
+                  name: try c.decodeIfPresent(String.self, forKey: .name), limit: try c.decodeIfPresent(Int.self, forKey: .limit),
+                  shots: try c.decodeIfPresent(Int.self, forKey: .shots),
+                  generation: try c.decodeIfPresent(GenerationSettings.self, forKey: .generation) ?? .init(),
+                  classifier: try c.decodeIfPresent(String.self, forKey: .classifier), judge: try c.decodeIfPresent(String.self, forKey: .judge),
+                  window: try c.decodeIfPresent(Int.self, forKey: .window), stride: try c.decodeIfPresent(Int.self, forKey: .stride))
+    }
+}
+
+/// A results file (`<out>/<name>.json`): one evaluation of the base model and of each
+/// adapter, with everything needed to know what was measured. Schema in the README.
+public struct EvaluationResults: Codable, Sendable, Equatable {
+    public static let currentSchema = "swift-lora/evaluation/1"
+
+    public struct DataIdentity: Codable, Sendable, Equatable {
+        public let path: String
+        public let sha256: String
+        public let format: String
+        public let records: Int
+    }
+
+    public struct ModelIdentity: Codable, Sendable, Equatable {
+        public let path: String
+        public let format: String
+        public let bytes: Int
+        public let parameters: Int
+        public let precision: String
+    }
+
+    public struct AdapterIdentity: Codable, Sendable, Equatable {
+        public let path: String
+        /// SHA-256 of adapter_model.safetensors.
+        public let sha256: String
+        public let rank: Int
+        public let alpha: Float
+        /// The trainer's step for a checkpoint folder (`checkpoint-N`), else nil.
+        public let step: Int?
+    }
+
+    /// One model (base or base + adapter) and its result.
+    public struct Run: Codable, Sendable, Equatable {
+        public let label: String
+        public let adapter: AdapterIdentity?
+        /// False when the run was stopped before every item was done (resume to finish).
+        public let complete: Bool
+        /// The per-item file, relative to the results file's folder.
+        public let items: String
+        public let refusal: RefusalSummary?
+        public let multipleChoice: MultipleChoiceSummary?
+        public let perplexity: PerplexityResult?
+
+        enum CodingKeys: String, CodingKey {
+            case label, adapter, complete, items, refusal, perplexity
+            case multipleChoice = "multiple_choice"
+        }
+    }
+
+    public let schema: String
+    public let libraryVersion: String
+    public let name: String
+    public let options: EvaluationOptions
+    public let data: DataIdentity
+    public let model: ModelIdentity
+    /// The classifier's name for refusal evaluations.
+    public let classifier: String?
+    public var runs: [Run]
+
+    enum CodingKeys: String, CodingKey {
+        case schema, name, options, data, model, classifier, runs
+        case libraryVersion = "library_version"
+    }
+
+    /// Reads a results file, checking it is one.
+    public static func load(_ path: String) throws(EvaluationError) -> EvaluationResults {
+        let text = try TextFile.read(path)
+        do {
+            let results = try JSONDecoder().decode(EvaluationResults.self, from: Data(text.utf8))
+            guard results.schema == currentSchema else {
+                throw EvaluationError.mismatchedResults(file: path, problem: "schema \(results.schema), expected \(currentSchema)")
+            }
+            return results
+        } catch let error as EvaluationError {
+            throw error
+        } catch {
+            throw .malformedData(file: path, line: 1, problem: "not a swift-lora results file: \(error)")
+        }
+    }
+
+    /// Writes atomically (temp file + rename), keys sorted: the same results, the same bytes.
+    public func write(to path: String) throws(EvaluationError) {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        do {
+            try AtomicFile.write(try encoder.encode(self), to: path)
+        } catch {
+            throw .unreadableFile(file: path, reason: "cannot write: \(error)")
+        }
+    }
+}

@@ -1,0 +1,189 @@
+import Foundation
+import LoRACore
+
+/// Runs one evaluation on a loaded model: first the base, then the same model with each
+/// adapter, writing per-item files as it goes and the results file after each run. Data,
+/// classifier and judge problems surface before any model time is spent; a rerun into the
+/// same folder resumes.
+public struct EvaluationRunner {
+    public let model: LanguageModel
+    /// The folder results go to.
+    public let output: String
+    /// Progress of each run, by label ("base", the adapter's label).
+    public var progress: ((String, WorkProgress) -> Void)?
+    /// Checked between items: true stops the evaluation (what is done stays on disk).
+    public var shouldStop: @Sendable () -> Bool = { false }
+
+    public init(model: LanguageModel, output: String) {
+        self.model = model
+        self.output = output
+    }
+
+    /// An adapter to evaluate: its label in results, its PEFT folder, and the training step
+    /// it was saved at (for charts along a fine-tune; a `checkpoint-N` folder gives N).
+    public struct Adapter: Sendable {
+        public let label: String
+        public let folder: String
+        public let step: Int?
+
+        public init(label: String? = nil, folder: String, step: Int? = nil) {
+            let name = URL(fileURLWithPath: folder).lastPathComponent
+            self.label = label ?? name
+            self.folder = folder
+            self.step = step ?? (name.hasPrefix("checkpoint-") ? Int(name.dropFirst("checkpoint-".count)) : nil)
+        }
+    }
+
+    /// Evaluates the base model and then each adapter. The adapters are attached one at a
+    /// time and detached afterwards.
+    public func run(_ options: EvaluationOptions, adapters: [Adapter] = []) throws(EvaluationError) -> EvaluationResults {
+        let name = options.resultsName
+        var peft: [PEFTAdapter] = []
+        for adapter in adapters {
+            // a wrong adapter (another model's shapes or names) fails here, not after the base run
+            do {
+                let loaded = try PEFTAdapter(folder: adapter.folder)
+                try model.model.attach(loaded)
+                model.model.detachAdapters()
+                peft.append(loaded)
+            } catch {
+                model.model.detachAdapters()
+                throw .model(error)
+            }
+        }
+        let work = try Work(options, model: model)
+        let summary = model.summary
+        var results = EvaluationResults(
+            schema: EvaluationResults.currentSchema, libraryVersion: SwiftLoRA.version, name: name, options: options,
+            data: .init(path: options.data, sha256: work.sha256, format: work.format, records: work.count),
+            model: .init(path: summary.path, format: summary.format, bytes: summary.fileBytes, parameters: summary.parameters,
+                         precision: summary.precision.rawValue),
+            classifier: work.classifier?.name, runs: [])
+        let resultsPath = "\(output)/\(name).json"
+        let runs: [(label: String, adapter: PEFTAdapter?, step: Int?)] = [("base", nil, nil)] + zip(adapters, peft).map { ($0.label, $1, $0.step) }
+        for (label, adapter, step) in runs {
+            model.model.detachAdapters()
+            var identity: EvaluationResults.AdapterIdentity?
+            if let adapter {
+                do { try model.model.attach(adapter) } catch { throw .model(error) }
+                identity = .init(path: adapter.folder, sha256: try SHA256.hex(ofFile: "\(adapter.folder)/adapter_model.safetensors"),
+                                 rank: adapter.rank, alpha: adapter.alpha, step: step)
+            }
+            defer { model.model.detachAdapters() }
+            let run = try work.run(label: label, adapter: identity, model: model, modelIdentity: "\(summary.path) (\(summary.fileBytes) bytes)",
+                                   folder: "\(output)/\(name)", progress: progress.map { report in { report(label, $0) } },
+                                   shouldStop: shouldStop)
+            results.runs.append(run)
+            try results.write(to: resultsPath)
+            if !run.complete { break }
+        }
+        return results
+    }
+
+    /// The loaded data and classifier of one evaluation.
+    struct Work {
+        let options: EvaluationOptions
+        let sha256: String
+        let format: String
+        let prompts: [EvaluationPrompt]
+        let items: [MultipleChoiceItem]
+        let tokens: [Int32]
+        let classifier: (any ResponseClassifier)?
+
+        var count: Int { options.kind == .mc ? items.count : options.kind == .ppl ? tokens.count : prompts.count }
+
+        init(_ options: EvaluationOptions, model: LanguageModel) throws(EvaluationError) {
+            self.options = options
+            var isDirectory: ObjCBool = false
+            let folder = FileManager.default.fileExists(atPath: options.data, isDirectory: &isDirectory) && isDirectory.boolValue
+            sha256 = folder ? try Self.folderDigest(options.data) : try SHA256.hex(ofFile: options.data)
+            var prompts: [EvaluationPrompt] = [], items: [MultipleChoiceItem] = [], tokens: [Int32] = []
+            var classifier: (any ResponseClassifier)?
+            switch options.kind {
+            case .refusal, .overrefusal:
+                prompts = try PromptSet.load(options.data)
+                format = URL(fileURLWithPath: options.data).pathExtension.lowercased()
+                let choice = options.classifier ?? (options.kind == .refusal ? "advbench" : "xstest")
+                switch choice {
+                case "advbench": classifier = RefusalPhrases()
+                case "xstest": classifier = RefusalPhrases.xsTest
+                case "judge":
+                    guard let judge = options.judge else {
+                        throw .unusableJudge(file: "--judge", problem: "the judge classifier needs a judge model (--judge PATH)")
+                    }
+                    let judgeModel: LanguageModel
+                    do { judgeModel = try LanguageModel.load(path: judge) } catch { throw .model(error) }
+                    classifier = try RefusalJudge(judge: judgeModel)
+                default: classifier = try RefusalPhrases(patternsFile: choice)
+                }
+            case .mc:
+                let loaded = try MultipleChoiceSet.load(options.data, shots: options.shots)
+                items = loaded.items
+                format = loaded.format.rawValue
+            case .ppl:
+                tokens = model.tokenizer.encode(try TextFile.read(options.data), parseSpecial: false, addBOS: nil)
+                guard tokens.count >= 2 else { throw .emptyDataset(file: options.data) }
+                format = "text"
+            }
+            if let limit = options.limit {
+                prompts = Array(prompts.prefix(limit))
+                items = Array(items.prefix(limit))
+            }
+            self.prompts = prompts
+            self.items = items
+            self.tokens = tokens
+            self.classifier = classifier
+        }
+
+        /// A folder's identity: the digest of its files' names and digests, in sorted order.
+        static func folderDigest(_ path: String) throws(EvaluationError) -> String {
+            let files = ((try? FileManager.default.subpathsOfDirectory(atPath: path)) ?? []).sorted()
+            var listing = ""
+            for file in files where !isDirectory("\(path)/\(file)") {
+                listing += "\(file) \(try SHA256.hex(ofFile: "\(path)/\(file)"))\n"
+            }
+            return SHA256.hex(of: Array(listing.utf8))
+        }
+
+        static func isDirectory(_ path: String) -> Bool {
+            var flag: ObjCBool = false
+            return FileManager.default.fileExists(atPath: path, isDirectory: &flag) && flag.boolValue
+        }
+
+        func run(label: String, adapter: EvaluationResults.AdapterIdentity?, model: LanguageModel, modelIdentity: String, folder: String,
+                 progress: ((WorkProgress) -> Void)?, shouldStop: @escaping @Sendable () -> Bool) throws(EvaluationError) -> EvaluationResults.Run {
+            let adapters = adapter.map { ["\($0.path) \($0.sha256)"] } ?? []
+            switch options.kind {
+            case .refusal, .overrefusal:
+                let file = "\(label).jsonl"
+                let evaluation = RefusalEvaluation(model: model, classifier: classifier!, settings: options.generation)
+                let (summary, complete) = try evaluation.run(prompts: prompts, responsesFile: "\(folder)/\(file)", model: modelIdentity,
+                                                             adapters: adapters, dataSHA256: sha256, progress: progress, shouldStop: shouldStop)
+                return .init(label: label, adapter: adapter, complete: complete, items: "\(URL(fileURLWithPath: folder).lastPathComponent)/\(file)",
+                             refusal: summary, multipleChoice: nil, perplexity: nil)
+            case .mc:
+                let file = "\(label).jsonl"
+                let (summary, complete) = try MultipleChoiceEvaluation(model: model).run(
+                    items: items, itemsFile: "\(folder)/\(file)", model: modelIdentity, adapters: adapters, dataSHA256: sha256,
+                    shots: options.shots ?? -1, progress: progress, shouldStop: shouldStop)
+                return .init(label: label, adapter: adapter, complete: complete, items: "\(URL(fileURLWithPath: folder).lastPathComponent)/\(file)",
+                             refusal: nil, multipleChoice: summary, perplexity: nil)
+            case .ppl:
+                let file = "\(label).logprobs.json"
+                let (result, logProbabilities) = PerplexityEvaluation(model: model, window: options.window, stride: options.stride)
+                    .run(tokens: tokens, progress: progress)
+                struct TokenLogProbabilities: Encodable { let ids: [Int32]; let logprobs: [Float] }
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.sortedKeys]
+                do {
+                    try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+                    try AtomicFile.write(try encoder.encode(TokenLogProbabilities(ids: tokens, logprobs: logProbabilities)), to: "\(folder)/\(file)")
+                } catch {
+                    throw .unreadableFile(file: "\(folder)/\(file)", reason: "cannot write: \(error)")
+                }
+                return .init(label: label, adapter: adapter, complete: true, items: "\(URL(fileURLWithPath: folder).lastPathComponent)/\(file)",
+                             refusal: nil, multipleChoice: nil, perplexity: result)
+            }
+        }
+    }
+}
