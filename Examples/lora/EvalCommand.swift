@@ -98,7 +98,7 @@ func evaluate(_ options: EvaluationOptions, model: LanguageModel, adapters: [Eva
         let line = lines[label] ?? ProgressLine("\(options.resultsName) \(label)")
         lines[label] = line
         line.update(progress)
-        if progress.completed == progress.total { line.finish("\(options.resultsName) \(label): \(progress.total) \(progress.unit)") }
+        if progress.completed == progress.total { line.finish("\(progress.total) \(progress.unit)") }
     }
     return try runner.run(options, adapters: adapters)
 }

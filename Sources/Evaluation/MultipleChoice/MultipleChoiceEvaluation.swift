@@ -93,6 +93,7 @@ public struct MultipleChoiceEvaluation: Sendable {
         let log = try ResultsLog<MultipleChoiceRecord>(path: itemsFile, header: Identity(evaluation: "mc", model: identity, adapters: adapters,
                                                                                          data: dataSHA256, shots: shots))
         let done = Set(log.records.map(\.id))
+        progress?(WorkProgress(completed: done.count, total: items.count, unit: "questions"))
         for item in items where !done.contains(item.id) {
             if shouldStop() { break }
             let scores = logLikelihoods(item)

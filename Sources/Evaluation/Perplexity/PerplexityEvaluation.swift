@@ -40,6 +40,7 @@ public struct PerplexityEvaluation: Sendable {
         var logProbabilities: [Float] = []
         var scoredUpTo = 1  // token 0 has nothing to be predicted from
         var start = 0
+        progress?(WorkProgress(completed: 0, total: tokens.count, unit: "tokens"))
         while scoredUpTo < tokens.count {
             let end = min(start + window, tokens.count)
             let windowLogProbabilities = model.model.tokenLogProbabilities(Array(tokens[start..<end]))

@@ -73,6 +73,13 @@ public struct EvaluationResults: Codable, Sendable, Equatable {
         public let sha256: String
         public let format: String
         public let records: Int
+
+        public init(path: String, sha256: String, format: String, records: Int) {
+            self.path = path
+            self.sha256 = sha256
+            self.format = format
+            self.records = records
+        }
     }
 
     public struct ModelIdentity: Codable, Sendable, Equatable {
@@ -81,6 +88,14 @@ public struct EvaluationResults: Codable, Sendable, Equatable {
         public let bytes: Int
         public let parameters: Int
         public let precision: String
+
+        public init(path: String, format: String, bytes: Int, parameters: Int, precision: String) {
+            self.path = path
+            self.format = format
+            self.bytes = bytes
+            self.parameters = parameters
+            self.precision = precision
+        }
     }
 
     public struct AdapterIdentity: Codable, Sendable, Equatable {
@@ -91,6 +106,14 @@ public struct EvaluationResults: Codable, Sendable, Equatable {
         public let alpha: Float
         /// The trainer's step for a checkpoint folder (`checkpoint-N`), else nil.
         public let step: Int?
+
+        public init(path: String, sha256: String, rank: Int, alpha: Float, step: Int?) {
+            self.path = path
+            self.sha256 = sha256
+            self.rank = rank
+            self.alpha = alpha
+            self.step = step
+        }
     }
 
     /// One model (base or base + adapter) and its result.
@@ -104,6 +127,17 @@ public struct EvaluationResults: Codable, Sendable, Equatable {
         public let refusal: RefusalSummary?
         public let multipleChoice: MultipleChoiceSummary?
         public let perplexity: PerplexityResult?
+
+        public init(label: String, adapter: AdapterIdentity?, complete: Bool, items: String, refusal: RefusalSummary?,
+                    multipleChoice: MultipleChoiceSummary?, perplexity: PerplexityResult?) {
+            self.label = label
+            self.adapter = adapter
+            self.complete = complete
+            self.items = items
+            self.refusal = refusal
+            self.multipleChoice = multipleChoice
+            self.perplexity = perplexity
+        }
 
         enum CodingKeys: String, CodingKey {
             case label, adapter, complete, items, refusal, perplexity
@@ -120,6 +154,18 @@ public struct EvaluationResults: Codable, Sendable, Equatable {
     /// The classifier's name for refusal evaluations.
     public let classifier: String?
     public var runs: [Run]
+
+    public init(schema: String = currentSchema, libraryVersion: String = SwiftLoRA.version, name: String, options: EvaluationOptions,
+                data: DataIdentity, model: ModelIdentity, classifier: String?, runs: [Run]) {
+        self.schema = schema
+        self.libraryVersion = libraryVersion
+        self.name = name
+        self.options = options
+        self.data = data
+        self.model = model
+        self.classifier = classifier
+        self.runs = runs
+    }
 
     enum CodingKeys: String, CodingKey {
         case schema, name, options, data, model, classifier, runs

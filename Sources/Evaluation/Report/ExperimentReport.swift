@@ -178,8 +178,10 @@ public struct ExperimentReport: Codable, Sendable {
             body += "</table>\n"
             let entries = results.runs.compactMap { run in Self.headline(results, run).map { (run.label, $0.value, $0.lower, $0.upper) } }
             body += "<figure>" + SVGChart.bars(title: "\(results.name): \(Self.headlineUnit(results))", unit: Self.headlineUnit(results), entries: entries) + "</figure>\n"
-            // the metric along the fine-tune: checkpoints by step, the final adapter last
-            let steps = results.runs.compactMap { run in run.adapter?.step.flatMap { step in Self.headline(results, run).map { (Double(step), $0.value) } } }
+            // the metric along the fine-tune: the base at step 0, then checkpoints by step
+            let steps = results.runs.enumerated().compactMap { index, run in
+                (index == 0 ? 0 : run.adapter?.step).flatMap { step in Self.headline(results, run).map { (Double(step), $0.value) } }
+            }
             if steps.count >= 2 {
                 body += "<figure>" + SVGChart.lines(title: "\(results.name) by checkpoint", xLabel: "step", yLabel: Self.headlineUnit(results),
                                                     series: [(results.name, steps.sorted { $0.0 < $1.0 })]) + "</figure>\n"

@@ -96,7 +96,7 @@ public enum SVGChart {
     static func number(_ value: Double) -> String { String(format: "%.1f", value) }
 
     static func formatted(_ value: Double) -> String {
-        abs(value) >= 100 ? String(format: "%.0f", value) : abs(value) >= 10 ? String(format: "%.1f", value) : String(format: "%.3g", value)
+        value == value.rounded() && abs(value) < 1e9 ? String(format: "%.0f", value) : abs(value) >= 100 ? String(format: "%.0f", value) : abs(value) >= 10 ? String(format: "%.1f", value) : String(format: "%.3g", value)
     }
 
     /// Text safe inside XML elements and attributes.

@@ -11,7 +11,7 @@ final class ResultsLog<Record: Codable> {
 
     private struct Header<H: Codable>: Codable { let header: H }
 
-    init<H: Codable & Equatable>(path: String, header: H) throws(EvaluationError) {
+    init<H: Codable>(path: String, header: H) throws(EvaluationError) {
         self.path = path
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
@@ -22,7 +22,8 @@ final class ResultsLog<Record: Codable> {
             guard let first = lines.first, let existing = try? JSONDecoder().decode(Header<H>.self, from: Data(first)) else {
                 throw .mismatchedResults(file: path, problem: "not a results file of this kind (no header line): move it away or choose another --out")
             }
-            guard existing.header == header else {
+            // compared as written: settings that do not change results (batch size) are not in the file
+            guard (try? encoder.encode(existing)) == (try? encoder.encode(Header(header: header))) else {
                 throw .mismatchedResults(file: path, problem: "written by an evaluation with other settings, model or data: move it away or choose another --out")
             }
             kept.append(first)

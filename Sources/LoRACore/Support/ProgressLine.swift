@@ -23,6 +23,9 @@ public final class ProgressLine: @unchecked Sendable {
     private var lastLog = Date.distantPast
     private var lastDecile = -1
     private var drewLine = false
+    /// The first update: the rate counts from it, so work a resumed run found done (and the
+    /// first item's warm-up) does not inflate it.
+    private var first: (completed: Int, time: Date)?
 
     public init(_ label: String) {
         self.label = label
@@ -34,12 +37,15 @@ public final class ProgressLine: @unchecked Sendable {
 
     /// `detail` (a loss, a rate, …) follows the counts.
     public func update(_ progress: WorkProgress, detail: String?) {
-        let elapsed = Date().timeIntervalSince(start)
-        let rate = Double(progress.completed) / max(elapsed, 1e-6)
-        let eta = rate > 0 ? Double(progress.total - progress.completed) / rate : 0
+        let now = Date()
+        let (baseline, since) = first ?? (progress.completed, now)
+        if first == nil { first = (baseline, since) }
+        let elapsed = now.timeIntervalSince(since)
+        let rate = elapsed > 0 ? Double(progress.completed - baseline) / elapsed : 0
+        let eta = rate > 0 ? Self.duration(Double(progress.total - progress.completed) / rate) : "–"
         let percent = progress.total > 0 ? 100 * progress.completed / progress.total : 100
         let text = "\(label): \(progress.completed)/\(progress.total) \(progress.unit) (\(percent)%), "
-            + (detail.map { "\($0), " } ?? "") + "\(String(format: "%.2f", rate)) \(progress.unit)/s, ETA \(Self.duration(eta))"
+            + (detail.map { "\($0), " } ?? "") + "\(String(format: "%.2f", rate)) \(progress.unit)/s, ETA \(eta)"
         if isTerminal {
             FileHandle.standardError.write(Data("\r\u{1B}[K\(text)".utf8))
             drewLine = true
