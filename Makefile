@@ -9,8 +9,9 @@ deps:
 model: deps
 	@scripts/fetch-model >/dev/null
 
-# The main job: held-out answers before, a short LoRA fine-tune on the int8 base, the same
-# answers after, the loss curve's ends (scripts/demo; the adapter lands in .build/demo).
+# The main job, the whole loop: measure the base (over-refusal, multiple choice, perplexity),
+# fine-tune a LoRA adapter on the int8 base, measure every checkpoint and the adapter, write
+# the report (scripts/demo; everything lands in .build/demo, report.md printed).
 demo: model
 	$(SWIFT) build -c release --product lora
 	scripts/demo "$$(scripts/fetch-model)" .build/demo
@@ -50,6 +51,7 @@ fixtures: model
 	$(PEERS)/bin/python scripts/make-tiny-llama2-fixtures.py
 	$(PEERS)/bin/pip install --quiet peft safetensors
 	$(PEERS)/bin/python scripts/make-smollm2-lora-gradient-fixtures.py "$$(scripts/fetch-model)"
+	$(PEERS)/bin/python scripts/make-mc-fixtures.py "$$(scripts/fetch-model)"
 
 clean:
 	rm -rf .build
