@@ -52,6 +52,8 @@ fixtures: model
 	$(PEERS)/bin/pip install --quiet peft safetensors
 	$(PEERS)/bin/python scripts/make-smollm2-lora-gradient-fixtures.py "$$(scripts/fetch-model)"
 	$(PEERS)/bin/python scripts/make-mc-fixtures.py "$$(scripts/fetch-model)"
+	$(SWIFT) build -c release --product lora
+	$(PEERS)/bin/python scripts/make-peft-interop-fixtures.py "$$(scripts/fetch-model)"
 
 clean:
 	rm -rf .build

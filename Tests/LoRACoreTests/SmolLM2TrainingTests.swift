@@ -57,4 +57,46 @@ import Testing
         let config = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(folder)/adapter_config.json"))) as? [String: Any]
         #expect(config?["peft_type"] as? String == "LORA" && config?["layers_to_transform"] as? [Int] == [0, 14, 29])
     }
+
+    /// An adapter this library trained on the GGUF model (int8 base, permuted Q/K rows) and
+    /// saved, loaded by PEFT (`PeftModel.from_pretrained`, scripts/make-peft-interop-fixtures.py):
+    /// PEFT's log-probabilities and ours with the same files agree, so the saved tensors mean
+    /// in PEFT what they meant here.
+    @Test func trainedAdapterMeansTheSameInPEFT() throws {
+        struct Reference: Decodable { let ids: [Int32]; let logprobs: [Float]; let base_logprobs: [Float] }
+        let reference = try Fixtures.json("smollm2-trained-adapter/peft-logprobs.json", as: Reference.self)
+        let model = try LanguageModel.load(path: RealModel.path!, precision: .f32).model
+        func logprobs() throws -> [Float] {
+            let logits = try #require(model.forward(reference.ids, logits: .all).logits)
+            return Kernels.logProbabilities(logits: logits.rows(0..<reference.ids.count - 1), targets: Array(reference.ids.dropFirst()))
+        }
+        let base = try logprobs()
+        try model.attach(PEFTAdapter(folder: Fixtures.url("smollm2-trained-adapter").path))
+        let adapted = try logprobs()
+        let worstBase = zip(base, reference.base_logprobs).map { abs($0 - $1) }.max()!
+        let worst = zip(adapted, reference.logprobs).map { abs($0 - $1) }.max()!
+        let moved = zip(reference.logprobs, reference.base_logprobs).map { abs($0 - $1) }.max()!
+        print("trained adapter in PEFT vs here: worst log-prob |diff| \(worst) (base \(worstBase)); the adapter moves them by up to \(moved)")
+        #expect(moved > 1 && worst <= 2e-3 && worstBase <= 2e-3)
+    }
+
+    /// A config whose rank disagrees with the tensors is refused, naming the file and module.
+    @Test func anAdapterWhoseConfigLiesAboutItsRankIsRefused() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("swift-lora-rank-\(getpid())").path
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        let source = Fixtures.url("smollm2-trained-adapter")
+        try FileManager.default.copyItem(at: source.appendingPathComponent("adapter_model.safetensors"),
+                                         to: URL(fileURLWithPath: "\(folder)/adapter_model.safetensors"))
+        var config = try JSONSerialization.jsonObject(with: Data(contentsOf: source.appendingPathComponent("adapter_config.json"))) as! [String: Any]
+        config["r"] = 8
+        try JSONSerialization.data(withJSONObject: config).write(to: URL(fileURLWithPath: "\(folder)/adapter_config.json"))
+        do {
+            _ = try PEFTAdapter(folder: folder)
+            Issue.record("a rank-4 adapter whose config says 8 was accepted")
+        } catch {
+            guard case .tensorShapeMismatch(let file, let tensor, let expected, _) = error else { Issue.record("\(error)"); return }
+            #expect(file == "\(folder)/adapter_model.safetensors" && tensor.hasPrefix("model.layers.") && expected == [8])
+        }
+    }
 }
