@@ -35,7 +35,7 @@ struct GGUFFileTests {
                                ("blk.1.attn_k.weight", layer.selfAttn.kProj)] {
             let stored = try #require(writer.tensors.first { $0.name == name })
             guard case .f32(let weights) = linear.weight else { Issue.record("\(name) is not f32"); continue }
-            #expect(weights.scalars == GGUFWriter.decoded(stored.values, as: stored.type), "\(name) \(stored.type)")
+            #expect(weights.scalars == SpecGGUFWriter.decoded(stored.values, as: stored.type), "\(name) \(stored.type)")
         }
         let int8 = try LanguageModel.load(path: path, precision: .int8)
         let ids: [Int32] = [1, 70, 80, 90]

@@ -53,6 +53,9 @@ public final class GGUFFile: @unchecked Sendable {
     public let tensors: [GGUFTensorInfo]
     public let alignment: Int
     let file: MappedFile
+    /// Each metadata entry's bytes in the file (key, type and value): copied verbatim when a
+    /// derived file is written, so every value keeps its exact GGUF type.
+    let rawMetadata: [String: Range<Int>]
     private let metadataIndex: [String: GGUFValue]
     private let tensorIndex: [String: Int]
 
@@ -83,14 +86,18 @@ public final class GGUFFile: @unchecked Sendable {
 
         var metadata: [(key: String, value: GGUFValue)] = []
         var index: [String: GGUFValue] = [:]
+        var raw: [String: Range<Int>] = [:]
         for i in 0..<Int(metadataCount) {
+            let start = reader.offset
             let key = try Self.readString(&reader, "metadata key \(i)")
             let type = try reader.read(UInt32.self, "the type of \(key)")
             let value = try Self.readValue(&reader, type: type, key: key, depth: 0)
             metadata.append((key, value))
             index[key] = value
+            raw[key] = start..<reader.offset
         }
         self.metadata = metadata
+        rawMetadata = raw
         metadataIndex = index
 
         alignment = try index["general.alignment"].map { value throws(LoRAError) in

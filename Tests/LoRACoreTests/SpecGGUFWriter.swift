@@ -4,7 +4,7 @@ import LoRACore
 
 /// Writes GGUF v3 files for tests, following the spec (gguf.md §1–3) independently of the
 /// reader: metadata of every value type, tensors in F32, F16 or Q8_0.
-struct GGUFWriter {
+struct SpecGGUFWriter {
     enum Value {
         case u8(UInt8), i8(Int8), u16(UInt16), i16(Int16), u32(UInt32), i32(Int32), f32(Float), bool(Bool)
         case string(String), array(elementType: UInt32, [Value]), u64(UInt64), i64(Int64), f64(Double)
@@ -152,8 +152,8 @@ struct GGUFWriter {
 enum TinyLlamaGGUF {
     static let dim = 64, hidden = 96, layers = 2, heads = 4, kvHeads = 2
 
-    static func writer(types: [GGUFWriter.StoredType] = [.f32, .f16, .q8_0], tied: Bool = true) -> GGUFWriter {
-        var w = GGUFWriter()
+    static func writer(types: [SpecGGUFWriter.StoredType] = [.f32, .f16, .q8_0], tied: Bool = true) -> SpecGGUFWriter {
+        var w = SpecGGUFWriter()
         // GPT-2's byte alphabet (tokenizer.md §2.3): printable Latin-1 as is, the rest from U+0100
         var next: UInt32 = 0x100
         let alphabet = (0..<256).map { byte -> String in
@@ -219,7 +219,7 @@ enum TinyLlamaGGUF {
         return w
     }
 
-    static func write(_ writer: GGUFWriter = writer(), name: String = "tiny.gguf") throws -> String {
+    static func write(_ writer: SpecGGUFWriter = writer(), name: String = "tiny.gguf") throws -> String {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("swift-lora-tests-\(getpid())")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         let url = dir.appendingPathComponent(name)

@@ -1,0 +1,91 @@
+import Foundation
+
+/// A PEFT adapter in the forms llama.cpp uses: folded into a model's weights (a merged
+/// GGUF), or as a GGUF LoRA adapter file (`--lora`, gguf-lora.md).
+extension PEFTAdapter {
+    /// The GGUF tensor of a Hugging Face module path: `model.layers.3.self_attn.q_proj` →
+    /// `blk.3.attn_q.weight`.
+    static func ggufTensorName(module: String) -> String? {
+        let parts = module.split(separator: ".")
+        guard parts.count == 5, parts[0] == "model", parts[1] == "layers", let layer = Int(parts[2]) else { return nil }
+        for part in LlamaTensorNames.Part.allCases where LlamaTensorNames.huggingFace.layer(layer, part) == module + ".weight" {
+            return LlamaTensorNames.gguf.layer(layer, part)
+        }
+        return nil
+    }
+
+    /// Each module's A [rank, in] and B [out, rank] under its GGUF tensor name, checked
+    /// against the model's tensor shapes, with B's rows of q/k in the model's permuted order.
+    func ggufPairs(for model: GGUFFile) throws(LoRAError) -> [(name: String, adapter: LoRAAdapter, b: Tensor)] {
+        let config = try LlamaConfig(gguf: model)
+        var pairs: [(String, LoRAAdapter, Tensor)] = []
+        for (module, adapter) in modules.sorted(by: { $0.key < $1.key }) {
+            guard let name = Self.ggufTensorName(module: module), let info = model.tensor(named: name) else {
+                throw .invalidMetadata(file: folder, key: module, problem: "\(model.path) has no tensor for this module")
+            }
+            guard info.shape == [adapter.outFeatures, adapter.inFeatures] else {
+                throw .tensorShapeMismatch(file: folder, tensor: module, expected: info.shape, actual: [adapter.outFeatures, adapter.inFeatures])
+            }
+            // llama.cpp's converter permutes Q/K rows for adjacent-pair RoPE, and lora_B's rows with them
+            let permuted = name.contains(".attn_q.") || name.contains(".attn_k.")
+            pairs.append((name, adapter, permuted ? LlamaModel.permuteRowsForAdjacentPairs(adapter.b, headDim: config.headDim) : adapter.b))
+        }
+        return pairs
+    }
+
+    /// Writes this adapter as a GGUF LoRA adapter for `model` (gguf-lora.md): `general.type =
+    /// adapter`, `adapter.type = lora`, one `adapter.lora.alpha`, tensors
+    /// `blk.N.attn_q.weight.lora_a/_b` in PEFT's own shapes. llama.cpp scales each pair by
+    /// alpha / rank; where this adapter's scale differs (rsLoRA, rank or alpha patterns) the
+    /// difference is folded into lora_b.
+    public func writeGGUF(to path: String, for model: GGUFFile, type: GGUFWriter.TensorType = .f32) throws(LoRAError) {
+        guard type != .q8_0 else {
+            throw .invalidMetadata(file: path, key: "type", problem: "q8_0 needs rows of 32: lora_b rows are rank-long; use f32 or f16")
+        }
+        var writer = GGUFWriter()
+        writer.set("general.architecture", .string(model["general.architecture"]?.stringValue ?? "llama"))
+        writer.set("general.type", .string("adapter"))
+        writer.set("adapter.type", .string("lora"))
+        writer.set("adapter.lora.alpha", .float32(alpha))
+        for (name, adapter, b) in try ggufPairs(for: model) {
+            let fileScale = alpha / Float(adapter.rank)
+            writer.add("\(name).lora_a", shape: adapter.a.shape, type: type) { adapter.a }
+            writer.add("\(name).lora_b", shape: b.shape, type: type) {
+                guard adapter.scale != fileScale else { return b }
+                let folded = b.copy()
+                Kernels.scale(folded, by: adapter.scale / fileScale)
+                return folded
+            }
+        }
+        try writer.write(to: path)
+    }
+}
+
+/// A model with an adapter folded into its weights: W' = W + scale · B·A.
+public enum MergedModel {
+    /// Writes `model` (GGUF) with `adapter` merged, as a GGUF llama.cpp and this library load
+    /// without the adapter: every metadata entry (tokenizer, chat template) copied verbatim,
+    /// untouched tensors copied byte for byte, each adapted weight dequantized to f32, merged
+    /// and stored as `type`.
+    public static func writeGGUF(model: GGUFFile, adapter: PEFTAdapter, to path: String, type: GGUFWriter.TensorType = .f16,
+                                 progress: ((WorkProgress) -> Void)? = nil) throws(LoRAError) {
+        let pairs = Dictionary(uniqueKeysWithValues: try adapter.ggufPairs(for: model).map { ($0.name, ($0.adapter, $0.b)) })
+        var writer = GGUFWriter()
+        writer.copyMetadata(of: model)
+        for info in model.tensors {
+            guard let (lora, b) = pairs[info.name] else {
+                try writer.copy(info.name, from: model)
+                continue
+            }
+            guard type != .q8_0 || info.shape[1] % 32 == 0 else {
+                throw .invalidMetadata(file: path, key: info.name, problem: "rows of \(info.shape[1]) values do not fill Q8_0 blocks of 32")
+            }
+            writer.add(info.name, shape: info.shape, type: type) { () throws(LoRAError) -> Tensor in
+                let weight = try model.values(of: info.name)
+                Kernels.matmulAccumulate(b, lora.a, transposeB: false, alpha: lora.scale, into: weight)
+                return weight
+            }
+        }
+        try writer.write(to: path, progress: progress)
+    }
+}

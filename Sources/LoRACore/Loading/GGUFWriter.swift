@@ -1,0 +1,149 @@
+import CKernels
+import Foundation
+
+/// Writes GGUF v3 files as llama.cpp reads them (gguf.md §1–3): metadata entries, then the
+/// tensor directory, then each tensor's data aligned to 32 bytes. Tensors are produced and
+/// written one at a time, so a merged 70B model never sits in memory whole; the file is
+/// written under a temporary name and renamed when complete.
+public struct GGUFWriter {
+    /// Metadata values this library writes itself (anything else is copied from a source file).
+    public enum Value: Sendable {
+        case string(String), uint32(UInt32), float32(Float), bool(Bool)
+    }
+
+    /// How a tensor is stored.
+    public enum TensorType: String, Sendable, CaseIterable {
+        case f32, f16, q8_0
+
+        var ggmlType: UInt32 { switch self { case .f32: 0; case .f16: 1; case .q8_0: 8 } }
+
+        func byteCount(shape: [Int]) -> Int {
+            let count = shape.reduce(1, *)
+            return switch self {
+            case .f32: 4 * count
+            case .f16: 2 * count
+            case .q8_0: count / 32 * MemoryLayout<ck_block_q8_0>.stride
+            }
+        }
+    }
+
+    private enum Payload {
+        case values(TensorType, () throws(LoRAError) -> Tensor)
+        case copied(GGUFFile, GGUFTensorInfo)
+    }
+
+    private var entries: [(key: String, bytes: Data)] = []
+    private var tensors: [(name: String, shape: [Int], typeID: UInt32, byteCount: Int, payload: Payload)] = []
+    static let alignment = 32
+
+    public init() {}
+
+    /// Sets `key` (replacing an entry of the same key).
+    public mutating func set(_ key: String, _ value: Value) {
+        var bytes = Self.string(key)
+        switch value {
+        case .string(let s): bytes += Self.u32(8) + Self.string(s)
+        case .uint32(let v): bytes += Self.u32(4) + Self.u32(v)
+        case .float32(let v): bytes += Self.u32(6) + Self.u32(v.bitPattern)
+        case .bool(let v): bytes += Self.u32(7) + Data([v ? 1 : 0])
+        }
+        put(key, bytes)
+    }
+
+    /// Copies every metadata entry of `source` verbatim (exact types, tokenizer included),
+    /// except `general.alignment` (this writer aligns to 32).
+    public mutating func copyMetadata(of source: GGUFFile) {
+        for (key, _) in source.metadata where key != "general.alignment" {
+            put(key, Data(source.file.bytes[source.rawMetadata[key]!]))
+        }
+    }
+
+    private mutating func put(_ key: String, _ bytes: Data) {
+        if let index = entries.firstIndex(where: { $0.key == key }) { entries[index].bytes = bytes } else { entries.append((key, bytes)) }
+    }
+
+    /// A tensor of `shape` (outermost first, [out, in]) whose values `make` produces when the
+    /// file is written. Q8_0 needs rows that are a multiple of 32 long.
+    public mutating func add(_ name: String, shape: [Int], type: TensorType, _ make: @escaping () throws(LoRAError) -> Tensor) {
+        precondition(type != .q8_0 || (shape.last ?? 0) % 32 == 0, "GGUFWriter: Q8_0 rows of \(shape.last ?? 0) values")
+        tensors.append((name, shape, type.ggmlType, type.byteCount(shape: shape), .values(type, make)))
+    }
+
+    /// A tensor copied byte for byte from `source` (its stored type kept).
+    public mutating func copy(_ name: String, from source: GGUFFile) throws(LoRAError) {
+        guard let info = source.tensor(named: name), let range = info.byteRange else {
+            throw .missingTensor(file: source.path, tensor: name)
+        }
+        tensors.append((name, info.shape, info.typeID, range.count, .copied(source, info)))
+    }
+
+    /// Writes the file, reporting each tensor done.
+    public func write(to path: String, progress: ((WorkProgress) -> Void)? = nil) throws(LoRAError) {
+        var header = Data("GGUF".utf8) + Self.u32(3) + Self.u64(UInt64(tensors.count)) + Self.u64(UInt64(entries.count))
+        for entry in entries { header += entry.bytes }
+        var offset = 0
+        for tensor in tensors {
+            header += Self.string(tensor.name) + Self.u32(UInt32(tensor.shape.count))
+            for dim in tensor.shape.reversed() { header += Self.u64(UInt64(dim)) }  // GGUF lists the contiguous axis first
+            header += Self.u32(tensor.typeID) + Self.u64(UInt64(offset))
+            offset += Self.padded(tensor.byteCount)
+        }
+        header += Data(count: Self.padded(header.count) - header.count)
+        let temporary = "\(path).tmp-\(getpid())"
+        guard FileManager.default.createFile(atPath: temporary, contents: nil), let handle = FileHandle(forWritingAtPath: temporary) else {
+            throw .unwritableFile(file: path, reason: "cannot create \(temporary)")
+        }
+        do throws(LoRAError) {
+            defer { try? handle.close() }
+            try Self.write(header, to: handle, path: path)
+            for (index, tensor) in tensors.enumerated() {
+                var bytes: Data
+                switch tensor.payload {
+                case .copied(let source, let info): bytes = Data(source.file.bytes[info.byteRange!])
+                case .values(let type, let make):
+                    let values = try make()
+                    guard values.shape.reduce(1, *) == tensor.shape.reduce(1, *) else {
+                        throw .tensorShapeMismatch(file: path, tensor: tensor.name, expected: tensor.shape, actual: values.shape)
+                    }
+                    bytes = Self.encode(values, as: type, shape: tensor.shape)
+                }
+                bytes += Data(count: Self.padded(bytes.count) - bytes.count)
+                try Self.write(bytes, to: handle, path: path)
+                progress?(WorkProgress(completed: index + 1, total: tensors.count, unit: "tensors"))
+            }
+        } catch {
+            unlink(temporary)
+            throw error
+        }
+        guard rename(temporary, path) == 0 else {
+            let reason = String(cString: strerror(errno))
+            unlink(temporary)
+            throw .unwritableFile(file: path, reason: reason)
+        }
+    }
+
+    // MARK: Encoding
+
+    static func encode(_ values: Tensor, as type: TensorType, shape: [Int]) -> Data {
+        values.withUnsafeBufferPointer { v in
+            switch type {
+            case .f32: return Data(buffer: v)
+            case .f16: return v.map { ck_float_to_half($0) }.withUnsafeBytes { Data($0) }
+            case .q8_0:
+                let cols = shape.last!, rows = v.count / cols
+                var blocks = [ck_block_q8_0](repeating: ck_block_q8_0(), count: v.count / 32)
+                ck_quantize_q8_0(v.baseAddress, Int32(rows), Int32(cols), &blocks)
+                return blocks.withUnsafeBytes { Data($0) }
+            }
+        }
+    }
+
+    static func padded(_ count: Int) -> Int { (count + alignment - 1) / alignment * alignment }
+    static func u32(_ v: UInt32) -> Data { withUnsafeBytes(of: v.littleEndian) { Data($0) } }
+    static func u64(_ v: UInt64) -> Data { withUnsafeBytes(of: v.littleEndian) { Data($0) } }
+    static func string(_ s: String) -> Data { u64(UInt64(s.utf8.count)) + Data(s.utf8) }
+
+    static func write(_ data: Data, to handle: FileHandle, path: String) throws(LoRAError) {
+        do { try handle.write(contentsOf: data) } catch { throw .unwritableFile(file: path, reason: error.localizedDescription) }
+    }
+}
