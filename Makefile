@@ -54,6 +54,7 @@ fixtures: model
 	$(PEERS)/bin/python scripts/make-mc-fixtures.py "$$(scripts/fetch-model)"
 	$(SWIFT) build -c release --product lora
 	$(PEERS)/bin/python scripts/make-peft-interop-fixtures.py "$$(scripts/fetch-model)"
+	$(PEERS)/bin/python scripts/make-llama-cpp-export-fixtures.py
 
 clean:
 	rm -rf .build

@@ -72,6 +72,26 @@ import Testing
         #expect(throws: LoRAError.self) { try adapter.writeGGUF(to: Self.scratch("q8.gguf"), for: source, type: .q8_0) }
     }
 
+    /// llama.cpp ran the files these functions write (scripts/make-llama-cpp-export-fixtures.py):
+    /// the merged model alone, and the base with the GGUF adapter (`lora_path=`). Its logits
+    /// and ours for the same files agree within llama.cpp's own f16 rounding, and both are
+    /// far from the base's: llama.cpp reads our files and means by them what PEFT means.
+    @Test func llamaCppReadsTheMergedModelAndTheAdapterAsWeDo() throws {
+        struct Reference: Decodable { let ids: [Int32]; let merged: [[Double]]; let adapter: [[Double]]; let base: [[Double]] }
+        let reference = try Fixtures.json("tiny-llama2/llama-cpp-export.json", as: Reference.self)
+        let source = try GGUFFile(path: Self.source), adapter = try PEFTAdapter(folder: Self.adapterFolder)
+        let path = Self.scratch("merged-llama-cpp.gguf")
+        try MergedModel.writeGGUF(model: source, adapter: adapter, to: path, type: .f32)
+        let merged = try #require(try LanguageModel.load(path: path, precision: .f32).model.forward(reference.ids).logits)
+        let model = try LanguageModel.load(path: Self.source, precision: .f32)
+        try model.model.attach(adapter)
+        let adapted = try #require(model.model.forward(reference.ids).logits)
+        let mergedError = PEFTAdapterTests.worst(merged, reference.merged), adapterError = PEFTAdapterTests.worst(adapted, reference.adapter)
+        let effect = PEFTAdapterTests.worst(adapted, reference.base)
+        print("llama.cpp vs here: merged model \(mergedError), base + GGUF adapter \(adapterError); the adapter moves logits by \(effect)")
+        #expect(mergedError <= 2e-3 && adapterError <= 2e-3 && effect > 100 * max(mergedError, adapterError))
+    }
+
     /// An adapter for another model is refused before anything is written.
     @Test func anAdapterForAnotherModelIsRefused() throws {
         let smol = try GGUFFile(path: Self.source)
