@@ -5,27 +5,37 @@ import LoRACore
 struct MergeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "merge",
-        abstract: "Fold a PEFT adapter into a GGUF model's weights: a model llama.cpp (and this library) runs without the adapter.",
+        abstract: "Fold a PEFT adapter into a model's weights: a model that runs without the adapter (llama.cpp, transformers, this library).",
         discussion: """
-            Every metadata entry (tokenizer, chat template) is copied verbatim and untouched tensors byte for byte; \
-            each adapted weight is dequantized, merged (W + scale·B·A) and stored as --type.
+            A GGUF file gives a GGUF file: every metadata entry (tokenizer, chat template) copied verbatim, untouched \
+            tensors byte for byte, each adapted weight dequantized, merged (W + scale·B·A) and stored as --type \
+            (f16, f32 or q8_0; default f16). A Hugging Face folder gives a folder: the same shards and index, config \
+            and tokenizer files copied, merged weights stored as --type (auto: each weight's own type; f32, f16, bf16).
             """
     )
 
-    @Option(help: "The base model (GGUF file).") var model: String
+    @Option(help: "The base model: a GGUF file or a Hugging Face checkpoint folder.") var model: String
     @Option(help: "The PEFT adapter folder.") var adapter: String
-    @Option(help: "The merged GGUF file to write.") var out: String
-    @Option(help: "Storage of the merged weights: f16, f32 or q8_0.") var type = "f16"
+    @Option(help: "The merged GGUF file or folder to write.") var out: String
+    @Option(help: "Storage of the merged weights (GGUF: f16, f32, q8_0; folder: auto, f32, f16, bf16).") var type: String?
 
     func run() throws {
         try reportingErrors {
-            guard let type = GGUFWriter.TensorType(rawValue: type) else { throw ValidationError("--type: \"\(type)\" is not one of f16, f32, q8_0") }
-            if isFolder(model) { throw ValidationError("--model: merging works on GGUF files; \(model) is a folder") }
-            let source = try GGUFFile(path: model)
             let peft = try PEFTAdapter(folder: adapter)
             let progress = ProgressLine("merging")
-            try MergedModel.writeGGUF(model: source, adapter: peft, to: out, type: type, progress: progress.update)
-            progress.finish("\(out): \(peft.modules.count) weights merged as \(type.rawValue)")
+            if isFolder(model) {
+                guard let type = MergedModel.HuggingFaceType(rawValue: type ?? "auto") else {
+                    throw ValidationError("--type: \"\(type ?? "")\" is not one of auto, f32, f16, bf16 for a folder")
+                }
+                try MergedModel.writeHuggingFace(folder: model, adapter: peft, to: out, type: type, progress: progress.update)
+                progress.finish("\(out): \(peft.modules.count) weights merged (\(type.rawValue))")
+            } else {
+                guard let type = GGUFWriter.TensorType(rawValue: type ?? "f16") else {
+                    throw ValidationError("--type: \"\(type ?? "")\" is not one of f16, f32, q8_0 for a GGUF file")
+                }
+                try MergedModel.writeGGUF(model: try GGUFFile(path: model), adapter: peft, to: out, type: type, progress: progress.update)
+                progress.finish("\(out): \(peft.modules.count) weights merged as \(type.rawValue)")
+            }
         }
     }
 }

@@ -92,6 +92,32 @@ import Testing
         #expect(mergedError <= 2e-3 && adapterError <= 2e-3 && effect > 100 * max(mergedError, adapterError))
     }
 
+    /// A Hugging Face folder merged: PEFT's logits from the merged weights alone; shards,
+    /// index and tokenizer files carried over; bf16 weights stay bf16 unless asked otherwise.
+    @Test func mergedHuggingFaceFolderGivesPEFTsLogits() throws {
+        let reference = try Fixtures.json("tiny-llama2/adapter/reference.json", as: PEFTAdapterTests.Reference.self)
+        let adapter = try PEFTAdapter(folder: Self.adapterFolder)
+        for source in ["hf-f32", "hf-sharded"] {
+            let output = Self.scratch("merged-\(source)")
+            try MergedModel.writeHuggingFace(folder: Fixtures.url("tiny-llama2/\(source)").path, adapter: adapter, to: output)
+            let model = try LanguageModel.load(path: output, precision: .f32)
+            let error = PEFTAdapterTests.worst(try #require(model.model.forward(reference.ids).logits), try #require(reference.logits["hf-f32"]))
+            print("tiny Llama 2 merged \(source) folder vs PEFT base + adapter: worst |diff| = \(error)")
+            #expect(error <= 1e-4)
+            let sourceFiles = try FileManager.default.contentsOfDirectory(atPath: Fixtures.url("tiny-llama2/\(source)").path).sorted()
+            #expect(try FileManager.default.contentsOfDirectory(atPath: output).sorted() == sourceFiles)
+        }
+        let bf16 = Self.scratch("merged-bf16")
+        try MergedModel.writeHuggingFace(folder: Fixtures.url("tiny-llama2/hf-bf16").path, adapter: adapter, to: bf16)
+        #expect(try SafetensorsFile(path: "\(bf16)/model.safetensors").tensors.values.allSatisfy { $0.dtype == "BF16" })
+        let f16 = Self.scratch("merged-f16")
+        try MergedModel.writeHuggingFace(folder: Fixtures.url("tiny-llama2/hf-f32").path, adapter: adapter, to: f16, type: .f16)
+        let file = try SafetensorsFile(path: "\(f16)/model.safetensors")
+        #expect(file.tensors["model.layers.0.self_attn.q_proj.weight"]?.dtype == "F16" && file.tensors["model.norm.weight"]?.dtype == "F32")
+        let logits = try #require(try LanguageModel.load(path: f16, precision: .f32).model.forward(reference.ids).logits)
+        #expect(PEFTAdapterTests.worst(logits, reference.logits["hf-f32"]!) <= 1e-2)
+    }
+
     /// An adapter for another model is refused before anything is written.
     @Test func anAdapterForAnotherModelIsRefused() throws {
         let smol = try GGUFFile(path: Self.source)
