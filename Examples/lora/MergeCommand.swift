@@ -23,6 +23,12 @@ struct MergeCommand: ParsableCommand {
         try reportingErrors {
             let peft = try PEFTAdapter(folder: adapter)
             let progress = ProgressLine("merging")
+            // merging keeps the source's format; converting between formats is llama.cpp's converter's job
+            if isFolder(model) == out.hasSuffix(".gguf") {
+                throw ValidationError(isFolder(model)
+                    ? "--out: a Hugging Face folder merges into a folder (then llama.cpp's convert_hf_to_gguf.py makes a GGUF of it), not \(out)"
+                    : "--out: a GGUF model merges into a file ending in .gguf, not \(out)")
+            }
             if isFolder(model) {
                 guard let type = MergedModel.HuggingFaceType(rawValue: type ?? "auto") else {
                     throw ValidationError("--type: \"\(type ?? "")\" is not one of auto, f32, f16, bf16 for a folder")
