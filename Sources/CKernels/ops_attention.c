@@ -9,6 +9,8 @@
 // Query rows per task: enough rows for sgemm to run at speed, small enough that 9 heads
 // of a 512-token prompt still split evenly over the threads.
 #define ATTN_ROWS 64
+// Query heads one decoding task serves together (a kv head's group, in chunks of this many).
+#define GROUP_MAX 8
 
 // One query row: scores[j] = q · k_j. Built for each vector width (the loops are the whole
 // cost of decoding attention); the loader picks the widest this CPU runs.
@@ -63,6 +65,67 @@ CK_VECTOR_CLONES static void scores_direct(const float *q, const float *k, int l
             const T *vj = v + (size_t)j * ldv;                                                                 \
             _Pragma("omp simd") for (int d = 0; d < head_dim; d++) out[d] += p[j] * (float)vj[d];              \
         }                                                                                                      \
+    }                                                                                                          \
+    /* The same two loops for the G query heads that share one kv head (GQA), decoding one row:  */          \
+    /* each key and value is read and widened once for the group instead of once per head. G is a  */         \
+    /* constant at each call (group_##NAME dispatches), so the accumulators stay in registers.     */         \
+    /* q: G rows head_dim apart; scores: G rows `keys` apart; out: G rows head_dim apart.          */         \
+    static inline __attribute__((always_inline)) void group_fixed_##NAME(                                      \
+        const float *q, const int G, const T *kt, int ldkt, const T *v, int ldv, int head_dim, int keys,        \
+        float scale, float *scores, float *out) {                                                              \
+        enum { BLOCK = 16 };                                                                                   \
+        int j0 = 0;                                                                                            \
+        for (; j0 + BLOCK <= keys; j0 += BLOCK) {                                                              \
+            float acc[GROUP_MAX][BLOCK];                                                                       \
+            for (int h = 0; h < G; h++) _Pragma("omp simd") for (int j = 0; j < BLOCK; j++) acc[h][j] = 0;     \
+            for (int d = 0; d < head_dim; d++) {                                                               \
+                const T *row = kt + (size_t)d * ldkt + j0;                                                     \
+                float k[BLOCK];                                                                                \
+                _Pragma("omp simd") for (int j = 0; j < BLOCK; j++) k[j] = (float)row[j];                      \
+                for (int h = 0; h < G; h++) {                                                                  \
+                    const float qd = q[(size_t)h * head_dim + d];                                              \
+                    _Pragma("omp simd") for (int j = 0; j < BLOCK; j++) acc[h][j] += qd * k[j];                \
+                }                                                                                              \
+            }                                                                                                  \
+            for (int h = 0; h < G; h++) memcpy(scores + (size_t)h * keys + j0, acc[h], sizeof acc[h]);         \
+        }                                                                                                      \
+        for (int h = 0; h < G; h++)                                                                            \
+            for (int j = j0; j < keys; j++) {                                                                  \
+                float dot = 0;                                                                                 \
+                for (int d = 0; d < head_dim; d++) dot += q[(size_t)h * head_dim + d] * (float)kt[(size_t)d * ldkt + j]; \
+                scores[(size_t)h * keys + j] = dot;                                                            \
+            }                                                                                                  \
+        for (int h = 0; h < G; h++) ck_softmax_causal_row(scores + (size_t)h * keys, keys, keys, scale);       \
+        for (int h = 0; h < G; h++)                                                                            \
+            for (int d = 0; d < head_dim; d++) out[(size_t)h * head_dim + d] = 0;                              \
+        int j = 0;                                                                                             \
+        for (; j + 4 <= keys; j += 4) {                                                                        \
+            const T *v0 = v + (size_t)j * ldv, *v1 = v0 + ldv, *v2 = v1 + ldv, *v3 = v2 + ldv;                 \
+            for (int h = 0; h < G; h++) {                                                                      \
+                const float *p = scores + (size_t)h * keys + j;                                                \
+                float *oh = out + (size_t)h * head_dim;                                                        \
+                _Pragma("omp simd") for (int d = 0; d < head_dim; d++) oh[d] +=                                \
+                    (p[0] * (float)v0[d] + p[1] * (float)v1[d]) + (p[2] * (float)v2[d] + p[3] * (float)v3[d]); \
+            }                                                                                                  \
+        }                                                                                                      \
+        for (; j < keys; j++) {                                                                                \
+            const T *vj = v + (size_t)j * ldv;                                                                 \
+            for (int h = 0; h < G; h++) {                                                                      \
+                const float ph = scores[(size_t)h * keys + j];                                                 \
+                float *oh = out + (size_t)h * head_dim;                                                        \
+                _Pragma("omp simd") for (int d = 0; d < head_dim; d++) oh[d] += ph * (float)vj[d];             \
+            }                                                                                                  \
+        }                                                                                                      \
+    }                                                                                                          \
+    CK_VECTOR_CLONES static void group_##NAME(const float *q, int g, const T *kt, int ldkt, const T *v, int ldv,   \
+                                           int head_dim, int keys, float scale, float *scores, float *out) {     \
+        switch (g) {                                                                                           \
+        case 1: group_fixed_##NAME(q, 1, kt, ldkt, v, ldv, head_dim, keys, scale, scores, out); break;        \
+        case 2: group_fixed_##NAME(q, 2, kt, ldkt, v, ldv, head_dim, keys, scale, scores, out); break;        \
+        case 3: group_fixed_##NAME(q, 3, kt, ldkt, v, ldv, head_dim, keys, scale, scores, out); break;        \
+        case 4: group_fixed_##NAME(q, 4, kt, ldkt, v, ldv, head_dim, keys, scale, scores, out); break;        \
+        default: group_fixed_##NAME(q, g, kt, ldkt, v, ldv, head_dim, keys, scale, scores, out); break;       \
+        }                                                                                                      \
     }
 
 CACHE_LOOPS(f32, float)
@@ -76,7 +139,7 @@ CK_VECTOR_CLONES static void widen(const _Float16 *src, int ld, int rows, int co
 
 // Per thread: a block of scores, and for a half cache the f32 keys and values one block reads.
 static size_t thread_scratch(int t, int s, int head_dim, int kv_half) {
-    const int rows = t < ATTN_ROWS ? t : ATTN_ROWS;
+    const int rows = t == 1 ? GROUP_MAX : t < ATTN_ROWS ? t : ATTN_ROWS;
     return (size_t)rows * (s > 0 ? s : 1) + (kv_half && t > 1 ? 2 * (size_t)head_dim * s : 0);
 }
 
@@ -132,6 +195,43 @@ static void attention_task(const float *q, int t, int heads, int kv_heads, int h
     }
 }
 
+// One decoding task: the single query row of heads h0 .. h0 + g - 1, which share kv head c,
+// over a cache's transposed keys (scores of the g heads in `mine`, g rows of s).
+static void attention_group_task(const float *q, int head_dim, const void *v, int s, int ldkv, const void *kt, int ldkt,
+                                 int kv_half, float scale, float *out, int h0, int g, int c, float *mine) {
+    const size_t col = (size_t)c * head_dim;
+    if (kv_half)
+        group_f16(q + (size_t)h0 * head_dim, g, (const _Float16 *)kt + col * ldkt, ldkt, (const _Float16 *)v + col, ldkv, head_dim, s,
+                  scale, mine, out + (size_t)h0 * head_dim);
+    else
+        group_f32(q + (size_t)h0 * head_dim, g, (const float *)kt + col * ldkt, ldkt, (const float *)v + col, ldkv, head_dim, s,
+                  scale, mine, out + (size_t)h0 * head_dim);
+}
+
+// A sequence's tasks. Decoding one row over a cache goes by kv head (in chunks of GROUP_MAX
+// query heads), so each key and value is read once for its group; everything else by
+// (head, block of ATTN_ROWS query rows).
+static int decodes_by_group(int t, const void *kt, const float *probs) { return t == 1 && kt && !probs; }
+
+static int task_count(int t, int heads, int kv_heads, const void *kt, const float *probs) {
+    return decodes_by_group(t, kt, probs) ? kv_heads * ck_div_up(heads / kv_heads, GROUP_MAX) : heads * ck_div_up(t, ATTN_ROWS);
+}
+
+static void run_task(int task, const float *q, int t, int heads, int kv_heads, int head_dim, const float *k, const void *v,
+                     int s, int ldkv, const void *kt, int ldkt, int kv_half, float scale, float *out, float *probs,
+                     float *mine) {
+    if (decodes_by_group(t, kt, probs)) {
+        const int group = heads / kv_heads, chunks = ck_div_up(group, GROUP_MAX);
+        const int c = task / chunks, h0 = c * group + (task % chunks) * GROUP_MAX;
+        const int g = (c + 1) * group - h0 < GROUP_MAX ? (c + 1) * group - h0 : GROUP_MAX;
+        attention_group_task(q, head_dim, v, s, ldkv, kt, ldkt, kv_half, scale, out, h0, g, c, mine);
+    } else {
+        const int row_blocks = ck_div_up(t, ATTN_ROWS);
+        attention_task(q, t, heads, kv_heads, head_dim, k, v, s, ldkv, kt, ldkt, kv_half, scale, out, probs, task / row_blocks,
+                       (task % row_blocks) * ATTN_ROWS, mine);
+    }
+}
+
 static int attention_shape_ok(int t, int s, int heads, int kv_heads, int head_dim, int ldkv, const void *kt, int ldkt,
                               int kv_half) {
     return t >= 0 && s >= t && heads > 0 && kv_heads > 0 && heads % kv_heads == 0 && head_dim > 0 &&
@@ -155,12 +255,12 @@ ck_status ck_attention_fwd(const float *q, int t, int heads, int kv_heads, int h
     const size_t scratch = thread_scratch(t, s, head_dim, kv_half);
     if ((!probs || (kv_half && t > 1)) && (!workspace || workspace_size < ck_attention_workspace_size(t, s, head_dim, kv_half)))
         return CK_ERR_WORKSPACE;
-    const int row_blocks = ck_div_up(t, ATTN_ROWS), tasks = heads * row_blocks;
+    const int tasks = task_count(t, heads, kv_heads, kt, probs);
     // static,1 interleaves heads and row blocks, whose causal costs differ, over the threads
 #pragma omp parallel for schedule(static, 1) num_threads(ck_threads()) if (tasks > 1 && (long)t * s * head_dim >= 4096)
     for (int task = 0; task < tasks; task++)
-        attention_task(q, t, heads, kv_heads, head_dim, k, v, s, ldkv, kt, ldkt, kv_half, scale, out, probs,
-                       task / row_blocks, (task % row_blocks) * ATTN_ROWS, thread_workspace(workspace, scratch));
+        run_task(task, q, t, heads, kv_heads, head_dim, k, v, s, ldkv, kt, ldkt, kv_half, scale, out, probs,
+                 thread_workspace(workspace, scratch));
     return CK_OK;
 }
 
@@ -182,7 +282,7 @@ ck_status ck_attention_fwd_cached_batch(int n, const float *q, const int *t, int
     for (int i = 0; i < n; i++) {
         if (!attention_shape_ok(t[i], s[i], heads, kv_heads, head_dim, ldkv, kt[i], ldkt[i], kv_half)) return CK_ERR_SHAPE;
         if (!kt[i] || !v[i]) return CK_ERR_NULL;
-        tasks += heads * ck_div_up(t[i], ATTN_ROWS);
+        tasks += task_count(t[i], heads, kv_heads, kt[i], NULL);
     }
     if (!workspace || workspace_size < ck_attention_cached_batch_workspace_size(n, t, s, head_dim, kv_half))
         return CK_ERR_WORKSPACE;
@@ -193,15 +293,13 @@ ck_status ck_attention_fwd_cached_batch(int n, const float *q, const int *t, int
 #pragma omp parallel for schedule(static, 1) num_threads(ck_threads()) if (tasks > 1)
     for (int task = 0; task < tasks; task++) {
         int seq = 0, first = 0, row = 0;
-        while (task >= first + heads * ck_div_up(t[seq], ATTN_ROWS)) {
-            first += heads * ck_div_up(t[seq], ATTN_ROWS);
+        while (task >= first + task_count(t[seq], heads, kv_heads, kt[seq], NULL)) {
+            first += task_count(t[seq], heads, kv_heads, kt[seq], NULL);
             row += t[seq];
             seq++;
         }
-        const int local = task - first, row_blocks = ck_div_up(t[seq], ATTN_ROWS);
-        attention_task(q + (size_t)row * ldq, t[seq], heads, kv_heads, head_dim, NULL, v[seq], s[seq], ldkv, kt[seq],
-                       ldkt[seq], kv_half, scale, out + (size_t)row * ldq, NULL, local / row_blocks,
-                       (local % row_blocks) * ATTN_ROWS, thread_workspace(workspace, scratch));
+        run_task(task - first, q + (size_t)row * ldq, t[seq], heads, kv_heads, head_dim, NULL, v[seq], s[seq], ldkv, kt[seq],
+                 ldkt[seq], kv_half, scale, out + (size_t)row * ldq, NULL, thread_workspace(workspace, scratch));
     }
     return CK_OK;
 }
