@@ -98,22 +98,30 @@ CK_VECTOR_CLONES static void scores_direct(const float *q, const float *k, int l
         for (int h = 0; h < G; h++) ck_softmax_causal_row(scores + (size_t)h * keys, keys, keys, scale);       \
         for (int h = 0; h < G; h++)                                                                            \
             for (int d = 0; d < head_dim; d++) out[(size_t)h * head_dim + d] = 0;                              \
-        int j = 0;                                                                                             \
-        for (; j + 4 <= keys; j += 4) {                                                                        \
-            const T *v0 = v + (size_t)j * ldv, *v1 = v0 + ldv, *v2 = v1 + ldv, *v3 = v2 + ldv;                 \
-            for (int h = 0; h < G; h++) {                                                                      \
-                const float *p = scores + (size_t)h * keys + j;                                                \
-                float *oh = out + (size_t)h * head_dim;                                                        \
-                _Pragma("omp simd") for (int d = 0; d < head_dim; d++) oh[d] +=                                \
-                    (p[0] * (float)v0[d] + p[1] * (float)v1[d]) + (p[2] * (float)v2[d] + p[3] * (float)v3[d]); \
+        /* values widened once per 4 keys, in pieces of 64 dims, then used by every head */                  \
+        for (int d0 = 0; d0 < head_dim; d0 += 64) {                                                            \
+            const int n = head_dim - d0 < 64 ? head_dim - d0 : 64;                                             \
+            int j = 0;                                                                                         \
+            for (; j + 4 <= keys; j += 4) {                                                                    \
+                float w[4][64];                                                                                \
+                for (int r = 0; r < 4; r++) {                                                                  \
+                    const T *vr = v + (size_t)(j + r) * ldv + d0;                                              \
+                    _Pragma("omp simd") for (int d = 0; d < n; d++) w[r][d] = (float)vr[d];                    \
+                }                                                                                              \
+                for (int h = 0; h < G; h++) {                                                                  \
+                    const float *p = scores + (size_t)h * keys + j;                                            \
+                    float *oh = out + (size_t)h * head_dim + d0;                                               \
+                    _Pragma("omp simd") for (int d = 0; d < n; d++) oh[d] +=                                   \
+                        (p[0] * w[0][d] + p[1] * w[1][d]) + (p[2] * w[2][d] + p[3] * w[3][d]);                 \
+                }                                                                                              \
             }                                                                                                  \
-        }                                                                                                      \
-        for (; j < keys; j++) {                                                                                \
-            const T *vj = v + (size_t)j * ldv;                                                                 \
-            for (int h = 0; h < G; h++) {                                                                      \
-                const float ph = scores[(size_t)h * keys + j];                                                 \
-                float *oh = out + (size_t)h * head_dim;                                                        \
-                _Pragma("omp simd") for (int d = 0; d < head_dim; d++) oh[d] += ph * (float)vj[d];             \
+            for (; j < keys; j++) {                                                                            \
+                const T *vj = v + (size_t)j * ldv + d0;                                                        \
+                for (int h = 0; h < G; h++) {                                                                  \
+                    const float ph = scores[(size_t)h * keys + j];                                             \
+                    float *oh = out + (size_t)h * head_dim + d0;                                               \
+                    _Pragma("omp simd") for (int d = 0; d < n; d++) oh[d] += ph * (float)vj[d];                \
+                }                                                                                              \
             }                                                                                                  \
         }                                                                                                      \
     }                                                                                                          \
@@ -208,23 +216,34 @@ static void attention_group_task(const float *q, int head_dim, const void *v, in
                   scale, mine, out + (size_t)h0 * head_dim);
 }
 
-// A sequence's tasks. Decoding one row over a cache goes by kv head (in chunks of GROUP_MAX
-// query heads), so each key and value is read once for its group; everything else by
-// (head, block of ATTN_ROWS query rows).
+// A sequence's tasks. Decoding one row over a cache runs the group loops: by kv head (the
+// group's query heads in chunks of GROUP_MAX, each key and value read once for them) when
+// there are enough such tasks to spread over the threads, else one task per head (SmolLM2
+// decoding a single sequence: 3 kv heads on 2 threads would leave one idle). Each head's
+// arithmetic is the same either way, so the choice never changes a result. Everything else
+// goes by (head, block of ATTN_ROWS query rows).
 static int decodes_by_group(int t, const void *kt, const float *probs) { return t == 1 && kt && !probs; }
 
-static int task_count(int t, int heads, int kv_heads, const void *kt, const float *probs) {
-    return decodes_by_group(t, kt, probs) ? kv_heads * ck_div_up(heads / kv_heads, GROUP_MAX) : heads * ck_div_up(t, ATTN_ROWS);
+static int groups_whole(int heads, int kv_heads, int sequences) {
+    return heads > kv_heads && sequences * kv_heads >= 4 * ck_threads();
 }
 
-static void run_task(int task, const float *q, int t, int heads, int kv_heads, int head_dim, const float *k, const void *v,
-                     int s, int ldkv, const void *kt, int ldkt, int kv_half, float scale, float *out, float *probs,
-                     float *mine) {
-    if (decodes_by_group(t, kt, probs)) {
-        const int group = heads / kv_heads, chunks = ck_div_up(group, GROUP_MAX);
+static int task_count(int t, int heads, int kv_heads, const void *kt, const float *probs, int sequences) {
+    if (!decodes_by_group(t, kt, probs)) return heads * ck_div_up(t, ATTN_ROWS);
+    return groups_whole(heads, kv_heads, sequences) ? kv_heads * ck_div_up(heads / kv_heads, GROUP_MAX) : heads;
+}
+
+static void run_task(int task, int sequences, const float *q, int t, int heads, int kv_heads, int head_dim, const float *k,
+                     const void *v, int s, int ldkv, const void *kt, int ldkt, int kv_half, float scale, float *out,
+                     float *probs, float *mine) {
+    const int group = heads / kv_heads;
+    if (decodes_by_group(t, kt, probs) && groups_whole(heads, kv_heads, sequences)) {
+        const int chunks = ck_div_up(group, GROUP_MAX);
         const int c = task / chunks, h0 = c * group + (task % chunks) * GROUP_MAX;
         const int g = (c + 1) * group - h0 < GROUP_MAX ? (c + 1) * group - h0 : GROUP_MAX;
         attention_group_task(q, head_dim, v, s, ldkv, kt, ldkt, kv_half, scale, out, h0, g, c, mine);
+    } else if (decodes_by_group(t, kt, probs)) {
+        attention_group_task(q, head_dim, v, s, ldkv, kt, ldkt, kv_half, scale, out, task, 1, task / group, mine);
     } else {
         const int row_blocks = ck_div_up(t, ATTN_ROWS);
         attention_task(q, t, heads, kv_heads, head_dim, k, v, s, ldkv, kt, ldkt, kv_half, scale, out, probs, task / row_blocks,
@@ -255,11 +274,11 @@ ck_status ck_attention_fwd(const float *q, int t, int heads, int kv_heads, int h
     const size_t scratch = thread_scratch(t, s, head_dim, kv_half);
     if ((!probs || (kv_half && t > 1)) && (!workspace || workspace_size < ck_attention_workspace_size(t, s, head_dim, kv_half)))
         return CK_ERR_WORKSPACE;
-    const int tasks = task_count(t, heads, kv_heads, kt, probs);
+    const int tasks = task_count(t, heads, kv_heads, kt, probs, 1);
     // static,1 interleaves heads and row blocks, whose causal costs differ, over the threads
 #pragma omp parallel for schedule(static, 1) num_threads(ck_threads()) if (tasks > 1 && (long)t * s * head_dim >= 4096)
     for (int task = 0; task < tasks; task++)
-        run_task(task, q, t, heads, kv_heads, head_dim, k, v, s, ldkv, kt, ldkt, kv_half, scale, out, probs,
+        run_task(task, 1, q, t, heads, kv_heads, head_dim, k, v, s, ldkv, kt, ldkt, kv_half, scale, out, probs,
                  thread_workspace(workspace, scratch));
     return CK_OK;
 }
@@ -282,7 +301,7 @@ ck_status ck_attention_fwd_cached_batch(int n, const float *q, const int *t, int
     for (int i = 0; i < n; i++) {
         if (!attention_shape_ok(t[i], s[i], heads, kv_heads, head_dim, ldkv, kt[i], ldkt[i], kv_half)) return CK_ERR_SHAPE;
         if (!kt[i] || !v[i]) return CK_ERR_NULL;
-        tasks += task_count(t[i], heads, kv_heads, kt[i], NULL);
+        tasks += task_count(t[i], heads, kv_heads, kt[i], NULL, n);
     }
     if (!workspace || workspace_size < ck_attention_cached_batch_workspace_size(n, t, s, head_dim, kv_half))
         return CK_ERR_WORKSPACE;
@@ -293,12 +312,12 @@ ck_status ck_attention_fwd_cached_batch(int n, const float *q, const int *t, int
 #pragma omp parallel for schedule(static, 1) num_threads(ck_threads()) if (tasks > 1)
     for (int task = 0; task < tasks; task++) {
         int seq = 0, first = 0, row = 0;
-        while (task >= first + task_count(t[seq], heads, kv_heads, kt[seq], NULL)) {
-            first += task_count(t[seq], heads, kv_heads, kt[seq], NULL);
+        while (task >= first + task_count(t[seq], heads, kv_heads, kt[seq], NULL, n)) {
+            first += task_count(t[seq], heads, kv_heads, kt[seq], NULL, n);
             row += t[seq];
             seq++;
         }
-        run_task(task - first, q + (size_t)row * ldq, t[seq], heads, kv_heads, head_dim, NULL, v[seq], s[seq], ldkv, kt[seq],
+        run_task(task - first, n, q + (size_t)row * ldq, t[seq], heads, kv_heads, head_dim, NULL, v[seq], s[seq], ldkv, kt[seq],
                  ldkt[seq], kv_half, scale, out + (size_t)row * ldq, NULL, thread_workspace(workspace, scratch));
     }
     return CK_OK;

@@ -66,12 +66,15 @@ import Testing
 
     /// Several sequences over their own caches in one call, each against the reference
     /// alone: one decoding row, a block and a tail (70 rows), different offsets and cache
-    /// capacities, f32 and half caches.
-    @Test(arguments: [false, true])
-    func cachedBatchMatchesTheReferencePerSequence(half: Bool) {
+    /// capacities, f32 and half caches; enough decoding rows that they go by kv head, with
+    /// GQA groups of 3, 8 and 10 (more than one group chunk).
+    @Test(arguments: [false, true], [(heads: 9, kvHeads: 3), (heads: 16, kvHeads: 2), (heads: 10, kvHeads: 1)])
+    func cachedBatchMatchesTheReferencePerSequence(half: Bool, shape: (heads: Int, kvHeads: Int)) {
         var rng = SeededRandom(seed: 71)
-        let heads = 9, kvHeads = 3, headDim = 24, kvWidth = kvHeads * headDim, ldq = heads * headDim
-        let sequences = [(t: 1, offset: 37), (t: 70, offset: 0), (t: 5, offset: 130), (t: 1, offset: 0)]
+        let heads = shape.heads, kvHeads = shape.kvHeads, headDim = 24, kvWidth = kvHeads * headDim, ldq = heads * headDim
+        // the kernel groups decoding rows by kv head once there are 4 such tasks per thread
+        let decoding = (0..<4 * Int(ck_get_num_threads())).map { (t: 1, offset: 3 * $0) }
+        let sequences = [(t: 1, offset: 37), (t: 70, offset: 0), (t: 5, offset: 130)] + decoding
         let scale = 1 / Float(headDim).squareRoot()
         var q: [Float] = [], expected: [Float] = []
         var values: [[UInt8]] = [], keys: [[UInt8]] = [], ldkt: [Int32] = []
@@ -107,8 +110,19 @@ import Testing
         }
         #expect(status == CK_OK)
         let worst = worstError(out, expected)
-        report("attention cached batch half=\(half)", worst)
+        report("attention cached batch half=\(half) \(shape)", worst)
         #expect(worst <= 1e-5)
+        // the first decoding row alone goes one task per head: bit for bit what it got in the batch
+        let alone = 3, row = sequences.prefix(alone).reduce(0) { $0 + $1.t } * ldq
+        var single = [Float](repeating: .nan, count: ldq)
+        let singleStatus = withPointers([values[alone]]) { vp in
+            withPointers([keys[alone]]) { kp in
+                ck_attention_fwd_cached_batch(1, Array(q[row..<row + ldq]), [1], Int32(heads), Int32(kvHeads), Int32(headDim), vp,
+                                              [s[alone]], Int32(kvWidth), kp, [ldkt[alone]], half ? 1 : 0, scale, &single, &workspace,
+                                              workspace.count)
+            }
+        }
+        #expect(singleStatus == CK_OK && single == Array(out[row..<row + ldq]))
         #expect(ck_attention_fwd_cached_batch(Int32(sequences.count), q, t, Int32(heads), Int32(kvHeads), Int32(headDim), nil, s,
                                               Int32(kvWidth), nil, ldkt, 0, scale, &out, &workspace, workspace.count) == CK_ERR_NULL)
     }
