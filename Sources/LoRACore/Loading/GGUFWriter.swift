@@ -89,13 +89,8 @@ public struct GGUFWriter {
             offset += Self.padded(tensor.byteCount)
         }
         header += Data(count: Self.padded(header.count) - header.count)
-        let temporary = "\(path).tmp-\(getpid())"
-        guard FileManager.default.createFile(atPath: temporary, contents: nil), let handle = FileHandle(forWritingAtPath: temporary) else {
-            throw .unwritableFile(file: path, reason: "cannot create \(temporary)")
-        }
-        do throws(LoRAError) {
-            defer { try? handle.close() }
-            try Self.write(header, to: handle, path: path)
+        try AtomicFile.stream(to: path) { (write: (Data) throws(LoRAError) -> Void) throws(LoRAError) in
+            try write(header)
             for (index, tensor) in tensors.enumerated() {
                 var bytes: Data
                 switch tensor.payload {
@@ -108,17 +103,9 @@ public struct GGUFWriter {
                     bytes = Self.encode(values, as: type, shape: tensor.shape)
                 }
                 bytes += Data(count: Self.padded(bytes.count) - bytes.count)
-                try Self.write(bytes, to: handle, path: path)
+                try write(bytes)
                 progress?(WorkProgress(completed: index + 1, total: tensors.count, unit: "tensors"))
             }
-        } catch {
-            unlink(temporary)
-            throw error
-        }
-        guard rename(temporary, path) == 0 else {
-            let reason = String(cString: strerror(errno))
-            unlink(temporary)
-            throw .unwritableFile(file: path, reason: reason)
         }
     }
 
@@ -142,8 +129,4 @@ public struct GGUFWriter {
     static func u32(_ v: UInt32) -> Data { withUnsafeBytes(of: v.littleEndian) { Data($0) } }
     static func u64(_ v: UInt64) -> Data { withUnsafeBytes(of: v.littleEndian) { Data($0) } }
     static func string(_ s: String) -> Data { u64(UInt64(s.utf8.count)) + Data(s.utf8) }
-
-    static func write(_ data: Data, to handle: FileHandle, path: String) throws(LoRAError) {
-        do { try handle.write(contentsOf: data) } catch { throw .unwritableFile(file: path, reason: error.localizedDescription) }
-    }
 }

@@ -5,24 +5,28 @@ import Foundation
 public enum SafetensorsWriter {
     public static func data(_ tensors: [String: Tensor], metadata: [String: String] = ["format": "pt"]) -> Data {
         let names = tensors.keys.sorted()
+        var data = header(names.map { ($0, "F32", tensors[$0]!.shape, tensors[$0]!.count * MemoryLayout<Float>.size) }, metadata: metadata)
+        for name in names { tensors[name]!.withUnsafeBufferPointer { data.append(Data(buffer: $0)) } }
+        return data
+    }
+
+    /// The length prefix and JSON header for tensors in this order, padded with spaces to 8 bytes.
+    static func header(_ tensors: [(name: String, dtype: String, shape: [Int], byteCount: Int)], metadata: [String: String]) -> Data {
         var header = "{"
         if !metadata.isEmpty {
             let fields = metadata.sorted { $0.key < $1.key }.map { "\(jsonString($0.key)):\(jsonString($0.value))" }
             header += "\"__metadata__\":{\(fields.joined(separator: ","))}"
         }
         var offset = 0
-        for name in names {
-            let bytes = tensors[name]!.count * MemoryLayout<Float>.size
-            header += "\(header.count > 1 ? "," : "")\(jsonString(name)):{\"dtype\":\"F32\",\"shape\":\(tensors[name]!.shape),"
-                + "\"data_offsets\":[\(offset),\(offset + bytes)]}"
-            offset += bytes
+        for tensor in tensors {
+            header += "\(header.count > 1 ? "," : "")\(jsonString(tensor.name)):{\"dtype\":\"\(tensor.dtype)\",\"shape\":\(tensor.shape),"
+                + "\"data_offsets\":[\(offset),\(offset + tensor.byteCount)]}"
+            offset += tensor.byteCount
         }
         header += "}"
         while header.utf8.count % 8 != 0 { header += " " }
-        var data = Data()
-        withUnsafeBytes(of: UInt64(header.utf8.count).littleEndian) { data.append(contentsOf: $0) }
+        var data = withUnsafeBytes(of: UInt64(header.utf8.count).littleEndian) { Data($0) }
         data.append(contentsOf: header.utf8)
-        for name in names { tensors[name]!.withUnsafeBufferPointer { data.append(Data(buffer: $0)) } }
         return data
     }
 
@@ -53,42 +57,15 @@ public enum SafetensorsWriter {
     /// keys sorted as the Python package writes them, under a temporary name renamed at the end.
     public static func write(entries: [Entry], metadata: [String: String] = ["format": "pt"], to path: String) throws(LoRAError) {
         let sorted = entries.sorted { $0.name < $1.name }
-        var header = "{"
-        if !metadata.isEmpty {
-            let fields = metadata.sorted { $0.key < $1.key }.map { "\(jsonString($0.key)):\(jsonString($0.value))" }
-            header += "\"__metadata__\":{\(fields.joined(separator: ","))}"
-        }
-        var offset = 0
-        for entry in sorted {
-            header += "\(header.count > 1 ? "," : "")\(jsonString(entry.name)):{\"dtype\":\"\(entry.dtype)\",\"shape\":\(entry.shape),"
-                + "\"data_offsets\":[\(offset),\(offset + entry.byteCount)]}"
-            offset += entry.byteCount
-        }
-        header += "}"
-        while header.utf8.count % 8 != 0 { header += " " }
-        let temporary = "\(path).tmp-\(getpid())"
-        guard FileManager.default.createFile(atPath: temporary, contents: nil), let handle = FileHandle(forWritingAtPath: temporary) else {
-            throw .unwritableFile(file: path, reason: "cannot create \(temporary)")
-        }
-        do throws(LoRAError) {
-            defer { try? handle.close() }
-            var start = withUnsafeBytes(of: UInt64(header.utf8.count).littleEndian) { Data($0) }
-            start.append(contentsOf: header.utf8)
-            try GGUFWriter.write(start, to: handle, path: path)
+        try AtomicFile.stream(to: path) { (write: (Data) throws(LoRAError) -> Void) throws(LoRAError) in
+            try write(header(sorted.map { ($0.name, $0.dtype, $0.shape, $0.byteCount) }, metadata: metadata))
             for entry in sorted {
                 let bytes = try entry.bytes()
                 guard bytes.count == entry.byteCount else {
                     throw .tensorShapeMismatch(file: path, tensor: entry.name, expected: [entry.byteCount], actual: [bytes.count])
                 }
-                try GGUFWriter.write(bytes, to: handle, path: path)
+                try write(bytes)
             }
-        } catch {
-            unlink(temporary)
-            throw error
-        }
-        guard rename(temporary, path) == 0 else {
-            unlink(temporary)
-            throw .unwritableFile(file: path, reason: String(cString: strerror(errno)))
         }
     }
 

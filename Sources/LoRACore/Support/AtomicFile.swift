@@ -17,6 +17,30 @@ public enum AtomicFile {
         }
     }
 
+    /// Streams a file: `body` writes pieces with the function it is given (a tensor at a time,
+    /// so a large file never sits in memory whole) into a temporary sibling, renamed to `path`
+    /// when `body` returns; on an error the temporary file is removed.
+    public static func stream(to path: String, _ body: ((Data) throws(LoRAError) -> Void) throws(LoRAError) -> Void) throws(LoRAError) {
+        let temporary = "\(path).tmp-\(getpid())"
+        guard FileManager.default.createFile(atPath: temporary, contents: nil), let handle = FileHandle(forWritingAtPath: temporary) else {
+            throw .unwritableFile(file: path, reason: "cannot create \(temporary)")
+        }
+        do throws(LoRAError) {
+            defer { try? handle.close() }
+            try body { (data: Data) throws(LoRAError) in
+                do { try handle.write(contentsOf: data) } catch { throw .unwritableFile(file: path, reason: error.localizedDescription) }
+            }
+        } catch {
+            unlink(temporary)
+            throw error
+        }
+        guard rename(temporary, path) == 0 else {
+            let reason = String(cString: strerror(errno))
+            unlink(temporary)
+            throw .unwritableFile(file: path, reason: reason)
+        }
+    }
+
     /// Fills a temporary sibling folder with `fill`, then renames it to `path` (replacing a
     /// folder already there): readers see the old folder or the whole new one.
     public static func writeFolder(_ path: String, _ fill: (String) throws(LoRAError) -> Void) throws(LoRAError) {
