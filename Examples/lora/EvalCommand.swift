@@ -53,7 +53,18 @@ struct EvalCommand: ParsableCommand {
             let options = try options()
             if modelOptions.adapter != nil { throw ValidationError("eval measures the base and each --with-adapter; --adapter is not used here") }
             let model = try modelOptions.load()
-            let results = try evaluate(options, model: model, adapters: adapters.map { EvaluationRunner.Adapter(folder: $0) }, out: out)
+            // labels name the item files: two adapter folders of the same name take their parent's too
+            let names = adapters.map { URL(fileURLWithPath: $0).lastPathComponent }
+            let labelled = adapters.map { folder in
+                let url = URL(fileURLWithPath: folder)
+                let name = url.lastPathComponent
+                let unique = names.filter { $0 == name }.count == 1 && name != "base"
+                return EvaluationRunner.Adapter(label: unique ? name : "\(url.deletingLastPathComponent().lastPathComponent)-\(name)", folder: folder)
+            }
+            guard Set(labelled.map(\.label)).count == labelled.count else {
+                throw ValidationError("--with-adapter: two adapters would share the label of their folders; give folders distinct names")
+            }
+            let results = try evaluate(options, model: model, adapters: labelled, out: out)
             print(EvalCommand.summaryLines(results).joined(separator: "\n"))
             if results.runs.contains(where: { !$0.complete }) || results.runs.count < adapters.count + 1 {
                 FileHandle.standardError.write(Data("interrupted: run the same command again to resume\n".utf8))
