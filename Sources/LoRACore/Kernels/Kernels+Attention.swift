@@ -30,7 +30,7 @@ extension Kernels {
                      "attention: queries \(queries.shape), \(kvWidth)-wide keys, \(keyCount) of \(available) keys, \(heads)/\(kvHeads) heads")
         let headDim = width / heads
         if let output { precondition(output.shape == queries.shape, "attention: output \(output.shape) for queries \(queries.shape)") }
-        var output = output ?? Tensor(zeros: queries.shape)
+        var output = output ?? Tensor(uninitialized: queries.shape)
         var probabilities = keepProbabilities ? Tensor(zeros: [heads, tokens, keyCount]) : nil
         let size = ck_attention_workspace_size(Int32(tokens), Int32(keyCount), Int32(headDim), half ? 1 : 0)
         let status = withWorkspace(bytes: size) { workspace, count in

@@ -29,7 +29,7 @@ public enum Kernels {
         precondition(x.rank >= 1 && x.rowLength == w.cols,
                      "matmul: x \(x.shape) does not end in the weight's \(w.cols) input features (weight [\(w.rows), \(w.cols)])")
         let m = x.rowCount
-        var y = Tensor(zeros: Array(x.shape.dropLast()) + [w.rows])
+        var y = Tensor(uninitialized: Array(x.shape.dropLast()) + [w.rows])
         let size = ck_gemm_q8_workspace_size(Int32(m), Int32(w.cols), activations.cValue)
         let status = withWorkspace(bytes: size) { workspace, count in
             x.withUnsafeBufferPointer { xp in
@@ -124,7 +124,7 @@ public enum Kernels {
         precondition(table.rank == 2 && ids.allSatisfy { $0 >= 0 && Int($0) < table.shape[0] },
                      "gatherRows: an id is outside the table's \(table.shape[0]) rows")
         let cols = table.shape[1]
-        var result = Tensor(zeros: [ids.count, cols])
+        var result = Tensor(uninitialized: [ids.count, cols])
         table.withUnsafeBufferPointer { src in
             result.withUnsafeMutableBufferPointer { dst in
                 for (i, id) in ids.enumerated() {
@@ -155,7 +155,7 @@ public enum Kernels {
     /// Rows `ids` of an int8 matrix, dequantized → [ids, cols].
     public static func gatherRows(_ table: QuantizedWeight, _ ids: [Int32]) -> Tensor {
         precondition(ids.allSatisfy { $0 >= 0 && Int($0) < table.rows }, "gatherRows: an id is outside the table's \(table.rows) rows")
-        var result = Tensor(zeros: [ids.count, table.cols])
+        var result = Tensor(uninitialized: [ids.count, table.cols])
         result.withUnsafeMutableBufferPointer { dst in
             for (i, id) in ids.enumerated() {
                 ck_q8_packed_dequantize(table.panels, Int32(table.rows), Int32(table.cols), id, 1, 0, Int32(table.cols),

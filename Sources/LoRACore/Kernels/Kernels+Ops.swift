@@ -17,7 +17,7 @@ extension Kernels {
     /// RMSNorm over the last dimension: returns y and the per-row 1/rms kept for backward.
     public static func rmsNorm(_ x: Tensor, weight: Tensor, eps: Float) -> (output: Tensor, rstd: Tensor) {
         precondition(weight.count == x.rowLength, "rmsNorm: weight \(weight.shape) does not match rows of x \(x.shape)")
-        var y = Tensor(zeros: x.shape), rstd = Tensor(zeros: [x.rowCount])
+        var y = Tensor(uninitialized: x.shape), rstd = Tensor(uninitialized: [x.rowCount])
         x.withUnsafeBufferPointer { xp in
             weight.withUnsafeBufferPointer { gp in
                 y.withUnsafeMutableBufferPointer { yp in
@@ -107,7 +107,7 @@ extension Kernels {
     /// silu(gate) ⊙ up.
     public static func swiglu(gate: Tensor, up: Tensor) -> Tensor {
         sameShape(gate, up, "swiglu")
-        var m = Tensor(zeros: gate.shape)
+        var m = Tensor(uninitialized: gate.shape)
         gate.withUnsafeBufferPointer { ap in
             up.withUnsafeBufferPointer { bp in
                 m.withUnsafeMutableBufferPointer { ck_swiglu_fwd(ap.baseAddress, bp.baseAddress, Int64(gate.count), $0.baseAddress) }

@@ -100,7 +100,7 @@ public final class LlamaAttention: @unchecked Sendable {
         Kernels.rope(k.reshaped([tokens, kvHeads, headDim]), positions: positions, frequencies: frequencies, layout: layout)
         precondition(caches.isEmpty || (!keep && caches.count == sequences.count),
                      "LlamaAttention: one cache per sequence, and activations for a backward pass are kept without caches")
-        let mixed = Tensor(zeros: q.shape)
+        let mixed = Tensor(uninitialized: q.shape)  // every sequence's rows are written
         var probabilities: [Tensor] = []
         if caches.isEmpty {
             for rows in Self.rowRanges(sequences) {

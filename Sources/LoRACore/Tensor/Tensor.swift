@@ -25,6 +25,15 @@ public struct Tensor: Sendable {
         self.shape = shape
     }
 
+    /// A tensor whose elements a kernel is about to write, every one of them: skips the
+    /// zero-fill (a memset of the whole output on the decoding path's critical thread).
+    init(uninitialized shape: [Int]) {
+        precondition(shape.allSatisfy { $0 >= 0 }, "Tensor: negative dimension in \(shape)")
+        buffer = AlignedBuffer(byteCount: shape.reduce(1, *) * MemoryLayout<Float>.stride, zeroed: false)
+        offset = 0
+        self.shape = shape
+    }
+
     public init(shape: [Int], values: [Float]) throws(LoRAError) {
         guard shape.allSatisfy({ $0 >= 0 }), shape.reduce(1, *) == values.count else {
             throw .valueCountMismatch(shape: shape, count: values.count)
