@@ -163,25 +163,28 @@ public final class LlamaMLP: @unchecked Sendable {
         [("gate_proj", gateProj), ("up_proj", upProj), ("down_proj", downProj)]
     }
 
+    /// What the backward needs. silu(gate)·up, down_proj's input, is not kept: the backward
+    /// recomputes it (an elementwise pass, bit for bit the same) instead of holding a third
+    /// [tokens, hidden] tensor per layer.
     public struct Activations: Sendable {
         public let input: Tensor  // [tokens, dim]: the normed input of gate/up_proj
         public let gate: Tensor   // [tokens, hidden]
         public let up: Tensor     // [tokens, hidden]
-        public let mixed: Tensor  // [tokens, hidden]: silu(gate)·up, the input of down_proj
     }
 
     func callAsFunction(_ h: Tensor, keep: Bool) -> (Tensor, Activations?) {
         let projected = gateUp(h)
         let gate = projected[0], up = projected[1]
-        let mixed = Kernels.swiglu(gate: gate, up: up)
-        let output = downProj(mixed)
-        return (output, keep ? Activations(input: h, gate: gate, up: up, mixed: mixed) : nil)
+        let output = downProj(Kernels.swiglu(gate: gate, up: up))
+        return (output, keep ? Activations(input: h, gate: gate, up: up) : nil)
     }
 
     /// dL/dh from dL/doutput [tokens, dim]; only when `inputGradient`.
     func backward(_ dOutput: Tensor, _ saved: Activations, inputGradient: Bool) -> Tensor? {
         let dMixed = downProj.backwardData(dOutput)
-        downProj.trainableAdapter?.backward(input: saved.mixed, outputGradient: dOutput, inputGradient: dMixed)
+        if let adapter = downProj.trainableAdapter {
+            adapter.backward(input: Kernels.swiglu(gate: saved.gate, up: saved.up), outputGradient: dOutput, inputGradient: dMixed)
+        }
         let (dGate, dUp) = Kernels.swigluBackward(dMixed, gate: saved.gate, up: saved.up)
         return gateUp.backward([dGate, dUp], input: saved.input, inputGradient: inputGradient)
     }

@@ -132,16 +132,17 @@ public struct TrainingMemory: Sendable, Codable, Equatable {
         optimizer = 2 * adapterParameters * 4     // AdamW's two moments
         let tokens = settings.batchSize * settings.sequenceLength, t = settings.sequenceLength
         // kept per token and layer: the input, both norms' outputs, q k v, attention's mixed,
-        // the residual, gate, up and their product (LlamaDecoderLayer.Activations), and each
-        // sequence's attention probabilities [heads, t, t]
-        let perTokenLayer = (4 * d + q + 2 * kv + q + 3 * f + 2) * 4
+        // the residual, gate and up (LlamaDecoderLayer.Activations), and each sequence's
+        // attention probabilities [heads, t, t]; gate·up is recomputed, one layer's at a time
+        let perTokenLayer = (4 * d + q + 2 * kv + q + 2 * f + 2) * 4
         let probabilities = settings.batchSize * config.numAttentionHeads * t * t * 4
         let oneLayer = tokens * perTokenLayer + probabilities
+        let recomputedProduct = tokens * f * 4
         // the head's logits and their gradient for one chunk of rows
         let headChunk = 2 * LlamaModel.headRowsPerChunk * vocab * 4
         let residualStream = 2 * tokens * d * 4
-        activationsKept = trainedLayers * oneLayer + headChunk + residualStream
-        activationsRecomputed = trainedLayers * tokens * d * 4 + oneLayer + headChunk + residualStream
+        activationsKept = trainedLayers * oneLayer + recomputedProduct + headChunk + residualStream
+        activationsRecomputed = trainedLayers * tokens * d * 4 + oneLayer + recomputedProduct + headChunk + residualStream
     }
 
     /// Whether to recompute, as `settings` asks or as the budget decides.
