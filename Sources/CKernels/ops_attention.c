@@ -392,8 +392,17 @@ ck_status ck_attention_bwd(const float *q, const float *k, const float *v, const
         const float *p = probs + (size_t)h * t * t, *doh = dout + (size_t)h * head_dim, *qh = q + (size_t)h * head_dim;
         const size_t c = (size_t)(h / group) * head_dim;
         float *dvh = partial_v + (size_t)h * t * head_dim, *dkh = partial_k + (size_t)h * t * head_dim;
-        ck_sgemm_serial(1, 0, t, head_dim, t, 1.0f, p, t, doh, ldq, 0.0f, dvh, head_dim);
-        ck_sgemm_serial(0, 1, t, t, head_dim, 1.0f, doh, ldq, v + c, ldkv, 0.0f, ds, t);
+        // Causal: row i sees keys 0..i, so P and dS are lower triangular. Each product runs
+        // by blocks of ATTN_ROWS over the triangle only (about 40% fewer flops at t = 256):
+        // rows [r0, r1) need keys [0, r1); keys [r0, r1) get gradient from rows [r0, t).
+        for (int r0 = 0; r0 < t; r0 += ATTN_ROWS) {
+            const int rows = t - r0 < ATTN_ROWS ? t - r0 : ATTN_ROWS, r1 = r0 + rows;
+            // dV[r0:r1] = P[r0:t, r0:r1]ᵀ · dO[r0:t]
+            ck_sgemm_serial(1, 0, rows, head_dim, t - r0, 1.0f, p + (size_t)r0 * t + r0, t, doh + (size_t)r0 * ldq, ldq, 0.0f,
+                            dvh + (size_t)r0 * head_dim, head_dim);
+            // dP[r0:r1, 0:r1] = dO[r0:r1] · V[0:r1]ᵀ
+            ck_sgemm_serial(0, 1, rows, r1, head_dim, 1.0f, doh + (size_t)r0 * ldq, ldq, v + c, ldkv, 0.0f, ds + (size_t)r0 * t, t);
+        }
         for (int i = 0; i < t; i++) {
             // masked entries have p = 0, so only the first i + 1 keys carry gradient
             const float *pi = p + (size_t)i * t;
@@ -403,8 +412,15 @@ ck_status ck_attention_bwd(const float *q, const float *k, const float *v, const
             for (int j = 0; j <= i; j++) di[j] = pi[j] * (di[j] - dot);
             for (int j = i + 1; j < t; j++) di[j] = 0.0f;
         }
-        ck_sgemm_serial(0, 0, t, head_dim, t, scale, ds, t, k + c, ldkv, 0.0f, dq + (size_t)h * head_dim, ldq);
-        ck_sgemm_serial(1, 0, t, head_dim, t, scale, ds, t, qh, ldq, 0.0f, dkh, head_dim);
+        for (int r0 = 0; r0 < t; r0 += ATTN_ROWS) {
+            const int rows = t - r0 < ATTN_ROWS ? t - r0 : ATTN_ROWS, r1 = r0 + rows;
+            // dQ[r0:r1] = c · dS[r0:r1, 0:r1] · K[0:r1]
+            ck_sgemm_serial(0, 0, rows, head_dim, r1, scale, ds + (size_t)r0 * t, t, k + c, ldkv, 0.0f,
+                            dq + (size_t)r0 * ldq + (size_t)h * head_dim, ldq);
+            // dK[r0:r1] = c · dS[r0:t, r0:r1]ᵀ · Q[r0:t]
+            ck_sgemm_serial(1, 0, rows, head_dim, t - r0, scale, ds + (size_t)r0 * t + r0, t, qh + (size_t)r0 * ldq, ldq, 0.0f,
+                            dkh + (size_t)r0 * head_dim, head_dim);
+        }
     }
 #pragma omp parallel for schedule(static) num_threads(ck_threads()) if ((long)t * ldkv >= 16384)
     for (int i = 0; i < t; i++) {

@@ -50,7 +50,8 @@ public enum Kernels {
         precondition(dy.rank >= 1 && dy.rowLength == w.rows,
                      "matmulBackwardData: dy \(dy.shape) does not end in the weight's \(w.rows) outputs (weight [\(w.rows), \(w.cols)])")
         let m = dy.rowCount
-        var dx = Tensor(zeros: Array(dy.shape.dropLast()) + [w.cols])
+        // the int8 kernel writes every element; the f32 path accumulates
+        var dx = activations == .int8 ? Tensor(uninitialized: Array(dy.shape.dropLast()) + [w.cols]) : Tensor(zeros: Array(dy.shape.dropLast()) + [w.cols])
         let status: ck_status
         switch activations {
         case .int8:

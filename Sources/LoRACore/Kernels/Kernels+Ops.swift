@@ -37,7 +37,7 @@ extension Kernels {
         sameShape(dy, x, "rmsNormBackward")
         precondition(weight.count == x.rowLength && rstd.count == x.rowCount,
                      "rmsNormBackward: weight \(weight.shape) / rstd \(rstd.shape) do not match x \(x.shape)")
-        var dx = Tensor(zeros: x.shape)
+        var dx = Tensor(uninitialized: x.shape)
         var dg = weightGradient
         if let dg { precondition(dg.count == x.rowLength, "rmsNormBackward: weightGradient \(dg.shape) for x \(x.shape)") }
         dy.withUnsafeBufferPointer { dyp in
@@ -119,7 +119,7 @@ extension Kernels {
     public static func swigluBackward(_ dm: Tensor, gate: Tensor, up: Tensor) -> (gate: Tensor, up: Tensor) {
         sameShape(gate, up, "swigluBackward")
         sameShape(dm, gate, "swigluBackward")
-        var da = Tensor(zeros: gate.shape), db = Tensor(zeros: gate.shape)
+        var da = Tensor(uninitialized: gate.shape), db = Tensor(uninitialized: gate.shape)
         gate.withUnsafeBufferPointer { ap in
             up.withUnsafeBufferPointer { bp in
                 dm.withUnsafeBufferPointer { dmp in

@@ -135,7 +135,9 @@ public final class LlamaAttention: @unchecked Sendable {
                   layout: RoPELayout, inputGradient: Bool) -> Tensor? {
         let dMixed = oProj.backwardData(dOutput)
         oProj.trainableAdapter?.backward(input: saved.mixed, outputGradient: dOutput, inputGradient: dMixed)
-        let dq = Tensor(zeros: saved.queries.shape), dk = Tensor(zeros: saved.keys.shape), dv = Tensor(zeros: saved.values.shape)
+        // written in full by each sequence's attention backward
+        let dq = Tensor(uninitialized: saved.queries.shape), dk = Tensor(uninitialized: saved.keys.shape),
+            dv = Tensor(uninitialized: saved.values.shape)
         for (rows, probabilities) in zip(Self.rowRanges(sequences), saved.probabilities) {
             Kernels.attentionBackward(queries: saved.queries.rows(rows), keys: saved.keys.rows(rows), values: saved.values.rows(rows),
                                       probabilities: probabilities, outputGradient: dMixed.rows(rows), heads: heads, kvHeads: kvHeads,
