@@ -24,50 +24,30 @@ CK_VECTOR_CLONES static void scores_direct(const float *q, const float *k, int l
     }
 }
 
-// The two loops of a decoding step over a cache, for each element type a cache holds
-// (f32 for exact models, _Float16 for int8 ones; F16C/AVX-512 widen 8 or 16 halves per
-// instruction, so reading half the bytes costs no extra time):
-//   scores_transposed_NAME: one query row against transposed keys kt [head_dim, >= keys],
-//     64 keys at a time so the partial scores stay in registers while q's dims stream past;
-//   mix_NAME: out = sum_j p[j] v_j, four keys per step into separate partial sums so
-//     consecutive keys do not wait on each other's additions.
+// One query row's values mixed: out = sum_j p[j] v_j over f32 rows (no cache), four keys per
+// step into one expression so consecutive keys do not wait on each other's additions.
+CK_VECTOR_CLONES static void mix_rows(const float *p, const float *v, int ldv, int head_dim, int keys, float *out) {
+    for (int d = 0; d < head_dim; d++) out[d] = 0;
+    int j = 0;
+    for (; j + 4 <= keys; j += 4) {
+        const float *v0 = v + (size_t)j * ldv, *v1 = v0 + ldv, *v2 = v1 + ldv, *v3 = v2 + ldv;
+#pragma omp simd
+        for (int d = 0; d < head_dim; d++)
+            out[d] += (p[j] * v0[d] + p[j + 1] * v1[d]) + (p[j + 2] * v2[d] + p[j + 3] * v3[d]);
+    }
+    for (; j < keys; j++) {
+        const float *vj = v + (size_t)j * ldv;
+#pragma omp simd
+        for (int d = 0; d < head_dim; d++) out[d] += p[j] * vj[d];
+    }
+}
+
+// The loops of a decoding step over a cache, for each element type a cache holds (f32 for
+// exact models, _Float16 for int8 ones; F16C/AVX-512 widen 8 or 16 halves per instruction,
+// so reading half the bytes costs no extra time): one query row of each of G heads that
+// share a kv head, against transposed keys kt [head_dim, >= keys] and value rows.
 #define CACHE_LOOPS(NAME, T)                                                                                         \
-    CK_VECTOR_CLONES static void scores_transposed_##NAME(const float *q, const T *kt, int ldkt, int head_dim,    \
-                                                       int keys, float *scores) {                             \
-        enum { BLOCK = 64 };                                                                                   \
-        int j0 = 0;                                                                                            \
-        for (; j0 + BLOCK <= keys; j0 += BLOCK) {                                                              \
-            float acc[BLOCK] = {0};                                                                            \
-            for (int d = 0; d < head_dim; d++) {                                                               \
-                const float qd = q[d];                                                                         \
-                const T *row = kt + (size_t)d * ldkt + j0;                                                     \
-                _Pragma("omp simd") for (int j = 0; j < BLOCK; j++) acc[j] += qd * (float)row[j];              \
-            }                                                                                                  \
-            memcpy(scores + j0, acc, sizeof acc);                                                              \
-        }                                                                                                      \
-        for (int j = j0; j < keys; j++) scores[j] = 0;                                                         \
-        for (int d = 0; d < head_dim; d++) {                                                                   \
-            const float qd = q[d];                                                                             \
-            const T *row = kt + (size_t)d * ldkt;                                                              \
-            for (int j = j0; j < keys; j++) scores[j] += qd * (float)row[j];                                   \
-        }                                                                                                      \
-    }                                                                                                          \
-    CK_VECTOR_CLONES static void mix_##NAME(const float *p, const T *v, int ldv, int head_dim, int keys,          \
-                                         float *out) {                                                         \
-        for (int d = 0; d < head_dim; d++) out[d] = 0;                                                         \
-        int j = 0;                                                                                             \
-        for (; j + 4 <= keys; j += 4) {                                                                        \
-            const T *v0 = v + (size_t)j * ldv, *v1 = v0 + ldv, *v2 = v1 + ldv, *v3 = v2 + ldv;                 \
-            _Pragma("omp simd") for (int d = 0; d < head_dim; d++) out[d] +=                                   \
-                (p[j] * (float)v0[d] + p[j + 1] * (float)v1[d]) + (p[j + 2] * (float)v2[d] + p[j + 3] * (float)v3[d]); \
-        }                                                                                                      \
-        for (; j < keys; j++) {                                                                                \
-            const T *vj = v + (size_t)j * ldv;                                                                 \
-            _Pragma("omp simd") for (int d = 0; d < head_dim; d++) out[d] += p[j] * (float)vj[d];              \
-        }                                                                                                      \
-    }                                                                                                          \
-    /* The same two loops for the G query heads that share one kv head (GQA), decoding one row:  */          \
-    /* each key and value is read and widened once for the group instead of once per head. G is a  */         \
+    /* Each key and value is read and widened once for the group instead of once per head. G is a  */         \
     /* constant at each call (group_##NAME dispatches), so the accumulators stay in registers.     */         \
     /* q: G rows head_dim apart; scores: G rows `keys` apart; out: G rows head_dim apart.          */         \
     static inline __attribute__((always_inline)) void group_fixed_##NAME(                                      \
@@ -155,6 +135,19 @@ size_t ck_attention_workspace_size(int t, int s, int head_dim, int kv_half) {
     return (size_t)ck_threads() * thread_scratch(t, s, head_dim, kv_half) * sizeof(float);
 }
 
+// One decoding task: the single query row of heads h0 .. h0 + g - 1, which share kv head c,
+// over a cache's s positions (scores of the g heads in `mine`, g rows of s).
+static void attention_group_task(const float *q, int head_dim, const void *v, int s, int ldkv, const void *kt, int ldkt,
+                                 int kv_half, float scale, float *out, int h0, int g, int c, float *mine) {
+    const size_t col = (size_t)c * head_dim;
+    if (kv_half)
+        group_f16(q + (size_t)h0 * head_dim, g, (const _Float16 *)kt + col * ldkt, ldkt, (const _Float16 *)v + col, ldkv, head_dim, s,
+                  scale, mine, out + (size_t)h0 * head_dim);
+    else
+        group_f32(q + (size_t)h0 * head_dim, g, (const float *)kt + col * ldkt, ldkt, (const float *)v + col, ldkv, head_dim, s,
+                  scale, mine, out + (size_t)h0 * head_dim);
+}
+
 // One task: query rows [r0, r0 + ATTN_ROWS) of head h of one sequence, with `mine` the
 // calling thread's scratch.
 static void attention_task(const float *q, int t, int heads, int kv_heads, int head_dim, const float *k, const void *v,
@@ -169,17 +162,20 @@ static void attention_task(const float *q, int t, int heads, int kv_heads, int h
     float *p = probs ? probs + ((size_t)h * t + r0) * s : mine;
     const int ldp = probs ? s : visible;
     float *oh = out + (size_t)r0 * ldq + (size_t)h * head_dim;
-    if (kv_half && rows == 1) {
-        scores_transposed_f16(qh, (const _Float16 *)kt + c * ldkt, ldkt, head_dim, visible, p);
-    } else if (kv_half) {
+    if (rows == 1 && kt) {
+        // one row over a cache: the decoding loops for this head alone, sgemm's call overhead
+        // would outweigh the work
+        attention_group_task(q + (size_t)r0 * ldq, head_dim, v, visible, ldkv, kt, ldkt, kv_half, scale, out + (size_t)r0 * ldq,
+                             h, 1, h / group, p);
+        if (probs) memset(p + visible, 0, (size_t)(s - visible) * sizeof(float));
+        return;
+    }
+    if (kv_half) {
         // sgemm reads f32: widen the keys and values this block sees
         float *kts = mine + (size_t)scratch_rows * s, *vs = kts + (size_t)head_dim * s;
         widen((const _Float16 *)kt + c * ldkt, ldkt, head_dim, visible, kts, visible);
         widen((const _Float16 *)v + c, ldkv, visible, head_dim, vs, head_dim);
         ck_sgemm_serial(0, 0, rows, visible, head_dim, 1.0f, qh, ldq, kts, visible, 0.0f, p, ldp);
-    } else if (rows == 1 && kt) {
-        // decoding has one query row: sgemm's call overhead would outweigh the work there
-        scores_transposed_f32(qh, (const float *)kt + c * ldkt, ldkt, head_dim, visible, p);
     } else if (rows == 1) {
         scores_direct(qh, k + c, ldkv, head_dim, visible, p);
     } else if (kt) {
@@ -191,29 +187,14 @@ static void attention_task(const float *q, int t, int heads, int kv_heads, int h
         ck_softmax_causal_row(p + (size_t)i * ldp, visible, offset + r0 + i + 1, scale);
         if (probs) memset(p + (size_t)i * ldp + visible, 0, (size_t)(s - visible) * sizeof(float));
     }
-    if (kv_half && rows == 1) {
-        mix_f16(p, (const _Float16 *)v + c, ldkv, head_dim, visible, oh);
-    } else if (kv_half) {
+    if (kv_half) {
         const float *vs = mine + (size_t)scratch_rows * s + (size_t)head_dim * s;
         ck_sgemm_serial(0, 0, rows, head_dim, visible, 1.0f, p, ldp, vs, head_dim, 0.0f, oh, ldq);
     } else if (rows == 1) {
-        mix_f32(p, (const float *)v + c, ldkv, head_dim, visible, oh);
+        mix_rows(p, (const float *)v + c, ldkv, head_dim, visible, oh);
     } else {
         ck_sgemm_serial(0, 0, rows, head_dim, visible, 1.0f, p, ldp, (const float *)v + c, ldkv, 0.0f, oh, ldq);
     }
-}
-
-// One decoding task: the single query row of heads h0 .. h0 + g - 1, which share kv head c,
-// over a cache's transposed keys (scores of the g heads in `mine`, g rows of s).
-static void attention_group_task(const float *q, int head_dim, const void *v, int s, int ldkv, const void *kt, int ldkt,
-                                 int kv_half, float scale, float *out, int h0, int g, int c, float *mine) {
-    const size_t col = (size_t)c * head_dim;
-    if (kv_half)
-        group_f16(q + (size_t)h0 * head_dim, g, (const _Float16 *)kt + col * ldkt, ldkt, (const _Float16 *)v + col, ldkv, head_dim, s,
-                  scale, mine, out + (size_t)h0 * head_dim);
-    else
-        group_f32(q + (size_t)h0 * head_dim, g, (const float *)kt + col * ldkt, ldkt, (const float *)v + col, ldkv, head_dim, s,
-                  scale, mine, out + (size_t)h0 * head_dim);
 }
 
 // A sequence's tasks. Decoding one row over a cache runs the group loops: by kv head (the
