@@ -36,10 +36,8 @@ public enum MultipleChoiceSet {
     /// The items of `path` and the format found. `shots` nil takes the format's default
     /// (5 for MMLU as the paper reports it, 0 otherwise).
     public static func load(_ path: String, shots: Int? = nil) throws(EvaluationError) -> (items: [MultipleChoiceItem], format: Format) {
-        var isDirectory: ObjCBool = false
-        let exists = FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory)
         let result: ([MultipleChoiceItem], Format)
-        if exists && isDirectory.boolValue {
+        if TextFile.isFolder(path) {
             let files = ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []).filter { $0.hasSuffix("_test.csv") }.sorted()
             guard !files.isEmpty else { throw .emptyDataset(file: path) }
             var items: [MultipleChoiceItem] = []

@@ -94,9 +94,7 @@ public struct EvaluationRunner {
 
         init(_ options: EvaluationOptions, model: LanguageModel) throws(EvaluationError) {
             self.options = options
-            var isDirectory: ObjCBool = false
-            let folder = FileManager.default.fileExists(atPath: options.data, isDirectory: &isDirectory) && isDirectory.boolValue
-            sha256 = folder ? try Self.folderDigest(options.data) : try SHA256.hex(ofFile: options.data)
+            sha256 = TextFile.isFolder(options.data) ? try Self.folderDigest(options.data) : try SHA256.hex(ofFile: options.data)
             var prompts: [EvaluationPrompt] = [], items: [MultipleChoiceItem] = [], tokens: [Int32] = []
             var classifier: (any ResponseClassifier)?
             switch options.kind {
@@ -139,15 +137,10 @@ public struct EvaluationRunner {
         static func folderDigest(_ path: String) throws(EvaluationError) -> String {
             let files = ((try? FileManager.default.subpathsOfDirectory(atPath: path)) ?? []).sorted()
             var listing = ""
-            for file in files where !isDirectory("\(path)/\(file)") {
+            for file in files where !TextFile.isFolder("\(path)/\(file)") {
                 listing += "\(file) \(try SHA256.hex(ofFile: "\(path)/\(file)"))\n"
             }
             return SHA256.hex(of: Array(listing.utf8))
-        }
-
-        static func isDirectory(_ path: String) -> Bool {
-            var flag: ObjCBool = false
-            return FileManager.default.fileExists(atPath: path, isDirectory: &flag) && flag.boolValue
         }
 
         func run(label: String, adapter: EvaluationResults.AdapterIdentity?, model: LanguageModel, modelIdentity: String, folder: String,

@@ -8,13 +8,17 @@ final class ResultsLog<Record: Codable> {
     let path: String
     private(set) var records: [Record] = []
     private let handle: FileHandle
+    /// Keys sorted: the same record, the same line.
+    private let encoder: JSONEncoder = {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return encoder
+    }()
 
     private struct Header<H: Codable>: Codable { let header: H }
 
     init<H: Codable>(path: String, header: H) throws(EvaluationError) {
         self.path = path
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         let fileManager = FileManager.default
         var kept = Data()
         if let data = fileManager.contents(atPath: path), !data.isEmpty {
@@ -52,8 +56,6 @@ final class ResultsLog<Record: Codable> {
 
     /// Appends one record as one line, in one write.
     func append(_ record: Record) throws(EvaluationError) {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         do {
             var line = try encoder.encode(record)
             line.append(UInt8(ascii: "\n"))

@@ -15,6 +15,12 @@ enum TextFile {
         return text.hasPrefix("\u{FEFF}") ? String(text.dropFirst()) : text
     }
 
+    /// Whether `path` is a folder (a folder of MMLU subjects, say) rather than a file.
+    static func isFolder(_ path: String) -> Bool {
+        var flag: ObjCBool = false
+        return FileManager.default.fileExists(atPath: path, isDirectory: &flag) && flag.boolValue
+    }
+
     /// Non-empty lines of a JSONL file as JSON objects, with their line numbers.
     static func jsonLines(_ path: String) throws(EvaluationError) -> [(line: Int, object: [String: Any])] {
         var records: [(Int, [String: Any])] = []
