@@ -53,6 +53,8 @@ void ck_sgemm_serial(int trans_a, int trans_b, int m, int n, int k, float alpha,
 void ck_blas_load(void);
 // Softmax of row[0:visible) scaled by `scale`; row[visible:cols) becomes 0.
 void ck_softmax_causal_row(float *row, int cols, int visible, float scale);
+// ds = p ⊙ (dp − p·dp) over one row of cols values; ds may be dp.
+void ck_softmax_bwd_row(const float *p, const float *dp, int cols, float *ds);
 
 // Elementwise loops compiled once per vector width and chosen when the library loads
 // (ifunc); the int8 kernels use the dispatch table instead, so tests can force a path.
@@ -76,6 +78,20 @@ static inline float ck_exp(float x) {
 }
 
 static inline int ck_threads(void) { return ck_get_num_threads(); }
+
+// This thread's share [lo, hi) of n items, split in equal contiguous parts over the current
+// OpenMP team (what schedule(static) gives). Loops that run vector math call a
+// CK_VECTOR_CLONES function on their share from inside `omp parallel`: the body OpenMP
+// outlines from a `parallel for` is built for the baseline CPU whatever clone opened it.
+static inline void ck_team_share(int64_t n, int64_t *lo, int64_t *hi) {
+    int64_t rank = 0, team = 1;
+#ifdef _OPENMP
+    rank = omp_get_thread_num();
+    team = omp_get_num_threads();
+#endif
+    *lo = n * rank / team;
+    *hi = n * (rank + 1) / team;
+}
 static inline int ck_div_up(int a, int b) { return (a + b - 1) / b; }
 
 #endif

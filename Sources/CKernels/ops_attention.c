@@ -388,9 +388,7 @@ ck_status ck_attention_bwd(const float *q, const float *k, const float *v, const
             // masked entries have p = 0, so only the first i + 1 keys carry gradient
             const float *pi = p + (size_t)i * t;
             float *di = ds + (size_t)i * t;
-            float dot = 0;
-            for (int j = 0; j <= i; j++) dot += pi[j] * di[j];
-            for (int j = 0; j <= i; j++) di[j] = pi[j] * (di[j] - dot);
+            ck_softmax_bwd_row(pi, di, i + 1, di);
             for (int j = i + 1; j < t; j++) di[j] = 0.0f;
         }
         for (int r0 = 0; r0 < t; r0 += ATTN_ROWS) {

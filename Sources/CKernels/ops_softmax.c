@@ -26,13 +26,14 @@ void ck_softmax_causal_fwd(float *s, int t, int cols, int offset, float scale) {
     for (int i = 0; i < t; i++) ck_softmax_causal_row(s + (size_t)i * cols, cols, i + offset + 1, scale);
 }
 
+CK_VECTOR_CLONES void ck_softmax_bwd_row(const float *p, const float *dp, int cols, float *ds) {
+    float dot = 0;
+#pragma omp simd reduction(+ : dot)
+    for (int j = 0; j < cols; j++) dot += p[j] * dp[j];
+    for (int j = 0; j < cols; j++) ds[j] = p[j] * (dp[j] - dot);
+}
+
 void ck_softmax_bwd(const float *p, const float *dp, int t, int cols, float *ds) {
 #pragma omp parallel for schedule(static) num_threads(ck_threads()) if ((long)t * cols >= 16384)
-    for (int i = 0; i < t; i++) {
-        const float *pi = p + (size_t)i * cols, *dpi = dp + (size_t)i * cols;
-        float dot = 0;
-        for (int j = 0; j < cols; j++) dot += pi[j] * dpi[j];
-        float *dsi = ds + (size_t)i * cols;
-        for (int j = 0; j < cols; j++) dsi[j] = pi[j] * (dpi[j] - dot);
-    }
+    for (int i = 0; i < t; i++) ck_softmax_bwd_row(p + (size_t)i * cols, dp + (size_t)i * cols, cols, ds + (size_t)i * cols);
 }
