@@ -126,9 +126,9 @@ import Testing
         checkGradient(s, ds.map { $0 * scale }, "softmax \(shape)") { weightedSum(forward($0), r) }
     }
 
-    @Test func swiglu() {
+    /// 70,001 values run split over the threads, in uneven shares.
+    @Test(arguments: [1000, 70_001]) func swiglu(n: Int) {
         var rng = SeededRandom(seed: 53)
-        let n = 1000
         let a = rng.floats(n, in: -6...6), b = rng.floats(n, in: -2...2), r = rng.floats(n)
         var m = [Float](repeating: 0, count: n)
         ck_swiglu_fwd(a, b, Int64(n), &m)
@@ -145,8 +145,9 @@ import Testing
         checkGradient(b, db, "swiglu db") { weightedSum(forward(a, $0), r) }
     }
 
-    @Test func crossEntropyWithIgnoredPositions() {
-        let t = 6, v = 50
+    /// 6 × 30,001 logits run their rows over the threads.
+    @Test(arguments: [50, 30_001]) func crossEntropyWithIgnoredPositions(v: Int) {
+        let t = 6
         var rng = SeededRandom(seed: 59)
         let logits = rng.floats(t * v, in: -5...5)
         let targets: [Int32] = [3, -100, 49, 0, -1, 17]
