@@ -126,6 +126,27 @@ import Testing
         checkGradient(s, ds.map { $0 * scale }, "softmax \(shape)") { weightedSum(forward($0), r) }
     }
 
+    /// Odd sizes, below and above the size that splits the work over the threads.
+    @Test(arguments: [7, 70_001]) func addIsElementwise(n: Int) {
+        var rng = SeededRandom(seed: 61)
+        let y = rng.floats(n), x0 = rng.floats(n)
+        var x = x0
+        ck_add(y, Int64(n), &x)
+        #expect(x == zip(x0, y).map { $0 + $1 })
+    }
+
+    @Test(arguments: [(3, 5), (401, 333)]) func copyMatrixMovesABlockOfColumns(shape: (rows: Int, cols: Int)) {
+        let (rows, cols) = shape, ldSrc = cols + 7, ldDst = cols + 3, start = 2
+        var rng = SeededRandom(seed: 67)
+        let src = rng.floats(rows * ldSrc)
+        var dst = [Float](repeating: -1, count: rows * ldDst)
+        src.withUnsafeBufferPointer { ck_copy_matrix($0.baseAddress! + start, Int32(ldSrc), Int32(rows), Int32(cols), &dst, Int32(ldDst)) }
+        for i in 0..<rows {
+            #expect(Array(dst[(i * ldDst)..<(i * ldDst + cols)]) == Array(src[(i * ldSrc + start)..<(i * ldSrc + start + cols)]))
+            #expect(dst[(i * ldDst + cols)..<((i + 1) * ldDst)].allSatisfy { $0 == -1 })
+        }
+    }
+
     /// 70,001 values run split over the threads, in uneven shares.
     @Test(arguments: [1000, 70_001]) func swiglu(n: Int) {
         var rng = SeededRandom(seed: 53)

@@ -47,6 +47,12 @@ int ck_cross_entropy_fwd(const float *logits, const int32_t *targets, int t, int
 void ck_cross_entropy_bwd(const float *logits, const int32_t *targets, const float *lse, int t, int v,
                           float scale, float *dlogits);
 
+// x += y over n values.
+void ck_add(const float *y, int64_t n, float *x);
+// dst[i, 0:cols] = src[i, 0:cols] for rows rows, each matrix with its own row stride: a
+// block of columns out of a wider matrix, or into one.
+void ck_copy_matrix(const float *src, int ld_src, int rows, int cols, float *dst, int ld_dst);
+
 // Inverted dropout: out[i] = x[i] / (1 - p) where keep(seed, i), else 0; keep is drawn with
 // probability 1 - p from a counter-based hash of (seed, i), so the mask is the same for any
 // thread count and can be drawn again in the backward pass instead of being stored.

@@ -182,7 +182,7 @@ extension Kernels {
     public static func crossEntropyBackward(logits: Tensor, targets: [Int32], logSumExp: Tensor, scale: Float) -> Tensor {
         precondition(logits.rank == 2 && targets.count == logits.shape[0] && logSumExp.count == logits.shape[0],
                      "crossEntropyBackward: logits \(logits.shape), \(targets.count) targets, lse \(logSumExp.shape)")
-        var dz = Tensor(zeros: logits.shape)
+        var dz = Tensor(uninitialized: logits.shape)  // ignored rows are written as zeros
         logits.withUnsafeBufferPointer { zp in
             logSumExp.withUnsafeBufferPointer { lp in
                 dz.withUnsafeMutableBufferPointer {
@@ -199,9 +199,7 @@ extension Kernels {
         sameShape(x, y, "add")
         var target = x
         y.withUnsafeBufferPointer { yp in
-            target.withUnsafeMutableBufferPointer { xp in
-                for i in xp.indices { xp[i] += yp[i] }
-            }
+            target.withUnsafeMutableBufferPointer { ck_add(yp.baseAddress, Int64(x.count), $0.baseAddress) }
         }
     }
 

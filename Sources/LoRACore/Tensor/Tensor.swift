@@ -1,3 +1,5 @@
+import CKernels
+
 /// A dense f32 tensor, row-major.
 ///
 /// Tensors are views onto shared storage: copying a `Tensor` value or taking `rows(_:)`
@@ -101,14 +103,12 @@ extension Tensor {
         precondition(rank == 2 && range.lowerBound >= 0 && range.upperBound <= shape[1],
                      "Tensor.columns: \(range) out of \(shape)")
         if shape[0] == 1 { return Tensor(buffer: buffer, offset: offset + range.lowerBound, shape: [1, range.count]) }
-        var result = Tensor(zeros: [shape[0], range.count])
-        let cols = shape[1]
+        var result = Tensor(uninitialized: [shape[0], range.count])
+        guard result.count > 0 else { return result }
         withUnsafeBufferPointer { src in
             result.withUnsafeMutableBufferPointer { dst in
-                for row in 0..<shape[0] {
-                    let from = UnsafeBufferPointer(rebasing: src[row * cols + range.lowerBound..<row * cols + range.upperBound])
-                    _ = UnsafeMutableBufferPointer(rebasing: dst[row * range.count..<(row + 1) * range.count]).update(fromContentsOf: from)
-                }
+                ck_copy_matrix(src.baseAddress! + range.lowerBound, Int32(shape[1]), Int32(shape[0]), Int32(range.count),
+                               dst.baseAddress, Int32(range.count))
             }
         }
         return result
@@ -119,16 +119,13 @@ extension Tensor {
         precondition(!parts.isEmpty && parts.allSatisfy { $0.rank == 2 && $0.shape[0] == parts[0].shape[0] },
                      "Tensor(concatenatingColumns:): \(parts.map(\.shape)) are not matrices with the same rows")
         let rows = parts[0].shape[0], width = parts.reduce(0) { $0 + $1.shape[1] }
-        self.init(zeros: [rows, width])
+        self.init(uninitialized: [rows, width])
         var start = 0
-        for part in parts {
+        for part in parts where part.count > 0 {
             let cols = part.shape[1]
             part.withUnsafeBufferPointer { src in
                 withUnsafeMutableBufferPointer { dst in
-                    for row in 0..<rows {
-                        let from = UnsafeBufferPointer(rebasing: src[row * cols..<(row + 1) * cols])
-                        _ = UnsafeMutableBufferPointer(rebasing: dst[row * width + start..<row * width + start + cols]).update(fromContentsOf: from)
-                    }
+                    ck_copy_matrix(src.baseAddress, Int32(cols), Int32(rows), Int32(cols), dst.baseAddress! + start, Int32(width))
                 }
             }
             start += cols
