@@ -9,6 +9,7 @@
 #define K_CHUNK 24       // K blocks per pass: a 2-panel weight tile (27 KB) stays in L1
 #define F32_CHUNK 64     // weight rows (or columns) dequantized per step of the f32 paths
 #define PARALLEL_MIN_MACS (1L << 18)  // below this an OpenMP fork costs more than it saves
+#define GEMV_ROWS 4      // rows one register tile holds (the VNNI tile's MR)
 
 static inline int thread_id(void) {
 #ifdef _OPENMP
@@ -116,17 +117,31 @@ ck_status ck_gemm_q8(const float *x, int m, int k, const ck_panel_block *w, int 
     int32_t *s = (int32_t *)((char *)d + align64((size_t)m * kb * sizeof(float)));
     const int parallel = (long)m * n * k >= PARALLEL_MIN_MACS && nt > 1;
 
-#pragma omp parallel for schedule(static) num_threads(nt) if (parallel && m > 1)
+    const ck_act_q8 act = {q, d, s, kb};
+    const int panels = ck_q8_panels(n);
+    if (m <= GEMV_ROWS) {
+        for (int i = 0; i < m; i++)
+            ck_kernels.quantize_act_row(x + (size_t)i * k, k, q + (size_t)i * kb * CK_QK, d + (size_t)i * kb,
+                                        s + (size_t)i * kb);
+        // Decoding: every row fits one register tile, so nothing is gained by K chunks; each
+        // thread streams an equal run of panel pairs from memory once, front to back.
+#pragma omp parallel num_threads(nt) if (parallel)
+        {
+            int64_t lo, hi;
+            ck_team_share(ck_div_up(panels, 2), &lo, &hi);
+            const int p0 = 2 * (int)lo, p1 = 2 * (int)hi < panels ? 2 * (int)hi : panels;
+            if (p0 < p1) ck_kernels.q8_tile(&act, 0, m, w, p0, p1, 0, kb, n, y, n);
+        }
+        return CK_OK;
+    }
+
+#pragma omp parallel for schedule(static) num_threads(nt) if (parallel)
     for (int i = 0; i < m; i++)
         ck_kernels.quantize_act_row(x + (size_t)i * k, k, q + (size_t)i * kb * CK_QK, d + (size_t)i * kb,
                                     s + (size_t)i * kb);
 
-    const ck_act_q8 act = {q, d, s, kb};
-    const int panels = ck_q8_panels(n);
-    // Few rows (decoding): split the panels finely so both cores stream weights.
     // Many rows: groups of 8 panels, each thread keeping its weight slice hot in L2.
-    int group = m <= 4 ? ck_div_up(panels, nt * 4) : 8;
-    if (group < 1) group = 1;
+    const int group = 8;
     const int groups = ck_div_up(panels, group), mchunks = ck_div_up(m, M_CHUNK);
     const int jobs = groups * mchunks;
 #pragma omp parallel for schedule(static) num_threads(nt) if (parallel && jobs > 1)
