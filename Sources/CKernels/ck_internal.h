@@ -51,6 +51,9 @@ void ck_quantize_act_row_avx512(const float *x, int k, int8_t *q, float *d, int3
 void ck_sgemm_serial(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
                      const float *b, int ldb, float beta, float *c, int ldc);
 void ck_blas_load(void);
+// row[j] = exp(row[j]·scale − m) over n values, m their largest scaled value (into *max);
+// returns the sum of the exponentials.
+float ck_exp_row(float *row, int n, float scale, float *max);
 // Softmax of row[0:visible) scaled by `scale`; row[visible:cols) becomes 0.
 void ck_softmax_causal_row(float *row, int cols, int visible, float scale);
 // ds = p ⊙ (dp − p·dp) over one row of cols values; ds may be dp.

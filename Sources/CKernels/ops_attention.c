@@ -45,14 +45,16 @@ CK_VECTOR_CLONES static void mix_rows(const float *p, const float *v, int ldv, i
 // The loops of a decoding step over a cache, for each element type a cache holds (f32 for
 // exact models, _Float16 for int8 ones; F16C/AVX-512 widen 8 or 16 halves per instruction,
 // so reading half the bytes costs no extra time): one query row of each of G heads that
-// share a kv head, against transposed keys kt [head_dim, >= keys] and value rows.
+// share a kv head, against a run of `keys` transposed keys kt [head_dim, >= keys] and value
+// rows. The result is partial (flash-decoding): for each head, the unnormalized sum
+// o = Σ exp(s_j − m) v_j, then m = max s_j and l = Σ exp(s_j − m), which merge_runs combines.
 #define CACHE_LOOPS(NAME, T)                                                                                         \
     /* Each key and value is read and widened once for the group instead of once per head. G is a  */         \
     /* constant at each call (group_##NAME dispatches), so the accumulators stay in registers.     */         \
-    /* q: G rows head_dim apart; scores: G rows `keys` apart; out: G rows head_dim apart.          */         \
+    /* q: G rows head_dim apart; scores: G rows `keys` apart; out: G rows ldo apart, each o, m, l. */         \
     static inline __attribute__((always_inline)) void group_fixed_##NAME(                                      \
         const float *q, const int G, const T *kt, int ldkt, const T *v, int ldv, int head_dim, int keys,        \
-        float scale, float *scores, float *out) {                                                              \
+        float scale, float *scores, float *out, int ldo) {                                                     \
         enum { BLOCK = 16 };                                                                                   \
         int j0 = 0;                                                                                            \
         for (; j0 + BLOCK <= keys; j0 += BLOCK) {                                                              \
@@ -75,9 +77,11 @@ CK_VECTOR_CLONES static void mix_rows(const float *p, const float *v, int ldv, i
                 for (int d = 0; d < head_dim; d++) dot += q[(size_t)h * head_dim + d] * (float)kt[(size_t)d * ldkt + j]; \
                 scores[(size_t)h * keys + j] = dot;                                                            \
             }                                                                                                  \
-        for (int h = 0; h < G; h++) ck_softmax_causal_row(scores + (size_t)h * keys, keys, keys, scale);       \
-        for (int h = 0; h < G; h++)                                                                            \
-            for (int d = 0; d < head_dim; d++) out[(size_t)h * head_dim + d] = 0;                              \
+        for (int h = 0; h < G; h++) {                                                                          \
+            float *oh = out + (size_t)h * ldo;                                                                 \
+            oh[head_dim + 1] = ck_exp_row(scores + (size_t)h * keys, keys, scale, &oh[head_dim]);              \
+            for (int d = 0; d < head_dim; d++) oh[d] = 0;                                                      \
+        }                                                                                                      \
         /* values widened once per 4 keys, in pieces of 64 dims, then used by every head */                  \
         for (int d0 = 0; d0 < head_dim; d0 += 64) {                                                            \
             const int n = head_dim - d0 < 64 ? head_dim - d0 : 64;                                             \
@@ -90,7 +94,7 @@ CK_VECTOR_CLONES static void mix_rows(const float *p, const float *v, int ldv, i
                 }                                                                                              \
                 for (int h = 0; h < G; h++) {                                                                  \
                     const float *p = scores + (size_t)h * keys + j;                                            \
-                    float *oh = out + (size_t)h * head_dim + d0;                                               \
+                    float *oh = out + (size_t)h * ldo + d0;                                                    \
                     _Pragma("omp simd") for (int d = 0; d < n; d++) oh[d] +=                                   \
                         (p[0] * w[0][d] + p[1] * w[1][d]) + (p[2] * w[2][d] + p[3] * w[3][d]);                 \
                 }                                                                                              \
@@ -99,25 +103,41 @@ CK_VECTOR_CLONES static void mix_rows(const float *p, const float *v, int ldv, i
                 const T *vj = v + (size_t)j * ldv + d0;                                                        \
                 for (int h = 0; h < G; h++) {                                                                  \
                     const float ph = scores[(size_t)h * keys + j];                                             \
-                    float *oh = out + (size_t)h * head_dim + d0;                                               \
+                    float *oh = out + (size_t)h * ldo + d0;                                                    \
                     _Pragma("omp simd") for (int d = 0; d < n; d++) oh[d] += ph * (float)vj[d];                \
                 }                                                                                              \
             }                                                                                                  \
         }                                                                                                      \
     }                                                                                                          \
     CK_VECTOR_CLONES static void group_##NAME(const float *q, int g, const T *kt, int ldkt, const T *v, int ldv,   \
-                                           int head_dim, int keys, float scale, float *scores, float *out) {     \
+                                           int head_dim, int keys, float scale, float *scores, float *out,       \
+                                           int ldo) {                                                            \
         switch (g) {                                                                                           \
-        case 1: group_fixed_##NAME(q, 1, kt, ldkt, v, ldv, head_dim, keys, scale, scores, out); break;        \
-        case 2: group_fixed_##NAME(q, 2, kt, ldkt, v, ldv, head_dim, keys, scale, scores, out); break;        \
-        case 3: group_fixed_##NAME(q, 3, kt, ldkt, v, ldv, head_dim, keys, scale, scores, out); break;        \
-        case 4: group_fixed_##NAME(q, 4, kt, ldkt, v, ldv, head_dim, keys, scale, scores, out); break;        \
-        default: group_fixed_##NAME(q, g, kt, ldkt, v, ldv, head_dim, keys, scale, scores, out); break;       \
+        case 1: group_fixed_##NAME(q, 1, kt, ldkt, v, ldv, head_dim, keys, scale, scores, out, ldo); break;   \
+        case 2: group_fixed_##NAME(q, 2, kt, ldkt, v, ldv, head_dim, keys, scale, scores, out, ldo); break;   \
+        case 3: group_fixed_##NAME(q, 3, kt, ldkt, v, ldv, head_dim, keys, scale, scores, out, ldo); break;   \
+        case 4: group_fixed_##NAME(q, 4, kt, ldkt, v, ldv, head_dim, keys, scale, scores, out, ldo); break;   \
+        default: group_fixed_##NAME(q, g, kt, ldkt, v, ldv, head_dim, keys, scale, scores, out, ldo); break;  \
         }                                                                                                      \
     }
 
 CACHE_LOOPS(f32, float)
 CACHE_LOOPS(f16, _Float16)
+
+// One head's row from the partials of its runs of keys (o, m, l each, `stride` apart), in
+// run order: out = Σ exp(m_r − M) o_r / Σ exp(m_r − M) l_r with M the largest m_r.
+CK_VECTOR_CLONES static void merge_runs(const float *part, int runs, int stride, int head_dim, float *out) {
+    float top = -INFINITY, sum = 0;
+    for (int r = 0; r < runs; r++) top = fmaxf(top, part[(size_t)r * stride + head_dim]);
+    for (int d = 0; d < head_dim; d++) out[d] = 0;
+    for (int r = 0; r < runs; r++) {
+        const float *o = part + (size_t)r * stride, w = ck_exp(o[head_dim] - top);
+        sum += w * o[head_dim + 1];
+        for (int d = 0; d < head_dim; d++) out[d] += w * o[d];
+    }
+    const float inv = 1.0f / sum;
+    for (int d = 0; d < head_dim; d++) out[d] *= inv;
+}
 
 // Rows [0, rows) x columns [0, cols) of a half matrix (leading dimension ld) into f32 (ldo).
 CK_VECTOR_CLONES static void widen(const _Float16 *src, int ld, int rows, int cols, float *dst, int ldo) {
@@ -125,27 +145,70 @@ CK_VECTOR_CLONES static void widen(const _Float16 *src, int ld, int rows, int co
         for (int c = 0; c < cols; c++) dst[(size_t)r * ldo + c] = (float)src[(size_t)r * ld + c];
 }
 
-// Per thread: a block of scores, and for a half cache the f32 keys and values one block reads.
+// A decoding row goes through the cache in runs of KEY_RUN keys, one task per (kv head,
+// chunk of its query heads, run), merged afterwards: the work splits evenly over the threads
+// at any context length, and each key and value is read once for its group. The runs are
+// fixed, not derived from the thread count, so results are the same with any count.
+#define KEY_RUN 64
+
+static int key_runs(int s) { return ck_div_up(s > 0 ? s : 1, KEY_RUN); }
+static size_t partial_floats(int heads, int head_dim, int s) { return (size_t)heads * key_runs(s) * (head_dim + 2); }
+
+// Per thread: the scores of a block of rows (for a half cache also the f32 keys and values
+// the block reads), or of a decoding run with a lone decoding row's partials.
 static size_t thread_scratch(int t, int s, int head_dim, int kv_half) {
-    const int rows = t == 1 ? GROUP_MAX : t < ATTN_ROWS ? t : ATTN_ROWS;
-    return (size_t)rows * (s > 0 ? s : 1) + (kv_half && t > 1 ? 2 * (size_t)head_dim * s : 0);
+    const int rows = t < ATTN_ROWS ? t : ATTN_ROWS;
+    const size_t block = (size_t)rows * (s > 0 ? s : 1) + (kv_half ? 2 * (size_t)head_dim * s : 0);
+    const size_t decoding = (size_t)GROUP_MAX * KEY_RUN + partial_floats(1, head_dim, s);
+    return block > decoding ? block : decoding;
 }
 
-size_t ck_attention_workspace_size(int t, int s, int head_dim, int kv_half) {
-    return (size_t)ck_threads() * thread_scratch(t, s, head_dim, kv_half) * sizeof(float);
+static int decodes(int t, const void *kt, const float *probs) { return t == 1 && kt && !probs; }
+
+size_t ck_attention_workspace_size(int t, int s, int heads, int head_dim, int kv_half) {
+    return ((size_t)ck_threads() * thread_scratch(t, s, head_dim, kv_half) + (t == 1 ? partial_floats(heads, head_dim, s) : 0)) *
+           sizeof(float);
 }
 
-// One decoding task: the single query row of heads h0 .. h0 + g - 1, which share kv head c,
-// over a cache's s positions (scores of the g heads in `mine`, g rows of s).
-static void attention_group_task(const float *q, int head_dim, const void *v, int s, int ldkv, const void *kt, int ldkt,
-                                 int kv_half, float scale, float *out, int h0, int g, int c, float *mine) {
+// Decoding task `task` of one sequence: heads h0 .. h0 + g − 1 (sharing kv head c) over run
+// r of its s keys, into the sequence's partials `part` [heads][runs][head_dim + 2].
+static void decode_task(int task, const float *q, int heads, int kv_heads, int head_dim, const void *v, int s, int ldkv,
+                        const void *kt, int ldkt, int kv_half, float scale, float *part, float *scores) {
+    const int group = heads / kv_heads, chunks = ck_div_up(group, GROUP_MAX), runs = key_runs(s), stride = head_dim + 2;
+    const int r = task % runs, c = task / runs / chunks, h0 = c * group + (task / runs % chunks) * GROUP_MAX;
+    const int g = (c + 1) * group - h0 < GROUP_MAX ? (c + 1) * group - h0 : GROUP_MAX;
+    const int j0 = r * KEY_RUN, keys = s - j0 < KEY_RUN ? s - j0 : KEY_RUN;
     const size_t col = (size_t)c * head_dim;
+    float *out = part + ((size_t)h0 * runs + r) * stride;
     if (kv_half)
-        group_f16(q + (size_t)h0 * head_dim, g, (const _Float16 *)kt + col * ldkt, ldkt, (const _Float16 *)v + col, ldkv, head_dim, s,
-                  scale, mine, out + (size_t)h0 * head_dim);
+        group_f16(q + (size_t)h0 * head_dim, g, (const _Float16 *)kt + col * ldkt + j0, ldkt,
+                  (const _Float16 *)v + (size_t)j0 * ldkv + col, ldkv, head_dim, keys, scale, scores, out, runs * stride);
     else
-        group_f32(q + (size_t)h0 * head_dim, g, (const float *)kt + col * ldkt, ldkt, (const float *)v + col, ldkv, head_dim, s,
-                  scale, mine, out + (size_t)h0 * head_dim);
+        group_f32(q + (size_t)h0 * head_dim, g, (const float *)kt + col * ldkt + j0, ldkt,
+                  (const float *)v + (size_t)j0 * ldkv + col, ldkv, head_dim, keys, scale, scores, out, runs * stride);
+}
+
+static int decode_task_count(int heads, int kv_heads, int s) {
+    return kv_heads * ck_div_up(heads / kv_heads, GROUP_MAX) * key_runs(s);
+}
+
+// One query row of one head over a cache, inside a task of its own: its runs one after the
+// other, then merged (the same arithmetic as decoding tasks).
+static void decode_row_head(const float *q, int h, int heads, int kv_heads, int head_dim, const void *v, int s, int ldkv,
+                            const void *kt, int ldkt, int kv_half, float scale, float *out, float *mine) {
+    float *part = mine + (size_t)GROUP_MAX * KEY_RUN;
+    const int group = heads / kv_heads, runs = key_runs(s), stride = head_dim + 2;
+    const size_t col = (size_t)(h / group) * head_dim;
+    for (int r = 0; r < runs; r++) {
+        const int j0 = r * KEY_RUN, keys = s - j0 < KEY_RUN ? s - j0 : KEY_RUN;
+        if (kv_half)
+            group_f16(q + (size_t)h * head_dim, 1, (const _Float16 *)kt + col * ldkt + j0, ldkt,
+                      (const _Float16 *)v + (size_t)j0 * ldkv + col, ldkv, head_dim, keys, scale, mine, part + (size_t)r * stride, stride);
+        else
+            group_f32(q + (size_t)h * head_dim, 1, (const float *)kt + col * ldkt + j0, ldkt,
+                      (const float *)v + (size_t)j0 * ldkv + col, ldkv, head_dim, keys, scale, mine, part + (size_t)r * stride, stride);
+    }
+    merge_runs(part, runs, stride, head_dim, out + (size_t)h * head_dim);
 }
 
 // One task: query rows [r0, r0 + ATTN_ROWS) of head h of one sequence, with `mine` the
@@ -162,12 +225,10 @@ static void attention_task(const float *q, int t, int heads, int kv_heads, int h
     float *p = probs ? probs + ((size_t)h * t + r0) * s : mine;
     const int ldp = probs ? s : visible;
     float *oh = out + (size_t)r0 * ldq + (size_t)h * head_dim;
-    if (rows == 1 && kt) {
-        // one row over a cache: the decoding loops for this head alone, sgemm's call overhead
-        // would outweigh the work
-        attention_group_task(q + (size_t)r0 * ldq, head_dim, v, visible, ldkv, kt, ldkt, kv_half, scale, out + (size_t)r0 * ldq,
-                             h, 1, h / group, p);
-        if (probs) memset(p + visible, 0, (size_t)(s - visible) * sizeof(float));
+    if (rows == 1 && kt && !probs) {
+        // one row over a cache: the decoding loops, sgemm's call overhead would outweigh the work
+        decode_row_head(q + (size_t)r0 * ldq, h, heads, kv_heads, head_dim, v, visible, ldkv, kt, ldkt, kv_half, scale,
+                        out + (size_t)r0 * ldq, mine);
         return;
     }
     if (kv_half) {
@@ -176,10 +237,10 @@ static void attention_task(const float *q, int t, int heads, int kv_heads, int h
         widen((const _Float16 *)kt + c * ldkt, ldkt, head_dim, visible, kts, visible);
         widen((const _Float16 *)v + c, ldkv, visible, head_dim, vs, head_dim);
         ck_sgemm_serial(0, 0, rows, visible, head_dim, 1.0f, qh, ldq, kts, visible, 0.0f, p, ldp);
-    } else if (rows == 1) {
-        scores_direct(qh, k + c, ldkv, head_dim, visible, p);
     } else if (kt) {
         ck_sgemm_serial(0, 0, rows, visible, head_dim, 1.0f, qh, ldq, (const float *)kt + c * ldkt, ldkt, 0.0f, p, ldp);
+    } else if (rows == 1) {
+        scores_direct(qh, k + c, ldkv, head_dim, visible, p);
     } else {
         ck_sgemm_serial(0, 1, rows, visible, head_dim, 1.0f, qh, ldq, k + c, ldkv, 0.0f, p, ldp);
     }
@@ -197,34 +258,17 @@ static void attention_task(const float *q, int t, int heads, int kv_heads, int h
     }
 }
 
-// A sequence's tasks. Decoding one row over a cache runs the group loops: by kv head (the
-// group's query heads in chunks of GROUP_MAX, each key and value read once for them) when
-// there are enough such tasks to spread over the threads, else one task per head (SmolLM2
-// decoding a single sequence: 3 kv heads on 2 threads would leave one idle). Each head's
-// arithmetic is the same either way, so the choice never changes a result. Everything else
-// goes by (head, block of ATTN_ROWS query rows).
-static int decodes_by_group(int t, const void *kt, const float *probs) { return t == 1 && kt && !probs; }
-
-static int groups_whole(int heads, int kv_heads, int sequences) {
-    return heads > kv_heads && sequences * kv_heads >= 4 * ck_threads();
+// A sequence's tasks: decoding tasks for a single row over a cache, else one per (head,
+// block of ATTN_ROWS query rows).
+static int task_count(int t, int s, int heads, int kv_heads, const void *kt, const float *probs) {
+    return decodes(t, kt, probs) ? decode_task_count(heads, kv_heads, s) : heads * ck_div_up(t, ATTN_ROWS);
 }
 
-static int task_count(int t, int heads, int kv_heads, const void *kt, const float *probs, int sequences) {
-    if (!decodes_by_group(t, kt, probs)) return heads * ck_div_up(t, ATTN_ROWS);
-    return groups_whole(heads, kv_heads, sequences) ? kv_heads * ck_div_up(heads / kv_heads, GROUP_MAX) : heads;
-}
-
-static void run_task(int task, int sequences, const float *q, int t, int heads, int kv_heads, int head_dim, const float *k,
-                     const void *v, int s, int ldkv, const void *kt, int ldkt, int kv_half, float scale, float *out,
-                     float *probs, float *mine) {
-    const int group = heads / kv_heads;
-    if (decodes_by_group(t, kt, probs) && groups_whole(heads, kv_heads, sequences)) {
-        const int chunks = ck_div_up(group, GROUP_MAX);
-        const int c = task / chunks, h0 = c * group + (task % chunks) * GROUP_MAX;
-        const int g = (c + 1) * group - h0 < GROUP_MAX ? (c + 1) * group - h0 : GROUP_MAX;
-        attention_group_task(q, head_dim, v, s, ldkv, kt, ldkt, kv_half, scale, out, h0, g, c, mine);
-    } else if (decodes_by_group(t, kt, probs)) {
-        attention_group_task(q, head_dim, v, s, ldkv, kt, ldkt, kv_half, scale, out, task, 1, task / group, mine);
+static void run_task(int task, const float *q, int t, int heads, int kv_heads, int head_dim, const float *k, const void *v, int s,
+                     int ldkv, const void *kt, int ldkt, int kv_half, float scale, float *out, float *probs, float *part,
+                     float *mine) {
+    if (decodes(t, kt, probs)) {
+        decode_task(task, q, heads, kv_heads, head_dim, v, s, ldkv, kt, ldkt, kv_half, scale, part, mine);
     } else {
         const int row_blocks = ck_div_up(t, ATTN_ROWS);
         attention_task(q, t, heads, kv_heads, head_dim, k, v, s, ldkv, kt, ldkt, kv_half, scale, out, probs, task / row_blocks,
@@ -238,11 +282,14 @@ static int attention_shape_ok(int t, int s, int heads, int kv_heads, int head_di
            ldkv >= kv_heads * head_dim && (!kt || ldkt >= s) && (!kv_half || kt);
 }
 
-static float *thread_workspace(void *workspace, size_t scratch) {
+// This thread's index and the team's size inside a parallel region.
+static void team(int *rank, int *size) {
 #ifdef _OPENMP
-    return workspace ? (float *)workspace + (size_t)omp_get_thread_num() * scratch : NULL;
+    *rank = omp_get_thread_num();
+    *size = omp_get_num_threads();
 #else
-    return workspace;
+    *rank = 0;
+    *size = 1;
 #endif
 }
 
@@ -253,24 +300,36 @@ ck_status ck_attention_fwd(const float *q, int t, int heads, int kv_heads, int h
     if (t == 0) return CK_OK;
     if (!q || (!k && !kt) || !v || !out) return CK_ERR_NULL;
     const size_t scratch = thread_scratch(t, s, head_dim, kv_half);
-    if ((!probs || (kv_half && t > 1)) && (!workspace || workspace_size < ck_attention_workspace_size(t, s, head_dim, kv_half)))
+    if ((!probs || kv_half) && (!workspace || workspace_size < ck_attention_workspace_size(t, s, heads, head_dim, kv_half)))
         return CK_ERR_WORKSPACE;
-    const int tasks = task_count(t, heads, kv_heads, kt, probs, 1);
-    // static,1 interleaves heads and row blocks, whose causal costs differ, over the threads
-#pragma omp parallel for schedule(static, 1) num_threads(ck_threads()) if (tasks > 1 && (long)t * s * head_dim >= 4096)
-    for (int task = 0; task < tasks; task++)
-        run_task(task, 1, q, t, heads, kv_heads, head_dim, k, v, s, ldkv, kt, ldkt, kv_half, scale, out, probs,
-                 thread_workspace(workspace, scratch));
+    const int tasks = task_count(t, s, heads, kv_heads, kt, probs), decoding = decodes(t, kt, probs);
+    float *part = workspace, *scratches = part ? part + (decoding ? partial_floats(heads, head_dim, s) : 0) : NULL;
+#pragma omp parallel num_threads(ck_threads()) if (tasks > 1 && (long)t * s * head_dim >= 4096)
+    {
+        int rank, size;
+        team(&rank, &size);
+        float *mine = scratches ? scratches + (size_t)rank * scratch : NULL;
+        // one task at a time round the team: heads and row blocks, whose causal costs differ,
+        // interleave over the threads
+        for (int task = rank; task < tasks; task += size)
+            run_task(task, q, t, heads, kv_heads, head_dim, k, v, s, ldkv, kt, ldkt, kv_half, scale, out, probs, part, mine);
+        if (decoding) {
+#pragma omp barrier
+            for (int h = rank; h < heads; h += size)
+                merge_runs(part + (size_t)h * key_runs(s) * (head_dim + 2), key_runs(s), head_dim + 2, head_dim, out + (size_t)h * head_dim);
+        }
+    }
     return CK_OK;
 }
 
-size_t ck_attention_cached_batch_workspace_size(int n, const int *t, const int *s, int head_dim, int kv_half) {
-    size_t scratch = 0;
+size_t ck_attention_cached_batch_workspace_size(int n, const int *t, const int *s, int heads, int head_dim, int kv_half) {
+    size_t scratch = 0, partials = 0;
     for (int i = 0; i < n; i++) {
         const size_t one = thread_scratch(t[i], s[i], head_dim, kv_half);
         if (one > scratch) scratch = one;
+        if (t[i] == 1) partials += partial_floats(heads, head_dim, s[i]);
     }
-    return (size_t)ck_threads() * scratch * sizeof(float);
+    return ((size_t)ck_threads() * scratch + partials) * sizeof(float);
 }
 
 ck_status ck_attention_fwd_cached_batch(int n, const float *q, const int *t, int heads, int kv_heads, int head_dim,
@@ -279,27 +338,51 @@ ck_status ck_attention_fwd_cached_batch(int n, const float *q, const int *t, int
                                         size_t workspace_size) {
     if (n < 0 || (n > 0 && (!q || !t || !v || !s || !kt || !ldkt || !out))) return CK_ERR_NULL;
     int tasks = 0;
+    size_t scratch = 0, partials = 0;
     for (int i = 0; i < n; i++) {
         if (!attention_shape_ok(t[i], s[i], heads, kv_heads, head_dim, ldkv, kt[i], ldkt[i], kv_half)) return CK_ERR_SHAPE;
         if (!kt[i] || !v[i]) return CK_ERR_NULL;
-        tasks += task_count(t[i], heads, kv_heads, kt[i], NULL, n);
+        tasks += task_count(t[i], s[i], heads, kv_heads, kt[i], NULL);
+        const size_t one = thread_scratch(t[i], s[i], head_dim, kv_half);
+        if (one > scratch) scratch = one;
+        if (t[i] == 1) partials += partial_floats(heads, head_dim, s[i]);
     }
-    if (!workspace || workspace_size < ck_attention_cached_batch_workspace_size(n, t, s, head_dim, kv_half))
+    if (!workspace || workspace_size < ck_attention_cached_batch_workspace_size(n, t, s, heads, head_dim, kv_half))
         return CK_ERR_WORKSPACE;
-    const size_t scratch = workspace_size / sizeof(float) / (size_t)ck_threads();
     const int ldq = heads * head_dim;
-    // Task i of the flat list: its sequence and its place there, found by a walk that is
-    // short next to the task's own work (n is a batch of at most a few dozen sequences).
-#pragma omp parallel for schedule(static, 1) num_threads(ck_threads()) if (tasks > 1)
-    for (int task = 0; task < tasks; task++) {
+    float *scratches = (float *)workspace + partials;
+#pragma omp parallel num_threads(ck_threads()) if (tasks > 1)
+    {
+        int rank, size;
+        team(&rank, &size);
+        float *mine = scratches + (size_t)rank * scratch;
+        // Task i of the flat list: its sequence and its place there, found by a walk that is
+        // short next to the task's own work (n is a batch of at most a few dozen sequences).
         int seq = 0, first = 0, row = 0;
-        while (task >= first + task_count(t[seq], heads, kv_heads, kt[seq], NULL, n)) {
-            first += task_count(t[seq], heads, kv_heads, kt[seq], NULL, n);
-            row += t[seq];
-            seq++;
+        size_t part = 0;
+        for (int task = rank; task < tasks; task += size) {
+            while (task >= first + task_count(t[seq], s[seq], heads, kv_heads, kt[seq], NULL)) {
+                first += task_count(t[seq], s[seq], heads, kv_heads, kt[seq], NULL);
+                row += t[seq];
+                if (t[seq] == 1) part += partial_floats(heads, head_dim, s[seq]);
+                seq++;
+            }
+            run_task(task - first, q + (size_t)row * ldq, t[seq], heads, kv_heads, head_dim, NULL, v[seq], s[seq], ldkv, kt[seq],
+                     ldkt[seq], kv_half, scale, out + (size_t)row * ldq, NULL, (float *)workspace + part, mine);
         }
-        run_task(task - first, n, q + (size_t)row * ldq, t[seq], heads, kv_heads, head_dim, NULL, v[seq], s[seq], ldkv, kt[seq],
-                 ldkt[seq], kv_half, scale, out + (size_t)row * ldq, NULL, thread_workspace(workspace, scratch));
+#pragma omp barrier
+        // each decoding row's heads from their runs, the (sequence, head) pairs round the team
+        row = 0;
+        part = 0;
+        for (int i = 0, pair = 0; i < n; row += t[i], i++) {
+            if (t[i] != 1) continue;
+            const int runs = key_runs(s[i]);
+            for (int h = 0; h < heads; h++, pair++)
+                if (pair % size == rank)
+                    merge_runs((float *)workspace + part + (size_t)h * runs * (head_dim + 2), runs, head_dim + 2, head_dim,
+                               out + (size_t)row * ldq + (size_t)h * head_dim);
+            part += partial_floats(heads, head_dim, s[i]);
+        }
     }
     return CK_OK;
 }

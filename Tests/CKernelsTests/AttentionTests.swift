@@ -3,7 +3,7 @@ import Testing
 
 @Suite(.serialized) struct AttentionTests {
     /// The fast kernel (sgemm per head and block of rows, direct loops for one row, a kv
-    /// head's whole group at once when decoding over a cache) against plain double loops, on
+    /// head's whole group at once over runs of keys when decoding over a cache) against plain double loops, on
     /// shapes with tails: more rows than one block, cache offsets, GQA groups of 1, 3, 4, 8
     /// and 10 (more than one group chunk); keys as rows, transposed f32, and transposed half
     /// with half values (checked against the reference on the half-rounded keys and values).
@@ -33,7 +33,7 @@ import Testing
                 var out = [Float](repeating: .nan, count: q.count)
                 var probs = [Float](repeating: .nan, count: shape.heads * shape.t * s)
                 let half: Int32 = layout == .half ? 1 : 0
-                var workspace = [UInt8](repeating: 0, count: ck_attention_workspace_size(Int32(shape.t), Int32(s), Int32(shape.headDim), half))
+                var workspace = [UInt8](repeating: 0, count: ck_attention_workspace_size(Int32(shape.t), Int32(s), Int32(shape.heads), Int32(shape.headDim), half))
                 let status = probs.withUnsafeMutableBufferPointer { pp -> ck_status in
                     func run(_ kp: UnsafePointer<Float>?, _ vp: UnsafeRawPointer, _ ktp: UnsafeRawPointer?) -> ck_status {
                         ck_attention_fwd(q, Int32(shape.t), Int32(shape.heads), Int32(shape.kvHeads), Int32(shape.headDim), kp, vp, Int32(s),
@@ -65,15 +65,14 @@ import Testing
     }
 
     /// Several sequences over their own caches in one call, each against the reference
-    /// alone: one decoding row, a block and a tail (70 rows), different offsets and cache
-    /// capacities, f32 and half caches; enough decoding rows that they go by kv head, with
-    /// GQA groups of 3, 8 and 10 (more than one group chunk).
+    /// alone: decoding rows over one and three runs of keys, a block and a tail (70 rows),
+    /// different offsets and cache capacities, f32 and half caches, GQA groups of 3, 8 and 10
+    /// (more than one group chunk).
     @Test(arguments: [false, true], [(heads: 9, kvHeads: 3), (heads: 16, kvHeads: 2), (heads: 10, kvHeads: 1)])
     func cachedBatchMatchesTheReferencePerSequence(half: Bool, shape: (heads: Int, kvHeads: Int)) {
         var rng = SeededRandom(seed: 71)
         let heads = shape.heads, kvHeads = shape.kvHeads, headDim = 24, kvWidth = kvHeads * headDim, ldq = heads * headDim
-        // the kernel groups decoding rows by kv head once there are 4 such tasks per thread
-        let decoding = (0..<4 * Int(ck_get_num_threads())).map { (t: 1, offset: 3 * $0) }
+        let decoding = (0..<8).map { (t: 1, offset: 19 * $0) }
         let sequences = [(t: 1, offset: 37), (t: 70, offset: 0), (t: 5, offset: 130)] + decoding
         let scale = 1 / Float(headDim).squareRoot()
         var q: [Float] = [], expected: [Float] = []
@@ -100,7 +99,7 @@ import Testing
             ldkt.append(Int32(capacity))
         }
         let t = sequences.map { Int32($0.t) }, s = sequences.map { Int32($0.t + $0.offset) }
-        var workspace = [UInt8](repeating: 0, count: ck_attention_cached_batch_workspace_size(Int32(sequences.count), t, s, Int32(headDim), half ? 1 : 0))
+        var workspace = [UInt8](repeating: 0, count: ck_attention_cached_batch_workspace_size(Int32(sequences.count), t, s, Int32(heads), Int32(headDim), half ? 1 : 0))
         var out = [Float](repeating: .nan, count: q.count)
         let status = withPointers(values) { vp in
             withPointers(keys) { kp in
@@ -112,7 +111,20 @@ import Testing
         let worst = worstError(out, expected)
         report("attention cached batch half=\(half) \(shape)", worst)
         #expect(worst <= 1e-5)
-        // the first decoding row alone goes one task per head: bit for bit what it got in the batch
+        // one thread gives the same bits: the runs of keys do not depend on the thread count
+        var serial = [Float](repeating: .nan, count: q.count)
+        withKernels(isa: ck_best_isa(), threads: 1) {
+            var workspace = [UInt8](repeating: 0, count: ck_attention_cached_batch_workspace_size(Int32(sequences.count), t, s, Int32(heads), Int32(headDim), half ? 1 : 0))
+            let status = withPointers(values) { vp in
+                withPointers(keys) { kp in
+                    ck_attention_fwd_cached_batch(Int32(sequences.count), q, t, Int32(heads), Int32(kvHeads), Int32(headDim), vp, s,
+                                                  Int32(kvWidth), kp, ldkt, half ? 1 : 0, scale, &serial, &workspace, workspace.count)
+                }
+            }
+            #expect(status == CK_OK)
+        }
+        #expect(serial == out)
+        // a decoding row alone: bit for bit what it got in the batch
         let alone = 3, row = sequences.prefix(alone).reduce(0) { $0 + $1.t } * ldq
         var single = [Float](repeating: .nan, count: ldq)
         let singleStatus = withPointers([values[alone]]) { vp in

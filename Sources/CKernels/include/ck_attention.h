@@ -16,8 +16,10 @@
 //   kv_half: kt and v hold IEEE half values (a cache at half the memory; needs kt)
 //   probs (nullable) [heads, T, S]: the softmax probabilities, kept for a backward pass;
 //        masked entries are written as 0.
-// Scores are scaled by `scale` (1/sqrt(head_dim)) before the softmax.
-size_t ck_attention_workspace_size(int t, int s, int head_dim, int kv_half);
+// Scores are scaled by `scale` (1/sqrt(head_dim)) before the softmax. A single row over a
+// cache (decoding) goes through the keys in fixed runs of 64 whose partial results are
+// merged (flash-decoding), so that the threads share the work at any context length.
+size_t ck_attention_workspace_size(int t, int s, int heads, int head_dim, int kv_half);
 ck_status ck_attention_fwd(const float *q, int t, int heads, int kv_heads, int head_dim, const float *k,
                            const void *v, int s, int ldkv, const void *kt, int ldkt, int kv_half, float scale,
                            float *out, float *probs, void *workspace, size_t workspace_size);
@@ -27,7 +29,7 @@ ck_status ck_attention_fwd(const float *q, int t, int heads, int kv_heads, int h
 // s[i] positions of its cache: values v[i] (rows ldkv apart) and transposed keys kt[i]
 // (rows ldkt[i] apart), as ck_attention_fwd reads a cache. Workspace from
 // ck_attention_cached_batch_workspace_size.
-size_t ck_attention_cached_batch_workspace_size(int n, const int *t, const int *s, int head_dim, int kv_half);
+size_t ck_attention_cached_batch_workspace_size(int n, const int *t, const int *s, int heads, int head_dim, int kv_half);
 ck_status ck_attention_fwd_cached_batch(int n, const float *q, const int *t, int heads, int kv_heads, int head_dim,
                                         const void *const *v, const int *s, int ldkv, const void *const *kt,
                                         const int *ldkt, int kv_half, float scale, float *out, void *workspace,

@@ -32,7 +32,7 @@ extension Kernels {
         if let output { precondition(output.shape == queries.shape, "attention: output \(output.shape) for queries \(queries.shape)") }
         var output = output ?? Tensor(uninitialized: queries.shape)
         var probabilities = keepProbabilities ? Tensor(zeros: [heads, tokens, keyCount]) : nil
-        let size = ck_attention_workspace_size(Int32(tokens), Int32(keyCount), Int32(headDim), half ? 1 : 0)
+        let size = ck_attention_workspace_size(Int32(tokens), Int32(keyCount), Int32(heads), Int32(headDim), half ? 1 : 0)
         let status = withWorkspace(bytes: size) { workspace, count in
             queries.withUnsafeBufferPointer { qp in
                 output.withUnsafeMutableBufferPointer { op in
@@ -80,7 +80,7 @@ extension Kernels {
         let keys = caches.map { UnsafeRawPointer($0.transposedKeys[layer].pointer) as UnsafeRawPointer? }
         let ldkt = caches.map { Int32($0.capacity) }
         var output = output
-        let size = ck_attention_cached_batch_workspace_size(Int32(caches.count), t, s, Int32(headDim), half ? 1 : 0)
+        let size = ck_attention_cached_batch_workspace_size(Int32(caches.count), t, s, Int32(heads), Int32(headDim), half ? 1 : 0)
         let status = withWorkspace(bytes: size) { workspace, count in
             queries.withUnsafeBufferPointer { qp in
                 output.withUnsafeMutableBufferPointer { op in
