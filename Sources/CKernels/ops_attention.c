@@ -170,26 +170,59 @@ size_t ck_attention_workspace_size(int t, int s, int heads, int head_dim, int kv
            sizeof(float);
 }
 
-// Decoding task `task` of one sequence: heads h0 .. h0 + g − 1 (sharing kv head c) over run
-// r of its s keys, into the sequence's partials `part` [heads][runs][head_dim + 2].
-static void decode_task(int task, const float *q, int heads, int kv_heads, int head_dim, const void *v, int s, int ldkv,
-                        const void *kt, int ldkt, int kv_half, float scale, float *part, float *scores) {
-    const int group = heads / kv_heads, chunks = ck_div_up(group, GROUP_MAX), runs = key_runs(s), stride = head_dim + 2;
-    const int r = task % runs, c = task / runs / chunks, h0 = c * group + (task / runs % chunks) * GROUP_MAX;
-    const int g = (c + 1) * group - h0 < GROUP_MAX ? (c + 1) * group - h0 : GROUP_MAX;
-    const int j0 = r * KEY_RUN, keys = s - j0 < KEY_RUN ? s - j0 : KEY_RUN;
-    const size_t col = (size_t)c * head_dim;
-    float *out = part + ((size_t)h0 * runs + r) * stride;
-    if (kv_half)
-        group_f16(q + (size_t)h0 * head_dim, g, (const _Float16 *)kt + col * ldkt + j0, ldkt,
-                  (const _Float16 *)v + (size_t)j0 * ldkv + col, ldkv, head_dim, keys, scale, scores, out, runs * stride);
-    else
-        group_f32(q + (size_t)h0 * head_dim, g, (const float *)kt + col * ldkt + j0, ldkt,
-                  (const float *)v + (size_t)j0 * ldkv + col, ldkv, head_dim, keys, scale, scores, out, runs * stride);
+// Decoding task `task` of one sequence: heads h0 .. h0 + g − 1 (sharing kv head c) over the
+// keys [j0, j0 + keys) of run r.
+typedef struct {
+    int h0, g, c, r, j0, keys;
+} decode_run;
+
+static decode_run decode_run_of(int task, int heads, int kv_heads, int s) {
+    const int group = heads / kv_heads, chunks = ck_div_up(group, GROUP_MAX), runs = key_runs(s);
+    decode_run run;
+    run.r = task % runs;
+    run.c = task / runs / chunks;
+    run.h0 = run.c * group + (task / runs % chunks) * GROUP_MAX;
+    run.g = (run.c + 1) * group - run.h0 < GROUP_MAX ? (run.c + 1) * group - run.h0 : GROUP_MAX;
+    run.j0 = run.r * KEY_RUN;
+    run.keys = s - run.j0 < KEY_RUN ? s - run.j0 : KEY_RUN;
+    return run;
 }
 
 static int decode_task_count(int heads, int kv_heads, int s) {
     return kv_heads * ck_div_up(heads / kv_heads, GROUP_MAX) * key_runs(s);
+}
+
+// Asks for a run's keys and values ahead of its loops: they come from memory (a cache
+// outgrows L3 next to the weights) in strided rows, and without the hint each load would
+// wait for its line in turn.
+static void prefetch_task(int task, int heads, int kv_heads, int head_dim, const void *v, int s, int ldkv, const void *kt,
+                          int ldkt, int kv_half) {
+    if (task >= decode_task_count(heads, kv_heads, s)) return;
+    const decode_run run = decode_run_of(task, heads, kv_heads, s);
+    const size_t elem = kv_half ? 2 : 4, col = (size_t)run.c * head_dim;
+    const char *k0 = (const char *)kt + (col * ldkt + run.j0) * elem, *v0 = (const char *)v + ((size_t)run.j0 * ldkv + col) * elem;
+    for (int d = 0; d < head_dim; d++)
+        for (size_t b = 0; b < run.keys * elem; b += 64) __builtin_prefetch(k0 + d * ldkt * elem + b, 0, 2);
+    for (int j = 0; j < run.keys; j++)
+        for (size_t b = 0; b < head_dim * elem; b += 64) __builtin_prefetch(v0 + j * ldkv * elem + b, 0, 2);
+}
+
+// Runs decoding task `task` into the sequence's partials `part` [heads][runs][head_dim + 2],
+// having asked for the keys and values of the thread's next task (`ahead` further).
+static void decode_task(int task, int ahead, const float *q, int heads, int kv_heads, int head_dim, const void *v, int s,
+                        int ldkv, const void *kt, int ldkt, int kv_half, float scale, float *part, float *scores) {
+    if (task < ahead) prefetch_task(task, heads, kv_heads, head_dim, v, s, ldkv, kt, ldkt, kv_half);  // a thread's first
+    prefetch_task(task + ahead, heads, kv_heads, head_dim, v, s, ldkv, kt, ldkt, kv_half);
+    const decode_run run = decode_run_of(task, heads, kv_heads, s);
+    const int runs = key_runs(s), stride = head_dim + 2;
+    const size_t col = (size_t)run.c * head_dim;
+    float *out = part + ((size_t)run.h0 * runs + run.r) * stride;
+    if (kv_half)
+        group_f16(q + (size_t)run.h0 * head_dim, run.g, (const _Float16 *)kt + col * ldkt + run.j0, ldkt,
+                  (const _Float16 *)v + (size_t)run.j0 * ldkv + col, ldkv, head_dim, run.keys, scale, scores, out, runs * stride);
+    else
+        group_f32(q + (size_t)run.h0 * head_dim, run.g, (const float *)kt + col * ldkt + run.j0, ldkt,
+                  (const float *)v + (size_t)run.j0 * ldkv + col, ldkv, head_dim, run.keys, scale, scores, out, runs * stride);
 }
 
 // One query row of one head over a cache, inside a task of its own: its runs one after the
@@ -264,11 +297,11 @@ static int task_count(int t, int s, int heads, int kv_heads, const void *kt, con
     return decodes(t, kt, probs) ? decode_task_count(heads, kv_heads, s) : heads * ck_div_up(t, ATTN_ROWS);
 }
 
-static void run_task(int task, const float *q, int t, int heads, int kv_heads, int head_dim, const float *k, const void *v, int s,
+static void run_task(int task, int ahead, const float *q, int t, int heads, int kv_heads, int head_dim, const float *k, const void *v, int s,
                      int ldkv, const void *kt, int ldkt, int kv_half, float scale, float *out, float *probs, float *part,
                      float *mine) {
     if (decodes(t, kt, probs)) {
-        decode_task(task, q, heads, kv_heads, head_dim, v, s, ldkv, kt, ldkt, kv_half, scale, part, mine);
+        decode_task(task, ahead, q, heads, kv_heads, head_dim, v, s, ldkv, kt, ldkt, kv_half, scale, part, mine);
     } else {
         const int row_blocks = ck_div_up(t, ATTN_ROWS);
         attention_task(q, t, heads, kv_heads, head_dim, k, v, s, ldkv, kt, ldkt, kv_half, scale, out, probs, task / row_blocks,
@@ -312,7 +345,7 @@ ck_status ck_attention_fwd(const float *q, int t, int heads, int kv_heads, int h
         // one task at a time round the team: heads and row blocks, whose causal costs differ,
         // interleave over the threads
         for (int task = rank; task < tasks; task += size)
-            run_task(task, q, t, heads, kv_heads, head_dim, k, v, s, ldkv, kt, ldkt, kv_half, scale, out, probs, part, mine);
+            run_task(task, size, q, t, heads, kv_heads, head_dim, k, v, s, ldkv, kt, ldkt, kv_half, scale, out, probs, part, mine);
         if (decoding) {
 #pragma omp barrier
             for (int h = rank; h < heads; h += size)
@@ -367,7 +400,7 @@ ck_status ck_attention_fwd_cached_batch(int n, const float *q, const int *t, int
                 if (t[seq] == 1) part += partial_floats(heads, head_dim, s[seq]);
                 seq++;
             }
-            run_task(task - first, q + (size_t)row * ldq, t[seq], heads, kv_heads, head_dim, NULL, v[seq], s[seq], ldkv, kt[seq],
+            run_task(task - first, size, q + (size_t)row * ldq, t[seq], heads, kv_heads, head_dim, NULL, v[seq], s[seq], ldkv, kt[seq],
                      ldkt[seq], kv_half, scale, out + (size_t)row * ldq, NULL, (float *)workspace + part, mine);
         }
 #pragma omp barrier
