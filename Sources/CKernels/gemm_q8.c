@@ -9,7 +9,6 @@
 #define K_CHUNK 24       // K blocks per pass: a 2-panel weight tile (27 KB) stays in L1
 #define F32_CHUNK 64     // weight rows (or columns) dequantized per step of the f32 paths
 #define PARALLEL_MIN_MACS (1L << 18)  // below this an OpenMP fork costs more than it saves
-#define GEMV_ROWS 4      // rows one register tile holds (the VNNI tile's MR)
 
 static inline int thread_id(void) {
 #ifdef _OPENMP
@@ -119,15 +118,17 @@ ck_status ck_gemm_q8(const float *x, int m, int k, const ck_panel_block *w, int 
 
     const ck_act_q8 act = {q, d, s, kb};
     const int panels = ck_q8_panels(n);
-    if (m <= GEMV_ROWS) {
-        for (int i = 0; i < m; i++)
-            ck_kernels.quantize_act_row(x + (size_t)i * k, k, q + (size_t)i * kb * CK_QK, d + (size_t)i * kb,
-                                        s + (size_t)i * kb);
-        // Decoding: every row fits one register tile, so nothing is gained by K chunks; each
-        // thread streams an equal run of panel pairs from memory once, front to back.
+    if (m <= M_CHUNK) {
+        // Decoding, one sequence or a batch: X's int8 rows stay in L1, so nothing is gained by
+        // K chunks; each thread streams an equal run of panel pairs from memory once, front to
+        // back, every row of X against each pair.
 #pragma omp parallel num_threads(nt) if (parallel)
         {
             int64_t lo, hi;
+            ck_team_share(m, &lo, &hi);
+            for (int64_t i = lo; i < hi; i++)
+                ck_kernels.quantize_act_row(x + i * k, k, q + i * kb * CK_QK, d + i * kb, s + i * kb);
+#pragma omp barrier
             ck_team_share(ck_div_up(panels, 2), &lo, &hi);
             const int p0 = 2 * (int)lo, p1 = 2 * (int)hi < panels ? 2 * (int)hi : panels;
             if (p0 < p1) ck_kernels.q8_tile(&act, 0, m, w, p0, p1, 0, kb, n, y, n);

@@ -55,28 +55,27 @@ CK_VECTOR_CLONES static void mix_rows(const float *p, const float *v, int ldv, i
     static inline __attribute__((always_inline)) void group_fixed_##NAME(                                      \
         const float *q, const int G, const T *kt, int ldkt, const T *v, int ldv, int head_dim, int keys,        \
         float scale, float *scores, float *out, int ldo) {                                                     \
-        enum { BLOCK = 16 };                                                                                   \
-        int j0 = 0;                                                                                            \
-        for (; j0 + BLOCK <= keys; j0 += BLOCK) {                                                              \
+        enum { BLOCK = 32 }; /* two vectors a head: enough independent sums to cover FMA latency */            \
+        /* whole blocks, then the last keys as a block of their own with the missing ones zero */              \
+        for (int j0 = 0; j0 < keys; j0 += BLOCK) {                                                             \
+            const int n = keys - j0 < BLOCK ? keys - j0 : BLOCK;                                               \
             float acc[GROUP_MAX][BLOCK];                                                                       \
             for (int h = 0; h < G; h++) _Pragma("omp simd") for (int j = 0; j < BLOCK; j++) acc[h][j] = 0;     \
             for (int d = 0; d < head_dim; d++) {                                                               \
                 const T *row = kt + (size_t)d * ldkt + j0;                                                     \
                 float k[BLOCK];                                                                                \
-                _Pragma("omp simd") for (int j = 0; j < BLOCK; j++) k[j] = (float)row[j];                      \
+                if (n == BLOCK)                                                                                \
+                    _Pragma("omp simd") for (int j = 0; j < BLOCK; j++) k[j] = (float)row[j];                  \
+                else                                                                                           \
+                    _Pragma("omp simd") for (int j = 0; j < BLOCK; j++) k[j] = j < n ? (float)row[j] : 0.0f;   \
                 for (int h = 0; h < G; h++) {                                                                  \
                     const float qd = q[(size_t)h * head_dim + d];                                              \
                     _Pragma("omp simd") for (int j = 0; j < BLOCK; j++) acc[h][j] += qd * k[j];                \
                 }                                                                                              \
             }                                                                                                  \
-            for (int h = 0; h < G; h++) memcpy(scores + (size_t)h * keys + j0, acc[h], sizeof acc[h]);         \
+            for (int h = 0; h < G; h++)                                                                        \
+                memcpy(scores + (size_t)h * keys + j0, acc[h], (size_t)n * sizeof(float));                     \
         }                                                                                                      \
-        for (int h = 0; h < G; h++)                                                                            \
-            for (int j = j0; j < keys; j++) {                                                                  \
-                float dot = 0;                                                                                 \
-                for (int d = 0; d < head_dim; d++) dot += q[(size_t)h * head_dim + d] * (float)kt[(size_t)d * ldkt + j]; \
-                scores[(size_t)h * keys + j] = dot;                                                            \
-            }                                                                                                  \
         for (int h = 0; h < G; h++) {                                                                          \
             float *oh = out + (size_t)h * ldo;                                                                 \
             oh[head_dim + 1] = ck_exp_row(scores + (size_t)h * keys, keys, scale, &oh[head_dim]);              \
