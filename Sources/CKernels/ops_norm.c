@@ -25,8 +25,12 @@ CK_VECTOR_CLONES static void rmsnorm_bwd_row(const float *dy, const float *x, co
 }
 
 void ck_rmsnorm_fwd(const float *x, const float *g, int t, int d, float eps, float *y, float *rstd) {
-#pragma omp parallel for schedule(static) num_threads(ck_threads()) if ((long)t * d >= ROWS_PARALLEL_MIN)
-    for (int i = 0; i < t; i++) rmsnorm_row(x + (size_t)i * d, g, d, eps, y + (size_t)i * d, rstd ? rstd + i : NULL);
+#pragma omp parallel num_threads(ck_threads()) if ((long)t * d >= ROWS_PARALLEL_MIN)
+    {
+        int64_t lo, hi;
+        ck_team_share(t, &lo, &hi);
+        for (int64_t i = lo; i < hi; i++) rmsnorm_row(x + i * d, g, d, eps, y + i * d, rstd ? rstd + i : NULL);
+    }
 }
 
 void ck_rmsnorm_bwd(const float *dy, const float *x, const float *g, const float *rstd, int t, int d, float *dx,
