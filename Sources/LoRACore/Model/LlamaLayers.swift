@@ -78,9 +78,8 @@ public final class LlamaAttention: @unchecked Sendable {
         [("q_proj", qProj), ("k_proj", kProj), ("v_proj", vProj), ("o_proj", oProj)]
     }
 
-    /// What the backward of attention needs.
+    /// What the backward of attention needs (its normed input is recomputed by the layer).
     public struct Activations: Sendable {
-        public let input: Tensor          // [tokens, dim]: the normed input of q/k/v_proj
         public let queries: Tensor        // [tokens, heads·headDim], after RoPE
         public let keys: Tensor           // [tokens, kvHeads·headDim], after RoPE
         public let values: Tensor         // [tokens, kvHeads·headDim]
@@ -117,7 +116,7 @@ public final class LlamaAttention: @unchecked Sendable {
         }
         let output = oProj(mixed)
         guard keep else { return (output, nil) }
-        return (output, Activations(input: h, queries: q, keys: k, values: v, probabilities: probabilities, mixed: mixed))
+        return (output, Activations(queries: q, keys: k, values: v, probabilities: probabilities, mixed: mixed))
     }
 
     /// The row range of each sequence of the given lengths, side by side.
@@ -129,10 +128,10 @@ public final class LlamaAttention: @unchecked Sendable {
         }
     }
 
-    /// dL/dh from dL/doutput [tokens, dim] (and the adapters' gradients on the way); dL/dh
-    /// only when `inputGradient`.
-    func backward(_ dOutput: Tensor, _ saved: Activations, positions: [Int32], sequences: [Int], frequencies: [Float],
-                  layout: RoPELayout, inputGradient: Bool) -> Tensor? {
+    /// dL/dh from dL/doutput [tokens, dim] for the forward's input h (and the adapters'
+    /// gradients on the way); dL/dh only when `inputGradient`.
+    func backward(_ dOutput: Tensor, _ saved: Activations, input h: Tensor, positions: [Int32], sequences: [Int],
+                  frequencies: [Float], layout: RoPELayout, inputGradient: Bool) -> Tensor? {
         let dMixed = oProj.backwardData(dOutput)
         oProj.trainableAdapter?.backward(input: saved.mixed, outputGradient: dOutput, inputGradient: dMixed)
         // written in full by each sequence's attention backward
@@ -146,7 +145,7 @@ public final class LlamaAttention: @unchecked Sendable {
         let tokens = dq.rowCount
         Kernels.rope(dq.reshaped([tokens, heads, headDim]), positions: positions, frequencies: frequencies, layout: layout, inverse: true)
         Kernels.rope(dk.reshaped([tokens, kvHeads, headDim]), positions: positions, frequencies: frequencies, layout: layout, inverse: true)
-        return qkv.backward([dq, dk, dv], input: saved.input, inputGradient: inputGradient)
+        return qkv.backward([dq, dk, dv], input: h, inputGradient: inputGradient)
     }
 }
 
@@ -167,9 +166,8 @@ public final class LlamaMLP: @unchecked Sendable {
 
     /// What the backward needs. silu(gate)·up, down_proj's input, is not kept: the backward
     /// recomputes it (an elementwise pass, bit for bit the same) instead of holding a third
-    /// [tokens, hidden] tensor per layer.
+    /// [tokens, hidden] tensor per layer; nor is the normed input, which the layer recomputes.
     public struct Activations: Sendable {
-        public let input: Tensor  // [tokens, dim]: the normed input of gate/up_proj
         public let gate: Tensor   // [tokens, hidden]
         public let up: Tensor     // [tokens, hidden]
     }
@@ -178,17 +176,17 @@ public final class LlamaMLP: @unchecked Sendable {
         let projected = gateUp(h)
         let gate = projected[0], up = projected[1]
         let output = downProj(Kernels.swiglu(gate: gate, up: up))
-        return (output, keep ? Activations(input: h, gate: gate, up: up) : nil)
+        return (output, keep ? Activations(gate: gate, up: up) : nil)
     }
 
-    /// dL/dh from dL/doutput [tokens, dim]; only when `inputGradient`.
-    func backward(_ dOutput: Tensor, _ saved: Activations, inputGradient: Bool) -> Tensor? {
+    /// dL/dh from dL/doutput [tokens, dim] for the forward's input h; only when `inputGradient`.
+    func backward(_ dOutput: Tensor, _ saved: Activations, input h: Tensor, inputGradient: Bool) -> Tensor? {
         let dMixed = downProj.backwardData(dOutput)
         if let adapter = downProj.trainableAdapter {
             adapter.backward(input: Kernels.swiglu(gate: saved.gate, up: saved.up), outputGradient: dOutput, inputGradient: dMixed)
         }
         let (dGate, dUp) = Kernels.swigluBackward(dMixed, gate: saved.gate, up: saved.up)
-        return gateUp.backward([dGate, dUp], input: saved.input, inputGradient: inputGradient)
+        return gateUp.backward([dGate, dUp], input: h, inputGradient: inputGradient)
     }
 }
 
@@ -235,11 +233,13 @@ public final class LlamaDecoderLayer: @unchecked Sendable {
     /// adapters and returns nil.
     func backward(_ dOutput: Tensor, _ saved: Activations, positions: [Int32], sequences: [Int], frequencies: [Float],
                   layout: RoPELayout, inputGradient: Bool) -> Tensor? {
-        let dh2 = mlp.backward(dOutput, saved.mlp, inputGradient: true)!
+        // the normed inputs again, rather than kept: the same kernel on the same rows, bit for bit
+        let dh2 = mlp.backward(dOutput, saved.mlp, input: postAttentionLayernorm(saved.residual).output, inputGradient: true)!
         let dResidual = Kernels.rmsNormBackward(dh2, x: saved.residual, weight: postAttentionLayernorm.weight, rstd: saved.mlpRstd)
         Kernels.add(dOutput, into: dResidual)
-        guard let dh = selfAttn.backward(dResidual, saved.attention, positions: positions, sequences: sequences,
-                                         frequencies: frequencies, layout: layout, inputGradient: inputGradient) else { return nil }
+        guard let dh = selfAttn.backward(dResidual, saved.attention, input: inputLayernorm(saved.input).output, positions: positions,
+                                         sequences: sequences, frequencies: frequencies, layout: layout, inputGradient: inputGradient)
+        else { return nil }
         let dx = Kernels.rmsNormBackward(dh, x: saved.input, weight: inputLayernorm.weight, rstd: saved.attentionRstd)
         Kernels.add(dResidual, into: dx)
         return dx

@@ -131,13 +131,13 @@ public struct TrainingMemory: Sendable, Codable, Equatable {
         adapter = 2 * adapterParameters * 4       // values and gradients
         optimizer = 2 * adapterParameters * 4     // AdamW's two moments
         let tokens = settings.batchSize * settings.sequenceLength, t = settings.sequenceLength
-        // kept per token and layer: the input, both norms' outputs, q k v, attention's mixed,
-        // the residual, gate and up (LlamaDecoderLayer.Activations), and each sequence's
-        // attention probabilities [heads, t, t]; gate·up is recomputed, one layer's at a time
-        let perTokenLayer = (4 * d + q + 2 * kv + q + 2 * f + 2) * 4
+        // kept per token and layer: the input, q k v, attention's mixed, the residual, gate
+        // and up (LlamaDecoderLayer.Activations), and each sequence's attention probabilities
+        // [heads, t, t]; gate·up and a norm's output are recomputed, one layer's at a time
+        let perTokenLayer = (2 * d + q + 2 * kv + q + 2 * f + 2) * 4
         let probabilities = settings.batchSize * config.numAttentionHeads * t * t * 4
         let oneLayer = tokens * perTokenLayer + probabilities
-        let recomputedProduct = tokens * f * 4
+        let recomputedProduct = tokens * (f + d) * 4
         // the head's logits and their gradient for one chunk of rows
         let headChunk = 2 * LlamaModel.headRowsPerChunk * vocab * 4
         let residualStream = 2 * tokens * d * 4
