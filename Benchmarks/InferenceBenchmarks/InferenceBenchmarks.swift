@@ -42,6 +42,24 @@ final class InferenceBenchmarks: XCTestCase {
         Self.report.emit("prefill_512_int8", fast.prefill, unit: "tok/s", baseline: "prefill_512_f32_openblas", baselineValue: exact.prefill)
         Self.report.emit("decode_128_int8", fast.decode, unit: "tok/s", baseline: "decode_128_f32_openblas", baselineValue: exact.decode)
         Self.report.emit("peak_rss_int8", rss, unit: "MiB", baseline: "peak_rss_after_load", baselineValue: rssAfterLoad)
+        // Each decoded token streams every int8 weight once (the model is several times L3):
+        // the rate that implies, against what a GEMV alone streams from memory.
+        Self.report.emit("decode_128_int8_weight_stream", Double(int8.summary.modelBytes) * fast.decode / 1e9, unit: "GB/s",
+                         baseline: "gemv_int8_128MiB_stream", baselineValue: Self.weightStreamRate())
+    }
+
+    /// GB/s of int8 weights a one-row product reads: a 128 MiB matrix, four times L3, so
+    /// every weight comes from memory; best of 6.
+    static func weightStreamRate() -> Double {
+        let w = QuantizedWeight(quantizing: Tensor.uniform([8192, 16384], seed: 3))
+        let x = Tensor.uniform([1, 16384], seed: 4)
+        var best = Double.infinity
+        for _ in 0..<6 {
+            let start = Date()
+            _ = Kernels.matmul(x, w)
+            best = min(best, Date().timeIntervalSince(start))
+        }
+        return Double(w.byteCount) / best / 1e9
     }
 
     /// 32 chat prompts × 128 greedy tokens (no stop token, so every sequence runs the
