@@ -314,17 +314,6 @@ static int attention_shape_ok(int t, int s, int heads, int kv_heads, int head_di
            ldkv >= kv_heads * head_dim && (!kt || ldkt >= s) && (!kv_half || kt);
 }
 
-// This thread's index and the team's size inside a parallel region.
-static void team(int *rank, int *size) {
-#ifdef _OPENMP
-    *rank = omp_get_thread_num();
-    *size = omp_get_num_threads();
-#else
-    *rank = 0;
-    *size = 1;
-#endif
-}
-
 ck_status ck_attention_fwd(const float *q, int t, int heads, int kv_heads, int head_dim, const float *k,
                            const void *v, int s, int ldkv, const void *kt, int ldkt, int kv_half, float scale,
                            float *out, float *probs, void *workspace, size_t workspace_size) {
@@ -339,7 +328,7 @@ ck_status ck_attention_fwd(const float *q, int t, int heads, int kv_heads, int h
 #pragma omp parallel num_threads(ck_threads()) if (tasks > 1 && (long)t * s * head_dim >= 4096)
     {
         int rank, size;
-        team(&rank, &size);
+        ck_team(&rank, &size);
         float *mine = scratches ? scratches + (size_t)rank * scratch : NULL;
         // one task at a time round the team: heads and row blocks, whose causal costs differ,
         // interleave over the threads
@@ -386,7 +375,7 @@ ck_status ck_attention_fwd_cached_batch(int n, const float *q, const int *t, int
 #pragma omp parallel num_threads(ck_threads()) if (tasks > 1)
     {
         int rank, size;
-        team(&rank, &size);
+        ck_team(&rank, &size);
         float *mine = scratches + (size_t)rank * scratch;
         // Task i of the flat list: its sequence and its place there, found by a walk that is
         // short next to the task's own work (n is a batch of at most a few dozen sequences).
