@@ -296,9 +296,9 @@ static int task_count(int t, int s, int heads, int kv_heads, const void *kt, con
     return decodes(t, kt, probs) ? decode_task_count(heads, kv_heads, s) : heads * ck_div_up(t, ATTN_ROWS);
 }
 
-static void run_task(int task, int ahead, const float *q, int t, int heads, int kv_heads, int head_dim, const float *k, const void *v, int s,
-                     int ldkv, const void *kt, int ldkt, int kv_half, float scale, float *out, float *probs, float *part,
-                     float *mine) {
+static void run_task(int task, int ahead, const float *q, int t, int heads, int kv_heads, int head_dim, const float *k,
+                     const void *v, int s, int ldkv, const void *kt, int ldkt, int kv_half, float scale, float *out,
+                     float *probs, float *part, float *mine) {
     if (decodes(t, kt, probs)) {
         decode_task(task, ahead, q, heads, kv_heads, head_dim, v, s, ldkv, kt, ldkt, kv_half, scale, part, mine);
     } else {
@@ -336,8 +336,9 @@ ck_status ck_attention_fwd(const float *q, int t, int heads, int kv_heads, int h
             run_task(task, size, q, t, heads, kv_heads, head_dim, k, v, s, ldkv, kt, ldkt, kv_half, scale, out, probs, part, mine);
         if (decoding) {
 #pragma omp barrier
+            const int runs = key_runs(s);
             for (int h = rank; h < heads; h += size)
-                merge_runs(part + (size_t)h * key_runs(s) * (head_dim + 2), key_runs(s), head_dim + 2, head_dim, out + (size_t)h * head_dim);
+                merge_runs(part + (size_t)h * runs * (head_dim + 2), runs, head_dim + 2, head_dim, out + (size_t)h * head_dim);
         }
     }
     return CK_OK;
