@@ -206,6 +206,25 @@ static void prefetch_task(int task, int heads, int kv_heads, int head_dim, const
         for (size_t b = 0; b < head_dim * elem; b += 64) __builtin_prefetch(v0 + j * ldkv * elem + b, 0, 2);
 }
 
+// The group loops over one run, for the cache's element type: heads h0 .. h0 + g − 1 against
+// kv head c's keys [j0, j0 + keys), their partials into out (rows ldo apart).
+static void group_run(const float *q, int h0, int g, int c, int j0, int keys, int head_dim, const void *v, int ldkv,
+                      const void *kt, int ldkt, int kv_half, float scale, float *scores, float *out, int ldo) {
+    const size_t col = (size_t)c * head_dim;
+    if (kv_half)
+        group_f16(q + (size_t)h0 * head_dim, g, (const _Float16 *)kt + col * ldkt + j0, ldkt,
+                  (const _Float16 *)v + (size_t)j0 * ldkv + col, ldkv, head_dim, keys, scale, scores, out, ldo);
+    else
+        group_f32(q + (size_t)h0 * head_dim, g, (const float *)kt + col * ldkt + j0, ldkt,
+                  (const float *)v + (size_t)j0 * ldkv + col, ldkv, head_dim, keys, scale, scores, out, ldo);
+}
+
+// Head h's output row from its runs in a decoding row's partials `part` [heads][runs][head_dim + 2].
+static void merge_head(const float *part, int h, int s, int head_dim, float *out) {
+    const int runs = key_runs(s), stride = head_dim + 2;
+    merge_runs(part + (size_t)h * runs * stride, runs, stride, head_dim, out + (size_t)h * head_dim);
+}
+
 // Runs decoding task `task` into the sequence's partials `part` [heads][runs][head_dim + 2],
 // having asked for the keys and values of the thread's next task (`ahead` further).
 static void decode_task(int task, int ahead, const float *q, int heads, int kv_heads, int head_dim, const void *v, int s,
@@ -214,31 +233,20 @@ static void decode_task(int task, int ahead, const float *q, int heads, int kv_h
     prefetch_task(task + ahead, heads, kv_heads, head_dim, v, s, ldkv, kt, ldkt, kv_half);
     const decode_run run = decode_run_of(task, heads, kv_heads, s);
     const int runs = key_runs(s), stride = head_dim + 2;
-    const size_t col = (size_t)run.c * head_dim;
-    float *out = part + ((size_t)run.h0 * runs + run.r) * stride;
-    if (kv_half)
-        group_f16(q + (size_t)run.h0 * head_dim, run.g, (const _Float16 *)kt + col * ldkt + run.j0, ldkt,
-                  (const _Float16 *)v + (size_t)run.j0 * ldkv + col, ldkv, head_dim, run.keys, scale, scores, out, runs * stride);
-    else
-        group_f32(q + (size_t)run.h0 * head_dim, run.g, (const float *)kt + col * ldkt + run.j0, ldkt,
-                  (const float *)v + (size_t)run.j0 * ldkv + col, ldkv, head_dim, run.keys, scale, scores, out, runs * stride);
+    group_run(q, run.h0, run.g, run.c, run.j0, run.keys, head_dim, v, ldkv, kt, ldkt, kv_half, scale, scores,
+              part + ((size_t)run.h0 * runs + run.r) * stride, runs * stride);
 }
 
 // One query row of one head over a cache, inside a task of its own: its runs one after the
 // other, then merged (the same arithmetic as decoding tasks).
 static void decode_row_head(const float *q, int h, int heads, int kv_heads, int head_dim, const void *v, int s, int ldkv,
                             const void *kt, int ldkt, int kv_half, float scale, float *out, float *mine) {
-    float *part = mine + (size_t)GROUP_MAX * KEY_RUN;
-    const int group = heads / kv_heads, runs = key_runs(s), stride = head_dim + 2;
-    const size_t col = (size_t)(h / group) * head_dim;
+    float *part = mine + (size_t)GROUP_MAX * KEY_RUN;  // this head's runs only
+    const int runs = key_runs(s), stride = head_dim + 2;
     for (int r = 0; r < runs; r++) {
         const int j0 = r * KEY_RUN, keys = s - j0 < KEY_RUN ? s - j0 : KEY_RUN;
-        if (kv_half)
-            group_f16(q + (size_t)h * head_dim, 1, (const _Float16 *)kt + col * ldkt + j0, ldkt,
-                      (const _Float16 *)v + (size_t)j0 * ldkv + col, ldkv, head_dim, keys, scale, mine, part + (size_t)r * stride, stride);
-        else
-            group_f32(q + (size_t)h * head_dim, 1, (const float *)kt + col * ldkt + j0, ldkt,
-                      (const float *)v + (size_t)j0 * ldkv + col, ldkv, head_dim, keys, scale, mine, part + (size_t)r * stride, stride);
+        group_run(q, h, 1, h / (heads / kv_heads), j0, keys, head_dim, v, ldkv, kt, ldkt, kv_half, scale, mine,
+                  part + (size_t)r * stride, stride);
     }
     merge_runs(part, runs, stride, head_dim, out + (size_t)h * head_dim);
 }
@@ -336,22 +344,28 @@ ck_status ck_attention_fwd(const float *q, int t, int heads, int kv_heads, int h
             run_task(task, size, q, t, heads, kv_heads, head_dim, k, v, s, ldkv, kt, ldkt, kv_half, scale, out, probs, part, mine);
         if (decoding) {
 #pragma omp barrier
-            const int runs = key_runs(s);
-            for (int h = rank; h < heads; h += size)
-                merge_runs(part + (size_t)h * runs * (head_dim + 2), runs, head_dim + 2, head_dim, out + (size_t)h * head_dim);
+            for (int h = rank; h < heads; h += size) merge_head(part, h, s, head_dim, out);
         }
     }
     return CK_OK;
 }
 
-size_t ck_attention_cached_batch_workspace_size(int n, const int *t, const int *s, int heads, int head_dim, int kv_half) {
-    size_t scratch = 0, partials = 0;
+// A batch's workspace in floats: the partials of every decoding row, then one scratch a
+// thread, as large as the largest sequence needs.
+static void batch_workspace(int n, const int *t, const int *s, int heads, int head_dim, int kv_half, size_t *partials,
+                            size_t *scratch) {
+    *partials = *scratch = 0;
     for (int i = 0; i < n; i++) {
         const size_t one = thread_scratch(t[i], s[i], head_dim, kv_half);
-        if (one > scratch) scratch = one;
-        if (t[i] == 1) partials += partial_floats(heads, head_dim, s[i]);
+        if (one > *scratch) *scratch = one;
+        if (t[i] == 1) *partials += partial_floats(heads, head_dim, s[i]);
     }
-    return ((size_t)ck_threads() * scratch + partials) * sizeof(float);
+}
+
+size_t ck_attention_cached_batch_workspace_size(int n, const int *t, const int *s, int heads, int head_dim, int kv_half) {
+    size_t partials, scratch;
+    batch_workspace(n, t, s, heads, head_dim, kv_half, &partials, &scratch);
+    return (partials + (size_t)ck_threads() * scratch) * sizeof(float);
 }
 
 ck_status ck_attention_fwd_cached_batch(int n, const float *q, const int *t, int heads, int kv_heads, int head_dim,
@@ -360,17 +374,15 @@ ck_status ck_attention_fwd_cached_batch(int n, const float *q, const int *t, int
                                         size_t workspace_size) {
     if (n < 0 || (n > 0 && (!q || !t || !v || !s || !kt || !ldkt || !out))) return CK_ERR_NULL;
     int tasks = 0;
-    size_t scratch = 0, partials = 0;
     for (int i = 0; i < n; i++) {
         if (!attention_shape_ok(t[i], s[i], heads, kv_heads, head_dim, ldkv, kt[i], ldkt[i], kv_half)) return CK_ERR_SHAPE;
         if (!kt[i] || !v[i]) return CK_ERR_NULL;
         tasks += task_count(t[i], s[i], heads, kv_heads, kt[i], NULL);
-        const size_t one = thread_scratch(t[i], s[i], head_dim, kv_half);
-        if (one > scratch) scratch = one;
-        if (t[i] == 1) partials += partial_floats(heads, head_dim, s[i]);
     }
     if (!workspace || workspace_size < ck_attention_cached_batch_workspace_size(n, t, s, heads, head_dim, kv_half))
         return CK_ERR_WORKSPACE;
+    size_t partials, scratch;
+    batch_workspace(n, t, s, heads, head_dim, kv_half, &partials, &scratch);
     const int ldq = heads * head_dim;
     float *scratches = (float *)workspace + partials;
 #pragma omp parallel num_threads(ck_threads()) if (tasks > 1)
@@ -398,11 +410,8 @@ ck_status ck_attention_fwd_cached_batch(int n, const float *q, const int *t, int
         part = 0;
         for (int i = 0, pair = 0; i < n; row += t[i], i++) {
             if (t[i] != 1) continue;
-            const int runs = key_runs(s[i]);
             for (int h = 0; h < heads; h++, pair++)
-                if (pair % size == rank)
-                    merge_runs((float *)workspace + part + (size_t)h * runs * (head_dim + 2), runs, head_dim + 2, head_dim,
-                               out + (size_t)row * ldq + (size_t)h * head_dim);
+                if (pair % size == rank) merge_head((float *)workspace + part, h, s[i], head_dim, out + (size_t)row * ldq);
             part += partial_floats(heads, head_dim, s[i]);
         }
     }
