@@ -120,6 +120,27 @@ public enum Kernels {
         check(status, "matmulAccumulate a \(a.shape) b \(b.shape)")
     }
 
+    /// y += scale · (x·Aᵀ)·Bᵀ for x [rows, in], A [rank, in], B [out, rank], y [rows, out]: a LoRA
+    /// adapter's output for a few rows (decoding), row by row; a row's result is the same bits
+    /// for any number of rows and threads. Above a few rows, two sgemm calls are faster.
+    public static func loraAccumulate(_ x: Tensor, a: Tensor, b: Tensor, scale: Float, into y: Tensor) {
+        let rows = x.rowCount, rank = a.shape[0]
+        precondition(a.rank == 2 && b.rank == 2 && b.shape[1] == rank && x.rowLength == a.shape[1]
+                     && y.rowCount == rows && y.rowLength == b.shape[0],
+                     "loraAccumulate: x \(x.shape), A \(a.shape), B \(b.shape), y \(y.shape)")
+        var target = y
+        x.withUnsafeBufferPointer { xp in
+            a.withUnsafeBufferPointer { ap in
+                b.withUnsafeBufferPointer { bp in
+                    target.withUnsafeMutableBufferPointer {
+                        ck_lora_fwd(xp.baseAddress, Int32(rows), Int32(a.shape[1]), ap.baseAddress, Int32(rank), bp.baseAddress,
+                                    Int32(b.shape[0]), scale, $0.baseAddress)
+                    }
+                }
+            }
+        }
+    }
+
     /// Rows `ids` of an f32 table [rows, cols] → [ids, cols].
     public static func gatherRows(_ table: Tensor, _ ids: [Int32]) -> Tensor {
         precondition(table.rank == 2 && ids.allSatisfy { $0 >= 0 && Int($0) < table.shape[0] },
