@@ -42,6 +42,18 @@ CK_VECTOR_CLONES static void mix_rows(const float *p, const float *v, int ldv, i
     }
 }
 
+// 16 lanes of f32 for the decoding loops' values (a vector type: the sums of a piece of a
+// row stay in registers); filled from 16 cache elements of either type.
+typedef float v16 __attribute__((ext_vector_type(16)));
+typedef _Float16 h16 __attribute__((ext_vector_type(16)));
+#define WIDEN16_f32(dst, src) memcpy(&(dst), (src), sizeof(v16))
+#define WIDEN16_f16(dst, src)                    \
+    do {                                         \
+        h16 half_;                               \
+        memcpy(&half_, (src), sizeof half_);     \
+        (dst) = __builtin_convertvector(half_, v16); \
+    } while (0)
+
 // The loops of a decoding step over a cache, for each element type a cache holds (f32 for
 // exact models, _Float16 for int8 ones; F16C/AVX-512 widen 8 or 16 halves per instruction,
 // so reading half the bytes costs no extra time): one query row of each of G heads that
@@ -81,9 +93,35 @@ CK_VECTOR_CLONES static void mix_rows(const float *p, const float *v, int ldv, i
             oh[head_dim + 1] = ck_exp_row(scores + (size_t)h * keys, keys, scale, &oh[head_dim]);              \
             for (int d = 0; d < head_dim; d++) oh[d] = 0;                                                      \
         }                                                                                                      \
-        /* values widened once per 4 keys, in pieces of 64 dims, then used by every head */                  \
+        /* values widened once per 4 keys, in pieces of 64 dims, then used by every head; a piece's */   \
+        /* sums stay in registers over the whole run (G constant, the piece 4 vectors)             */   \
         for (int d0 = 0; d0 < head_dim; d0 += 64) {                                                            \
             const int n = head_dim - d0 < 64 ? head_dim - d0 : 64;                                             \
+            if (n == 64) {                                                                                     \
+                v16 o[GROUP_MAX][4];                                                                           \
+                for (int h = 0; h < G; h++)                                                                    \
+                    for (int c = 0; c < 4; c++) o[h][c] = 0;                                                   \
+                int j = 0;                                                                                     \
+                for (; j + 4 <= keys; j += 4) {                                                                \
+                    v16 w[4][4];                                                                               \
+                    for (int r = 0; r < 4; r++)                                                                \
+                        for (int c = 0; c < 4; c++) WIDEN16_##NAME(w[r][c], v + (size_t)(j + r) * ldv + d0 + 16 * c); \
+                    for (int h = 0; h < G; h++) {                                                              \
+                        const float *p = scores + (size_t)h * keys + j;                                        \
+                        for (int c = 0; c < 4; c++)                                                            \
+                            o[h][c] += (p[0] * w[0][c] + p[1] * w[1][c]) + (p[2] * w[2][c] + p[3] * w[3][c]);  \
+                    }                                                                                          \
+                }                                                                                              \
+                for (; j < keys; j++) {                                                                        \
+                    v16 w[4];                                                                                  \
+                    for (int c = 0; c < 4; c++) WIDEN16_##NAME(w[c], v + (size_t)j * ldv + d0 + 16 * c);       \
+                    for (int h = 0; h < G; h++)                                                                \
+                        for (int c = 0; c < 4; c++) o[h][c] += scores[(size_t)h * keys + j] * w[c];            \
+                }                                                                                              \
+                for (int h = 0; h < G; h++)                                                                    \
+                    memcpy(out + (size_t)h * ldo + d0, o[h], sizeof o[h]);                                     \
+                continue;                                                                                      \
+            }                                                                                                  \
             int j = 0;                                                                                         \
             for (; j + 4 <= keys; j += 4) {                                                                    \
                 float w[4][64];                                                                                \

@@ -7,11 +7,13 @@ extension KernelSettingsTests {
         /// The fast kernel (sgemm per head and block of rows, direct loops for one row, a kv
         /// head's whole group at once over runs of keys when decoding over a cache) against plain
         /// double loops, on shapes with tails: more rows than one block, cache offsets (700: eleven
-        /// runs), GQA groups of 1, 3, 4, 8 and 10 (more than one group chunk); keys as rows,
+        /// runs), GQA groups of 1, 3, 4, 8 and 10 (more than one group chunk), head sizes of 64 and 128
+        /// (Llama 2's: two pieces of 64 dims) and others; keys as rows,
         /// transposed f32, and transposed half with half values (checked against the reference on
         /// the half-rounded keys and values).
         @Test(arguments: [(1, 1, 1, 1, 8, 0), (5, 4, 2, 1, 16, 0), (70, 9, 3, 3, 64, 0), (1, 9, 3, 3, 64, 37),
-                          (7, 8, 2, 2, 10, 5), (130, 4, 1, 1, 32, 3), (1, 9, 3, 3, 64, 700), (1, 10, 1, 1, 24, 40), (1, 16, 2, 2, 8, 3)])
+                          (7, 8, 2, 2, 10, 5), (130, 4, 1, 1, 32, 3), (1, 9, 3, 3, 64, 700), (1, 10, 1, 1, 24, 40), (1, 16, 2, 2, 8, 3),
+                          (1, 4, 4, 4, 128, 69)])
         func matchesTheReference(shape: (t: Int, heads: Int, kvHeads: Int, unused: Int, headDim: Int, offset: Int)) {
             var rng = SeededRandom(seed: 53)
             let s = shape.offset + shape.t, kvWidth = shape.kvHeads * shape.headDim
