@@ -51,7 +51,7 @@ extension Kernels {
                         }
                     case .cache(let cache, let layer):
                         return run(k: nil, v: UnsafeRawPointer(cache.values[layer].pointer),
-                                   kt: UnsafeRawPointer(cache.transposedKeys[layer].pointer), ldkt: cache.capacity)
+                                   kt: UnsafeRawPointer(cache.transposedKeys[layer].pointer), ldkt: cache.keyStride)
                     }
                 }
             }
@@ -78,7 +78,7 @@ extension Kernels {
         precondition(zip(s, caches).allSatisfy { Int($0) <= $1.capacity }, "attention: more positions than a cache holds")
         let values = caches.map { UnsafeRawPointer($0.values[layer].pointer) as UnsafeRawPointer? }
         let keys = caches.map { UnsafeRawPointer($0.transposedKeys[layer].pointer) as UnsafeRawPointer? }
-        let ldkt = caches.map { Int32($0.capacity) }
+        let ldkt = caches.map { Int32($0.keyStride) }
         var output = output
         let size = ck_attention_cached_batch_workspace_size(Int32(caches.count), t, s, Int32(heads), Int32(headDim), half ? 1 : 0)
         let status = withWorkspace(bytes: size) { workspace, count in

@@ -24,7 +24,10 @@ public final class KVCache: @unchecked Sendable {
     public var count: Int { tokens.count }
     let width: Int
     /// Keys after RoPE, transposed: a decoding step then scores all keys with vector FMAs.
-    let transposedKeys: [AlignedBuffer]  // per layer [kvHeads·headDim, capacity]
+    let transposedKeys: [AlignedBuffer]  // per layer [kvHeads·headDim, keyStride]
+    /// Elements from one key dimension's row to the next: the capacity rounded up to 32, so
+    /// that every row starts on a cache line and a block of 32 half keys is one line, not two.
+    let keyStride: Int
     let values: [AlignedBuffer]          // per layer [capacity, kvHeads·headDim]
 
     public convenience init(config: LlamaConfig, capacity: Int, precision: Precision = .f32) {
@@ -38,9 +41,9 @@ public final class KVCache: @unchecked Sendable {
         self.width = width
         // Not zero-filled: attention reads only positions already written, so a large
         // capacity costs memory only as it fills.
-        let bytes = capacity * width * precision.bytes
-        values = (0..<layers).map { _ in AlignedBuffer(byteCount: bytes, zeroed: false) }
-        transposedKeys = (0..<layers).map { _ in AlignedBuffer(byteCount: bytes, zeroed: false) }
+        keyStride = (capacity + 31) / 32 * 32
+        values = (0..<layers).map { _ in AlignedBuffer(byteCount: capacity * width * precision.bytes, zeroed: false) }
+        transposedKeys = (0..<layers).map { [keyStride] _ in AlignedBuffer(byteCount: keyStride * width * precision.bytes, zeroed: false) }
     }
 
     /// Positions left.
@@ -59,7 +62,7 @@ public final class KVCache: @unchecked Sendable {
         k.withUnsafeBufferPointer { kp in
             v.withUnsafeBufferPointer { vp in
                 ck_kv_store(kp.baseAddress, vp.baseAddress, Int32(k.rowCount), Int32(width), transposedKeys[layer].pointer,
-                            Int32(capacity), values[layer].pointer, Int32(count), precision == .f16 ? 1 : 0)
+                            Int32(keyStride), values[layer].pointer, Int32(count), precision == .f16 ? 1 : 0)
             }
         }
     }
@@ -79,8 +82,8 @@ extension KVCache {
         for layer in values.indices {
             copy.values[layer].pointer.copyMemory(from: values[layer].pointer, byteCount: count * width * bytes)
             for row in 0..<width {  // keys are stored transposed: one strided run per dimension
-                copy.transposedKeys[layer].pointer.advanced(by: row * capacity * bytes)
-                    .copyMemory(from: transposedKeys[layer].pointer.advanced(by: row * self.capacity * bytes), byteCount: count * bytes)
+                copy.transposedKeys[layer].pointer.advanced(by: row * copy.keyStride * bytes)
+                    .copyMemory(from: transposedKeys[layer].pointer.advanced(by: row * keyStride * bytes), byteCount: count * bytes)
             }
         }
         copy.append(tokens)
