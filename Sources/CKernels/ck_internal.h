@@ -80,6 +80,11 @@ static inline float ck_exp(float x) {
     return p * two_n.f;
 }
 
+// 16 floats as one value (clang's vector extension): loops written with it keep their sums in
+// registers, and each per-width build lowers it to its own vectors. Pass it by pointer: a
+// function returning one would change the calling convention between those builds.
+typedef float ck_v16 __attribute__((ext_vector_type(16)));
+
 static inline int ck_threads(void) { return ck_get_num_threads(); }
 
 // This thread's index in the current OpenMP team and the team's size (0 and 1 outside one).

@@ -42,16 +42,14 @@ CK_VECTOR_CLONES static void mix_rows(const float *p, const float *v, int ldv, i
     }
 }
 
-// 16 lanes of f32 for the decoding loops' values (a vector type: the sums of a piece of a
-// row stay in registers); filled from 16 cache elements of either type.
-typedef float v16 __attribute__((ext_vector_type(16)));
-typedef _Float16 h16 __attribute__((ext_vector_type(16)));
-#define WIDEN16_f32(dst, src) memcpy(&(dst), (src), sizeof(v16))
-#define WIDEN16_f16(dst, src)                    \
-    do {                                         \
-        h16 half_;                               \
-        memcpy(&half_, (src), sizeof half_);     \
-        (dst) = __builtin_convertvector(half_, v16); \
+// 16 cache elements of either type into a ck_v16.
+typedef _Float16 ck_h16 __attribute__((ext_vector_type(16)));
+#define WIDEN16_f32(dst, src) memcpy(&(dst), (src), sizeof(ck_v16))
+#define WIDEN16_f16(dst, src)                           \
+    do {                                                \
+        ck_h16 half_;                                   \
+        memcpy(&half_, (src), sizeof half_);            \
+        (dst) = __builtin_convertvector(half_, ck_v16); \
     } while (0)
 
 // The loops of a decoding step over a cache, for each element type a cache holds (f32 for
@@ -60,12 +58,12 @@ typedef _Float16 h16 __attribute__((ext_vector_type(16)));
 // share a kv head, against a run of `keys` transposed keys kt [head_dim, >= keys] and value
 // rows. The result is partial (flash-decoding): for each head, the unnormalized sum
 // o = Σ exp(s_j − m) v_j, then m = max s_j and l = Σ exp(s_j − m), which merge_runs combines.
-#define CACHE_LOOPS(NAME, T)                                                                                         \
-    /* Each key and value is read and widened once for the group instead of once per head. G is a  */         \
-    /* constant at each call (group_##NAME dispatches), so the accumulators stay in registers.     */         \
-    /* q: G rows head_dim apart; scores: G rows `keys` apart; out: G rows ldo apart, each o, m, l. */         \
+#define CACHE_LOOPS(NAME, T)                                                                                   \
+    /* Each key and value is read and widened once for the group instead of once per head. G is a  */          \
+    /* constant at each call (group_##NAME dispatches), so the accumulators stay in registers.     */          \
+    /* q: G rows head_dim apart; scores: G rows `keys` apart; out: G rows ldo apart, each o, m, l. */          \
     static inline __attribute__((always_inline)) void group_fixed_##NAME(                                      \
-        const float *q, const int G, const T *kt, int ldkt, const T *v, int ldv, int head_dim, int keys,        \
+        const float *q, const int G, const T *kt, int ldkt, const T *v, int ldv, int head_dim, int keys,       \
         float scale, float *scores, float *out, int ldo) {                                                     \
         enum { BLOCK = 32 }; /* two vectors a head: enough independent sums to cover FMA latency */            \
         /* whole blocks, then the last keys as a block of their own with the missing ones zero */              \
@@ -93,19 +91,20 @@ typedef _Float16 h16 __attribute__((ext_vector_type(16)));
             oh[head_dim + 1] = ck_exp_row(scores + (size_t)h * keys, keys, scale, &oh[head_dim]);              \
             for (int d = 0; d < head_dim; d++) oh[d] = 0;                                                      \
         }                                                                                                      \
-        /* values widened once per 4 keys, in pieces of 64 dims, then used by every head; a piece's */   \
-        /* sums stay in registers over the whole run (G constant, the piece 4 vectors)             */   \
+        /* values widened once per 4 keys, in pieces of 64 dims, then used by every head; a piece's */         \
+        /* sums stay in registers over the whole run (G constant, the piece 4 vectors)             */          \
         for (int d0 = 0; d0 < head_dim; d0 += 64) {                                                            \
             const int n = head_dim - d0 < 64 ? head_dim - d0 : 64;                                             \
             if (n == 64) {                                                                                     \
-                v16 o[GROUP_MAX][4];                                                                           \
+                ck_v16 o[GROUP_MAX][4];                                                                        \
                 for (int h = 0; h < G; h++)                                                                    \
                     for (int c = 0; c < 4; c++) o[h][c] = 0;                                                   \
                 int j = 0;                                                                                     \
                 for (; j + 4 <= keys; j += 4) {                                                                \
-                    v16 w[4][4];                                                                               \
+                    ck_v16 w[4][4];                                                                            \
                     for (int r = 0; r < 4; r++)                                                                \
-                        for (int c = 0; c < 4; c++) WIDEN16_##NAME(w[r][c], v + (size_t)(j + r) * ldv + d0 + 16 * c); \
+                        for (int c = 0; c < 4; c++)                                                            \
+                            WIDEN16_##NAME(w[r][c], v + (size_t)(j + r) * ldv + d0 + 16 * c);                  \
                     for (int h = 0; h < G; h++) {                                                              \
                         const float *p = scores + (size_t)h * keys + j;                                        \
                         for (int c = 0; c < 4; c++)                                                            \
@@ -113,7 +112,7 @@ typedef _Float16 h16 __attribute__((ext_vector_type(16)));
                     }                                                                                          \
                 }                                                                                              \
                 for (; j < keys; j++) {                                                                        \
-                    v16 w[4];                                                                                  \
+                    ck_v16 w[4];                                                                               \
                     for (int c = 0; c < 4; c++) WIDEN16_##NAME(w[c], v + (size_t)j * ldv + d0 + 16 * c);       \
                     for (int h = 0; h < G; h++)                                                                \
                         for (int c = 0; c < 4; c++) o[h][c] += scores[(size_t)h * keys + j] * w[c];            \
@@ -146,15 +145,15 @@ typedef _Float16 h16 __attribute__((ext_vector_type(16)));
             }                                                                                                  \
         }                                                                                                      \
     }                                                                                                          \
-    CK_VECTOR_CLONES static void group_##NAME(const float *q, int g, const T *kt, int ldkt, const T *v, int ldv,   \
-                                           int head_dim, int keys, float scale, float *scores, float *out,       \
-                                           int ldo) {                                                            \
+    CK_VECTOR_CLONES static void group_##NAME(const float *q, int g, const T *kt, int ldkt, const T *v, int ldv, \
+                                           int head_dim, int keys, float scale, float *scores, float *out,     \
+                                           int ldo) {                                                          \
         switch (g) {                                                                                           \
-        case 1: group_fixed_##NAME(q, 1, kt, ldkt, v, ldv, head_dim, keys, scale, scores, out, ldo); break;   \
-        case 2: group_fixed_##NAME(q, 2, kt, ldkt, v, ldv, head_dim, keys, scale, scores, out, ldo); break;   \
-        case 3: group_fixed_##NAME(q, 3, kt, ldkt, v, ldv, head_dim, keys, scale, scores, out, ldo); break;   \
-        case 4: group_fixed_##NAME(q, 4, kt, ldkt, v, ldv, head_dim, keys, scale, scores, out, ldo); break;   \
-        default: group_fixed_##NAME(q, g, kt, ldkt, v, ldv, head_dim, keys, scale, scores, out, ldo); break;  \
+        case 1: group_fixed_##NAME(q, 1, kt, ldkt, v, ldv, head_dim, keys, scale, scores, out, ldo); break;    \
+        case 2: group_fixed_##NAME(q, 2, kt, ldkt, v, ldv, head_dim, keys, scale, scores, out, ldo); break;    \
+        case 3: group_fixed_##NAME(q, 3, kt, ldkt, v, ldv, head_dim, keys, scale, scores, out, ldo); break;    \
+        case 4: group_fixed_##NAME(q, 4, kt, ldkt, v, ldv, head_dim, keys, scale, scores, out, ldo); break;    \
+        default: group_fixed_##NAME(q, g, kt, ldkt, v, ldv, head_dim, keys, scale, scores, out, ldo); break;   \
         }                                                                                                      \
     }
 

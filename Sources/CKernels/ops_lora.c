@@ -11,22 +11,18 @@
 
 #define LORA_PARALLEL_MIN 65536  // multiply-adds below which one thread does all
 
-typedef float v16 __attribute__((ext_vector_type(16)));
-
-// Vectors pass through macros and pointers: a function returning one would change the
-// calling convention between the per-width builds.
-#define LOAD16(v, p) memcpy(&(v), (p), sizeof(v16))
+#define LOAD16(v, p) memcpy(&(v), (p), sizeof(ck_v16))
 
 // n (<= 16) floats into the low lanes of a zero vector.
-static inline void load_part(v16 *v, const float *p, int n) {
+static inline void load_part(ck_v16 *v, const float *p, int n) {
     *v = 0;
     for (int l = 0; l < n; l++) (*v)[l] = p[l];
 }
 
 // s[o] = the sum of p[o]'s 16 lanes, for o < 16: each level adds lanes half a group apart,
 // so every sum runs the same tree whichever vectors share it.
-static inline void sum16(const v16 p[16], float s[16]) {
-    v16 q[8], r[4], t[2];
+static inline void sum16(const ck_v16 p[16], float s[16]) {
+    ck_v16 q[8], r[4], t[2];
     for (int k = 0; k < 8; k++)
         q[k] = __builtin_shufflevector(p[2 * k], p[2 * k + 1], 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23) +
                __builtin_shufflevector(p[2 * k], p[2 * k + 1], 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
@@ -36,7 +32,7 @@ static inline void sum16(const v16 p[16], float s[16]) {
     for (int k = 0; k < 2; k++)
         t[k] = __builtin_shufflevector(r[2 * k], r[2 * k + 1], 0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20, 21, 24, 25, 28, 29) +
                __builtin_shufflevector(r[2 * k], r[2 * k + 1], 2, 3, 6, 7, 10, 11, 14, 15, 18, 19, 22, 23, 26, 27, 30, 31);
-    const v16 sum = __builtin_shufflevector(t[0], t[1], 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30) +
+    const ck_v16 sum = __builtin_shufflevector(t[0], t[1], 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30) +
                     __builtin_shufflevector(t[0], t[1], 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
     memcpy(s, &sum, sizeof sum);
 }
@@ -48,7 +44,7 @@ CK_VECTOR_CLONES static void lora_down(const float *x, int in, const float *a, i
     for (int r0 = 0; r0 < rank; r0 += 16) {
         const float *rows[16];
         for (int r = 0; r < 16; r++) rows[r] = r0 + r < rank ? a + (size_t)(r0 + r) * in : zero;
-        v16 acc[16], xv, av;
+        ck_v16 acc[16], xv, av;
         for (int r = 0; r < 16; r++) acc[r] = 0;
         for (int j = 0; j < in; j += 16) {
             const int n = in - j < 16 ? in - j : 16;
@@ -68,7 +64,7 @@ CK_VECTOR_CLONES static void lora_up(const float *u, const float *b, int rank, i
                                      float scale, float *y) {
     for (int ob = o0; ob < o1; ob += 16) {
         const int no = o1 - ob < 16 ? o1 - ob : 16;
-        v16 p[16], uv, bv;
+        ck_v16 p[16], uv, bv;
         for (int o = 0; o < 16; o++) p[o] = 0;
         for (int r0 = 0; r0 < rank; r0 += 16) {
             const int nr = rank - r0 < 16 ? rank - r0 : 16;

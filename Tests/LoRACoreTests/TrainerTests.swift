@@ -18,7 +18,7 @@ import Testing
 
     static func write(_ lines: [String], _ name: String) -> String {
         let path = folder("data") + "/\(name).jsonl"
-        FileManager.default.createFile(atPath: path, contents: Data((lines.joined(separator: "\n") + "\n").utf8))
+        #expect(FileManager.default.createFile(atPath: path, contents: Data((lines.joined(separator: "\n") + "\n").utf8)))
         return path
     }
 
@@ -53,7 +53,7 @@ import Testing
     func malformedLinesNameTheFileAndLine(text: String, line: Int, problem: String) throws {
         let lm = try Self.model()
         let path = Self.folder("bad") + "/bad.jsonl"
-        FileManager.default.createFile(atPath: path, contents: Data(text.utf8))
+        #expect(FileManager.default.createFile(atPath: path, contents: Data(text.utf8)))
         #expect {
             _ = try TrainingDataset.load(path: path, model: lm, sequenceLength: 32)
         } throws: { error in

@@ -87,7 +87,7 @@ import Testing
             return (plus - minus) / Double(2 * h)
         }
         var worstDirectional = 0.0
-        for (moduleIndex, (path, adapter)) in attached.enumerated() {
+        for (path, adapter) in attached {
             for (name, parameter, gradient) in [("A", adapter.a, adapter.gradientA), ("B", adapter.b, adapter.gradientB)] {
                 let analytic = gradient.scalars
                 for index in stride(from: 0, to: parameter.count, by: max(1, parameter.count / 4)) {
