@@ -46,6 +46,19 @@ struct BatchGenerationTests {
         #expect(generator.generate(prompts: Array(prompts.reversed()), stop: stop, batchSize: 5).map(\.text) == single.reversed())
     }
 
+    /// With an adapter too (its own model: RealModel's is shared): the adapter's output is
+    /// summed row by row in a fixed order, so evaluating a fine-tune resumes to the same text.
+    @Test func int8TextWithAnAdapterDoesNotDependOnTheBatch() throws {
+        let model = try LanguageModel.load(path: RealModel.path!, precision: .int8)
+        try model.model.attach(PEFTAdapter(folder: Fixtures.url("smollm2-trained-adapter").path))
+        let generator = Generator(model: model.model, tokenizer: model.tokenizer)
+        let prompts = try Self.prompts(model)
+        let stop = StopConditions(maxTokens: 32)
+        let single = prompts.map { generator.generate(prompt: $0, stop: stop).text }
+        #expect(generator.generate(prompts: prompts, stop: stop, batchSize: 3).map(\.text) == single)
+        #expect(generator.generate(prompts: Array(prompts.reversed()), stop: stop, batchSize: 8).map(\.text) == single.reversed())
+    }
+
     @Test func cancellingFinishesTheRestAsCancelled() throws {
         let model = RealModel.int8
         let generator = Generator(model: model.model, tokenizer: model.tokenizer)

@@ -53,9 +53,8 @@ void ck_add(const float *y, int64_t n, float *x);
 // block of columns out of a wider matrix, or into one.
 void ck_copy_matrix(const float *src, int ld_src, int rows, int cols, float *dst, int ld_dst);
 
-// LoRA's added output for a few rows (decoding): y[i] += scale · B·(A·x[i]) for x [m, in],
-// A [rank, in], B [out, rank], y [m, out]. Each row's result is the same bits for any m and
-// thread count; from about 4 rows on, two sgemm calls are faster.
+// LoRA's added output at inference: y[i] += scale · B·(A·x[i]) for x [m, in], A [rank, in],
+// B [out, rank], y [m, out]. Each row's result is the same bits for any m and thread count.
 void ck_lora_fwd(const float *x, int m, int in, const float *a, int rank, const float *b, int out, float scale,
                  float *y);
 

@@ -121,8 +121,8 @@ public enum Kernels {
     }
 
     /// y += scale · (x·Aᵀ)·Bᵀ for x [rows, in], A [rank, in], B [out, rank], y [rows, out]: a LoRA
-    /// adapter's output for a few rows (decoding), row by row; a row's result is the same bits
-    /// for any number of rows and threads. Above a few rows, two sgemm calls are faster.
+    /// adapter's output at inference; a row's result is the same bits for any number of rows
+    /// and threads.
     public static func loraAccumulate(_ x: Tensor, a: Tensor, b: Tensor, scale: Float, into y: Tensor) {
         let rows = x.rowCount, rank = a.shape[0]
         precondition(a.rank == 2 && b.rank == 2 && b.shape[1] == rank && x.rowLength == a.shape[1]
