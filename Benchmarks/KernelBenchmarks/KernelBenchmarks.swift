@@ -103,4 +103,25 @@ final class KernelBenchmarks: XCTestCase {
                  baselineValue: copyRate)
         }
     }
+
+    /// A rank-16 adapter's added output on a 576 → 1536 projection, at inference: the row
+    /// kernel on Aᵀ, Bᵀ (LoRAAdapter's evaluation path) against the two sgemm calls of its
+    /// training path, for one decoded row up to a prefill chunk; checked to agree first.
+    func testLoRAOutput() {
+        let adapter = LoRAAdapter(a: .uniform([16, 576], seed: 6), b: .uniform([1536, 16], seed: 7), scale: 2)
+        for rows in [1, 8, 32, 64, 256] {
+            let x = Tensor.uniform([rows, 576], seed: 8)
+            func run(training: Bool) -> Tensor {
+                adapter.dropoutSeed = training ? 1 : nil  // dropout 0: the seed only picks the path
+                let y = Tensor(zeros: [rows, 1536])
+                adapter.addOutput(of: x, to: y)
+                return y
+            }
+            XCTAssertLessThan(relativeError(run(training: false), run(training: true)), 1e-5, "lora \(rows) rows")
+            let kernel = bestTime(budget: 0.3) { _ = run(training: false) }
+            let sgemm = bestTime(budget: 0.3) { _ = run(training: true) }
+            Self.report.emit("lora_r16_576x1536_\(rows)_rows", kernel * 1e6, unit: "µs", baseline: "two_sgemm_calls",
+                             baselineValue: sgemm * 1e6)
+        }
+    }
 }

@@ -13,7 +13,7 @@ extension KernelSettingsTests {
             var rng = SeededRandom(seed: 71)
             let x = rng.floats(m * inF), a = rng.floats(rank * inF), b = rng.floats(out * rank), y0 = rng.floats(m * out)
             var y = y0
-            ck_lora_fwd(x, Int32(m), Int32(inF), a, Int32(rank), b, Int32(out), scale, &y)
+            ck_lora_fwd(x, Int32(m), Int32(inF), transpose(a, rows: rank), Int32(rank), transpose(b, rows: out), Int32(out), scale, &y)
             var expected = [Float](repeating: 0, count: m * out)
             for i in 0..<m {
                 let u = (0..<rank).map { r in (0..<inF).reduce(0.0) { $0 + Double(a[r * inF + $1]) * Double(x[i * inF + $1]) } }
@@ -33,12 +33,13 @@ extension KernelSettingsTests {
         @Test func aRowGivesTheSameBitsInAnyBatchAndThreadCount() {
             let (m, inF, out, rank) = (9, 576, 4099, 16)
             var rng = SeededRandom(seed: 73)
-            let x = rng.floats(m * inF), a = rng.floats(rank * inF), b = rng.floats(out * rank)
+            let x = rng.floats(m * inF), aT = transpose(rng.floats(rank * inF), rows: rank)
+            let bT = transpose(rng.floats(out * rank), rows: out)
             func run(rows: Range<Int>, threads: Int) -> [Float] {
                 withKernels(isa: ck_best_isa(), threads: threads) {
                     var y = [Float](repeating: 0, count: rows.count * out)
-                    ck_lora_fwd(Array(x[rows.lowerBound * inF..<rows.upperBound * inF]), Int32(rows.count), Int32(inF), a,
-                                Int32(rank), b, Int32(out), 0.5, &y)
+                    ck_lora_fwd(Array(x[rows.lowerBound * inF..<rows.upperBound * inF]), Int32(rows.count), Int32(inF), aT,
+                                Int32(rank), bT, Int32(out), 0.5, &y)
                     return y
                 }
             }
@@ -50,4 +51,10 @@ extension KernelSettingsTests {
             }
         }
     }
+}
+
+/// A row-major matrix of `rows` rows, transposed (the kernel takes Aᵀ and Bᵀ).
+private func transpose(_ m: [Float], rows: Int) -> [Float] {
+    let cols = m.count / rows
+    return (0..<m.count).map { m[($0 % rows) * cols + $0 / rows] }
 }

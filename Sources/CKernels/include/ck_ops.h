@@ -53,9 +53,10 @@ void ck_add(const float *y, int64_t n, float *x);
 // block of columns out of a wider matrix, or into one.
 void ck_copy_matrix(const float *src, int ld_src, int rows, int cols, float *dst, int ld_dst);
 
-// LoRA's added output at inference: y[i] += scale · B·(A·x[i]) for x [m, in], A [rank, in],
-// B [out, rank], y [m, out]. Each row's result is the same bits for any m and thread count.
-void ck_lora_fwd(const float *x, int m, int in, const float *a, int rank, const float *b, int out, float scale,
+// LoRA's added output at inference: y[i] += scale · B·(A·x[i]) for x [m, in], y [m, out],
+// from the transposes at = Aᵀ [in, rank] and bt = Bᵀ [rank, out]. Each row's result is the
+// same bits for any m and thread count.
+void ck_lora_fwd(const float *x, int m, int in, const float *at, int rank, const float *bt, int out, float scale,
                  float *y);
 
 // Inverted dropout: out[i] = x[i] / (1 - p) where keep(seed, i), else 0; keep is drawn with

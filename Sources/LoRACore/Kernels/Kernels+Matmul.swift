@@ -120,21 +120,21 @@ public enum Kernels {
         check(status, "matmulAccumulate a \(a.shape) b \(b.shape)")
     }
 
-    /// y += scale · (x·Aᵀ)·Bᵀ for x [rows, in], A [rank, in], B [out, rank], y [rows, out]: a LoRA
-    /// adapter's output at inference; a row's result is the same bits for any number of rows
-    /// and threads.
-    public static func loraAccumulate(_ x: Tensor, a: Tensor, b: Tensor, scale: Float, into y: Tensor) {
-        let rows = x.rowCount, rank = a.shape[0]
-        precondition(a.rank == 2 && b.rank == 2 && b.shape[1] == rank && x.rowLength == a.shape[1]
-                     && y.rowCount == rows && y.rowLength == b.shape[0],
-                     "loraAccumulate: x \(x.shape), A \(a.shape), B \(b.shape), y \(y.shape)")
+    /// y += scale · (x·Aᵀ)·Bᵀ for x [rows, in], y [rows, out], given aT = Aᵀ [in, rank] and
+    /// bT = Bᵀ [rank, out]: a LoRA adapter's output at inference. A row's result is the same
+    /// bits for any number of rows and threads.
+    public static func loraAccumulate(_ x: Tensor, aT: Tensor, bT: Tensor, scale: Float, into y: Tensor) {
+        let rows = x.rowCount, rank = aT.shape[1]
+        precondition(aT.rank == 2 && bT.rank == 2 && bT.shape[0] == rank && x.rowLength == aT.shape[0]
+                     && y.rowCount == rows && y.rowLength == bT.shape[1],
+                     "loraAccumulate: x \(x.shape), Aᵀ \(aT.shape), Bᵀ \(bT.shape), y \(y.shape)")
         var target = y
         x.withUnsafeBufferPointer { xp in
-            a.withUnsafeBufferPointer { ap in
-                b.withUnsafeBufferPointer { bp in
+            aT.withUnsafeBufferPointer { ap in
+                bT.withUnsafeBufferPointer { bp in
                     target.withUnsafeMutableBufferPointer {
-                        ck_lora_fwd(xp.baseAddress, Int32(rows), Int32(a.shape[1]), ap.baseAddress, Int32(rank), bp.baseAddress,
-                                    Int32(b.shape[0]), scale, $0.baseAddress)
+                        ck_lora_fwd(xp.baseAddress, Int32(rows), Int32(aT.shape[0]), ap.baseAddress, Int32(rank), bp.baseAddress,
+                                    Int32(bT.shape[1]), scale, $0.baseAddress)
                     }
                 }
             }

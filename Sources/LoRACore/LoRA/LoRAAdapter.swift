@@ -1,3 +1,5 @@
+import Foundation
+
 /// A LoRA adapter on one projection: y += scale · (drop(x)·Aᵀ)·Bᵀ with A [rank, in],
 /// B [out, rank] and scale = alpha / rank (alpha / √rank with rsLoRA), as PEFT computes it
 /// (peft-lora.md §1). Trainable: `backward` accumulates dL/dA and dL/dB.
@@ -45,11 +47,27 @@ public final class LoRAAdapter: LinearAdapter, @unchecked Sendable {
         return Kernels.dropout(matrix, probability: dropout, seed: dropoutSeed)
     }
 
+    /// Aᵀ and Bᵀ for the inference kernel, with the versions of A and B they were taken from:
+    /// taken again after the optimizer (or anyone) writes A or B.
+    private var transposes: (aT: Tensor, bT: Tensor, versions: (a: Int, b: Int))?
+    private let transposesLock = NSLock()
+
+    private func currentTransposes() -> (aT: Tensor, bT: Tensor) {
+        transposesLock.lock()
+        defer { transposesLock.unlock() }
+        let versions = (a: a.buffer.version, b: b.buffer.version)
+        if let transposes, transposes.versions == versions { return (transposes.aT, transposes.bT) }
+        let aT = a.transposed(), bT = b.transposed()
+        transposes = (aT, bT, versions)
+        return (aT, bT)
+    }
+
     public func addOutput(of x: Tensor, to y: Tensor) {
         guard dropoutSeed != nil else {
             // Evaluation: every row's sums in a fixed order, so a sequence's output does not
             // depend on the batch it runs in (sgemm's would).
-            Kernels.loraAccumulate(x, a: a, b: b, scale: scale, into: y)
+            let (aT, bT) = currentTransposes()
+            Kernels.loraAccumulate(x, aT: aT, bT: bT, scale: scale, into: y)
             return
         }
         let down = Kernels.matmul(dropped(x), a, transposeB: true)  // [tokens, rank]

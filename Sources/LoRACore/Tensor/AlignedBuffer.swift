@@ -4,6 +4,9 @@ final class AlignedBuffer: @unchecked Sendable {
     static let alignment = 64
     let byteCount: Int
     let pointer: UnsafeMutableRawPointer
+    /// Counts the write accesses through any tensor on this memory, so that something derived
+    /// from the contents (a LoRA adapter's transposes) knows when to derive it again.
+    var version = 0
 
     init(byteCount: Int, zeroed: Bool = true) {
         self.byteCount = byteCount

@@ -68,6 +68,21 @@ public struct Tensor: Sendable {
         return Tensor(buffer: buffer, offset: offset, shape: newShape)
     }
 
+    /// A matrix [rows, cols] as a new [cols, rows] matrix.
+    public func transposed() -> Tensor {
+        precondition(rank == 2, "Tensor.transposed: expected a matrix, got \(shape)")
+        let rows = shape[0], cols = shape[1]
+        var result = Tensor(uninitialized: [cols, rows])
+        withUnsafeBufferPointer { source in
+            result.withUnsafeMutableBufferPointer { target in
+                for i in 0..<rows {
+                    for j in 0..<cols { target[j * rows + i] = source[i * cols + j] }
+                }
+            }
+        }
+        return result
+    }
+
     /// An independent copy of the elements.
     public func copy() -> Tensor {
         var result = Tensor(zeros: shape)
@@ -87,6 +102,7 @@ public struct Tensor: Sendable {
     public mutating func withUnsafeMutableBufferPointer<R>(
         _ body: (UnsafeMutableBufferPointer<Float>) throws -> R
     ) rethrows -> R {
+        buffer.version &+= 1
         let base = buffer.pointer.assumingMemoryBound(to: Float.self) + offset
         return try body(UnsafeMutableBufferPointer(start: base, count: count))
     }
