@@ -62,6 +62,12 @@ public final class LoRAAdapter: LinearAdapter, @unchecked Sendable {
         return (aT, bT)
     }
 
+    private func releaseTransposes() {
+        transposesLock.lock()
+        transposes = nil
+        transposesLock.unlock()
+    }
+
     public func addOutput(of x: Tensor, to y: Tensor) {
         guard dropoutSeed != nil else {
             // Evaluation: every row's sums in a fixed order, so a sequence's output does not
@@ -70,6 +76,7 @@ public final class LoRAAdapter: LinearAdapter, @unchecked Sendable {
             Kernels.loraAccumulate(x, aT: aT, bT: bT, scale: scale, into: y)
             return
         }
+        releaseTransposes()  // training: the next step makes them stale; do not hold the memory
         let down = Kernels.matmul(dropped(x), a, transposeB: true)  // [tokens, rank]
         Kernels.matmulAccumulate(down, b, transposeB: true, alpha: scale, into: y.reshaped([y.rowCount, y.rowLength]))
     }
