@@ -34,16 +34,20 @@ struct BatchGenerationTests {
         #expect(order.sorted() == Array(prompts.indices))
     }
 
+    /// A sequence's text alone, then in batches of the given sizes, in order and reversed.
+    static func expectTextIndependentOfTheBatch(_ model: LanguageModel, batchSizes: (Int, Int)) throws {
+        let generator = Generator(model: model.model, tokenizer: model.tokenizer)
+        let prompts = try prompts(model)
+        let stop = StopConditions(maxTokens: 32)
+        let single = prompts.map { generator.generate(prompt: $0, stop: stop).text }
+        #expect(generator.generate(prompts: prompts, stop: stop, batchSize: batchSizes.0).map(\.text) == single)
+        #expect(generator.generate(prompts: Array(prompts.reversed()), stop: stop, batchSize: batchSizes.1).map(\.text) == single.reversed())
+    }
+
     /// int8 weights too: a sequence's text does not depend on which prompts share its
     /// batch (what lets an interrupted evaluation resume to the same results).
     @Test func int8TextDoesNotDependOnTheBatch() throws {
-        let model = RealModel.int8
-        let generator = Generator(model: model.model, tokenizer: model.tokenizer)
-        let prompts = try Self.prompts(model)
-        let stop = StopConditions(maxTokens: 32)
-        let single = prompts.map { generator.generate(prompt: $0, stop: stop).text }
-        #expect(generator.generate(prompts: prompts, stop: stop, batchSize: 3).map(\.text) == single)
-        #expect(generator.generate(prompts: Array(prompts.reversed()), stop: stop, batchSize: 5).map(\.text) == single.reversed())
+        try Self.expectTextIndependentOfTheBatch(RealModel.int8, batchSizes: (3, 5))
     }
 
     /// With an adapter too (its own model: RealModel's is shared): the adapter's output is
@@ -51,12 +55,7 @@ struct BatchGenerationTests {
     @Test func int8TextWithAnAdapterDoesNotDependOnTheBatch() throws {
         let model = try LanguageModel.load(path: RealModel.path!, precision: .int8)
         try model.model.attach(PEFTAdapter(folder: Fixtures.url("smollm2-trained-adapter").path))
-        let generator = Generator(model: model.model, tokenizer: model.tokenizer)
-        let prompts = try Self.prompts(model)
-        let stop = StopConditions(maxTokens: 32)
-        let single = prompts.map { generator.generate(prompt: $0, stop: stop).text }
-        #expect(generator.generate(prompts: prompts, stop: stop, batchSize: 3).map(\.text) == single)
-        #expect(generator.generate(prompts: Array(prompts.reversed()), stop: stop, batchSize: 8).map(\.text) == single.reversed())
+        try Self.expectTextIndependentOfTheBatch(model, batchSizes: (3, 8))
     }
 
     @Test func cancellingFinishesTheRestAsCancelled() throws {
