@@ -132,7 +132,7 @@ final class InferenceBenchmarks: XCTestCase {
         func naive() -> [Double] {
             choices.map { choice in
                 let ids = contextIDs + choice
-                let logits = model.model.forward(ids, logits: .all).logits!
+                let logits = model.model.forward(ids, logits: .all)!
                 let rows = logits.rows(contextIDs.count - 1..<ids.count - 1)
                 return Kernels.logProbabilities(logits: rows, targets: choice).reduce(0.0) { $0 + Double($1) }
             }

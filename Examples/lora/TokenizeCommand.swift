@@ -40,7 +40,7 @@ struct LogprobsCommand: ParsableCommand {
             guard ids.count <= loaded.model.config.maxPositionEmbeddings else {
                 throw ValidationError("\(ids.count) tokens exceed the model's context of \(loaded.model.config.maxPositionEmbeddings)")
             }
-            let logits = loaded.model.forward(ids, logits: .all).logits!
+            let logits = loaded.model.forward(ids, logits: .all)!
             let logprobs = ids.count > 1 ? Kernels.logProbabilities(logits: logits.rows(0..<ids.count - 1), targets: Array(ids.dropFirst())) : []
             print("{\"ids\":\(jsonArray(ids)),\"logprobs\":\(jsonArray(logprobs))}")
         }

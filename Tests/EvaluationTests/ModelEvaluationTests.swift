@@ -88,7 +88,7 @@ struct ModelEvaluationTests {
         while scored < tokens.count {
             let end = min(start + 64, tokens.count)
             let window = Array(tokens[start..<end])
-            let logits = try #require(model.model.forward(window, logits: .all).logits)
+            let logits = try #require(model.model.forward(window, logits: .all))
             let all = Kernels.logProbabilities(logits: logits.rows(0..<window.count - 1), targets: Array(window.dropFirst()))
             expected += all[(scored - start - 1)...]
             scored = end

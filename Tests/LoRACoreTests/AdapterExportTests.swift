@@ -28,7 +28,7 @@ import Testing
         #expect(merged.tensor(named: "blk.0.attn_q.weight")?.type == .f32 && merged.tensor(named: "token_embd.weight")?.type == source.tensor(named: "token_embd.weight")?.type)
 
         let model = try LanguageModel.load(path: path, precision: .f32)
-        let error = PEFTAdapterTests.worst(try #require(model.model.forward(reference.ids).logits), try #require(reference.logits["gguf-f16"]))
+        let error = PEFTAdapterTests.worst(try #require(model.model.forward(reference.ids)), try #require(reference.logits["gguf-f16"]))
         print("tiny Llama 2 merged GGUF (f32) vs PEFT base + adapter: worst |diff| = \(error)")
         #expect(error <= 1e-4)
         #expect(model.tokenizer.encode("Hello world", parseSpecial: false, addBOS: nil)
@@ -38,7 +38,7 @@ import Testing
         for type in [GGUFWriter.TensorType.f16, .q8_0] {
             let rounded = Self.scratch("merged-\(type.rawValue).gguf")
             try MergedModel.writeGGUF(model: source, adapter: adapter, to: rounded, type: type)
-            let logits = try #require(try LanguageModel.load(path: rounded, precision: .f32).model.forward(reference.ids).logits)
+            let logits = try #require(try LanguageModel.load(path: rounded, precision: .f32).model.forward(reference.ids))
             let roundedError = PEFTAdapterTests.worst(logits, reference.logits["gguf-f16"]!)
             print("tiny Llama 2 merged GGUF (\(type.rawValue)) vs PEFT: worst |diff| = \(roundedError)")
             #expect(roundedError <= (type == .f16 ? 1e-2 : 5e-2))
@@ -82,10 +82,10 @@ import Testing
         let source = try GGUFFile(path: Self.source), adapter = try PEFTAdapter(folder: Self.adapterFolder)
         let path = Self.scratch("merged-llama-cpp.gguf")
         try MergedModel.writeGGUF(model: source, adapter: adapter, to: path, type: .f32)
-        let merged = try #require(try LanguageModel.load(path: path, precision: .f32).model.forward(reference.ids).logits)
+        let merged = try #require(try LanguageModel.load(path: path, precision: .f32).model.forward(reference.ids))
         let model = try LanguageModel.load(path: Self.source, precision: .f32)
         try model.model.attach(adapter)
-        let adapted = try #require(model.model.forward(reference.ids).logits)
+        let adapted = try #require(model.model.forward(reference.ids))
         let mergedError = PEFTAdapterTests.worst(merged, reference.merged), adapterError = PEFTAdapterTests.worst(adapted, reference.adapter)
         let effect = PEFTAdapterTests.worst(adapted, reference.base)
         print("llama.cpp vs here: merged model \(mergedError), base + GGUF adapter \(adapterError); the adapter moves logits by \(effect)")
@@ -101,7 +101,7 @@ import Testing
             let output = Self.scratch("merged-\(source)")
             try MergedModel.writeHuggingFace(folder: Fixtures.url("tiny-llama2/\(source)").path, adapter: adapter, to: output)
             let model = try LanguageModel.load(path: output, precision: .f32)
-            let error = PEFTAdapterTests.worst(try #require(model.model.forward(reference.ids).logits), try #require(reference.logits["hf-f32"]))
+            let error = PEFTAdapterTests.worst(try #require(model.model.forward(reference.ids)), try #require(reference.logits["hf-f32"]))
             print("tiny Llama 2 merged \(source) folder vs PEFT base + adapter: worst |diff| = \(error)")
             #expect(error <= 1e-4)
             let sourceFiles = try FileManager.default.contentsOfDirectory(atPath: Fixtures.url("tiny-llama2/\(source)").path).sorted()
@@ -114,7 +114,7 @@ import Testing
         try MergedModel.writeHuggingFace(folder: Fixtures.url("tiny-llama2/hf-f32").path, adapter: adapter, to: f16, type: .f16)
         let file = try SafetensorsFile(path: "\(f16)/model.safetensors")
         #expect(file.tensors["model.layers.0.self_attn.q_proj.weight"]?.dtype == "F16" && file.tensors["model.norm.weight"]?.dtype == "F32")
-        let logits = try #require(try LanguageModel.load(path: f16, precision: .f32).model.forward(reference.ids).logits)
+        let logits = try #require(try LanguageModel.load(path: f16, precision: .f32).model.forward(reference.ids))
         #expect(PEFTAdapterTests.worst(logits, reference.logits["hf-f32"]!) <= 1e-2)
     }
 

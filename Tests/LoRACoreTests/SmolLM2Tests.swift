@@ -32,7 +32,7 @@ struct SmolLM2Tests {
         let fixture = try Fixtures.json("smollm2-logits.json", as: LogitsFixture.self)
         let model = RealModel.f32
         #expect(model.tokenizer.encode(try Self.logitsText(), parseSpecial: true, addBOS: false).prefix(64).elementsEqual(fixture.ids))
-        let logits = try #require(model.model.forward(fixture.ids, logits: .all).logits)
+        let logits = try #require(model.model.forward(fixture.ids, logits: .all))
         var worst = 0.0
         for (t, position) in fixture.positions.enumerated() {
             let row = logits.rows(t..<t + 1).scalars
@@ -56,7 +56,7 @@ struct SmolLM2Tests {
         let ids = Array(RealModel.int8.tokenizer.encode(text, parseSpecial: false, addBOS: false).prefix(2000))
         #expect(ids.count == 2000)
         func perplexity(_ model: LanguageModel) -> Double {
-            let logits = model.model.forward(ids, logits: .all).logits!
+            let logits = model.model.forward(ids, logits: .all)!
             let logprobs = Kernels.logProbabilities(logits: logits.rows(0..<ids.count - 1), targets: Array(ids.dropFirst()))
             return exp(-logprobs.reduce(0.0) { $0 + Double($1) } / Double(logprobs.count))
         }
@@ -74,12 +74,12 @@ struct SmolLM2Tests {
     @Test func decodingThroughTheCacheMatchesOneBatch() throws {
         let ids = Array(RealModel.f32.tokenizer.encode(try Self.logitsText(), parseSpecial: false, addBOS: false).prefix(40))
         func cachedVersusBatch(_ model: LlamaModel) throws -> (worst: Float, batch: Tensor) {
-            let full = try #require(model.forward(ids, logits: .all).logits)
+            let full = try #require(model.forward(ids, logits: .all))
             let cache = model.makeCache(capacity: 40)
             _ = model.forward(Array(ids.prefix(30)), cache: cache, logits: .none)
             var worst: Float = 0
             for t in 30..<40 {
-                let step = try #require(model.forward([ids[t]], cache: cache, logits: .last).logits).scalars
+                let step = try #require(model.forward([ids[t]], cache: cache, logits: .last)).scalars
                 let expected = full.rows(t..<t + 1).scalars
                 let range = expected.max()! - expected.min()!
                 worst = max(worst, zip(step, expected).map { abs($0 - $1) / range }.max()!)

@@ -67,7 +67,7 @@ import Testing
         let reference = try Fixtures.json("smollm2-trained-adapter/peft-logprobs.json", as: Reference.self)
         let model = try LanguageModel.load(path: RealModel.path!, precision: .f32).model
         func logprobs() throws -> [Float] {
-            let logits = try #require(model.forward(reference.ids, logits: .all).logits)
+            let logits = try #require(model.forward(reference.ids, logits: .all))
             return Kernels.logProbabilities(logits: logits.rows(0..<reference.ids.count - 1), targets: Array(reference.ids.dropFirst()))
         }
         let base = try logprobs()

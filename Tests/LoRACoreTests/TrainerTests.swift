@@ -117,23 +117,3 @@ import Testing
         #expect(log.count == 8)
     }
 }
-
-/// The memory accounting on Llama 2 chat configurations (configs only, committed): the int8
-/// base is 34/32 bytes per weight, the adapter 4 bytes per parameter twice, the activations
-/// what each layer keeps.
-struct TrainingMemoryTests {
-    @Test(arguments: [("7b", 6_738_415_616), ("13b", 13_015_864_320), ("70b", 68_976_648_192)])
-    func llama2ProjectionsFollowTheShapes(size: String, parameters: Int) throws {
-        let config = try Fixtures.json("llama2-configs/Llama-2-\(size)-chat-hf.config.json", as: LlamaConfig.self)
-        var settings = TrainingSettings()
-        settings.lora = LoRAConfiguration(rank: 16, alpha: 32)
-        settings.sequenceLength = 512
-        let memory = TrainingMemory(config: config, settings: settings)
-        // the published parameter counts, at Q8_0's 34 bytes per 32 weights (norms in f32)
-        #expect(abs(Double(memory.baseWeights) / (Double(parameters) * 34 / 32) - 1) < 0.001)
-        let perLayer = 16 * (4 * config.hiddenSize + 2 * config.keyValueWidth + 2 * config.queryWidth + 3 * (config.hiddenSize + config.intermediateSize))
-        #expect(memory.adapterParameters == config.numHiddenLayers * perLayer)
-        #expect(memory.activationsRecomputed < memory.activationsKept)
-        print("Llama 2 \(size), rank 16, batch 4 × 512:\n\(memory.report(recompute: false))")
-    }
-}

@@ -81,7 +81,7 @@ public struct Generator: Sendable {
         for start in stride(from: shared, to: prompt.count, by: Self.prefillChunk) {
             let chunk = Array(prompt[start..<min(start + Self.prefillChunk, prompt.count)])
             let last = start + chunk.count == prompt.count
-            let output = model.forward(chunk, cache: cache, logits: last ? .last : .none).logits
+            let output = model.forward(chunk, cache: cache, logits: last ? .last : .none)
             if last { logits = output!.scalars }
         }
         let prefillSeconds = Date().timeIntervalSince(start)
@@ -112,7 +112,7 @@ public struct Generator: Sendable {
             }
             if !onEvent(.token(id: id, text: piece)) { return finish(.cancelled) }
             if cache.free == 0 { return finish(given != nil || cache.count >= model.config.maxPositionEmbeddings ? .contextFull : .maxTokens) }
-            logits = model.forward([id], cache: cache, logits: .last).logits!.scalars
+            logits = model.forward([id], cache: cache, logits: .last)!.scalars
         }
     }
 

@@ -4,32 +4,21 @@ import Foundation
 /// A PEFT adapter in the forms llama.cpp uses: folded into a model's weights (a merged
 /// GGUF), or as a GGUF LoRA adapter file (`--lora`, gguf-lora.md).
 extension PEFTAdapter {
-    /// The GGUF tensor of a Hugging Face module path: `model.layers.3.self_attn.q_proj` →
-    /// `blk.3.attn_q.weight`.
-    static func ggufTensorName(module: String) -> String? {
-        let parts = module.split(separator: ".")
-        guard parts.count == 5, parts[0] == "model", parts[1] == "layers", let layer = Int(parts[2]) else { return nil }
-        for part in LlamaTensorNames.Part.allCases where LlamaTensorNames.huggingFace.layer(layer, part) == module + ".weight" {
-            return LlamaTensorNames.gguf.layer(layer, part)
-        }
-        return nil
-    }
-
     /// Each module's A [rank, in] and B [out, rank] under its GGUF tensor name, checked
     /// against the model's tensor shapes, with B's rows of q/k in the model's permuted order.
     func ggufPairs(for model: GGUFFile) throws(LoRAError) -> [(name: String, adapter: LoRAAdapter, b: Tensor)] {
         let config = try LlamaConfig(gguf: model)
         var pairs: [(String, LoRAAdapter, Tensor)] = []
         for (module, adapter) in modules.sorted(by: { $0.key < $1.key }) {
-            guard let name = Self.ggufTensorName(module: module), let info = model.tensor(named: name) else {
+            guard let (layer, projection) = Projection.parse(modulePath: module),
+                  case let name = projection.ggufTensor(layer: layer), let info = model.tensor(named: name) else {
                 throw .invalidMetadata(file: folder, key: module, problem: "\(model.path) has no tensor for this module")
             }
             guard info.shape == [adapter.outFeatures, adapter.inFeatures] else {
                 throw .tensorShapeMismatch(file: folder, tensor: module, expected: info.shape, actual: [adapter.outFeatures, adapter.inFeatures])
             }
-            // llama.cpp's converter permutes Q/K rows for adjacent-pair RoPE, and lora_B's rows with them
-            let permuted = name.contains(".attn_q.") || name.contains(".attn_k.")
-            pairs.append((name, adapter, permuted ? LlamaModel.permuteRowsForAdjacentPairs(adapter.b, headDim: config.headDim) : adapter.b))
+            // a GGUF file's Q/K rows are in llama.cpp's adjacent-pair order, and lora_B's rows with them
+            pairs.append((name, adapter, RoPELayout.adjacentPairs.outputRows(adapter.b, of: projection, headDim: config.headDim)))
         }
         return pairs
     }

@@ -33,7 +33,12 @@ public final class LoRAAdapter: LinearAdapter, @unchecked Sendable {
                             dropout: Float = 0, seed: UInt64) {
         let bound = 1 / Float(inFeatures).squareRoot()
         self.init(a: .uniform([rank, inFeatures], in: -bound...bound, seed: seed), b: Tensor(zeros: [outFeatures, rank]),
-                  scale: alpha / (rsLoRA ? Float(rank).squareRoot() : Float(rank)), dropout: dropout)
+                  scale: Self.scale(alpha: alpha, rank: rank, rsLoRA: rsLoRA), dropout: dropout)
+    }
+
+    /// The scale PEFT applies to an adapter's output: alpha/r, or alpha/√r with rsLoRA.
+    public static func scale(alpha: Float, rank: Int, rsLoRA: Bool) -> Float {
+        alpha / (rsLoRA ? Float(rank).squareRoot() : Float(rank))
     }
 
     public var rank: Int { a.shape[0] }

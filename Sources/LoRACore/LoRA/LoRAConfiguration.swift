@@ -1,7 +1,7 @@
 /// Which projections get a trainable LoRA adapter, and its shape (PEFT's LoraConfig fields).
 public struct LoRAConfiguration: Sendable, Codable, Equatable {
     /// Hugging Face module names of a Llama layer's projections.
-    public static let allTargets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    public static let allTargets = Projection.allCases.map(\.name)
 
     public var rank: Int
     public var alpha: Float
@@ -24,7 +24,7 @@ public struct LoRAConfiguration: Sendable, Codable, Equatable {
     }
 
     /// The scale PEFT applies: alpha/r, or alpha/√r with rsLoRA.
-    public var scale: Float { alpha / (rsLoRA ? Float(rank).squareRoot() : Float(rank)) }
+    public var scale: Float { LoRAAdapter.scale(alpha: alpha, rank: rank, rsLoRA: rsLoRA) }
 
     /// A problem with the configuration for `model`, as a message; nil when it fits.
     public func problem(for model: LlamaConfig) -> String? {
@@ -50,14 +50,14 @@ extension LlamaModel {
         var seeds = SeededGenerator(seed: seed)
         var attached: [(path: String, adapter: LoRAAdapter)] = []
         for (index, layer) in layers.enumerated() {
-            for (name, linear) in layer.selfAttn.projections + layer.mlp.projections {
+            for (projection, linear) in layer.projections {
                 let moduleSeed = seeds.next()
-                guard configuration.targets.contains(name), configuration.layers?.contains(index) ?? true else { continue }
+                guard configuration.targets.contains(projection.name), configuration.layers?.contains(index) ?? true else { continue }
                 let adapter = LoRAAdapter(inFeatures: linear.inFeatures, outFeatures: linear.outFeatures, rank: configuration.rank,
                                           alpha: configuration.alpha, rsLoRA: configuration.rsLoRA, dropout: configuration.dropout,
                                           seed: moduleSeed)
                 linear.adapter = adapter
-                attached.append((Self.modulePath(layer: index, name: name), adapter))
+                attached.append((projection.modulePath(layer: index), adapter))
             }
         }
         return attached
@@ -66,10 +66,5 @@ extension LlamaModel {
     /// The LoRA adapters attached now, with their Hugging Face module paths, in model order.
     public var loraAdapters: [(path: String, adapter: LoRAAdapter)] {
         projections.compactMap { path, linear in linear.trainableAdapter.map { (path, $0) } }
-    }
-
-    static func modulePath(layer: Int, name: String) -> String {
-        let block = ["q_proj", "k_proj", "v_proj", "o_proj"].contains(name) ? "self_attn" : "mlp"
-        return "model.layers.\(layer).\(block).\(name)"
     }
 }

@@ -66,7 +66,7 @@ public struct PEFTAdapter: Sendable {
             guard a.rank == 2, b.rank == 2, a.shape[0] == r, b.shape[1] == r else {
                 throw .tensorShapeMismatch(file: weights.path, tensor: "\(module) lora_A/lora_B", expected: [r], actual: a.shape + b.shape)
             }
-            modules[module] = LoRAAdapter(a: a, b: b, scale: moduleAlpha / (useRSLoRA ? Float(r).squareRoot() : Float(r)),
+            modules[module] = LoRAAdapter(a: a, b: b, scale: LoRAAdapter.scale(alpha: moduleAlpha, rank: r, rsLoRA: useRSLoRA),
                                           dropout: dropout)
         }
         self.modules = modules
@@ -76,23 +76,20 @@ public struct PEFTAdapter: Sendable {
 extension LlamaModel {
     /// Puts an adapter on every projection it names (replacing any there), after checking
     /// each one against the projection's shape. GGUF models keep Q/K rows permuted for
-    /// adjacent-pair RoPE (gguf.md §7), so the rows of lora_B for q_proj and k_proj are
-    /// permuted the same way.
+    /// adjacent-pair RoPE, so the rows of lora_B for q_proj and k_proj are permuted the same
+    /// way (`RoPELayout.outputRows`).
     public func attach(_ adapter: PEFTAdapter) throws(LoRAError) {
-        let projections = Dictionary(uniqueKeysWithValues: self.projections.map { ($0.path, $0.linear) })
         var prepared: [(Linear, LoRAAdapter)] = []
         for (module, lora) in adapter.modules.sorted(by: { $0.key < $1.key }) {
-            guard let linear = projections[module] else {
+            guard let (layer, projection) = Projection.parse(modulePath: module), layer < layers.count else {
                 throw .invalidMetadata(file: adapter.folder, key: module, problem: "the model has no such projection")
             }
+            let linear = layers[layer][projection]
             guard lora.inFeatures == linear.inFeatures, lora.outFeatures == linear.outFeatures else {
                 throw .tensorShapeMismatch(file: adapter.folder, tensor: module, expected: [linear.outFeatures, linear.inFeatures],
                                            actual: [lora.outFeatures, lora.inFeatures])
             }
-            var b = lora.b
-            if ropeLayout == .adjacentPairs, module.hasSuffix("q_proj") || module.hasSuffix("k_proj") {
-                b = Self.permuteRowsForAdjacentPairs(b, headDim: config.headDim)
-            }
+            let b = ropeLayout.outputRows(lora.b, of: projection, headDim: config.headDim)
             prepared.append((linear, LoRAAdapter(a: lora.a, b: b, scale: lora.scale, dropout: lora.dropout)))
         }
         for (linear, lora) in prepared { linear.adapter = lora }
@@ -130,35 +127,16 @@ extension LlamaModel {
     /// PEFT's keys (`base_model.model.<module>.lora_A.weight`), in Hugging Face's row order.
     public func peftTensors(gradients: Bool = false) -> [String: Tensor] {
         var tensors: [String: Tensor] = [:]
-        for (module, adapter) in loraAdapters {
-            var b = gradients ? adapter.gradientB : adapter.b
-            if ropeLayout == .adjacentPairs, module.hasSuffix("q_proj") || module.hasSuffix("k_proj") {
-                b = Self.permuteRowsForAdjacentPairs(b, headDim: config.headDim, inverse: true)
+        for (layer, decoder) in layers.enumerated() {
+            for (projection, linear) in decoder.projections {
+                guard let adapter = linear.trainableAdapter else { continue }
+                let module = projection.modulePath(layer: layer)
+                let b = ropeLayout.outputRows(gradients ? adapter.gradientB : adapter.b, of: projection, headDim: config.headDim,
+                                              toHuggingFace: true)
+                tensors["base_model.model.\(module).lora_A.weight"] = gradients ? adapter.gradientA : adapter.a
+                tensors["base_model.model.\(module).lora_B.weight"] = b
             }
-            tensors["base_model.model.\(module).lora_A.weight"] = gradients ? adapter.gradientA : adapter.a
-            tensors["base_model.model.\(module).lora_B.weight"] = b
         }
         return tensors
-    }
-
-    /// llama.cpp's Q/K row order: within each head, row 2i is HF row i and row 2i+1 is HF row
-    /// i + headDim/2; `inverse` puts llama.cpp's order back into Hugging Face's.
-    static func permuteRowsForAdjacentPairs(_ w: Tensor, headDim: Int, inverse: Bool = false) -> Tensor {
-        let rows = w.shape[0], cols = w.shape[1], half = headDim / 2
-        var out = Tensor(zeros: w.shape)
-        w.withUnsafeBufferPointer { src in
-            out.withUnsafeMutableBufferPointer { dst in
-                for head in 0..<rows / headDim {
-                    for i in 0..<half {
-                        for (gguf, hf) in [(2 * i, i), (2 * i + 1, i + half)] {
-                            let (to, from) = inverse ? (hf, gguf) : (gguf, hf)
-                            let t = (head * headDim + to) * cols, f = (head * headDim + from) * cols
-                            for c in 0..<cols { dst[t + c] = src[f + c] }
-                        }
-                    }
-                }
-            }
-        }
-        return out
     }
 }

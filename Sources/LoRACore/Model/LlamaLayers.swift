@@ -19,7 +19,7 @@ public struct RMSNorm: Sendable {
 /// its rows in the stack, and its adapter still applies to its own slice of the output.
 struct StackedProjections: Sendable {
     let linears: [Linear]
-    private let stack: QuantizedWeight?
+    let stack: QuantizedWeight?
 
     /// `stack`, when given, holds the int8 weights of every part (each part a view of it).
     init(_ weights: [Linear.Weight], stack: QuantizedWeight?) {
@@ -74,10 +74,6 @@ public final class LlamaAttention: @unchecked Sendable {
         headDim = config.headDim
     }
 
-    public var projections: [(name: String, linear: Linear)] {
-        [("q_proj", qProj), ("k_proj", kProj), ("v_proj", vProj), ("o_proj", oProj)]
-    }
-
     /// What the backward of attention needs (its normed input is recomputed by the layer).
     public struct Activations: Sendable {
         public let queries: Tensor        // [tokens, heads·headDim], after RoPE
@@ -85,6 +81,14 @@ public final class LlamaAttention: @unchecked Sendable {
         public let values: Tensor         // [tokens, kvHeads·headDim]
         public let probabilities: [Tensor]  // per sequence: [heads, tokens, tokens]
         public let mixed: Tensor          // [tokens, heads·headDim]: the input of o_proj
+
+        /// Bytes the fields above take for sequences of these lengths: what the memory plan
+        /// counts (a test holds it to the tensors a pass keeps).
+        static func byteCount(config: LlamaConfig, sequences: [Int]) -> Int {
+            let tokens = sequences.reduce(0, +)
+            let rows = tokens * (2 * config.queryWidth + 2 * config.keyValueWidth)
+            return (rows + sequences.reduce(0) { $0 + config.numAttentionHeads * $1 * $1 }) * MemoryLayout<Float>.size
+        }
     }
 
     /// h [tokens, dim] at `positions` → [tokens, dim]: `sequences` (lengths) side by side,
@@ -160,16 +164,15 @@ public final class LlamaMLP: @unchecked Sendable {
         downProj = Linear(down)
     }
 
-    public var projections: [(name: String, linear: Linear)] {
-        [("gate_proj", gateProj), ("up_proj", upProj), ("down_proj", downProj)]
-    }
-
     /// What the backward needs. silu(gate)·up, down_proj's input, is not kept: the backward
     /// recomputes it (an elementwise pass, bit for bit the same) instead of holding a third
     /// [tokens, hidden] tensor per layer; nor is the normed input, which the layer recomputes.
     public struct Activations: Sendable {
         public let gate: Tensor   // [tokens, hidden]
         public let up: Tensor     // [tokens, hidden]
+
+        /// Bytes the fields above take for `tokens` rows.
+        static func byteCount(config: LlamaConfig, tokens: Int) -> Int { 2 * tokens * config.intermediateSize * MemoryLayout<Float>.size }
     }
 
     func callAsFunction(_ h: Tensor, keep: Bool) -> (Tensor, Activations?) {
@@ -203,6 +206,22 @@ public final class LlamaDecoderLayer: @unchecked Sendable {
         self.postAttentionLayernorm = postAttentionLayernorm
     }
 
+    /// A projection of the layer by its place in the table.
+    public subscript(_ projection: Projection) -> Linear {
+        switch projection {
+        case .q: selfAttn.qProj
+        case .k: selfAttn.kProj
+        case .v: selfAttn.vProj
+        case .o: selfAttn.oProj
+        case .gate: mlp.gateProj
+        case .up: mlp.upProj
+        case .down: mlp.downProj
+        }
+    }
+
+    /// The seven projections in the table's order.
+    public var projections: [(projection: Projection, linear: Linear)] { Projection.allCases.map { ($0, self[$0]) } }
+
     public struct Activations: Sendable {
         public let input: Tensor         // [tokens, dim]
         public let attentionRstd: Tensor // [tokens]
@@ -210,6 +229,14 @@ public final class LlamaDecoderLayer: @unchecked Sendable {
         public let residual: Tensor      // [tokens, dim]: input + attention, the MLP block's input
         public let mlpRstd: Tensor       // [tokens]
         public let mlp: LlamaMLP.Activations
+
+        /// Bytes the fields above take for sequences of these lengths.
+        static func byteCount(config: LlamaConfig, sequences: [Int]) -> Int {
+            let tokens = sequences.reduce(0, +)
+            return (2 * tokens * config.hiddenSize + 2 * tokens) * MemoryLayout<Float>.size
+                + LlamaAttention.Activations.byteCount(config: config, sequences: sequences)
+                + LlamaMLP.Activations.byteCount(config: config, tokens: tokens)
+        }
     }
 
     /// x [tokens, dim] → x + attention(norm(x)) + mlp(norm(·)). `x` is not modified.

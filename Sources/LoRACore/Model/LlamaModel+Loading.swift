@@ -15,46 +15,26 @@ protocol CheckpointTensors {
     func release(_ slice: TensorSlice)
 }
 
-/// Where each Llama tensor lives in a checkpoint's naming scheme.
-struct LlamaTensorNames: Sendable {
-    let embedding: String
-    let norm: String
-    let output: String
-    let layer: @Sendable (Int, Part) -> String
+/// Where each Llama tensor lives in a checkpoint's naming scheme; the projections' names
+/// come from `Projection`.
+enum LlamaTensorNames: Sendable {
+    case gguf, huggingFace
 
-    enum Part: CaseIterable {
-        case q, k, v, o, gate, up, down, attentionNorm, mlpNorm
+    var embedding: String { self == .gguf ? "token_embd.weight" : "model.embed_tokens.weight" }
+    var norm: String { self == .gguf ? "output_norm.weight" : "model.norm.weight" }
+    var output: String { self == .gguf ? "output.weight" : "lm_head.weight" }
+
+    func projection(_ projection: Projection, layer: Int) -> String {
+        self == .gguf ? projection.ggufTensor(layer: layer) : projection.huggingFaceTensor(layer: layer)
     }
 
-    static let gguf = LlamaTensorNames(embedding: "token_embd.weight", norm: "output_norm.weight", output: "output.weight") { i, part in
-        let name = switch part {
-        case .q: "attn_q"
-        case .k: "attn_k"
-        case .v: "attn_v"
-        case .o: "attn_output"
-        case .gate: "ffn_gate"
-        case .up: "ffn_up"
-        case .down: "ffn_down"
-        case .attentionNorm: "attn_norm"
-        case .mlpNorm: "ffn_norm"
-        }
-        return "blk.\(i).\(name).weight"
+    /// The RMSNorm before attention, and the one before the MLP.
+    func attentionNorm(layer: Int) -> String {
+        self == .gguf ? "blk.\(layer).attn_norm.weight" : "model.layers.\(layer).input_layernorm.weight"
     }
 
-    static let huggingFace = LlamaTensorNames(embedding: "model.embed_tokens.weight", norm: "model.norm.weight",
-                                              output: "lm_head.weight") { i, part in
-        let name = switch part {
-        case .q: "self_attn.q_proj"
-        case .k: "self_attn.k_proj"
-        case .v: "self_attn.v_proj"
-        case .o: "self_attn.o_proj"
-        case .gate: "mlp.gate_proj"
-        case .up: "mlp.up_proj"
-        case .down: "mlp.down_proj"
-        case .attentionNorm: "input_layernorm"
-        case .mlpNorm: "post_attention_layernorm"
-        }
-        return "model.layers.\(i).\(name).weight"
+    func mlpNorm(layer: Int) -> String {
+        self == .gguf ? "blk.\(layer).ffn_norm.weight" : "model.layers.\(layer).post_attention_layernorm.weight"
     }
 }
 
@@ -64,7 +44,7 @@ extension LlamaModel {
     convenience init(config: LlamaConfig, tensors: CheckpointTensors, names: LlamaTensorNames, ropeLayout: RoPELayout,
                      ropeFrequencies: [Float], precision: WeightPrecision,
                      progress: ((WorkProgress) -> Void)?) throws(LoRAError) {
-        let dim = config.hiddenSize, hidden = config.intermediateSize
+        let dim = config.hiddenSize
         let total = 9 * config.numHiddenLayers + 2 + (config.tieWordEmbeddings ? 0 : 1)
         var done = 0
         func step() {
@@ -113,15 +93,20 @@ extension LlamaModel {
         let embedding = Embedding(try matrix(names.embedding, [config.vocabSize, dim]))
         var layers: [LlamaDecoderLayer] = []
         for i in 0..<config.numHiddenLayers {
-            let qkv = try stacked([(names.layer(i, .q), [config.queryWidth, dim]), (names.layer(i, .k), [config.keyValueWidth, dim]),
-                                   (names.layer(i, .v), [config.keyValueWidth, dim])])
-            let attention = LlamaAttention(qkv: qkv, o: try matrix(names.layer(i, .o), [dim, config.queryWidth]), config: config)
-            let gateUp = try stacked([(names.layer(i, .gate), [hidden, dim]), (names.layer(i, .up), [hidden, dim])])
-            let mlp = LlamaMLP(gateUp: gateUp, down: try matrix(names.layer(i, .down), [dim, hidden]))
+            func part(_ projection: Projection) -> (name: String, shape: [Int]) {
+                let shape = projection.shape(config)
+                return (names.projection(projection, layer: i), [shape.outFeatures, shape.inFeatures])
+            }
+            func single(_ projection: Projection) throws(LoRAError) -> Linear.Weight {
+                let (name, shape) = part(projection)
+                return try matrix(name, shape)
+            }
+            let attention = LlamaAttention(qkv: try stacked([part(.q), part(.k), part(.v)]), o: try single(.o), config: config)
+            let mlp = LlamaMLP(gateUp: try stacked([part(.gate), part(.up)]), down: try single(.down))
             layers.append(LlamaDecoderLayer(
                 selfAttn: attention, mlp: mlp,
-                inputLayernorm: RMSNorm(weight: try vector(names.layer(i, .attentionNorm)), eps: config.rmsNormEps),
-                postAttentionLayernorm: RMSNorm(weight: try vector(names.layer(i, .mlpNorm)), eps: config.rmsNormEps)))
+                inputLayernorm: RMSNorm(weight: try vector(names.attentionNorm(layer: i)), eps: config.rmsNormEps),
+                postAttentionLayernorm: RMSNorm(weight: try vector(names.mlpNorm(layer: i)), eps: config.rmsNormEps)))
         }
         let norm = RMSNorm(weight: try vector(names.norm), eps: config.rmsNormEps)
         let head = config.tieWordEmbeddings ? Linear(embedding.table) : Linear(try matrix(names.output, [config.vocabSize, dim]))
@@ -136,8 +121,8 @@ extension GGUFFile: CheckpointTensors {
 }
 
 extension LlamaModel {
-    /// Loads a GGUF file of architecture `llama`. Its Q/K rows are stored permuted for
-    /// adjacent-pair RoPE (gguf.md §7), so the model rotates adjacent pairs.
+    /// Loads a GGUF file of architecture `llama`. llama.cpp's converter stores Q/K rows
+    /// permuted for adjacent-pair RoPE, so the model rotates adjacent pairs.
     public convenience init(gguf: GGUFFile, precision: WeightPrecision = .int8,
                             progress: ((WorkProgress) -> Void)? = nil) throws(LoRAError) {
         let config = try LlamaConfig(gguf: gguf)
@@ -152,5 +137,54 @@ extension LlamaModel {
         }
         try self.init(config: config, tensors: gguf, names: .gguf, ropeLayout: .adjacentPairs, ropeFrequencies: frequencies,
                       precision: precision, progress: progress)
+    }
+}
+
+extension LlamaModel {
+    /// Bytes the weights of `config` take once loaded at `precision`: what the loader
+    /// allocates, matrix by matrix (a stack takes what its parts would), with the norms.
+    static func weightByteCount(config: LlamaConfig, precision: WeightPrecision) -> Int {
+        func matrix(_ rows: Int, _ cols: Int) -> Int {
+            precision == .int8 ? QuantizedWeight.byteCount(rows: rows, cols: cols) : rows * cols * MemoryLayout<Float>.size
+        }
+        let layer = Projection.allCases.reduce(0) { sum, projection in
+            let shape = projection.shape(config)
+            return sum + matrix(shape.outFeatures, shape.inFeatures)
+        }
+        let table = matrix(config.vocabSize, config.hiddenSize)
+        let norms = (2 * config.numHiddenLayers + 1) * config.hiddenSize * MemoryLayout<Float>.size
+        return config.numHiddenLayers * layer + table + (config.tieWordEmbeddings ? 0 : table) + norms
+    }
+
+    /// Bytes of the transposed int8 copies a backward pass builds (`QuantizedWeight`'s
+    /// backward-data operand) when it runs down to layer `lowest`: every stored matrix of
+    /// those layers, one per stack, but the lowest layer's q/k/v (no input gradient is
+    /// needed below it), and the output head's. None for f32 weights.
+    static func backwardCopyByteCount(config: LlamaConfig, precision: WeightPrecision, lowest: Int) -> Int {
+        guard precision == .int8 else { return 0 }
+        var bytes = QuantizedWeight.byteCount(rows: config.hiddenSize, cols: config.vocabSize)
+        for layer in lowest..<config.numHiddenLayers {
+            for group in Projection.storage where !(layer == lowest && group.contains(.q)) {
+                let shapes = group.map { $0.shape(config) }
+                if group.count > 1, QuantizedWeight.canStack(partRows: shapes.map(\.outFeatures)) {
+                    bytes += QuantizedWeight.byteCount(rows: shapes[0].inFeatures, cols: shapes.reduce(0) { $0 + $1.outFeatures })
+                } else {
+                    bytes += shapes.reduce(0) { $0 + QuantizedWeight.byteCount(rows: $1.inFeatures, cols: $1.outFeatures) }
+                }
+            }
+        }
+        return bytes
+    }
+
+    /// Bytes of the transposed int8 copies the backward passes have built so far, measured
+    /// (what `TrainingMemory.backwardCopies` plans).
+    public var transposedCopyBytes: Int {
+        func held(_ weight: Linear.Weight) -> Int { if case .int8(let w) = weight { w.transposedByteCount } else { 0 } }
+        func held(_ stacked: StackedProjections) -> Int {
+            stacked.stack?.transposedByteCount ?? stacked.linears.reduce(0) { $0 + held($1.weight) }
+        }
+        return layers.reduce(held(lmHead.weight)) { sum, layer in
+            sum + held(layer.selfAttn.qkv) + held(layer.selfAttn.oProj.weight) + held(layer.mlp.gateUp) + held(layer.mlp.downProj.weight)
+        }
     }
 }

@@ -9,10 +9,6 @@ public struct ContinuationScore: Sendable, Equatable {
 }
 
 extension LlamaModel {
-    /// Rows of the output head computed at once when scoring: bounds the logits alive
-    /// ([rows, vocab]) however long the text.
-    static let scoringRows = 128
-
     /// Scores each continuation after `context`. The context runs once; the continuations
     /// then run side by side, each from its own copy of the context's cache. A context too
     /// long for the model loses its oldest tokens (as lm-evaluation-harness truncates).
@@ -24,9 +20,9 @@ extension LlamaModel {
         let kept = Array(context.suffix(config.maxPositionEmbeddings - longest))
         let cache = makeCache(capacity: kept.count + longest)
         var last: Tensor?
-        for start in stride(from: 0, to: kept.count, by: Self.scoringRows) {
-            let chunk = Array(kept[start..<min(start + Self.scoringRows, kept.count)])
-            last = forward(chunk, cache: cache, logits: start + chunk.count == kept.count ? .last : .none).logits
+        for start in stride(from: 0, to: kept.count, by: Self.headRows) {
+            let chunk = Array(kept[start..<min(start + Self.headRows, kept.count)])
+            last = forward(chunk, cache: cache, logits: start + chunk.count == kept.count ? .last : .none)
         }
         // a continuation's first token is predicted by the context's last row, each later one
         // by the row of the token before it: its last token needs no forward pass of its own
@@ -51,7 +47,7 @@ extension LlamaModel {
     }
 
     /// log p(tokens[i] | tokens[..<i]) for i in 1..<count, from position 0: the terms of a
-    /// perplexity. Runs through a cache `scoringRows` tokens at a time, so the logits alive
+    /// perplexity. Runs through a cache `headRows` tokens at a time, so the logits alive
     /// stay small for a long window.
     public func tokenLogProbabilities(_ tokens: [Int32]) -> [Float] {
         precondition(tokens.count <= config.maxPositionEmbeddings,
@@ -60,9 +56,9 @@ extension LlamaModel {
         let cache = makeCache(capacity: tokens.count)
         var result: [Float] = []
         result.reserveCapacity(tokens.count - 1)
-        for start in stride(from: 0, to: tokens.count - 1, by: Self.scoringRows) {
-            let end = min(start + Self.scoringRows, tokens.count - 1)
-            let logits = forward(Array(tokens[start..<end]), cache: cache, logits: .all).logits!
+        for start in stride(from: 0, to: tokens.count - 1, by: Self.headRows) {
+            let end = min(start + Self.headRows, tokens.count - 1)
+            let logits = forward(Array(tokens[start..<end]), cache: cache, logits: .all)!
             result += Kernels.logProbabilities(logits: logits, targets: Array(tokens[start + 1...end]))
         }
         return result

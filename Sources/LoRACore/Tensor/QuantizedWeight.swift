@@ -17,13 +17,30 @@ public final class QuantizedWeight: @unchecked Sendable {
     /// Q8_0 blocks per row: a tail shorter than 32 is zero-padded.
     public var blocksPerRow: Int { Int(ck_q8_blocks_per_row(Int32(cols))) }
     /// Bytes the int8 weights take in memory.
-    public var byteCount: Int { ck_q8_packed_bytes(Int32(rows), Int32(cols)) }
+    public var byteCount: Int { Self.byteCount(rows: rows, cols: cols) }
+
+    /// Bytes a [rows, cols] matrix takes in panels (what `init(rows:cols:)` allocates); its
+    /// transposed copy for the backward pass takes `byteCount(rows: cols, cols: rows)`.
+    static func byteCount(rows: Int, cols: Int) -> Int { ck_q8_packed_bytes(Int32(rows), Int32(cols)) }
+
+    /// Bytes of the transposed copy, 0 until a backward pass has built it.
+    var transposedByteCount: Int {
+        lock.lock()
+        defer { lock.unlock() }
+        return transposed?.byteCount ?? 0
+    }
+
+    /// Whether parts of these row counts can share one stack: every part but the last must
+    /// fill whole panels, so each part's panels are a contiguous run of the stack's.
+    static func canStack(partRows: [Int]) -> Bool {
+        !partRows.isEmpty && partRows.allSatisfy { $0 >= 0 } && partRows.dropLast().allSatisfy { $0 % Int(CK_PANEL) == 0 }
+    }
 
     /// Zeroed panels, filled by the convenience initializers.
     init(rows: Int, cols: Int) {
         self.rows = rows
         self.cols = cols
-        packed = AlignedBuffer(byteCount: ck_q8_packed_bytes(Int32(rows), Int32(cols)))
+        packed = AlignedBuffer(byteCount: Self.byteCount(rows: rows, cols: cols))
         panelOffset = 0
     }
 
@@ -39,9 +56,7 @@ public final class QuantizedWeight: @unchecked Sendable {
     /// the parts cost no memory of their own. Nil unless every part but the last fills whole
     /// panels of 16 rows (then each part's panels are a contiguous run of the stack's).
     public static func stack(partRows: [Int], cols: Int) -> (stack: QuantizedWeight, parts: [QuantizedWeight])? {
-        guard !partRows.isEmpty, partRows.allSatisfy({ $0 >= 0 }), partRows.dropLast().allSatisfy({ $0 % Int(CK_PANEL) == 0 }) else {
-            return nil
-        }
+        guard canStack(partRows: partRows) else { return nil }
         let stack = QuantizedWeight(rows: partRows.reduce(0, +), cols: cols)
         var offset = 0
         let parts = partRows.map { rows in
@@ -131,7 +146,7 @@ public final class QuantizedWeight: @unchecked Sendable {
         defer { lock.unlock() }
         if let transposed { return transposed.pointer.assumingMemoryBound(to: ck_panel_block.self) }
         let blocks = q8_0Blocks()
-        let buffer = AlignedBuffer(byteCount: ck_q8_packed_bytes(Int32(cols), Int32(rows)))
+        let buffer = AlignedBuffer(byteCount: Self.byteCount(rows: cols, cols: rows))
         let out = buffer.pointer.assumingMemoryBound(to: ck_panel_block.self)
         blocks.withUnsafeBytes {
             ck_q8_pack_transposed($0.baseAddress?.assumingMemoryBound(to: ck_block_q8_0.self), Int32(rows), Int32(cols), out)

@@ -148,3 +148,29 @@ extension Tensor {
         }
     }
 }
+
+extension Tensor {
+    /// A matrix [rows, cols] whose rows, within each block of `headDim`, go from Hugging Face's
+    /// rotate-half order into llama.cpp's adjacent-pair order (row 2i ← row i, row 2i+1 ←
+    /// row i + headDim/2), or back with `inverse`: what llama.cpp's converter does to Q/K.
+    public func permutingRowPairs(headDim: Int, inverse: Bool = false) -> Tensor {
+        precondition(rank == 2 && headDim % 2 == 0 && shape[0] % headDim == 0,
+                     "Tensor.permutingRowPairs: \(shape) in heads of \(headDim)")
+        let cols = shape[1], half = headDim / 2
+        var result = Tensor(uninitialized: shape)
+        withUnsafeBufferPointer { src in
+            result.withUnsafeMutableBufferPointer { dst in
+                for head in 0..<shape[0] / headDim {
+                    for i in 0..<half {
+                        for (pair, rotateHalf) in [(2 * i, i), (2 * i + 1, i + half)] {
+                            let (to, from) = inverse ? (rotateHalf, pair) : (pair, rotateHalf)
+                            let t = (head * headDim + to) * cols, f = (head * headDim + from) * cols
+                            for c in 0..<cols { dst[t + c] = src[f + c] }
+                        }
+                    }
+                }
+            }
+        }
+        return result
+    }
+}

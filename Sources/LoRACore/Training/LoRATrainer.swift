@@ -50,7 +50,7 @@ public final class LoRATrainer: @unchecked Sendable {
         plan = BatchPlan(dataset: train, settings: settings)
         self.heldOut = heldOut
         self.output = output
-        memory = TrainingMemory(config: model.model.config, settings: settings)
+        memory = TrainingMemory(config: model.model.config, settings: settings, precision: model.summary.precision)
         recompute = memory.recompute(settings)
         adapters = model.model.attachLoRA(settings.lora, seed: settings.seed)
         optimizer = AdamW(adapters: adapters, settings: settings.optimizer)

@@ -5,7 +5,7 @@ import Testing
 
 /// The LoRA backward pass through the whole model on the tiny Llama 2 fixture: every
 /// parameter group against central finite differences of the loss, in both Q/K layouts.
-@Suite(.serialized) struct TrainingPassTests {
+@Suite(.serialized) struct LlamaModelBackwardTests {
     static func load(_ form: String, _ precision: WeightPrecision = .f32) throws -> LlamaModel {
         try LanguageModel.load(path: Fixtures.url("tiny-llama2/\(form)").path, precision: precision).model
     }
@@ -36,12 +36,12 @@ import Testing
     @Test func aFreshAdapterLeavesTheOutputsUnchangedBitForBit() throws {
         for precision in WeightPrecision.allCases {
             let model = try Self.load("hf-f32", precision)
-            let before = try #require(model.forward(Self.batch.tokens, sequences: Self.batch.sequences).logits).scalars
+            let before = try #require(model.forward(Self.batch.tokens, sequences: Self.batch.sequences)).scalars
             let attached = model.attachLoRA(LoRAConfiguration(rank: 8, alpha: 16), seed: 3)
             #expect(attached.count == 14)
             let bound = 1 / Float(64).squareRoot()
             #expect(attached[0].adapter.a.scalars.allSatisfy { abs($0) <= bound } && attached[0].adapter.b.scalars.allSatisfy { $0 == 0 })
-            let after = try #require(model.forward(Self.batch.tokens, sequences: Self.batch.sequences).logits).scalars
+            let after = try #require(model.forward(Self.batch.tokens, sequences: Self.batch.sequences)).scalars
             #expect(after == before, "\(precision)")
         }
     }
@@ -49,9 +49,9 @@ import Testing
     /// Sequences side by side give each sequence's own logits (no attention across them).
     @Test func sequencesSideBySideEqualSeparateRuns() throws {
         let model = try Self.load("hf-f32")
-        let together = try #require(model.forward(Self.batch.tokens, sequences: [7, 5]).logits)
-        let first = try #require(model.forward(Array(Self.batch.tokens[..<7])).logits)
-        let second = try #require(model.forward(Array(Self.batch.tokens[7...])).logits)
+        let together = try #require(model.forward(Self.batch.tokens, sequences: [7, 5]))
+        let first = try #require(model.forward(Array(Self.batch.tokens[..<7])))
+        let second = try #require(model.forward(Array(Self.batch.tokens[7...])))
         let worst = zip(together.scalars, first.scalars + second.scalars).map { abs($0 - $1) }.max()!
         #expect(worst <= 1e-5)
     }

@@ -1,0 +1,49 @@
+import Foundation
+
+/// Everything that decides a fine-tuning run: with the same settings, data and model, the
+/// run gives the same adapter bit for bit.
+public struct TrainingSettings: Sendable, Codable, Equatable {
+    public var lora = LoRAConfiguration()
+    public var optimizer = AdamW.Settings()
+    public var learningRate: Float = 2e-4
+    public var schedule: LearningRateSchedule.Shape = .constant
+    public var warmupSteps = 0
+    /// Optimizer steps; nil: `epochs` passes over the data.
+    public var steps: Int?
+    public var epochs = 1
+    /// Sequences per micro-batch.
+    public var batchSize = 4
+    public var sequenceLength = 256
+    /// Micro-batches per optimizer step.
+    public var gradientAccumulation = 1
+    /// Several examples per sequence (never attending to each other) instead of one.
+    public var pack = false
+    public var evalEvery: Int?
+    public var checkpointEvery: Int?
+    public var seed: UInt64 = 0
+    /// nil: recompute layers in the backward pass only when the kept activations would
+    /// exceed `memoryBudget`.
+    public var recompute: Bool?
+    /// Bytes the activations of one micro-batch may take before recomputation is chosen.
+    public var memoryBudget = Int(ProcessInfo.processInfo.physicalMemory / 2)
+
+    public init() {}
+
+    /// The first setting that cannot work, as an error naming its option.
+    public func validate(model: LlamaConfig) throws(LoRAError) {
+        if let problem = lora.problem(for: model) { throw .invalidTrainingSetting(option: "--rank/--alpha/--dropout/--targets/--layers", problem: problem) }
+        if !(learningRate > 0) { throw .invalidTrainingSetting(option: "--lr", problem: "\(learningRate) must be positive") }
+        if let steps, steps < 1 { throw .invalidTrainingSetting(option: "--steps", problem: "\(steps) must be at least 1") }
+        if epochs < 1 { throw .invalidTrainingSetting(option: "--epochs", problem: "\(epochs) must be at least 1") }
+        if batchSize < 1 { throw .invalidTrainingSetting(option: "--batch", problem: "\(batchSize) must be at least 1") }
+        if sequenceLength < 2 || sequenceLength > model.maxPositionEmbeddings {
+            throw .invalidTrainingSetting(option: "--seq-len", problem: "\(sequenceLength) must be in 2...\(model.maxPositionEmbeddings)")
+        }
+        if gradientAccumulation < 1 { throw .invalidTrainingSetting(option: "--grad-accum", problem: "\(gradientAccumulation) must be at least 1") }
+        if warmupSteps < 0 { throw .invalidTrainingSetting(option: "--warmup", problem: "\(warmupSteps) must not be negative") }
+        if optimizer.weightDecay < 0 { throw .invalidTrainingSetting(option: "--weight-decay", problem: "must not be negative") }
+        if let clip = optimizer.clipNorm, !(clip > 0) { throw .invalidTrainingSetting(option: "--clip", problem: "\(clip) must be positive") }
+        if let evalEvery, evalEvery < 1 { throw .invalidTrainingSetting(option: "--eval-every", problem: "must be at least 1") }
+        if let checkpointEvery, checkpointEvery < 1 { throw .invalidTrainingSetting(option: "--checkpoint-every", problem: "must be at least 1") }
+    }
+}
