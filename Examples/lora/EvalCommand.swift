@@ -18,7 +18,7 @@ struct EvalCommand: ParsableCommand {
             """
     )
 
-    @Argument(help: "refusal, overrefusal, mc or ppl.") var kind: String
+    @Argument(help: "What to measure.") var kind: EvaluationKind
     @OptionGroup var modelOptions: ModelOptions
     @Option(name: .customLong("with-adapter"), help: "An adapter folder to evaluate after the base (repeat for several; label: the folder name).")
     var adapters: [String] = []
@@ -36,22 +36,22 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Perplexity window in tokens (default: the model's context).") var window: Int?
     @Option(help: "Perplexity stride in tokens (default: half the window).") var stride: Int?
 
-    func options() throws -> EvaluationOptions {
-        guard let kind = EvaluationKind(rawValue: kind) else {
-            throw ValidationError("\"\(kind)\" is not one of \(EvaluationKind.allCases.map(\.rawValue).joined(separator: ", "))")
-        }
+    func validate() throws {
         guard maxTokens > 0, batch > 0, limit.map({ $0 > 0 }) ?? true, shots.map({ $0 >= 0 }) ?? true else {
             throw ValidationError("--max-tokens, --batch and --limit must be positive, --shots not negative")
         }
-        return EvaluationOptions(kind: kind, data: data, name: name, limit: limit, shots: shots,
+        if let window, window < 2 { throw ValidationError("--window must be at least 2") }
+        if let stride, stride < 1 { throw ValidationError("--stride must be at least 1") }
+    }
+
+    var options: EvaluationOptions {
+        EvaluationOptions(kind: kind, data: data, name: name, limit: limit, shots: shots,
                                  generation: GenerationSettings(systemPrompt: system, maxTokens: maxTokens, batchSize: batch),
                                  classifier: judge != nil ? "judge" : classifier, judge: judge, window: window, stride: stride)
     }
 
     func run() throws {
         try reportingErrors {
-            let options = try options()
-            if modelOptions.adapter != nil { throw ValidationError("eval measures the base and each --with-adapter; --adapter is not used here") }
             let model = try modelOptions.load()
             // labels name the item files: two adapter folders of the same name take their parent's too
             let names = adapters.map { URL(fileURLWithPath: $0).lastPathComponent }
@@ -91,25 +91,26 @@ struct EvalCommand: ParsableCommand {
     }
 }
 
-/// Runs one evaluation with a progress line per run and Ctrl-C stopping cleanly.
-func evaluate(_ options: EvaluationOptions, model: LanguageModel, adapters: [EvaluationRunner.Adapter], out: String) throws -> EvaluationResults {
-    let interrupted = InterruptFlag()
-    signal(SIGINT, SIG_IGN)
-    let source = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
-    source.setEventHandler { interrupted.set() }
-    source.resume()
-    defer {
-        source.cancel()
-        signal(SIGINT, SIG_DFL)
-    }
-    var lines: [String: ProgressLine] = [:]
-    var runner = EvaluationRunner(model: model, output: out)
-    runner.shouldStop = interrupted.get
-    runner.progress = { label, progress in
-        let line = lines[label] ?? ProgressLine("\(options.resultsName) \(label)")
-        lines[label] = line
+/// A progress line per evaluation run (`<name> <label>`), finished when the run is.
+final class EvaluationProgress {
+    private var lines: [String: ProgressLine] = [:]
+
+    func update(name: String, label: String, _ progress: WorkProgress) {
+        let key = "\(name) \(label)"
+        let line = lines[key] ?? ProgressLine(key)
+        lines[key] = line
         line.update(progress)
         if progress.completed == progress.total { line.finish("\(progress.total) \(progress.unit)") }
     }
-    return try runner.run(options, adapters: adapters)
+}
+
+/// Runs one evaluation with a progress line per run and Ctrl-C stopping cleanly.
+func evaluate(_ options: EvaluationOptions, model: LanguageModel, adapters: [EvaluationRunner.Adapter], out: String) throws -> EvaluationResults {
+    let lines = EvaluationProgress()
+    return try stoppingOnInterrupt { flag in
+        var runner = EvaluationRunner(model: model, output: out)
+        runner.shouldStop = flag.get
+        runner.progress = { label, progress in lines.update(name: options.resultsName, label: label, progress) }
+        return try runner.run(options, adapters: adapters)
+    }
 }

@@ -29,7 +29,7 @@ struct FinetuneCommand: ParsableCommand {
     @Option(help: "Layers to adapt, comma-separated indices (default: all).") var layers: String?
 
     @Option(help: "Peak learning rate.") var lr: Float = 2e-4
-    @Option(help: "Learning-rate schedule: constant, linear or cosine (after the warm-up).") var schedule = "constant"
+    @Option(help: "Learning-rate schedule after the warm-up.") var schedule = LearningRateSchedule.Shape.constant
     @Option(help: "Warm-up steps.") var warmup = 0
     @Option(help: "AdamW weight decay.") var weightDecay: Float = 0
     @Option(help: "Global gradient-norm clipping (0: off).") var clip: Float = 1
@@ -47,26 +47,27 @@ struct FinetuneCommand: ParsableCommand {
     @Option(help: "Checkpoint every N steps (and at the end).") var checkpointEvery: Int?
     @Flag(help: "Continue from the newest checkpoint in --out.") var resume = false
     @Option(help: "Recompute layers in the backward pass: auto (when activations exceed --memory-budget), always or never.")
-    var recompute = "auto"
+    var recompute = RecomputeChoice.auto
     @Option(help: "GiB the activations of a micro-batch may take before layers are recomputed.") var memoryBudget: Double?
     @Flag(help: "Print the plan (data, steps, memory) and exit without training.") var dryRun = false
 
-    func settings(config: LlamaConfig) throws -> TrainingSettings {
+    func validate() throws {
+        if evalData != nil && evalSplit != nil { throw ValidationError("give --eval-data or --eval-split, not both") }
+        if let layers, layers.split(separator: ",").contains(where: { Int($0) == nil }) {
+            throw ValidationError("--layers: \"\(layers)\" is not a comma-separated list of layer indices")
+        }
+        if let memoryBudget, !(memoryBudget > 0) { throw ValidationError("--memory-budget must be positive") }
+    }
+
+    /// The fine-tune the flags describe.
+    var job: TrainingJob {
         var settings = TrainingSettings()
         let targetNames = targets.split(separator: ",").map { name in name.hasSuffix("_proj") ? String(name) : "\(name)_proj" }
-        let layerList = try layers.map { list in
-            try list.split(separator: ",").map { item in
-                guard let index = Int(item) else { throw ValidationError("--layers: \"\(item)\" is not a layer index") }
-                return index
-            }
-        }
-        settings.lora = LoRAConfiguration(rank: rank, alpha: alpha, dropout: dropout, rsLoRA: rslora, targets: targetNames, layers: layerList)
+        settings.lora = LoRAConfiguration(rank: rank, alpha: alpha, dropout: dropout, rsLoRA: rslora, targets: targetNames,
+                                          layers: layers.map { $0.split(separator: ",").compactMap { Int($0) } })
         settings.optimizer = AdamW.Settings(weightDecay: weightDecay, clipNorm: clip > 0 ? clip : nil)
         settings.learningRate = lr
-        guard let shape = LearningRateSchedule.Shape(rawValue: schedule) else {
-            throw ValidationError("--schedule: \"\(schedule)\" is not one of constant, linear, cosine")
-        }
-        settings.schedule = shape
+        settings.schedule = schedule
         settings.warmupSteps = warmup
         settings.steps = steps
         settings.epochs = epochs
@@ -77,80 +78,87 @@ struct FinetuneCommand: ParsableCommand {
         settings.evalEvery = evalEvery
         settings.checkpointEvery = checkpointEvery
         settings.seed = seed
-        switch recompute {
-        case "auto": settings.recompute = nil
-        case "always": settings.recompute = true
-        case "never": settings.recompute = false
-        default: throw ValidationError("--recompute: \"\(recompute)\" is not one of auto, always, never")
-        }
+        settings.recompute = recompute.setting
         if let memoryBudget { settings.memoryBudget = Int(memoryBudget * 1_073_741_824) }
-        try settings.validate(model: config)
-        return settings
+        var job = TrainingJob(data: data, settings: settings)
+        job.heldOutData = evalData
+        job.heldOutFraction = evalSplit
+        job.trainOnPrompt = trainOnPrompt
+        return job
     }
 
     func run() throws {
         try reportingErrors {
             let lm = try modelOptions.load()
-            guard let trainer = try prepare(lm) else { return }
-            try runTraining(trainer)
+            let (trainer, train, heldOut) = try job.makeTrainer(model: lm, output: out)
+            printPlan(trainer, train: train, heldOut: heldOut)
+            if dryRun { return }
+            try runTraining(trainer, resume: resume)
         }
     }
+}
 
-    /// The trainer for `lm` with the plan printed; nil for a dry run.
-    func prepare(_ lm: LanguageModel) throws -> LoRATrainer? {
-        if evalData != nil && evalSplit != nil { throw ValidationError("give --eval-data or --eval-split, not both") }
-        let settings = try settings(config: lm.model.config)
-        var train = try TrainingDataset.load(path: data, model: lm, sequenceLength: seqLen, trainOnPrompt: trainOnPrompt)
-        var heldOut = try evalData.map { try TrainingDataset.load(path: $0, model: lm, sequenceLength: seqLen, trainOnPrompt: trainOnPrompt) }
-        if let evalSplit {
-            guard evalSplit > 0 && evalSplit < 1, train.examples.count > 1 else {
-                throw ValidationError("--eval-split needs a fraction in (0, 1) of a dataset with at least 2 examples")
-            }
-            (train, heldOut) = train.split(heldOut: evalSplit, seed: seed)
+/// The plan of a fine-tune on standard error: data, steps, adapter, memory.
+func printPlan(_ trainer: LoRATrainer, train: TrainingDataset, heldOut: TrainingDataset?) {
+    let learned = train.learnedTokenCount, tokens = train.tokenCount, s = trainer.settings
+    let masked = String(format: "%.1f", 100 * Double(tokens - learned) / Double(max(tokens, 1)))
+    var lines = [
+        "data: \(train.examples.count) examples, \(tokens) tokens, \(learned) learned (\(masked)% masked)",
+        "plan: \(trainer.plan.totalSteps) steps of \(s.batchSize) sequences × \(s.gradientAccumulation) micro-batches "
+            + "(\(trainer.plan.microBatchesPerEpoch) micro-batches an epoch), seq-len \(s.sequenceLength)\(s.pack ? ", packed" : "")",
+        "adapter: rank \(s.lora.rank), alpha \(s.lora.alpha), \(s.lora.targets.joined(separator: ",")), \(trainer.memory.adapterParameters) parameters",
+    ]
+    if let heldOut { lines.append("held out: \(heldOut.examples.count) examples, \(heldOut.learnedTokenCount) learned tokens") }
+    lines.append("memory (batch \(s.batchSize) × \(s.sequenceLength) tokens):\n" + trainer.memory.report(recompute: trainer.recompute))
+    FileHandle.standardError.write(Data((lines.joined(separator: "\n") + "\n").utf8))
+}
+
+/// A progress line for a trainer's events.
+func trainingProgress(_ progress: ProgressLine) -> (TrainingEvent) -> Void {
+    { event in
+        switch event {
+        case .resumed(let step, let checkpoint):
+            FileHandle.standardError.write(Data("resumed from \(checkpoint) at step \(step)\n".utf8))
+        case .step(let report, let total):
+            let eval = report.evalLoss.map { String(format: ", eval loss %.4f", $0) } ?? ""
+            progress.update(WorkProgress(completed: report.step, total: total, unit: "steps"),
+                            detail: String(format: "loss %.4f%@, lr %.2e, %.0f tok/s", report.loss, eval, report.lr, report.tokensPerSecond))
+        case .checkpoint(_, let folder):
+            progress.note("checkpoint \(folder)")
         }
-        let trainer = try LoRATrainer(model: lm, settings: settings, train: train, heldOut: heldOut, output: out)
-        printPlan(trainer, train: train, heldOut: heldOut)
-        return dryRun ? nil : trainer
     }
+}
 
-    func printPlan(_ trainer: LoRATrainer, train: TrainingDataset, heldOut: TrainingDataset?) {
-        let learned = train.learnedTokenCount, tokens = train.tokenCount
-        var lines = [
-            "data: \(train.examples.count) examples, \(tokens) tokens, \(learned) learned (\(String(format: "%.1f", 100 * Double(tokens - learned) / Double(max(tokens, 1))))% masked)",
-            "plan: \(trainer.plan.totalSteps) steps of \(batch) sequences × \(gradAccum) micro-batches (\(trainer.plan.microBatchesPerEpoch) micro-batches an epoch), seq-len \(seqLen)\(pack ? ", packed" : "")",
-            "adapter: rank \(rank), alpha \(alpha), \(trainer.settings.lora.targets.joined(separator: ",")), \(trainer.memory.adapterParameters) parameters",
-        ]
-        if let heldOut { lines.append("held out: \(heldOut.examples.count) examples, \(heldOut.learnedTokenCount) learned tokens") }
-        lines.append("memory (batch \(batch) × \(seqLen) tokens):\n" + trainer.memory.report(recompute: trainer.recompute))
-        FileHandle.standardError.write(Data((lines.joined(separator: "\n") + "\n").utf8))
+/// An interrupt flag that Ctrl-C sets (the work under way finishes, then stops cleanly)
+/// while `body` runs.
+func stoppingOnInterrupt<T>(_ body: (InterruptFlag) throws -> T) rethrows -> T {
+    let interrupted = InterruptFlag()
+    signal(SIGINT, SIG_IGN)
+    let source = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
+    source.setEventHandler { interrupted.set() }
+    source.resume()
+    defer {
+        source.cancel()
+        signal(SIGINT, SIG_DFL)
     }
+    return try body(interrupted)
+}
 
-    func runTraining(_ trainer: LoRATrainer) throws {
-        // Ctrl-C: finish the step under way, write a checkpoint, exit
-        let interrupted = InterruptFlag()
-        signal(SIGINT, SIG_IGN)
-        let source = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
-        source.setEventHandler { interrupted.set() }
-        source.resume()
+extension FinetuneCommand {
+    /// Trains with a progress line; Ctrl-C finishes the step under way, writes a checkpoint
+    /// and exits 130.
+    func runTraining(_ trainer: LoRATrainer, resume: Bool) throws {
         let progress = ProgressLine("training")
-        try trainer.run(resume: resume, shouldStop: interrupted.get) { event in
-            switch event {
-            case .resumed(let step, let checkpoint):
-                FileHandle.standardError.write(Data("resumed from \(checkpoint) at step \(step)\n".utf8))
-            case .step(let report, let total):
-                let eval = report.evalLoss.map { String(format: ", eval loss %.4f", $0) } ?? ""
-                progress.update(WorkProgress(completed: report.step, total: total, unit: "steps"),
-                                detail: String(format: "loss %.4f%@, lr %.2e, %.0f tok/s", report.loss, eval, report.lr, report.tokensPerSecond))
-            case .checkpoint(_, let folder):
-                progress.note("checkpoint \(folder)")
-            }
+        let interrupted = try stoppingOnInterrupt { flag in
+            try trainer.run(resume: resume, shouldStop: flag.get, onEvent: trainingProgress(progress))
+            return flag.get()
         }
-        if interrupted.get() {
+        if interrupted {
             progress.finish("interrupted; --resume continues")
             throw ExitCode(130)
         }
         progress.finish("adapter written to \(out)")
-        let log = trainer.log
+        let log = try trainer.log()
         if let first = log.first, let last = log.last {
             print(String(format: "{\"first_loss\":%.6f,\"last_loss\":%.6f,\"eval_loss\":%@,\"steps\":%d}", first.loss, last.loss,
                          last.evalLoss.map { String(format: "%.6f", $0) } ?? "null", last.step))

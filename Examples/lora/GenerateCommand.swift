@@ -54,6 +54,7 @@ struct GenerateCommand: ParsableCommand {
     )
 
     @OptionGroup var model: ModelOptions
+    @OptionGroup var adapter: AdapterOptions
     @Option(help: "The prompt.") var prompt: String
     @Option(help: "System prompt (chat format only).") var system: String?
     @Flag(help: "Use the prompt as is, without the chat format.") var raw = false
@@ -61,7 +62,7 @@ struct GenerateCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            let loaded = try model.load()
+            let loaded = try model.load(adapter: adapter.adapter)
             let ids: [Int32]
             if raw || loaded.chatTemplate == nil {
                 ids = loaded.tokenizer.encode(prompt, parseSpecial: true, addBOS: nil)
@@ -80,12 +81,13 @@ struct ChatCommand: ParsableCommand {
     )
 
     @OptionGroup var model: ModelOptions
+    @OptionGroup var adapter: AdapterOptions
     @Option(help: "System prompt.") var system: String?
     @OptionGroup var sampling: SamplingOptions
 
     func run() throws {
         try reportingErrors {
-            let loaded = try model.load()
+            let loaded = try model.load(adapter: adapter.adapter)
             guard loaded.chatTemplate != nil else { throw ValidationError("the model has no chat template; use `lora generate --raw`") }
             let generator = Generator(model: loaded.model, tokenizer: loaded.tokenizer)
             // one cache for the conversation: each turn computes only what the last one did not

@@ -30,18 +30,18 @@ struct LogprobsCommand: ParsableCommand {
     )
 
     @OptionGroup var model: ModelOptions
+    @OptionGroup var adapter: AdapterOptions
     @Option(help: "The text.") var text: String
 
     func run() throws {
         try reportingErrors {
-            let loaded = try model.load()
+            let loaded = try model.load(adapter: adapter.adapter)
             let ids = loaded.tokenizer.encode(text, parseSpecial: true, addBOS: nil)
             guard !ids.isEmpty else { throw ValidationError("the text has no tokens") }
             guard ids.count <= loaded.model.config.maxPositionEmbeddings else {
                 throw ValidationError("\(ids.count) tokens exceed the model's context of \(loaded.model.config.maxPositionEmbeddings)")
             }
-            let logits = loaded.model.forward(ids, logits: .all)!
-            let logprobs = ids.count > 1 ? Kernels.logProbabilities(logits: logits.rows(0..<ids.count - 1), targets: Array(ids.dropFirst())) : []
+            let logprobs = loaded.model.tokenLogProbabilities(ids)
             print("{\"ids\":\(jsonArray(ids)),\"logprobs\":\(jsonArray(logprobs))}")
         }
     }

@@ -11,6 +11,11 @@ public enum EvaluationError: Error, Equatable, CustomStringConvertible {
     case unusableJudge(file: String, problem: String)
     /// A result file written by another evaluation than the one resuming into it.
     case mismatchedResults(file: String, problem: String)
+    /// Evaluation options that cannot work together, named by the option (an
+    /// `EvaluationOptions` property, e.g. `judge`).
+    case invalidOption(option: String, problem: String)
+    /// A config file (an experiment's) with a missing key or a value of the wrong type.
+    case malformedConfig(file: String, key: String, problem: String)
     case model(LoRAError)
 
     public var description: String {
@@ -20,6 +25,8 @@ public enum EvaluationError: Error, Equatable, CustomStringConvertible {
         case .emptyDataset(let file): "\(file): no records"
         case .unusableJudge(let file, let problem): "\(file): cannot serve as a judge: \(problem)"
         case .mismatchedResults(let file, let problem): "\(file): \(problem)"
+        case .invalidOption(let option, let problem): "\(option): \(problem)"
+        case .malformedConfig(let file, let key, let problem): key.isEmpty ? "\(file): \(problem)" : "\(file): \(key): \(problem)"
         case .model(let error): "\(error)"
         }
     }

@@ -170,7 +170,8 @@ extension LoRAError {
         switch self {
         case .unreadableFile(let f, _), .truncatedFile(let f, _, _), .malformedFile(let f, _), .invalidMetadata(let f, _, _),
              .unsupportedTensorType(let f, _, _), .missingTensor(let f, _), .tensorShapeMismatch(let f, _, _, _),
-             .unsupportedArchitecture(let f, _), .invalidTokenizer(let f, _), .unwritableFile(let f, _), .invalidExample(let f, _, _):
+             .unsupportedArchitecture(let f, _), .invalidTokenizer(let f, _), .unwritableFile(let f, _), .invalidExample(let f, _, _),
+             .malformedRecord(let f, _, _):
             return f
         case .unsupportedInstructionSet, .valueCountMismatch, .quantizedSizeMismatch, .invalidTrainingSetting:
             return ""

@@ -80,7 +80,7 @@ public enum MultipleChoiceSet {
             let candidates = [folder.deletingLastPathComponent().appendingPathComponent("dev/\(subjectKey)_dev.csv").path,
                               folder.appendingPathComponent("\(subjectKey)_dev.csv").path]
             guard let devPath = candidates.first(where: FileManager.default.fileExists) else {
-                throw .unreadableFile(file: candidates[0], reason: "no dev file for \(shots)-shot examples of \(subject) (give --shots 0 for none)")
+                throw .unreadableFile(file: candidates[0], reason: "no dev file for \(shots)-shot examples of \(subject) (0 shots need none)")
             }
             let dev = try mmluRows(devPath)
             guard dev.count >= shots else {

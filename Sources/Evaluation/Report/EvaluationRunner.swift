@@ -30,7 +30,7 @@ public struct EvaluationRunner {
             let name = URL(fileURLWithPath: folder).lastPathComponent
             self.label = label ?? name
             self.folder = folder
-            self.step = step ?? (name.hasPrefix("checkpoint-") ? Int(name.dropFirst("checkpoint-".count)) : nil)
+            self.step = step ?? CheckpointFolder.step(ofName: name)
         }
     }
 
@@ -107,7 +107,7 @@ public struct EvaluationRunner {
                 case "xstest": classifier = RefusalPhrases.xsTest
                 case "judge":
                     guard let judge = options.judge else {
-                        throw .unusableJudge(file: "--judge", problem: "the judge classifier needs a judge model (--judge PATH)")
+                        throw .invalidOption(option: "judge", problem: "the judge classifier needs a judge model")
                     }
                     let judgeModel: LanguageModel
                     do { judgeModel = try LanguageModel.load(path: judge) } catch { throw .model(error) }

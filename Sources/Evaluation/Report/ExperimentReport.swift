@@ -41,15 +41,9 @@ public struct ExperimentReport: Codable, Sendable {
             evaluations.append(try EvaluationResults.load(path))
         }
         var training: [TrainingStepReport]?
-        for log in ["\(folder)/train/train_log.jsonl", "\(folder)/train_log.jsonl"] where FileManager.default.fileExists(atPath: log) {
-            training = []
-            for (line, text) in try TextFile.read(log).split(separator: "\n").enumerated() {
-                guard let step = try? JSONDecoder().decode(TrainingStepReport.self, from: Data(text.utf8)) else {
-                    throw .malformedData(file: log, line: line + 1, problem: "not a training log line")
-                }
-                training!.append(step)
-            }
-            break
+        let logs = ["\(folder)/train/\(TrainingLog.fileName)", "\(folder)/\(TrainingLog.fileName)"]
+        if let log = logs.first(where: { FileManager.default.fileExists(atPath: $0) }) {
+            do { training = try TrainingLog.read(log) } catch { throw .model(error) }
         }
         guard !evaluations.isEmpty || training != nil else {
             throw .emptyDataset(file: folder)

@@ -26,16 +26,17 @@ public struct LoRAConfiguration: Sendable, Codable, Equatable {
     /// The scale PEFT applies: alpha/r, or alpha/√r with rsLoRA.
     public var scale: Float { LoRAAdapter.scale(alpha: alpha, rank: rank, rsLoRA: rsLoRA) }
 
-    /// A problem with the configuration for `model`, as a message; nil when it fits.
-    public func problem(for model: LlamaConfig) -> String? {
-        if rank < 1 { return "rank \(rank) must be at least 1" }
-        if !(dropout >= 0 && dropout < 1) { return "dropout \(dropout) must be in [0, 1)" }
-        if targets.isEmpty { return "no target modules" }
+    /// The first setting that does not fit `model` (its name, e.g. `rank`) with the problem;
+    /// nil when everything fits.
+    public func problem(for model: LlamaConfig) -> (setting: String, problem: String)? {
+        if rank < 1 { return ("rank", "rank \(rank) must be at least 1") }
+        if !(dropout >= 0 && dropout < 1) { return ("dropout", "dropout \(dropout) must be in [0, 1)") }
+        if targets.isEmpty { return ("targets", "no target modules") }
         if let unknown = targets.first(where: { !Self.allTargets.contains($0) }) {
-            return "unknown target module \(unknown) (known: \(Self.allTargets.joined(separator: ",")))"
+            return ("targets", "unknown target module \(unknown) (known: \(Self.allTargets.joined(separator: ",")))")
         }
         if let layers, let bad = layers.first(where: { $0 < 0 || $0 >= model.numHiddenLayers }) {
-            return "layer \(bad) is outside the model's \(model.numHiddenLayers) layers"
+            return ("layers", "layer \(bad) is outside the model's \(model.numHiddenLayers) layers")
         }
         return nil
     }

@@ -1,5 +1,5 @@
 /// How the loaded model holds its big matrices.
-public enum WeightPrecision: String, Sendable, CaseIterable {
+public enum WeightPrecision: String, Sendable, Codable, CaseIterable {
     /// int8 blocks of 32 (Q8_0): GGUF Q8_0 data as is, every other type requantized.
     case int8
     /// Exact f32 values of the stored weights: reference runs.

@@ -29,8 +29,11 @@ public enum LoRAError: Error, Equatable, CustomStringConvertible {
     case unwritableFile(file: String, reason: String)
     /// A line of a dataset is not a usable example (`line` counts from 1).
     case invalidExample(file: String, line: Int, problem: String)
-    /// Training settings that cannot work, named by the option.
-    case invalidTrainingSetting(option: String, problem: String)
+    /// A line of a record file the library wrote (a training log) is not a record.
+    case malformedRecord(file: String, line: Int, problem: String)
+    /// Training settings that cannot work, named by the setting (`TrainingSettings`' property
+    /// path, e.g. `lora.rank`, `learningRate`).
+    case invalidTrainingSetting(setting: String, problem: String)
 
     public var description: String {
         switch self {
@@ -62,8 +65,10 @@ public enum LoRAError: Error, Equatable, CustomStringConvertible {
             return "\(file): cannot write: \(reason)"
         case .invalidExample(let file, let line, let problem):
             return "\(file):\(line): \(problem)"
-        case .invalidTrainingSetting(let option, let problem):
-            return "\(option): \(problem)"
+        case .malformedRecord(let file, let line, let problem):
+            return "\(file):\(line): \(problem)"
+        case .invalidTrainingSetting(let setting, let problem):
+            return "\(setting): \(problem)"
         }
     }
 }

@@ -60,7 +60,7 @@ public final class LoRATrainer: @unchecked Sendable {
         LearningRateSchedule(peak: settings.learningRate, shape: settings.schedule, warmupSteps: settings.warmupSteps, totalSteps: plan.totalSteps)
     }
 
-    var logPath: String { "\(output)/train_log.jsonl" }
+    var logPath: String { "\(output)/\(TrainingLog.fileName)" }
 
     /// Trains to the last step (from the newest checkpoint when `resume`), writing checkpoints
     /// and the final adapter. When `shouldStop` turns true it writes a checkpoint after the
@@ -74,12 +74,14 @@ public final class LoRATrainer: @unchecked Sendable {
             throw .unwritableFile(file: output, reason: error.localizedDescription)
         }
         var firstStep = 0
-        if resume, let (step, folder) = newestCheckpoint() {
-            try restore(from: folder, step: step)
-            firstStep = step
-            onEvent(.resumed(step: step, checkpoint: folder))
+        if resume, let newest = CheckpointFolder.all(in: output).last {
+            try restore(from: newest.path, step: newest.step)
+            firstStep = newest.step
+            onEvent(.resumed(step: newest.step, checkpoint: newest.path))
         }
-        try keepLog(throughStep: firstStep)
+        // a resumed run rewrites the log's steps after its checkpoint; a new run starts it anew
+        let kept = firstStep > 0 && FileManager.default.fileExists(atPath: logPath) ? try TrainingLog.read(logPath) : []
+        try TrainingLog.write(kept.filter { $0.step <= firstStep }, to: logPath)
         let totalSteps = plan.totalSteps, start = Date()
         var reports: [TrainingStepReport] = []
         var step = firstStep
@@ -104,7 +106,7 @@ public final class LoRATrainer: @unchecked Sendable {
             if heldOut != nil, step == totalSteps || settings.evalEvery.map({ step % $0 == 0 }) == true {
                 report.evalLoss = heldOutLoss()
             }
-            try appendLog(report)
+            try TrainingLog.append(report, to: logPath)
             reports.append(report)
             onEvent(.step(report, totalSteps: totalSteps))
             let stopping = step < totalSteps && shouldStop()
@@ -146,17 +148,8 @@ public final class LoRATrainer: @unchecked Sendable {
         let settings: TrainingSettings
     }
 
-    /// The newest complete checkpoint (complete ones are renamed into place whole).
-    func newestCheckpoint() -> (step: Int, folder: String)? {
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: output)) ?? []
-        return names.compactMap { name -> (Int, String)? in
-            guard name.hasPrefix("checkpoint-"), let step = Int(name.dropFirst("checkpoint-".count)) else { return nil }
-            return (step, "\(output)/\(name)")
-        }.max { $0.0 < $1.0 }
-    }
-
     private func writeCheckpoint(step: Int) throws(LoRAError) -> String {
-        let folder = "\(output)/checkpoint-\(step)"
+        let folder = "\(output)/\(CheckpointFolder.name(step: step))"
         try AtomicFile.writeFolder(folder) { (temporary: String) throws(LoRAError) in
             try model.model.savePEFTAdapter(settings.lora, to: temporary, baseModel: model.summary.path)
             try SafetensorsWriter.write(optimizer.momentTensors, to: "\(temporary)/optimizer.safetensors")
@@ -184,32 +177,8 @@ public final class LoRATrainer: @unchecked Sendable {
         try optimizer.restore(moments: tensors, step: state.step, file: moments.path)
     }
 
-    // MARK: Log
-
     /// The log of the run so far (`train_log.jsonl`), one report a step.
-    public var log: [TrainingStepReport] {
-        (FileManager.default.contents(atPath: logPath).flatMap { String(data: $0, encoding: .utf8) } ?? "")
-            .split(separator: "\n").compactMap { try? JSONDecoder().decode(TrainingStepReport.self, from: Data($0.utf8)) }
-    }
-
-    private func appendLog(_ report: TrainingStepReport) throws(LoRAError) {
-        var line = try! JSONEncoder.sorted.encode(report)
-        line.append(UInt8(ascii: "\n"))
-        guard let handle = FileHandle(forWritingAtPath: logPath) else { throw .unwritableFile(file: logPath, reason: "cannot open for appending") }
-        defer { try? handle.close() }
-        do {
-            try handle.seekToEnd()
-            try handle.write(contentsOf: line)
-        } catch {
-            throw .unwritableFile(file: logPath, reason: error.localizedDescription)
-        }
-    }
-
-    /// Keeps the log's complete lines of steps up to `step` (a resumed run rewrites the rest).
-    private func keepLog(throughStep step: Int) throws(LoRAError) {
-        let kept = log.filter { $0.step <= step }.map { String(data: try! JSONEncoder.sorted.encode($0), encoding: .utf8)! + "\n" }
-        try AtomicFile.write(Data(kept.joined().utf8), to: logPath)
-    }
+    public func log() throws(LoRAError) -> [TrainingStepReport] { try TrainingLog.read(logPath) }
 }
 
 extension JSONEncoder {

@@ -47,7 +47,7 @@ public struct TrainingDataset: Sendable {
             let (tokens, learned) = try tokenize(object, model: model, trainOnPrompt: trainOnPrompt, fail: fail)
             guard let firstLearned = learned.firstIndex(of: true) else { throw fail("nothing to learn: no assistant or completion tokens") }
             guard firstLearned < sequenceLength else {
-                throw fail("nothing left to learn within --seq-len \(sequenceLength) (the prompt takes \(firstLearned) tokens)")
+                throw fail("nothing left to learn within sequenceLength \(sequenceLength) (the prompt takes \(firstLearned) tokens)")
             }
             examples.append(TrainingExample(tokens: Array(tokens.prefix(sequenceLength)), learned: Array(learned.prefix(sequenceLength)),
                                             line: index + 1))

@@ -29,21 +29,36 @@ public struct TrainingSettings: Sendable, Codable, Equatable {
 
     public init() {}
 
-    /// The first setting that cannot work, as an error naming its option.
+    /// The first setting that cannot work, as an error naming it (its property path).
     public func validate(model: LlamaConfig) throws(LoRAError) {
-        if let problem = lora.problem(for: model) { throw .invalidTrainingSetting(option: "--rank/--alpha/--dropout/--targets/--layers", problem: problem) }
-        if !(learningRate > 0) { throw .invalidTrainingSetting(option: "--lr", problem: "\(learningRate) must be positive") }
-        if let steps, steps < 1 { throw .invalidTrainingSetting(option: "--steps", problem: "\(steps) must be at least 1") }
-        if epochs < 1 { throw .invalidTrainingSetting(option: "--epochs", problem: "\(epochs) must be at least 1") }
-        if batchSize < 1 { throw .invalidTrainingSetting(option: "--batch", problem: "\(batchSize) must be at least 1") }
+        if let (setting, problem) = lora.problem(for: model) { throw .invalidTrainingSetting(setting: "lora.\(setting)", problem: problem) }
+        if !(learningRate > 0) { throw .invalidTrainingSetting(setting: "learningRate", problem: "\(learningRate) must be positive") }
+        if let steps, steps < 1 { throw .invalidTrainingSetting(setting: "steps", problem: "\(steps) must be at least 1") }
+        if epochs < 1 { throw .invalidTrainingSetting(setting: "epochs", problem: "\(epochs) must be at least 1") }
+        if batchSize < 1 { throw .invalidTrainingSetting(setting: "batchSize", problem: "\(batchSize) must be at least 1") }
         if sequenceLength < 2 || sequenceLength > model.maxPositionEmbeddings {
-            throw .invalidTrainingSetting(option: "--seq-len", problem: "\(sequenceLength) must be in 2...\(model.maxPositionEmbeddings)")
+            throw .invalidTrainingSetting(setting: "sequenceLength", problem: "\(sequenceLength) must be in 2...\(model.maxPositionEmbeddings)")
         }
-        if gradientAccumulation < 1 { throw .invalidTrainingSetting(option: "--grad-accum", problem: "\(gradientAccumulation) must be at least 1") }
-        if warmupSteps < 0 { throw .invalidTrainingSetting(option: "--warmup", problem: "\(warmupSteps) must not be negative") }
-        if optimizer.weightDecay < 0 { throw .invalidTrainingSetting(option: "--weight-decay", problem: "must not be negative") }
-        if let clip = optimizer.clipNorm, !(clip > 0) { throw .invalidTrainingSetting(option: "--clip", problem: "\(clip) must be positive") }
-        if let evalEvery, evalEvery < 1 { throw .invalidTrainingSetting(option: "--eval-every", problem: "must be at least 1") }
-        if let checkpointEvery, checkpointEvery < 1 { throw .invalidTrainingSetting(option: "--checkpoint-every", problem: "must be at least 1") }
+        if gradientAccumulation < 1 { throw .invalidTrainingSetting(setting: "gradientAccumulation", problem: "\(gradientAccumulation) must be at least 1") }
+        if warmupSteps < 0 { throw .invalidTrainingSetting(setting: "warmupSteps", problem: "\(warmupSteps) must not be negative") }
+        if optimizer.weightDecay < 0 { throw .invalidTrainingSetting(setting: "optimizer.weightDecay", problem: "must not be negative") }
+        if let clip = optimizer.clipNorm, !(clip > 0) { throw .invalidTrainingSetting(setting: "optimizer.clipNorm", problem: "\(clip) must be positive") }
+        if let evalEvery, evalEvery < 1 { throw .invalidTrainingSetting(setting: "evalEvery", problem: "must be at least 1") }
+        if let checkpointEvery, checkpointEvery < 1 { throw .invalidTrainingSetting(setting: "checkpointEvery", problem: "must be at least 1") }
+    }
+}
+
+/// When the backward pass recomputes layers: `TrainingSettings.recompute` by name.
+public enum RecomputeChoice: String, Sendable, Codable, CaseIterable {
+    /// When the kept activations would exceed the memory budget.
+    case auto
+    case always, never
+
+    public var setting: Bool? {
+        switch self {
+        case .auto: nil
+        case .always: true
+        case .never: false
+        }
     }
 }
