@@ -40,15 +40,7 @@ struct InspectCommand: ParsableCommand {
     }
 
     func inspectFolder(_ path: String) throws {
-        let configPath = "\(path)/config.json"
-        guard let data = FileManager.default.contents(atPath: configPath) else {
-            throw LoRAError.unreadableFile(file: configPath, reason: "no config.json in the folder")
-        }
-        let config: LlamaConfig
-        do { config = try JSONDecoder().decode(LlamaConfig.self, from: data) } catch {
-            throw LoRAError.invalidMetadata(file: configPath, key: "config", problem: "\(error)")
-        }
-        try config.validate(file: configPath)
+        let config = try LlamaConfig(huggingFaceConfig: "\(path)/config.json")
         print("\(path): Hugging Face checkpoint")
         print("config: \(String(decoding: try JSONEncoder.sorted.encode(config), as: UTF8.self))")
         let files = try FileManager.default.contentsOfDirectory(atPath: path).filter { $0.hasSuffix(".safetensors") }.sorted()

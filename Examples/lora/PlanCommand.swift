@@ -14,13 +14,7 @@ struct PlanCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            guard let data = FileManager.default.contents(atPath: config) else {
-                throw LoRAError.unreadableFile(file: config, reason: "no such file, or it cannot be read")
-            }
-            let llama: LlamaConfig
-            do { llama = try JSONDecoder().decode(LlamaConfig.self, from: data) } catch {
-                throw LoRAError.invalidMetadata(file: config, key: "config", problem: "\(error)")
-            }
+            let llama = try LlamaConfig(huggingFaceConfig: config)
             var settings = TrainingSettings()
             settings.lora = LoRAConfiguration(rank: rank, alpha: Float(2 * rank))
             settings.batchSize = batch

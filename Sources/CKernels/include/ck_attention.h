@@ -39,9 +39,13 @@ ck_status ck_attention_fwd_cached_batch(int n, const float *q, const int *t, int
 // `half` (round to nearest even), else f32.
 void ck_kv_store(const float *k, const float *v, int tokens, int width, void *kt, int ldkt, void *vc, int position,
                  int half);
+// Copies a cache's first `positions` keys and values into another cache of the same width
+// and element type (keys rows ldkt_out apart there): the continuations of one context.
+void ck_kv_copy(const void *kt, int ldkt, const void *vc, int positions, int width, int half, void *kt_out, int ldkt_out,
+                void *vc_out);
 
 // Backward of ck_attention_fwd over keys and values of the same T rows (training: no
-// cache, offset 0), from the probabilities the forward kept (llama-math.md §3):
+// cache, offset 0), from the probabilities the forward kept:
 //   dV = Pᵀ dO,  dP = dO Vᵀ,  dS = P ⊙ (dP − rowsum(dP ⊙ P)),  dQ = c dS K,  dK = c dSᵀ Q,
 // each kv head summing the dK, dV of its query heads in head order (deterministic with any
 // thread count).

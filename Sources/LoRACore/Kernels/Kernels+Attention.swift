@@ -134,3 +134,26 @@ extension Kernels {
         check(status, "attentionBackward queries \(queries.shape)")
     }
 }
+
+extension Kernels {
+    /// Appends keys and values [tokens, width] to one layer of a cache at `position`: values as
+    /// rows of `cacheValues` [capacity, width], keys as columns of `transposedKeys`
+    /// [width, keyStride], in IEEE half when `half`.
+    static func storeInCache(keys k: Tensor, values v: Tensor, transposedKeys: AlignedBuffer, keyStride: Int, cacheValues: AlignedBuffer,
+                             position: Int, half: Bool) {
+        let width = k.rowLength
+        k.withUnsafeBufferPointer { kp in
+            v.withUnsafeBufferPointer { vp in
+                ck_kv_store(kp.baseAddress, vp.baseAddress, Int32(k.rowCount), Int32(width), transposedKeys.pointer, Int32(keyStride),
+                            cacheValues.pointer, Int32(position), half ? 1 : 0)
+            }
+        }
+    }
+
+    /// Copies the first `positions` of one layer of a cache into another's.
+    static func copyCache(transposedKeys: AlignedBuffer, keyStride: Int, values: AlignedBuffer, positions: Int, width: Int, half: Bool,
+                          intoKeys: AlignedBuffer, keyStride outStride: Int, values outValues: AlignedBuffer) {
+        ck_kv_copy(transposedKeys.pointer, Int32(keyStride), values.pointer, Int32(positions), Int32(width), half ? 1 : 0,
+                   intoKeys.pointer, Int32(outStride), outValues.pointer)
+    }
+}

@@ -1,8 +1,7 @@
-import CKernels
 import Foundation
 
 /// A PEFT adapter in the forms llama.cpp uses: folded into a model's weights (a merged
-/// GGUF), or as a GGUF LoRA adapter file (`--lora`, gguf-lora.md).
+/// GGUF), or as a GGUF LoRA adapter file (llama.cpp's `--lora`).
 extension PEFTAdapter {
     /// Each module's A [rank, in] and B [out, rank] under its GGUF tensor name, checked
     /// against the model's tensor shapes, with B's rows of q/k in the model's permuted order.
@@ -23,7 +22,7 @@ extension PEFTAdapter {
         return pairs
     }
 
-    /// Writes this adapter as a GGUF LoRA adapter for `model` (gguf-lora.md): `general.type =
+    /// Writes this adapter as a GGUF LoRA adapter for `model`: `general.type =
     /// adapter`, `adapter.type = lora`, one `adapter.lora.alpha`, tensors
     /// `blk.N.attn_q.weight.lora_a/_b` in PEFT's own shapes. llama.cpp scales each pair by
     /// alpha / rank; where this adapter's scale differs (rsLoRA, rank or alpha patterns) the
@@ -132,7 +131,7 @@ extension MergedModel {
                     () throws(LoRAError) -> Data in
                     let weight = try shard.values(of: name)
                     Kernels.matmulAccumulate(lora.b, lora.a, transposeB: false, alpha: lora.scale, into: weight)
-                    return Self.encode(weight, dtype: dtype)
+                    return SafetensorsWriter.encode(weight, dtype: dtype)
                 })
             }
             byShard.append((shard, entries))
@@ -166,18 +165,6 @@ extension MergedModel {
                 data = (try? JSONSerialization.data(withJSONObject: index, options: [.prettyPrinted, .sortedKeys])) ?? data
             }
             try AtomicFile.write(data, to: "\(output)/\(name)")
-        }
-    }
-
-    static func encode(_ values: Tensor, dtype: String) -> Data {
-        values.withUnsafeBufferPointer { v in
-            switch dtype {
-            case "F16": return v.map { ck_float_to_half($0) }.withUnsafeBytes { Data($0) }
-            case "BF16":
-                // round to nearest even, as torch converts
-                return v.map { UInt16((($0.bitPattern &+ 0x7FFF &+ (($0.bitPattern >> 16) & 1)) >> 16)) }.withUnsafeBytes { Data($0) }
-            default: return Data(buffer: v)
-            }
         }
     }
 }

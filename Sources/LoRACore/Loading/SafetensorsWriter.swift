@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 
 /// Writes f32 tensors as a safetensors file the way the `safetensors` Python package does:
@@ -8,6 +9,18 @@ public enum SafetensorsWriter {
         var data = header(names.map { ($0, "F32", tensors[$0]!.shape, tensors[$0]!.count * MemoryLayout<Float>.size) }, metadata: metadata)
         for name in names { tensors[name]!.withUnsafeBufferPointer { data.append(Data(buffer: $0)) } }
         return data
+    }
+
+    /// f32 values stored as a safetensors dtype: F32 as is, F16 (IEEE half) and BF16, each
+    /// rounded to nearest even as torch converts.
+    static func encode(_ values: Tensor, dtype: String) -> Data {
+        values.withUnsafeBufferPointer { v in
+            switch dtype {
+            case "F16": return v.map { ck_float_to_half($0) }.withUnsafeBytes { Data($0) }
+            case "BF16": return v.map { UInt16((($0.bitPattern &+ 0x7FFF &+ (($0.bitPattern >> 16) & 1)) >> 16)) }.withUnsafeBytes { Data($0) }
+            default: return Data(buffer: v)
+            }
+        }
     }
 
     /// The length prefix and JSON header for tensors in this order, padded with spaces to 8 bytes.

@@ -1,5 +1,3 @@
-import CKernels
-
 /// Keys and values of every layer for the positions seen so far, so each new token costs
 /// one position of work instead of the whole prefix.
 public final class KVCache: @unchecked Sendable {
@@ -59,12 +57,8 @@ public final class KVCache: @unchecked Sendable {
     func store(layer: Int, keys k: Tensor, values v: Tensor) {
         precondition(k.rowLength == width && v.shape == k.shape && count + k.rowCount <= capacity,
                      "KVCache.store: keys \(k.shape), values \(v.shape) at \(count) of \(capacity)")
-        k.withUnsafeBufferPointer { kp in
-            v.withUnsafeBufferPointer { vp in
-                ck_kv_store(kp.baseAddress, vp.baseAddress, Int32(k.rowCount), Int32(width), transposedKeys[layer].pointer,
-                            Int32(keyStride), values[layer].pointer, Int32(count), precision == .f16 ? 1 : 0)
-            }
-        }
+        Kernels.storeInCache(keys: k, values: v, transposedKeys: transposedKeys[layer], keyStride: keyStride, cacheValues: values[layer],
+                             position: count, half: precision == .f16)
     }
 
     func append(_ new: [Int32]) {
@@ -78,13 +72,10 @@ extension KVCache {
     public func copy(capacity: Int) -> KVCache {
         precondition(capacity >= count, "KVCache.copy: \(count) positions into a capacity of \(capacity)")
         let copy = KVCache(width: width, layers: values.count, capacity: capacity, precision: precision)
-        let bytes = precision.bytes
         for layer in values.indices {
-            copy.values[layer].pointer.copyMemory(from: values[layer].pointer, byteCount: count * width * bytes)
-            for row in 0..<width {  // keys are stored transposed: one strided run per dimension
-                copy.transposedKeys[layer].pointer.advanced(by: row * copy.keyStride * bytes)
-                    .copyMemory(from: transposedKeys[layer].pointer.advanced(by: row * keyStride * bytes), byteCount: count * bytes)
-            }
+            Kernels.copyCache(transposedKeys: transposedKeys[layer], keyStride: keyStride, values: values[layer], positions: count,
+                              width: width, half: precision == .f16, intoKeys: copy.transposedKeys[layer], keyStride: copy.keyStride,
+                              values: copy.values[layer])
         }
         copy.append(tokens)
         return copy

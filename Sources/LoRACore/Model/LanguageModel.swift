@@ -30,29 +30,11 @@ public struct LanguageModel: Sendable {
 
     static func loadHuggingFace(folder: String, precision: WeightPrecision,
                                 progress: ((WorkProgress) -> Void)?) throws(LoRAError) -> LanguageModel {
-        let configPath = "\(folder)/config.json"
-        guard let data = FileManager.default.contents(atPath: configPath) else {
-            throw .unreadableFile(file: configPath, reason: "no config.json in the folder")
-        }
-        struct Kind: Decodable { let model_type: String?; let architectures: [String]? }
-        guard let kind = try? JSONDecoder().decode(Kind.self, from: data) else {
-            throw .malformedFile(file: configPath, problem: "not a JSON object")
-        }
-        let architecture = kind.architectures?.first ?? kind.model_type ?? "unknown"
-        guard kind.model_type == "llama" || architecture == "LlamaForCausalLM" else {
-            throw .unsupportedArchitecture(file: configPath, architecture: architecture)
-        }
-        let config: LlamaConfig
-        do {
-            config = try JSONDecoder().decode(LlamaConfig.self, from: data)
-        } catch {
-            throw .invalidMetadata(file: configPath, key: "config", problem: "\(error)")
-        }
-        try config.validate(file: configPath)
+        let config = try LlamaConfig(huggingFaceConfig: "\(folder)/config.json")
         // the tokenizer first: a folder without one fails before the long part
-        let (tokenizer, template) = try loadHuggingFaceTokenizer(folder: folder, config: data)
+        let (tokenizer, template) = try loadHuggingFaceTokenizer(folder: folder)
         let tensors = try SafetensorsCheckpoint(folder: folder)
-        // Hugging Face keeps Q/K rows in rotate_half order (gguf.md §7)
+        // Hugging Face keeps Q/K rows in rotate_half order
         let model = try LlamaModel(config: config, tensors: tensors, names: .huggingFace, ropeLayout: .halves,
                                    ropeFrequencies: config.ropeFrequencies(), precision: precision, progress: progress)
         let summary = CheckpointSummary(path: folder, format: "safetensors", fileBytes: tensors.byteCount,

@@ -191,6 +191,27 @@ public struct LlamaConfig: Codable, Sendable, Equatable {
 
 extension LlamaConfig {
     /// From a GGUF file's `llama.*` keys (see ../shared/reference/gguf.md).
+    /// Reads a Hugging Face `config.json`: a Llama architecture, decoded and validated.
+    public init(huggingFaceConfig path: String) throws(LoRAError) {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw .unreadableFile(file: path, reason: "no such file, or it cannot be read")
+        }
+        struct Kind: Decodable { let model_type: String?; let architectures: [String]? }
+        guard let kind = try? JSONDecoder().decode(Kind.self, from: data) else {
+            throw .malformedFile(file: path, problem: "not a JSON object")
+        }
+        let architecture = kind.architectures?.first ?? kind.model_type ?? "unknown"
+        guard kind.model_type == "llama" || architecture == "LlamaForCausalLM" else {
+            throw .unsupportedArchitecture(file: path, architecture: architecture)
+        }
+        do {
+            self = try JSONDecoder().decode(LlamaConfig.self, from: data)
+        } catch {
+            throw .invalidMetadata(file: path, key: "config", problem: "\(error)")
+        }
+        try validate(file: path)
+    }
+
     public init(gguf: GGUFFile) throws(LoRAError) {
         let file = gguf.path
         guard let architecture = gguf["general.architecture"]?.stringValue else {
