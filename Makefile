@@ -1,7 +1,7 @@
 # Everything a fresh Debian/Ubuntu machine needs: `make demo`, `make test`.
 SWIFT ?= swift
 
-.PHONY: deps model demo test bench bench-peers fixtures clean
+.PHONY: deps model demo test docs lint sanitize fuzz bench bench-peers fixtures clean
 
 deps:
 	@scripts/install-deps
@@ -23,6 +23,12 @@ test: model
 	SWIFT_LORA_MODEL="$$(scripts/fetch-model)" $(SWIFT) test -c release --skip-build --skip Benchmarks
 	scripts/test-cli
 	scripts/test-consumer
+	scripts/check-docs
+
+# The DocC catalogs (Sources/*/*.docc), built without a warning; the archives land in
+# .build/plugins/Swift-DocC/outputs.
+docs:
+	scripts/check-docs
 
 bench: model
 	$(SWIFT) build -c release --build-tests

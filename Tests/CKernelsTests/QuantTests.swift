@@ -3,7 +3,7 @@ import Foundation
 import Testing
 
 /// Dequantization of every GGUF storage type against hand-made blocks whose values are
-/// known from the format's definition (gguf.md §5), not from the code under test.
+/// known from the format's definition (Sources/LoRACore/LoRACore.docc/BlockFormats.md), not from the code under test.
 @Suite struct QuantTests {
     func dequantize(_ type: ck_type, _ bytes: [UInt8], count: Int) -> [Float] {
         var out = [Float](repeating: .nan, count: count)

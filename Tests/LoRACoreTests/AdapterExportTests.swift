@@ -45,7 +45,7 @@ import Testing
         }
     }
 
-    /// The GGUF adapter file as llama.cpp's loader reads it (gguf-lora.md): its metadata,
+    /// The GGUF adapter file as llama.cpp's loader reads it (LoRACore.docc/AdapterFormats.md): its metadata,
     /// names and shapes, and its meaning: each weight plus alpha/r · lora_b·lora_a (r from
     /// lora_b, as llama.cpp takes it) equals the merged weight that gives PEFT's logits.
     @Test func ggufAdapterFileMeansWhatPEFTsAdapterMeans() throws {

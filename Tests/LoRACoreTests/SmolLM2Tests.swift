@@ -180,7 +180,7 @@ struct SmolLM2Tests {
     @Test func chatFormatIsDetectedFromTheFile() {
         let model = RealModel.int8
         #expect(model.chatTemplate == .chatML(defaultSystemPrompt: "You are a helpful AI assistant named SmolLM, trained by Hugging Face"))
-        // chat-templates.md §1: the ids of [user: "Hi"] with the generation prompt
+        // ChatML (LoRACore.docc/FileFormats.md): the ids of [user: "Hi"] with the generation prompt
         #expect(model.encodeChat([.user("Hi")]) == [1, 9690, 198, 2683, 359, 253, 5356, 5646, 11173, 3365, 3511, 308, 34519, 28, 7018,
                                                    411, 407, 19712, 8182, 2, 198, 1, 4093, 198, 26843, 2, 198, 1, 520, 9531, 198])
     }

@@ -2,7 +2,7 @@ import CKernels
 import Foundation
 import LoRACore
 
-/// Writes GGUF v3 files for tests, following the spec (gguf.md §1–3) independently of the
+/// Writes GGUF v3 files for tests, following the spec (LoRACore.docc/FileFormats.md) independently of the
 /// reader: metadata of every value type, tensors in F32, F16 or Q8_0.
 struct SpecGGUFWriter {
     enum Value {
@@ -111,7 +111,7 @@ struct SpecGGUFWriter {
         }
     }
 
-    /// ggml's quantize_row_q4_0_ref (gguf.md §5): per 32 values, d = (the value of largest
+    /// ggml's quantize_row_q4_0_ref (LoRACore.docc/BlockFormats.md): per 32 values, d = (the value of largest
     /// magnitude) / -8, q = min(15, trunc(x/d + 8.5)); low nibbles hold values 0–15, high
     /// nibbles 16–31. Returns the bytes and the values they decode to.
     static func q4_0(_ values: [Float]) -> (bytes: [UInt8], decoded: [Float]) {
@@ -154,7 +154,7 @@ enum TinyLlamaGGUF {
 
     static func writer(types: [SpecGGUFWriter.StoredType] = [.f32, .f16, .q8_0], tied: Bool = true) -> SpecGGUFWriter {
         var w = SpecGGUFWriter()
-        // GPT-2's byte alphabet (tokenizer.md §2.3): printable Latin-1 as is, the rest from U+0100
+        // GPT-2's byte alphabet (LoRACore.docc/FileFormats.md): printable Latin-1 as is, the rest from U+0100
         var next: UInt32 = 0x100
         let alphabet = (0..<256).map { byte -> String in
             if (0x21...0x7E).contains(byte) || (0xA1...0xAC).contains(byte) || (0xAE...0xFF).contains(byte) {

@@ -1,4 +1,4 @@
-// The Llama elementwise operations, each forward beside its backward (llama-math.md).
+// The Llama elementwise operations, each forward beside its backward (Sources/LoRACore/LoRACore.docc/ModelMath.md).
 // Shapes: T tokens (rows), D features; everything f32 row-major.
 #ifndef CK_OPS_H
 #define CK_OPS_H

@@ -1,8 +1,8 @@
 import Foundation
 
 /// Refusal by phrase matching: a response is a refusal when it contains any of the phrases
-/// anywhere (the AdvBench/GCG rule, ../shared/reference/evaluation.md §4), or begins with
-/// one (XSTest's string-match rule, §5). Compared in lower case with typographic
+/// anywhere (the AdvBench/GCG rule, <doc:EvaluationDefinitions>), or begins with
+/// one (XSTest's string-match rule). Compared in lower case with typographic
 /// apostrophes made plain, so "I CAN’T" matches "i can't".
 public struct RefusalPhrases: ResponseClassifier {
     public enum Match: String, Sendable { case anywhere, start }

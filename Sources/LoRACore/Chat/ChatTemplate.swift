@@ -15,7 +15,7 @@ public struct ChatMessage: Sendable, Equatable, Codable {
 }
 
 /// The prompt format of a chat model, recognized from its Jinja `chat_template` the way
-/// llama.cpp does (chat-templates.md §4) and rendered natively: each format's output is
+/// llama.cpp does (<doc:FileFormats>) and rendered natively: each format's output is
 /// checked byte for byte against Jinja2 running the model's own template.
 public enum ChatTemplate: Sendable, Equatable {
     /// `<|im_start|>role\ncontent<|im_end|>\n`; SmolLM2 adds a default system turn when the

@@ -2,7 +2,7 @@ import Foundation
 
 /// A LoRA adapter on one projection: y += scale · (drop(x)·Aᵀ)·Bᵀ with A [rank, in],
 /// B [out, rank] and scale = alpha / rank (alpha / √rank with rsLoRA), as PEFT computes it
-/// (peft-lora.md §1). Trainable: `backward` accumulates dL/dA and dL/dB.
+/// (<doc:AdapterFormats>). Trainable: `backward` accumulates dL/dA and dL/dB.
 public final class LoRAAdapter: LinearAdapter, @unchecked Sendable {
     public let a: Tensor  // [rank, in]
     public let b: Tensor  // [out, rank]
@@ -88,7 +88,7 @@ public final class LoRAAdapter: LinearAdapter, @unchecked Sendable {
 
     /// For the forward's input x [tokens, in] and dL/dy [tokens, out]: adds dL/dA and dL/dB
     /// into the gradients and, when given, the adapter's share of dL/dx into `inputGradient`
-    /// (llama-math.md §3: u = x̃Aᵀ, dB = s·dyᵀu, du = s·dy·B, dA = duᵀx̃, dx += (du·A) ⊙ mask).
+    /// (<doc:ModelMath>: u = x̃Aᵀ, dB = s·dyᵀu, du = s·dy·B, dA = duᵀx̃, dx += (du·A) ⊙ mask).
     public func backward(input x: Tensor, outputGradient dy: Tensor, inputGradient dx: Tensor?) {
         let input = dropped(x), dy = dy.reshaped([dy.rowCount, dy.rowLength])
         let u = Kernels.matmul(input, a, transposeB: true)                     // [tokens, rank]

@@ -2,7 +2,7 @@ import Foundation
 
 /// LoRA adapters in Hugging Face PEFT's format: a folder with `adapter_config.json` and
 /// `adapter_model.safetensors` whose keys are `base_model.model.<module>.lora_A.weight` and
-/// `….lora_B.weight` (peft-lora.md §3–4). Weights are in Hugging Face layout.
+/// `….lora_B.weight` (<doc:AdapterFormats>). Weights are in Hugging Face layout.
 public struct PEFTAdapter: Sendable {
     public let folder: String
     public let rank: Int

@@ -44,7 +44,7 @@ public struct GGUFTensorInfo: Sendable {
 }
 
 /// A GGUF v2/v3 file, memory-mapped: its metadata and its tensor table, each tensor's
-/// bytes left in the mapping until a loader converts them (see ../shared/reference/gguf.md).
+/// bytes left in the mapping until a loader converts them (<doc:FileFormats>).
 public final class GGUFFile: @unchecked Sendable {
     public let path: String
     public let version: UInt32

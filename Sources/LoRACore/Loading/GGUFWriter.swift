@@ -1,7 +1,7 @@
 import CKernels
 import Foundation
 
-/// Writes GGUF v3 files as llama.cpp reads them (gguf.md §1–3): metadata entries, then the
+/// Writes GGUF v3 files as llama.cpp reads them (<doc:FileFormats>): metadata entries, then the
 /// tensor directory, then each tensor's data aligned to 32 bytes. Tensors are produced and
 /// written one at a time, so a merged 70B model never sits in memory whole; the file is
 /// written under a temporary name and renamed when complete.

@@ -1,7 +1,7 @@
 import Foundation
 
 /// A safetensors file, memory-mapped: an 8-byte header length, a JSON header naming each
-/// tensor's dtype, shape and byte range, then the data (see ../shared/reference/safetensors.md).
+/// tensor's dtype, shape and byte range, then the data (<doc:FileFormats>).
 public final class SafetensorsFile: @unchecked Sendable {
     public let path: String
     public struct Entry: Sendable {

@@ -190,7 +190,7 @@ public struct LlamaConfig: Codable, Sendable, Equatable {
 }
 
 extension LlamaConfig {
-    /// From a GGUF file's `llama.*` keys (see ../shared/reference/gguf.md).
+    /// From a GGUF file's `llama.*` keys (<doc:FileFormats>).
     /// Reads a Hugging Face `config.json`: a Llama architecture, decoded and validated.
     public init(huggingFaceConfig path: String) throws(LoRAError) {
         guard let data = FileManager.default.contents(atPath: path) else {

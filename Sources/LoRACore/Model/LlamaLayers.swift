@@ -1,6 +1,6 @@
 /// The pieces of a Llama decoder layer, named after Hugging Face's modules
 /// (`model.layers.N.self_attn.q_proj`, …) so checkpoint keys and adapters map one to one.
-/// Each forward returns what its backward needs (llama-math.md §3), so the trainer can
+/// Each forward returns what its backward needs (<doc:ModelMath>), so the trainer can
 /// walk the layers in reverse with nothing recomputed but the cheap elementwise parts.
 
 /// RMSNorm with a learned gain: y = x · rsqrt(mean(x²) + eps) · weight.

@@ -1,7 +1,7 @@
 /// Byte-level BPE (GPT-2 style, GGUF `tokenizer.ggml.model = gpt2`, Hugging Face BPE with a
 /// ByteLevel pre-tokenizer): text is split by the model's pre-tokenizer, each piece's UTF-8
 /// bytes are spelled in GPT-2's byte alphabet, and ranked merges join adjacent symbols
-/// (tokenizer.md §2).
+/// (<doc:FileFormats>).
 public final class ByteLevelBPETokenizer: Tokenizer, @unchecked Sendable {
     public let vocabularySize: Int
     public let bosTokenID: Int32?

@@ -1,7 +1,7 @@
 /// SentencePiece BPE as Llama 1/2 use it (GGUF `tokenizer.ggml.model = llama`,
 /// `tokenizer.model`, or a Hugging Face `tokenizer.json` converted from one): spaces become
 /// `▁`, one is put in front of the text, characters merge pairwise by priority, and
-/// characters outside the vocabulary fall back to `<0xXX>` byte tokens (tokenizer.md §3).
+/// characters outside the vocabulary fall back to `<0xXX>` byte tokens (<doc:FileFormats>).
 public final class SentencePieceTokenizer: Tokenizer, @unchecked Sendable {
     public let vocabularySize: Int
     public let bosTokenID: Int32?
