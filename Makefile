@@ -19,11 +19,17 @@ demo: model
 # Release build: numeric tests on real model sizes crawl at -O0. The benchmark suites
 # are test targets too, and are skipped here (`make bench` runs them).
 test: model
+	scripts/lint
 	$(SWIFT) build -c release --build-tests
 	SWIFT_LORA_MODEL="$$(scripts/fetch-model)" $(SWIFT) test -c release --skip-build --skip Benchmarks
 	scripts/test-cli
 	scripts/test-consumer
 	scripts/check-docs
+
+# swift-format's rules (.swift-format) and line lengths; `swift format -i -r Sources Tests
+# Examples Benchmarks Package.swift` applies them.
+lint:
+	scripts/lint
 
 # The DocC catalogs (Sources/*/*.docc), built without a warning; the archives land in
 # .build/plugins/Swift-DocC/outputs.

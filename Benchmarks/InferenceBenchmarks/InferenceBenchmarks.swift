@@ -1,6 +1,6 @@
+import BenchmarkSupport
 import Foundation
 import LoRACore
-import BenchmarkSupport
 import XCTest
 
 /// Model throughput on the real model, one JSON object per line:
@@ -15,14 +15,15 @@ final class InferenceBenchmarks: XCTestCase {
     /// Generator as an application runs them (prefill in its chunks); best of 3 and of 2.
     func measure(_ model: LanguageModel, prompt: [Int32]) -> (prefill: Double, decode: Double) {
         let generator = Generator(model: model.model, tokenizer: model.tokenizer)
-        var prefill = 0.0, decode = 0.0
+        var prefill = 0.0
+        var decode = 0.0
         for _ in 0..<3 {
             prefill = max(prefill, generator.generate(prompt: prompt, stop: StopConditions(maxTokens: 0)).prefillTokensPerSecond)
         }
         for _ in 0..<2 {
             let summary = generator.generate(prompt: prompt, stop: StopConditions(maxTokens: 129, stopTokens: []))
             XCTAssertEqual(summary.generatedTokens, 129)
-            decode = max(decode, summary.decodeTokensPerSecond)  // 128 steps after the first token
+            decode = max(decode, summary.decodeTokensPerSecond) // 128 steps after the first token
         }
         return (prefill, decode)
     }
@@ -39,13 +40,15 @@ final class InferenceBenchmarks: XCTestCase {
         let rss = BenchmarkEnvironment.peakRSS()
         let f32 = try LanguageModel.load(path: path, precision: .f32)
         let exact = measure(f32, prompt: prompt)
-        Self.report.emit("prefill_512_int8", fast.prefill, unit: "tok/s", baseline: "prefill_512_f32_openblas", baselineValue: exact.prefill)
+        Self.report.emit(
+            "prefill_512_int8", fast.prefill, unit: "tok/s", baseline: "prefill_512_f32_openblas", baselineValue: exact.prefill)
         Self.report.emit("decode_128_int8", fast.decode, unit: "tok/s", baseline: "decode_128_f32_openblas", baselineValue: exact.decode)
         Self.report.emit("peak_rss_int8", rss, unit: "MiB", baseline: "peak_rss_after_load", baselineValue: rssAfterLoad)
         // Each decoded token streams every int8 weight once (the model is several times L3):
         // the rate that implies, against what a GEMV alone streams from memory.
-        Self.report.emit("decode_128_int8_weight_stream", Double(int8.summary.modelBytes) * fast.decode / 1e9, unit: "GB/s",
-                         baseline: "gemv_int8_128MiB_stream", baselineValue: Self.weightStreamRate())
+        Self.report.emit(
+            "decode_128_int8_weight_stream", Double(int8.summary.modelBytes) * fast.decode / 1e9, unit: "GB/s",
+            baseline: "gemv_int8_128MiB_stream", baselineValue: Self.weightStreamRate())
     }
 
     /// GB/s of int8 weights a one-row product reads: a 128 MiB matrix, four times L3, so
@@ -75,15 +78,17 @@ final class InferenceBenchmarks: XCTestCase {
             XCTAssertEqual(summary.generatedTokens, 129)
             return summary.decodeTokensPerSecond
         }
-        var bare = 0.0, adapted = 0.0
+        var bare = 0.0
+        var adapted = 0.0
         for _ in 0..<3 {
             model.model.detachAdapters()
             bare = max(bare, rate())
             _ = model.model.attachLoRA(LoRAConfiguration(rank: 16, alpha: 32), seed: 1)
             adapted = max(adapted, rate())
         }
-        Self.report.emit("decode_128_int8_lora_r16_all_projections", adapted, unit: "tok/s",
-                         baseline: "decode_128_int8_no_adapter", baselineValue: bare)
+        Self.report.emit(
+            "decode_128_int8_lora_r16_all_projections", adapted, unit: "tok/s",
+            baseline: "decode_128_int8_no_adapter", baselineValue: bare)
     }
 
     /// 32 chat prompts × 128 greedy tokens (no stop token, so every sequence runs the
@@ -107,13 +112,15 @@ final class InferenceBenchmarks: XCTestCase {
         let tokens = Double(prompts.count * 128)
         // alternated rounds, the best of each: this machine's speed drifts by tens of percent
         // within a minute, which would otherwise bias whichever side ran in the slow stretch
-        var single = Double.infinity, batched = Double.infinity
+        var single = Double.infinity
+        var batched = Double.infinity
         for _ in 0..<3 {
             single = min(single, seconds { prompts.map { generator.generate(prompt: $0, stop: stop) } })
             batched = min(batched, seconds { generator.generate(prompts: prompts, stop: stop, batchSize: 32) })
         }
-        Self.report.emit("batched_generation_32x128_int8", tokens / batched, unit: "tok/s",
-                         baseline: "one_at_a_time_32x128_int8", baselineValue: tokens / single)
+        Self.report.emit(
+            "batched_generation_32x128_int8", tokens / batched, unit: "tok/s",
+            baseline: "one_at_a_time_32x128_int8", baselineValue: tokens / single)
     }
 
     /// Multiple-choice scoring, 4 choices after a 5-shot MMLU-style context (~190 tokens):
@@ -123,7 +130,8 @@ final class InferenceBenchmarks: XCTestCase {
     func testSharedPrefixScoring() throws {
         let model = try LanguageModel.load(path: BenchmarkEnvironment.modelPath, precision: .int8)
         let shot = "Which of these is a primary colour?\nA. Green\nB. Red\nC. Purple\nD. Orange\nAnswer: B\n\n"
-        let context = "The following are multiple choice questions (with answers) about general knowledge.\n\n"
+        let context =
+            "The following are multiple choice questions (with answers) about general knowledge.\n\n"
             + String(repeating: shot, count: 5) + "Which planet is closest to the Sun?\nA. Venus\nB. Earth\nC. Mercury\nD. Mars\nAnswer:"
         let contextIDs = model.tokenizer.encode(context, parseSpecial: false, addBOS: nil)
         let choices = [" A", " B", " C", " D"].map { model.tokenizer.encode($0, parseSpecial: false, addBOS: false) }
@@ -147,11 +155,13 @@ final class InferenceBenchmarks: XCTestCase {
             }
             return fastest
         }
-        let naiveSeconds = seconds(naive), sharedSeconds = seconds(shared)
+        let naiveSeconds = seconds(naive)
+        let sharedSeconds = seconds(shared)
         print("# \(contextIDs.count) context tokens, 4 one-token choices")
         // items/s, so the ratio reads as times fewer seconds per item than the naive way
-        Self.report.emit("mc_shared_prefix_items_per_s", 1 / sharedSeconds, unit: "items/s",
-                         baseline: "mc_naive_items_per_s", baselineValue: 1 / naiveSeconds)
+        Self.report.emit(
+            "mc_shared_prefix_items_per_s", 1 / sharedSeconds, unit: "items/s",
+            baseline: "mc_naive_items_per_s", baselineValue: 1 / naiveSeconds)
     }
 
     /// Encoding 1 MB of mixed text (words, digits, code, accents, CJK, emoji) with the

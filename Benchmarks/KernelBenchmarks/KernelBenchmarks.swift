@@ -1,7 +1,7 @@
+import BenchmarkSupport
 import CKernels
 import Foundation
 import LoRACore
-import BenchmarkSupport
 import XCTest
 
 /// Kernel throughput, printed as one JSON object per line:
@@ -14,8 +14,10 @@ final class KernelBenchmarks: XCTestCase {
 
     /// Best wall time of `body` over at least 3 runs and at least `budget` seconds.
     func bestTime(budget: Double = 0.6, _ body: () -> Void) -> Double {
-        body()  // warm caches and lazily built state
-        var best = Double.infinity, spent = 0.0, runs = 0
+        body() // warm caches and lazily built state
+        var best = Double.infinity
+        var spent = 0.0
+        var runs = 0
         while runs < 3 || spent < budget {
             let start = DispatchTime.now().uptimeNanoseconds
             body()
@@ -36,9 +38,10 @@ final class KernelBenchmarks: XCTestCase {
             a.withUnsafeBufferPointer { ap in
                 b.withUnsafeBufferPointer { bp in
                     c.withUnsafeMutableBufferPointer { cp in
-                        let status = ck_sgemm_openblas_threaded(0, transposeB ? 1 : 0, Int32(m), Int32(n), Int32(k), 1, ap.baseAddress,
-                                                                Int32(k), bp.baseAddress, Int32(transposeB ? k : n), 0, cp.baseAddress,
-                                                                Int32(n), threads)
+                        let status = ck_sgemm_openblas_threaded(
+                            0, transposeB ? 1 : 0, Int32(m), Int32(n), Int32(k), 1, ap.baseAddress,
+                            Int32(k), bp.baseAddress, Int32(transposeB ? k : n), 0, cp.baseAddress,
+                            Int32(n), threads)
                         precondition(status == CK_OK)
                     }
                 }
@@ -48,7 +51,8 @@ final class KernelBenchmarks: XCTestCase {
 
     /// Worst |int8 - exact| over the output, relative to the output's largest magnitude.
     func relativeError(_ got: Tensor, _ exact: Tensor) -> Float {
-        let g = got.scalars, e = exact.scalars
+        let g = got.scalars
+        let e = exact.scalars
         let scale = e.map(abs).max() ?? 1
         return zip(g, e).map { abs($0 - $1) }.max()! / scale
     }
@@ -59,7 +63,8 @@ final class KernelBenchmarks: XCTestCase {
             for (k, n) in Self.shapes {
                 let w = QuantizedWeight(quantizing: Tensor.uniform([n, k], seed: 1))
                 let wF32 = w.dequantized()
-                let x = Tensor.uniform([m, k], seed: 2), dy = Tensor.uniform([m, n], seed: 3)
+                let x = Tensor.uniform([m, k], seed: 2)
+                let dy = Tensor.uniform([m, n], seed: 3)
                 let flops = 2.0 * Double(m) * Double(n) * Double(k)
                 let shape = "\(m)x\(k)x\(n)"
 
@@ -72,21 +77,26 @@ final class KernelBenchmarks: XCTestCase {
 
                 let forward = bestTime { _ = Kernels.matmul(x, w) }
                 let forwardBase = openBLASSeconds(m: m, n: n, k: k, a: x, b: wF32, transposeB: true)
-                Self.report.emit("gemm_int8_fwd_\(shape)", flops / forward / 1e9, unit: "GFLOP/s", baseline: "openblas_sgemm",
-                     baselineValue: flops / forwardBase / 1e9)
+                Self.report.emit(
+                    "gemm_int8_fwd_\(shape)", flops / forward / 1e9, unit: "GFLOP/s", baseline: "openblas_sgemm",
+                    baselineValue: flops / forwardBase / 1e9)
                 let backward = bestTime { _ = Kernels.matmulBackwardData(dy, w) }
                 let backwardBase = openBLASSeconds(m: m, n: k, k: n, a: dy, b: wF32, transposeB: false)
-                Self.report.emit("gemm_int8_bwd_data_\(shape)", flops / backward / 1e9, unit: "GFLOP/s", baseline: "openblas_sgemm",
-                     baselineValue: flops / backwardBase / 1e9)
+                Self.report.emit(
+                    "gemm_int8_bwd_data_\(shape)", flops / backward / 1e9, unit: "GFLOP/s", baseline: "openblas_sgemm",
+                    baselineValue: flops / backwardBase / 1e9)
             }
         }
     }
 
     func testGemvInt8() {
-        let copyBytes = 1 << 30  // 1 GiB: far past the 260 MiB L3, so this is DRAM bandwidth
+        let copyBytes = 1 << 30 // 1 GiB: far past the 260 MiB L3, so this is DRAM bandwidth
         let source = UnsafeMutableRawPointer.allocate(byteCount: copyBytes, alignment: 64)
         let destination = UnsafeMutableRawPointer.allocate(byteCount: copyBytes, alignment: 64)
-        defer { source.deallocate(); destination.deallocate() }
+        defer {
+            source.deallocate()
+            destination.deallocate()
+        }
         memset(source, 1, copyBytes)
         memset(destination, 0, copyBytes)
         let copySeconds = bestTime(budget: 1) { memcpy(destination, source, copyBytes) }
@@ -99,8 +109,9 @@ final class KernelBenchmarks: XCTestCase {
             let y = Kernels.matmul(x, w)
             XCTAssertLessThan(relativeError(y, Kernels.matmul(x, w, activations: .f32)), 0.02, "gemv \(k)x\(n)")
             let seconds = bestTime(budget: 0.3) { _ = Kernels.matmul(x, w) }
-            Self.report.emit("gemv_int8_1x\(k)x\(n)", Double(w.byteCount) / seconds / 1e9, unit: "GB/s", baseline: "memcpy",
-                 baselineValue: copyRate)
+            Self.report.emit(
+                "gemv_int8_1x\(k)x\(n)", Double(w.byteCount) / seconds / 1e9, unit: "GB/s", baseline: "memcpy",
+                baselineValue: copyRate)
         }
     }
 
@@ -112,7 +123,7 @@ final class KernelBenchmarks: XCTestCase {
         for rows in [1, 8, 32, 64, 256] {
             let x = Tensor.uniform([rows, 576], seed: 8)
             func run(training: Bool) -> Tensor {
-                adapter.dropoutSeed = training ? 1 : nil  // dropout 0: the seed only picks the path
+                adapter.dropoutSeed = training ? 1 : nil // dropout 0: the seed only picks the path
                 let y = Tensor(zeros: [rows, 1536])
                 adapter.addOutput(of: x, to: y)
                 return y
@@ -120,8 +131,9 @@ final class KernelBenchmarks: XCTestCase {
             XCTAssertLessThan(relativeError(run(training: false), run(training: true)), 1e-5, "lora \(rows) rows")
             let kernel = bestTime(budget: 0.3) { _ = run(training: false) }
             let sgemm = bestTime(budget: 0.3) { _ = run(training: true) }
-            Self.report.emit("lora_r16_576x1536_\(rows)_rows", kernel * 1e6, unit: "µs", baseline: "two_sgemm_calls",
-                             baselineValue: sgemm * 1e6)
+            Self.report.emit(
+                "lora_r16_576x1536_\(rows)_rows", kernel * 1e6, unit: "µs", baseline: "two_sgemm_calls",
+                baselineValue: sgemm * 1e6)
         }
     }
 }

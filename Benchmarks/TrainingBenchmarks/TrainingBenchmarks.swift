@@ -1,6 +1,6 @@
+import BenchmarkSupport
 import Foundation
 import LoRACore
-import BenchmarkSupport
 import XCTest
 
 /// LoRA training throughput on the real model, one JSON object per line:
@@ -52,20 +52,25 @@ final class TrainingBenchmarks: XCTestCase {
     }
 
     func testLoRAStepThroughput() throws {
-        try XCTSkipUnless(FileManager.default.fileExists(atPath: BenchmarkEnvironment.modelPath), "no model at \(BenchmarkEnvironment.modelPath)")
+        try XCTSkipUnless(
+            FileManager.default.fileExists(atPath: BenchmarkEnvironment.modelPath), "no model at \(BenchmarkEnvironment.modelPath)")
         let int8 = try LanguageModel.load(path: BenchmarkEnvironment.modelPath, precision: .int8)
         let quantized = measure(int8, steps: 4)
         let rss = BenchmarkEnvironment.peakRSS()
         XCTAssert(quantized.loss.isFinite && quantized.loss > 0)
         let exact = measure(try LanguageModel.load(path: BenchmarkEnvironment.modelPath, precision: .f32), steps: 2)
         let tokens = 1024.0
-        Self.report.emit("train_step_int8_r16_b4x256", tokens / quantized.step, unit: "tok/s", baseline: "same step, exact f32 weights (OpenBLAS)",
-             baselineValue: tokens / exact.step)
+        Self.report.emit(
+            "train_step_int8_r16_b4x256", tokens / quantized.step, unit: "tok/s", baseline: "same step, exact f32 weights (OpenBLAS)",
+            baselineValue: tokens / exact.step)
         let backward = quantized.step - quantized.forward - quantized.optimizer
         let exactBackward = exact.step - exact.forward - exact.optimizer
-        Self.report.emit("train_forward_and_loss_int8", quantized.forward * 1000, unit: "ms", baseline: "f32", baselineValue: exact.forward * 1000)
+        Self.report.emit(
+            "train_forward_and_loss_int8", quantized.forward * 1000, unit: "ms", baseline: "f32", baselineValue: exact.forward * 1000)
         Self.report.emit("train_backward_int8", backward * 1000, unit: "ms", baseline: "f32", baselineValue: exactBackward * 1000)
         Self.report.emit("train_adamw_int8", quantized.optimizer * 1000, unit: "ms", baseline: "f32", baselineValue: exact.optimizer * 1000)
-        Self.report.emit("train_peak_rss_int8", rss, unit: "MiB", baseline: "int8 weights in memory", baselineValue: Double(int8.summary.modelBytes) / 1_048_576)
+        Self.report.emit(
+            "train_peak_rss_int8", rss, unit: "MiB", baseline: "int8 weights in memory",
+            baselineValue: Double(int8.summary.modelBytes) / 1_048_576)
     }
 }

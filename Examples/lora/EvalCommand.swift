@@ -20,14 +20,18 @@ struct EvalCommand: ParsableCommand {
 
     @Argument(help: "What to measure.") var kind: EvaluationKind
     @OptionGroup var modelOptions: ModelOptions
-    @Option(name: .customLong("with-adapter"), help: "An adapter folder to evaluate after the base (repeat for several; label: the folder name).")
+    @Option(
+        name: .customLong("with-adapter"),
+        help: "An adapter folder to evaluate after the base (repeat for several; label: the folder name).")
     var adapters: [String] = []
     @Option(help: "The data file (see below).") var data: String
     @Option(help: "Output folder.") var out: String
     @Option(help: "Results name (default: the kind).") var name: String?
     @Option(help: "Only the first N prompts or questions.") var limit: Int?
     @Option(help: "Few-shot examples (mc; default 5 for MMLU, 0 otherwise).") var shots: Int?
-    @Option(help: "Classifier: advbench, xstest, judge, or a refusalpatterns.json file (default: advbench for refusal, xstest for overrefusal).")
+    @Option(
+        help: "Classifier: advbench, xstest, judge, or a refusalpatterns.json file (default: advbench for refusal, xstest for overrefusal)."
+    )
     var classifier: String?
     @Option(help: "Judge model for --classifier judge (implies it).") var judge: String?
     @Option(help: "System prompt before each prompt.") var system: String?
@@ -45,9 +49,10 @@ struct EvalCommand: ParsableCommand {
     }
 
     var options: EvaluationOptions {
-        EvaluationOptions(kind: kind, data: data, name: name, limit: limit, shots: shots,
-                                 generation: GenerationSettings(systemPrompt: system, maxTokens: maxTokens, batchSize: batch),
-                                 classifier: judge != nil ? "judge" : classifier, judge: judge, window: window, stride: stride)
+        EvaluationOptions(
+            kind: kind, data: data, name: name, limit: limit, shots: shots,
+            generation: GenerationSettings(systemPrompt: system, maxTokens: maxTokens, batchSize: batch),
+            classifier: judge != nil ? "judge" : classifier, judge: judge, window: window, stride: stride)
     }
 
     func run() throws {
@@ -59,7 +64,8 @@ struct EvalCommand: ParsableCommand {
                 let url = URL(fileURLWithPath: folder)
                 let name = url.lastPathComponent
                 let unique = names.filter { $0 == name }.count == 1 && name != "base"
-                return EvaluationRunner.Adapter(label: unique ? name : "\(url.deletingLastPathComponent().lastPathComponent)-\(name)", folder: folder)
+                return EvaluationRunner.Adapter(
+                    label: unique ? name : "\(url.deletingLastPathComponent().lastPathComponent)-\(name)", folder: folder)
             }
             guard Set(labelled.map(\.label)).count == labelled.count else {
                 throw ValidationError("--with-adapter: two adapters would share the label of their folders; give folders distinct names")
@@ -78,12 +84,16 @@ struct EvalCommand: ParsableCommand {
         results.runs.map { run in
             var figures: [String] = []
             if let r = run.refusal?.overall {
-                figures.append(String(format: "refusal %.1f%% [%.1f, %.1f], degenerate %.1f%%", 100 * r.refusal.rate, 100 * r.refusal.lower,
-                                      100 * r.refusal.upper, 100 * r.degenerate.rate))
+                figures.append(
+                    String(
+                        format: "refusal %.1f%% [%.1f, %.1f], degenerate %.1f%%", 100 * r.refusal.rate, 100 * r.refusal.lower,
+                        100 * r.refusal.upper, 100 * r.degenerate.rate))
             }
             if let m = run.multipleChoice {
-                figures.append(String(format: "acc %.1f%% ± %.1f, acc_norm %.1f%% ± %.1f (%d questions)", 100 * m.acc, 100 * m.accStderr,
-                                      100 * m.accNorm, 100 * m.accNormStderr, m.questions))
+                figures.append(
+                    String(
+                        format: "acc %.1f%% ± %.1f, acc_norm %.1f%% ± %.1f (%d questions)", 100 * m.acc, 100 * m.accStderr,
+                        100 * m.accNorm, 100 * m.accNormStderr, m.questions))
             }
             if let p = run.perplexity { figures.append(String(format: "perplexity %.3f over %d tokens", p.perplexity, p.scoredTokens)) }
             return "\(results.name) \(run.label): " + figures.joined(separator: "; ")
@@ -105,7 +115,9 @@ final class EvaluationProgress {
 }
 
 /// Runs one evaluation with a progress line per run and Ctrl-C stopping cleanly.
-func evaluate(_ options: EvaluationOptions, model: LanguageModel, adapters: [EvaluationRunner.Adapter], out: String) throws -> EvaluationResults {
+func evaluate(_ options: EvaluationOptions, model: LanguageModel, adapters: [EvaluationRunner.Adapter], out: String) throws
+    -> EvaluationResults
+{
     let lines = EvaluationProgress()
     return try stoppingOnInterrupt { flag in
         var runner = EvaluationRunner(model: model, output: out)

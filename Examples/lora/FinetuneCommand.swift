@@ -25,7 +25,9 @@ struct FinetuneCommand: ParsableCommand {
     @Option(help: "LoRA alpha (scale = alpha/rank).") var alpha: Float = 16
     @Option(help: "Dropout on the adapters' input.") var dropout: Float = 0
     @Flag(help: "rsLoRA: scale = alpha/√rank.") var rslora = false
-    @Option(help: "Projections to adapt, comma-separated.") var targets = LoRAConfiguration.allTargets.map { $0.replacingOccurrences(of: "_proj", with: "") }.joined(separator: ",")
+    @Option(help: "Projections to adapt, comma-separated.") var targets = LoRAConfiguration.allTargets.map {
+        $0.replacingOccurrences(of: "_proj", with: "")
+    }.joined(separator: ",")
     @Option(help: "Layers to adapt, comma-separated indices (default: all).") var layers: String?
 
     @Option(help: "Peak learning rate.") var lr: Float = 2e-4
@@ -63,8 +65,9 @@ struct FinetuneCommand: ParsableCommand {
     var job: TrainingJob {
         var settings = TrainingSettings()
         let targetNames = targets.split(separator: ",").map { name in name.hasSuffix("_proj") ? String(name) : "\(name)_proj" }
-        settings.lora = LoRAConfiguration(rank: rank, alpha: alpha, dropout: dropout, rsLoRA: rslora, targets: targetNames,
-                                          layers: layers.map { $0.split(separator: ",").compactMap { Int($0) } })
+        settings.lora = LoRAConfiguration(
+            rank: rank, alpha: alpha, dropout: dropout, rsLoRA: rslora, targets: targetNames,
+            layers: layers.map { $0.split(separator: ",").compactMap { Int($0) } })
         settings.optimizer = AdamW.Settings(weightDecay: weightDecay, clipNorm: clip > 0 ? clip : nil)
         settings.learningRate = lr
         settings.schedule = schedule
@@ -100,13 +103,16 @@ struct FinetuneCommand: ParsableCommand {
 
 /// The plan of a fine-tune on standard error: data, steps, adapter, memory.
 func printPlan(_ trainer: LoRATrainer, train: TrainingDataset, heldOut: TrainingDataset?) {
-    let learned = train.learnedTokenCount, tokens = train.tokenCount, s = trainer.settings
+    let learned = train.learnedTokenCount
+    let tokens = train.tokenCount
+    let s = trainer.settings
     let masked = String(format: "%.1f", 100 * Double(tokens - learned) / Double(max(tokens, 1)))
     var lines = [
         "data: \(train.examples.count) examples, \(tokens) tokens, \(learned) learned (\(masked)% masked)",
         "plan: \(trainer.plan.totalSteps) steps of \(s.batchSize) sequences × \(s.gradientAccumulation) micro-batches "
             + "(\(trainer.plan.microBatchesPerEpoch) micro-batches an epoch), seq-len \(s.sequenceLength)\(s.pack ? ", packed" : "")",
-        "adapter: rank \(s.lora.rank), alpha \(s.lora.alpha), \(s.lora.targets.joined(separator: ",")), \(trainer.memory.adapterParameters) parameters",
+        "adapter: rank \(s.lora.rank), alpha \(s.lora.alpha), \(s.lora.targets.joined(separator: ",")), "
+            + "\(trainer.memory.adapterParameters) parameters",
     ]
     if let heldOut { lines.append("held out: \(heldOut.examples.count) examples, \(heldOut.learnedTokenCount) learned tokens") }
     lines.append("memory (batch \(s.batchSize) × \(s.sequenceLength) tokens):\n" + trainer.memory.report(recompute: trainer.recompute))
@@ -121,8 +127,9 @@ func trainingProgress(_ progress: ProgressLine) -> (TrainingEvent) -> Void {
             FileHandle.standardError.write(Data("resumed from \(checkpoint) at step \(step)\n".utf8))
         case .step(let report, let total):
             let eval = report.evalLoss.map { String(format: ", eval loss %.4f", $0) } ?? ""
-            progress.update(WorkProgress(completed: report.step, total: total, unit: "steps"),
-                            detail: String(format: "loss %.4f%@, lr %.2e, %.0f tok/s", report.loss, eval, report.lr, report.tokensPerSecond))
+            progress.update(
+                WorkProgress(completed: report.step, total: total, unit: "steps"),
+                detail: String(format: "loss %.4f%@, lr %.2e, %.0f tok/s", report.loss, eval, report.lr, report.tokensPerSecond))
         case .checkpoint(_, let folder):
             progress.note("checkpoint \(folder)")
         }
@@ -160,8 +167,10 @@ extension FinetuneCommand {
         progress.finish("adapter written to \(out)")
         let log = try trainer.log()
         if let first = log.first, let last = log.last {
-            print(String(format: "{\"first_loss\":%.6f,\"last_loss\":%.6f,\"eval_loss\":%@,\"steps\":%d}", first.loss, last.loss,
-                         last.evalLoss.map { String(format: "%.6f", $0) } ?? "null", last.step))
+            print(
+                String(
+                    format: "{\"first_loss\":%.6f,\"last_loss\":%.6f,\"eval_loss\":%@,\"steps\":%d}", first.loss, last.loss,
+                    last.evalLoss.map { String(format: "%.6f", $0) } ?? "null", last.step))
         }
     }
 }

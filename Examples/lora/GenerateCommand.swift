@@ -25,8 +25,10 @@ struct SamplingOptions: ParsableArguments {
 }
 
 /// Streams one generation to standard output; the timing summary goes to standard error.
-func streamGeneration(_ generator: Generator, prompt: [Int32], options: SamplingOptions,
-                      cache: KVCache? = nil) throws -> GenerationSummary {
+func streamGeneration(
+    _ generator: Generator, prompt: [Int32], options: SamplingOptions,
+    cache: KVCache? = nil
+) throws -> GenerationSummary {
     let context = cache?.capacity ?? generator.model.config.maxPositionEmbeddings
     guard !prompt.isEmpty, prompt.count < context else {
         throw ValidationError("the prompt has \(prompt.count) tokens; the model's context holds \(context)")
@@ -40,10 +42,13 @@ func streamGeneration(_ generator: Generator, prompt: [Int32], options: Sampling
         }
         return true
     }
-    FileHandle.standardError.write(Data(String(
-        format: "[%d prompt tokens %.1f tok/s%@, %d generated %.1f tok/s, stop: %@]\n", summary.promptTokens,
-        summary.prefillTokensPerSecond, summary.reusedTokens > 0 ? " (\(summary.reusedTokens) cached)" : "",
-        summary.generatedTokens, summary.decodeTokensPerSecond, summary.reason.rawValue).utf8))
+    FileHandle.standardError.write(
+        Data(
+            String(
+                format: "[%d prompt tokens %.1f tok/s%@, %d generated %.1f tok/s, stop: %@]\n", summary.promptTokens,
+                summary.prefillTokensPerSecond, summary.reusedTokens > 0 ? " (\(summary.reusedTokens) cached)" : "",
+                summary.generatedTokens, summary.decodeTokensPerSecond, summary.reason.rawValue
+            ).utf8))
     return summary
 }
 

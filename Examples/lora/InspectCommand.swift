@@ -32,8 +32,10 @@ struct InspectCommand: ParsableCommand {
                 print("tensors \(name): \(stats.count), \(String(format: "%.1f", Double(stats.bytes) / 1_048_576)) MiB")
             }
             let tokenizer = try makeTokenizer(gguf: gguf)
-            print("tokenizer: \(type(of: tokenizer)), \(tokenizer.vocabularySize) tokens, BOS \(tokenizer.bosTokenID.map(String.init) ?? "-"), "
-                  + "EOS \(tokenizer.eosTokenID.map(String.init) ?? "-"), adds BOS: \(tokenizer.addsBOS)")
+            print(
+                "tokenizer: \(type(of: tokenizer)), \(tokenizer.vocabularySize) tokens, "
+                    + "BOS \(tokenizer.bosTokenID.map(String.init) ?? "-"), "
+                    + "EOS \(tokenizer.eosTokenID.map(String.init) ?? "-"), adds BOS: \(tokenizer.addsBOS)")
             let template = gguf["tokenizer.chat_template"]?.stringValue.flatMap(ChatTemplate.init(jinja:))
             print("chat format: \(template.map { "\($0)" } ?? "none recognized")")
         }
@@ -47,14 +49,19 @@ struct InspectCommand: ParsableCommand {
         for name in files {
             let file = try SafetensorsFile(path: "\(path)/\(name)")
             let types = Dictionary(file.tensors.values.map { ($0.dtype, 1) }, uniquingKeysWith: +)
-            print("\(name): \(file.tensors.count) tensors \(types.sorted { $0.key < $1.key }.map { "\($0.key)×\($0.value)" }.joined(separator: " "))")
+            print(
+                "\(name): \(file.tensors.count) tensors "
+                    + types.sorted { $0.key < $1.key }.map { "\($0.key)×\($0.value)" }.joined(separator: " "))
             if tensors {
-                for t in file.tensors.values.sorted(by: { $0.name < $1.name }) { print("  \(t.name)  \(t.dtype)  \(t.shape)  \(t.byteRange.count) bytes") }
+                for t in file.tensors.values.sorted(by: { $0.name < $1.name }) {
+                    print("  \(t.name)  \(t.dtype)  \(t.shape)  \(t.byteRange.count) bytes")
+                }
             }
         }
         let tokenizer = try makeTokenizer(huggingFaceFolder: path)
-        print("tokenizer: \(type(of: tokenizer)), \(tokenizer.vocabularySize) tokens, BOS \(tokenizer.bosTokenID.map(String.init) ?? "-"), "
-              + "EOS \(tokenizer.eosTokenID.map(String.init) ?? "-"), adds BOS: \(tokenizer.addsBOS)")
+        print(
+            "tokenizer: \(type(of: tokenizer)), \(tokenizer.vocabularySize) tokens, BOS \(tokenizer.bosTokenID.map(String.init) ?? "-"), "
+                + "EOS \(tokenizer.eosTokenID.map(String.init) ?? "-"), adds BOS: \(tokenizer.addsBOS)")
     }
 
     static func describe(_ value: GGUFValue) -> String {

@@ -21,7 +21,9 @@ struct KernelsCommand: ParsableCommand {
 
     func run() throws {
         if let threads { KernelRuntime.threads = threads }
-        print("CPU path: \(KernelRuntime.instructionSet.rawValue)   threads: \(KernelRuntime.threads)   f32 GEMM: \(KernelRuntime.blasBackend)")
+        print(
+            "CPU path: \(KernelRuntime.instructionSet.rawValue)   threads: \(KernelRuntime.threads)   "
+                + "f32 GEMM: \(KernelRuntime.blasBackend)")
         if let model {
             let size = (try? FileManager.default.attributesOfItem(atPath: model)[.size] as? Int) ?? nil
             guard let size else { throw ValidationError("model file not found: \(model)") }
@@ -38,8 +40,10 @@ struct KernelsCommand: ParsableCommand {
             let error = zip(y.scalars, exact.scalars).map { abs($0 - $1) }.max()!
             let gflops = 2 * Double(tokens * rows * cols) / seconds / 1e9
             let decode = Self.bestTime { _ = Kernels.matmul(x.rows(0..<1), quantized) }
-            print(String(format: "%-10@ [%4d, %4d]  int8 GEMM %6.1f GFLOP/s   GEMV %6.1f µs   max |int8 - f32| %.4f",
-                         name as NSString, rows, cols, gflops, decode * 1e6, error))
+            print(
+                String(
+                    format: "%-10@ [%4d, %4d]  int8 GEMM %6.1f GFLOP/s   GEMV %6.1f µs   max |int8 - f32| %.4f",
+                    name as NSString, rows, cols, gflops, decode * 1e6, error))
         }
     }
 

@@ -5,7 +5,8 @@ import LoRACore
 struct MergeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "merge",
-        abstract: "Fold a PEFT adapter into a model's weights: a model that runs without the adapter (llama.cpp, transformers, this library).",
+        abstract:
+            "Fold a PEFT adapter into a model's weights: a model that runs without the adapter (llama.cpp, transformers, this library).",
         discussion: """
             A GGUF file gives a GGUF file: every metadata entry (tokenizer, chat template) copied verbatim, untouched \
             tensors byte for byte, each adapted weight dequantized, merged (W + scale·B·A) and stored as --type \
@@ -25,9 +26,11 @@ struct MergeCommand: ParsableCommand {
             let progress = ProgressLine("merging")
             // merging keeps the source's format; converting between formats is llama.cpp's converter's job
             if isFolder(model) == out.hasSuffix(".gguf") {
-                throw ValidationError(isFolder(model)
-                    ? "--out: a Hugging Face folder merges into a folder (then llama.cpp's convert_hf_to_gguf.py makes a GGUF of it), not \(out)"
-                    : "--out: a GGUF model merges into a file ending in .gguf, not \(out)")
+                throw ValidationError(
+                    isFolder(model)
+                        ? "--out: a Hugging Face folder merges into a folder "
+                            + "(then llama.cpp's convert_hf_to_gguf.py makes a GGUF of it), not \(out)"
+                        : "--out: a GGUF model merges into a file ending in .gguf, not \(out)")
             }
             if isFolder(model) {
                 guard let type = MergedModel.HuggingFaceType(rawValue: type ?? "auto") else {
@@ -59,7 +62,9 @@ struct ExportAdapterCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            guard let type = GGUFWriter.TensorType(rawValue: type) else { throw ValidationError("--type: \"\(type)\" is not one of f32, f16") }
+            guard let type = GGUFWriter.TensorType(rawValue: type) else {
+                throw ValidationError("--type: \"\(type)\" is not one of f32, f16")
+            }
             let peft = try PEFTAdapter(folder: adapter)
             try peft.writeGGUF(to: out, for: try GGUFFile(path: model), type: type)
             FileHandle.standardError.write(Data("\(out): \(peft.modules.count) LoRA pairs, alpha \(peft.alpha)\n".utf8))

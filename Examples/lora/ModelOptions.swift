@@ -55,7 +55,8 @@ func loadModel(path: String, precision: WeightPrecision, adapter: String? = nil)
     if let adapter {
         let peft = try PEFTAdapter(folder: adapter)
         try loaded.model.attach(peft)
-        FileHandle.standardError.write(Data("adapter: \(adapter), rank \(peft.rank), alpha \(peft.alpha), \(peft.modules.count) projections\n".utf8))
+        FileHandle.standardError.write(
+            Data("adapter: \(adapter), rank \(peft.rank), alpha \(peft.alpha), \(peft.modules.count) projections\n".utf8))
     }
     return loaded
 }
@@ -86,7 +87,9 @@ func reportingErrors<T>(_ body: () throws -> T) throws -> T {
     }
     do {
         return try body()
-    } catch LoRAError.invalidTrainingSetting(let setting, let problem), EvaluationError.model(.invalidTrainingSetting(let setting, let problem)) {
+    } catch LoRAError.invalidTrainingSetting(let setting, let problem), EvaluationError.model(
+        .invalidTrainingSetting(let setting, let problem))
+    {
         throw fail("\(settingFlags[setting] ?? setting): \(problem)")
     } catch EvaluationError.invalidOption(let option, let problem) {
         throw fail("\(settingFlags[option] ?? option): \(problem)")

@@ -20,10 +20,15 @@ struct PlanCommand: ParsableCommand {
             settings.batchSize = batch
             settings.sequenceLength = seqLen
             let memory = TrainingMemory(config: llama, settings: settings)
-            print("\(config): \(llama.numHiddenLayers) layers, hidden \(llama.hiddenSize); rank \(rank), all projections, batch \(batch) × \(seqLen)")
+            print(
+                "\(config): \(llama.numHiddenLayers) layers, hidden \(llama.hiddenSize); "
+                    + "rank \(rank), all projections, batch \(batch) × \(seqLen)")
             print(memory.report(recompute: memory.recompute(settings)))
-            print(String(format: "{\"total_kept_gib\":%.2f,\"total_recomputed_gib\":%.2f}", Double(memory.total(recompute: false)) / 1_073_741_824,
-                         Double(memory.total(recompute: true)) / 1_073_741_824))
+            print(
+                String(
+                    format: "{\"total_kept_gib\":%.2f,\"total_recomputed_gib\":%.2f}",
+                    Double(memory.total(recompute: false)) / 1_073_741_824,
+                    Double(memory.total(recompute: true)) / 1_073_741_824))
         }
     }
 }

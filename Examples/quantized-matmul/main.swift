@@ -2,14 +2,16 @@
 // the fused kernel, run the backward-data product, compare with exact f32.
 import LoRACore
 
-let rows = 256, cols = 576, tokens = 8
-let weight = Tensor.uniform([rows, cols], seed: 1)                 // [out, in], as checkpoints store it
+let rows = 256
+let cols = 576
+let tokens = 8
+let weight = Tensor.uniform([rows, cols], seed: 1) // [out, in], as checkpoints store it
 let int8Weight = QuantizedWeight(quantizing: weight)
-let x = Tensor.uniform([tokens, cols], seed: 2)                    // [tokens, in]
+let x = Tensor.uniform([tokens, cols], seed: 2) // [tokens, in]
 
-let y = Kernels.matmul(x, int8Weight)             // [tokens, out], int8 activations
+let y = Kernels.matmul(x, int8Weight) // [tokens, out], int8 activations
 let yExact = Kernels.matmul(x, weight, transposeB: true)
-let dx = Kernels.matmulBackwardData(y, int8Weight)  // [tokens, in]
+let dx = Kernels.matmulBackwardData(y, int8Weight) // [tokens, in]
 
 func worst(_ a: Tensor, _ b: Tensor) -> Float { zip(a.scalars, b.scalars).map { abs($0 - $1) }.max() ?? 0 }
 print("CPU path \(KernelRuntime.instructionSet.rawValue), \(KernelRuntime.threads) threads")

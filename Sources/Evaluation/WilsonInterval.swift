@@ -13,8 +13,9 @@ public struct WilsonInterval: Equatable, Sendable {
 
     /// `z` defaults to the two-sided 95% normal quantile.
     public init(successes: Int, trials: Int, z: Double = 1.959963984540054) {
-        precondition(trials >= 0 && (0...max(trials, 0)).contains(successes),
-                     "WilsonInterval: \(successes) successes out of \(trials) trials")
+        precondition(
+            trials >= 0 && (0...max(trials, 0)).contains(successes),
+            "WilsonInterval: \(successes) successes out of \(trials) trials")
         self.successes = successes
         self.trials = trials
         guard trials > 0 else {
@@ -22,7 +23,9 @@ public struct WilsonInterval: Equatable, Sendable {
             upper = 1
             return
         }
-        let n = Double(trials), p = Double(successes) / n, z2 = z * z
+        let n = Double(trials)
+        let p = Double(successes) / n
+        let z2 = z * z
         let center = (p + z2 / (2 * n)) / (1 + z2 / n)
         let half = z / (1 + z2 / n) * (p * (1 - p) / n + z2 / (4 * n * n)).squareRoot()
         lower = max(0, center - half)

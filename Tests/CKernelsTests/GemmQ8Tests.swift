@@ -101,7 +101,8 @@ extension KernelSettingsTests {
                     for b in 0..<nb {
                         let range = (b * 32)..<min(shape.n, b * 32 + 32)
                         let amax = range.map { abs(w.dequantized[$0 * shape.k + kk]) }.max() ?? 0
-                        let step = amax / 127, stored = ck_half_to_float(ck_float_to_half(step))
+                        let step = amax / 127
+                        let stored = ck_half_to_float(ck_float_to_half(step))
                         for o in range {
                             let moved = abs(wT[kk * shape.n + o] - w.dequantized[o * shape.k + kk])
                             #expect(Double(moved) <= Double(amax) / 254 * (1 + 1e-5) + 127 * Double(abs(stored - step)) + 1e-12)
@@ -170,10 +171,14 @@ extension KernelSettingsTests {
             let x = rng.floats(2 * 40)
             var y = [Float](repeating: 0, count: 2 * 20)
             var small = [UInt8](repeating: 0, count: 8)
-            #expect(small.withUnsafeMutableBytes { ck_gemm_q8(x, 2, 40, w.packed, 20, &y, CK_ACT_INT8, $0.baseAddress, $0.count) } == CK_ERR_WORKSPACE)
+            #expect(
+                small.withUnsafeMutableBytes { ck_gemm_q8(x, 2, 40, w.packed, 20, &y, CK_ACT_INT8, $0.baseAddress, $0.count) }
+                    == CK_ERR_WORKSPACE)
             #expect(ck_gemm_q8(x, -1, 40, w.packed, 20, &y, CK_ACT_INT8, nil, 0) == CK_ERR_SHAPE)
             var ws = [UInt8](repeating: 0, count: ck_gemm_q8_workspace_size(2, 40, CK_ACT_INT8))
-            #expect(ws.withUnsafeMutableBytes { ck_gemm_q8(nil, 2, 40, w.packed, 20, &y, CK_ACT_INT8, $0.baseAddress, $0.count) } == CK_ERR_NULL)
+            #expect(
+                ws.withUnsafeMutableBytes { ck_gemm_q8(nil, 2, 40, w.packed, 20, &y, CK_ACT_INT8, $0.baseAddress, $0.count) } == CK_ERR_NULL
+            )
             #expect(ck_set_isa(ck_isa(rawValue: 99)) == CK_ERR_UNSUPPORTED)
         }
     }

@@ -6,12 +6,18 @@ extension KernelSettingsTests {
         /// Odd sizes (no multiple of 16 but the rank 16; ranks 3, 16 and 40, under and over one
         /// group of 16) against sums in double, with the output's previous values kept; five
         /// rows split over the threads, the last shape's one row splits its outputs.
-        @Test(arguments: [(m: 1, in: 37, out: 45, rank: 3), (m: 3, in: 100, out: 33, rank: 40), (m: 5, in: 577, out: 1537, rank: 16),
-                          (m: 1, in: 577, out: 4099, rank: 16)])
+        @Test(arguments: [
+            (m: 1, in: 37, out: 45, rank: 3), (m: 3, in: 100, out: 33, rank: 40), (m: 5, in: 577, out: 1537, rank: 16),
+            (m: 1, in: 577, out: 4099, rank: 16),
+        ])
         func addsTheLowRankProduct(shape: (m: Int, in: Int, out: Int, rank: Int)) {
-            let (m, inF, out, rank) = shape, scale: Float = 2.5
+            let (m, inF, out, rank) = shape
+            let scale: Float = 2.5
             var rng = SeededRandom(seed: 71)
-            let x = rng.floats(m * inF), a = rng.floats(rank * inF), b = rng.floats(out * rank), y0 = rng.floats(m * out)
+            let x = rng.floats(m * inF)
+            let a = rng.floats(rank * inF)
+            let b = rng.floats(out * rank)
+            let y0 = rng.floats(m * out)
             var y = y0
             ck_lora_fwd(x, Int32(m), Int32(inF), transpose(a, rows: rank), Int32(rank), transpose(b, rows: out), Int32(out), scale, &y)
             var expected = [Float](repeating: 0, count: m * out)
@@ -33,13 +39,15 @@ extension KernelSettingsTests {
         @Test func aRowGivesTheSameBitsInAnyBatchAndThreadCount() {
             let (m, inF, out, rank) = (9, 576, 4099, 16)
             var rng = SeededRandom(seed: 73)
-            let x = rng.floats(m * inF), aT = transpose(rng.floats(rank * inF), rows: rank)
+            let x = rng.floats(m * inF)
+            let aT = transpose(rng.floats(rank * inF), rows: rank)
             let bT = transpose(rng.floats(out * rank), rows: out)
             func run(rows: Range<Int>, threads: Int) -> [Float] {
                 withKernels(isa: ck_best_isa(), threads: threads) {
                     var y = [Float](repeating: 0, count: rows.count * out)
-                    ck_lora_fwd(Array(x[rows.lowerBound * inF..<rows.upperBound * inF]), Int32(rows.count), Int32(inF), aT,
-                                Int32(rank), bT, Int32(out), 0.5, &y)
+                    ck_lora_fwd(
+                        Array(x[rows.lowerBound * inF..<rows.upperBound * inF]), Int32(rows.count), Int32(inF), aT,
+                        Int32(rank), bT, Int32(out), 0.5, &y)
                     return y
                 }
             }

@@ -6,10 +6,12 @@ import Testing
     @Test(arguments: [(1, 7), (3, 64), (5, 577), (40, 576)])
     func rmsNorm(shape: (t: Int, d: Int)) {
         var rng = SeededRandom(seed: 31)
-        let x = rng.floats(shape.t * shape.d, in: -2...2), g = rng.floats(shape.d, in: 0.5...1.5)
+        let x = rng.floats(shape.t * shape.d, in: -2...2)
+        let g = rng.floats(shape.d, in: 0.5...1.5)
         let r = rng.floats(shape.t * shape.d)
         func forward(_ x: [Float]) -> (y: [Float], rstd: [Float]) {
-            var y = [Float](repeating: 0, count: x.count), rstd = [Float](repeating: 0, count: shape.t)
+            var y = [Float](repeating: 0, count: x.count)
+            var rstd = [Float](repeating: 0, count: shape.t)
             ck_rmsnorm_fwd(x, g, Int32(shape.t), Int32(shape.d), 1e-5, &y, &rstd)
             return (y, rstd)
         }
@@ -22,7 +24,8 @@ import Testing
         }
         // f32 sum of d squares then a handful of roundings
         #expect(worstError(y, expected) <= Double(shape.d + 8) * 1.2e-7 * 4)
-        var dx = [Float](repeating: 0, count: x.count), dg = [Float](repeating: 0, count: shape.d)
+        var dx = [Float](repeating: 0, count: x.count)
+        var dg = [Float](repeating: 0, count: shape.d)
         ck_rmsnorm_bwd(r, x, g, rstd, Int32(shape.t), Int32(shape.d), &dx, &dg)
         checkGradient(x, dx, "rmsnorm dx \(shape)") { weightedSum(forward($0).y, r) }
         // dg: the same loss as a function of g
@@ -32,7 +35,10 @@ import Testing
     }
 
     @Test func ropeNeoxMatchesRotateHalfAndNormMatchesItUnderThePermutation() {
-        let t = 5, heads = 3, hd = 64, theta: Float = 100_000
+        let t = 5
+        let heads = 3
+        let hd = 64
+        let theta: Float = 100_000
         let pos: [Int32] = [0, 1, 7, 300, 8191]
         var rng = SeededRandom(seed: 41)
         let x = rng.floats(t * heads * hd)
@@ -48,7 +54,8 @@ import Testing
                 for p in 0..<(hd / 2) {
                     let invFreq = 1 / pow(Double(theta), Double(2 * p) / Double(hd))
                     let angle = Double(pos[i]) * invFreq
-                    let a = Double(x[base + p]), b = Double(x[base + p + hd / 2])
+                    let a = Double(x[base + p])
+                    let b = Double(x[base + p + hd / 2])
                     expected[base + p] = Float(a * cos(angle) - b * sin(angle))
                     expected[base + p + hd / 2] = Float(b * cos(angle) + a * sin(angle))
                 }
@@ -79,10 +86,14 @@ import Testing
     @Test(arguments: [CK_ROPE_NORM, CK_ROPE_NEOX])
     func ropeBackwardIsTheAdjoint(mode: ck_rope_mode) {
         // For a linear map R, <r, R x> = <R^T r, x>; ck_rope_bwd must be R^T.
-        let t = 4, heads = 2, hd = 10, nRot = 8
+        let t = 4
+        let heads = 2
+        let hd = 10
+        let nRot = 8
         let pos: [Int32] = [3, 0, 11, 2]
         var rng = SeededRandom(seed: 43)
-        let x = rng.floats(t * heads * hd), r = rng.floats(t * heads * hd)
+        let x = rng.floats(t * heads * hd)
+        let r = rng.floats(t * heads * hd)
         var invFreq = [Float](repeating: 0, count: nRot / 2)
         ck_rope_inv_freq(10_000, Int32(nRot), &invFreq)
         var rx = x
@@ -102,7 +113,8 @@ import Testing
     @Test(arguments: [(1, 1, 0), (4, 4, 0), (3, 9, 6), (6, 33, 27), (5, 3, -1)])
     func causalSoftmax(shape: (t: Int, cols: Int, offset: Int)) {
         var rng = SeededRandom(seed: 47)
-        let s = rng.floats(shape.t * shape.cols, in: -4...4), r = rng.floats(shape.t * shape.cols)
+        let s = rng.floats(shape.t * shape.cols, in: -4...4)
+        let r = rng.floats(shape.t * shape.cols)
         let scale: Float = 0.125
         func forward(_ s: [Float]) -> [Float] {
             var p = s
@@ -129,14 +141,18 @@ import Testing
     /// Odd sizes, below and above the size that splits the work over the threads.
     @Test(arguments: [7, 70_001]) func addIsElementwise(n: Int) {
         var rng = SeededRandom(seed: 61)
-        let y = rng.floats(n), x0 = rng.floats(n)
+        let y = rng.floats(n)
+        let x0 = rng.floats(n)
         var x = x0
         ck_add(y, Int64(n), &x)
         #expect(x == zip(x0, y).map { $0 + $1 })
     }
 
     @Test(arguments: [(3, 5), (401, 333)]) func copyMatrixMovesABlockOfColumns(shape: (rows: Int, cols: Int)) {
-        let (rows, cols) = shape, ldSrc = cols + 7, ldDst = cols + 3, start = 2
+        let (rows, cols) = shape
+        let ldSrc = cols + 7
+        let ldDst = cols + 3
+        let start = 2
         var rng = SeededRandom(seed: 67)
         let src = rng.floats(rows * ldSrc)
         var dst = [Float](repeating: -1, count: rows * ldDst)
@@ -150,12 +166,15 @@ import Testing
     /// 70,001 values run split over the threads, in uneven shares.
     @Test(arguments: [1000, 70_001]) func swiglu(n: Int) {
         var rng = SeededRandom(seed: 53)
-        let a = rng.floats(n, in: -6...6), b = rng.floats(n, in: -2...2), r = rng.floats(n)
+        let a = rng.floats(n, in: -6...6)
+        let b = rng.floats(n, in: -2...2)
+        let r = rng.floats(n)
         var m = [Float](repeating: 0, count: n)
         ck_swiglu_fwd(a, b, Int64(n), &m)
         let expected = (0..<n).map { Float(Double(a[$0]) / (1 + exp(-Double(a[$0]))) * Double(b[$0])) }
         #expect(worstError(m, expected) <= 1e-5)
-        var da = [Float](repeating: 0, count: n), db = [Float](repeating: 0, count: n)
+        var da = [Float](repeating: 0, count: n)
+        var db = [Float](repeating: 0, count: n)
         ck_swiglu_bwd(a, b, r, Int64(n), &da, &db)
         func forward(_ a: [Float], _ b: [Float]) -> [Float] {
             var out = [Float](repeating: 0, count: n)
@@ -173,7 +192,8 @@ import Testing
         let logits = rng.floats(t * v, in: -5...5)
         let targets: [Int32] = [3, -100, 49, 0, -1, 17]
         func forward(_ z: [Float]) -> (mean: Double, lse: [Float], loss: [Float]) {
-            var loss = [Float](repeating: 0, count: t), lse = [Float](repeating: 0, count: t)
+            var loss = [Float](repeating: 0, count: t)
+            var lse = [Float](repeating: 0, count: t)
             let counted = ck_cross_entropy_fwd(z, targets, Int32(t), Int32(v), &loss, &lse)
             #expect(counted == 4)
             return (loss.reduce(0) { $0 + Double($1) } / Double(counted), lse, loss)
@@ -192,7 +212,8 @@ import Testing
         ck_cross_entropy_bwd(logits, targets, lse, Int32(t), Int32(v), 1 / 4, &dz)
         #expect(dz[v..<(2 * v)].allSatisfy { $0 == 0 })
         checkGradient(logits, dz, "cross-entropy") { forward($0).mean }
-        var out = [Float](repeating: 0, count: 1), lseOut = [Float](repeating: 0, count: 1)
+        var out = [Float](repeating: 0, count: 1)
+        var lseOut = [Float](repeating: 0, count: 1)
         #expect(ck_cross_entropy_fwd(logits, [Int32(v)], 1, Int32(v), &out, &lseOut) == -1)
     }
 }

@@ -23,9 +23,9 @@ import Testing
         }
         #expect(ck_float_to_half(1.0) == 0x3C00)
         #expect(ck_float_to_half(65504) == 0x7BFF)
-        #expect(ck_float_to_half(1e6) == 0x7C00)        // overflow -> +inf
-        #expect(ck_float_to_half(0.1) == 0x2E66)        // nearest half to 0.1
-        #expect(ck_float_to_half(6e-8) == 0x0001)       // smallest subnormal
+        #expect(ck_float_to_half(1e6) == 0x7C00) // overflow -> +inf
+        #expect(ck_float_to_half(0.1) == 0x2E66) // nearest half to 0.1
+        #expect(ck_float_to_half(6e-8) == 0x0001) // smallest subnormal
         #expect(ck_float_to_half(Float.nan) & 0x7C00 == 0x7C00)
     }
 
@@ -42,14 +42,14 @@ import Testing
 
     @Test func q8_0() {
         let qs = (0..<32).map { Int8($0 - 3) }
-        let bytes = le16(0x3800) + qs.map { UInt8(bitPattern: $0) }  // d = 0.5
+        let bytes = le16(0x3800) + qs.map { UInt8(bitPattern: $0) } // d = 0.5
         #expect(dequantize(CK_TYPE_Q8_0, bytes, count: 32) == qs.map { 0.5 * Float($0) })
     }
 
     @Test func q4_0() {
         // byte j holds element j in its low nibble and element j+16 in its high nibble
         let packed: [UInt8] = (0..<16).map { (j: Int) -> UInt8 in UInt8(j | ((15 - j) << 4)) }
-        let bytes = le16(0x4000) + packed  // d = 2
+        let bytes = le16(0x4000) + packed // d = 2
         let low: [Float] = (0..<16).map { (j: Int) -> Float in 2 * Float(j - 8) }
         let high: [Float] = (0..<16).map { (j: Int) -> Float in 2 * Float(7 - j) }
         let expected = low + high
@@ -58,7 +58,7 @@ import Testing
 
     @Test func q4_1() {
         let packed: [UInt8] = (0..<16).map { (j: Int) -> UInt8 in UInt8((j * 3) % 16 | ((j * 5 + 1) % 16) << 4) }
-        let bytes = le16(0x3800) + le16(0xBC00) + packed  // d = 0.5, m = -1
+        let bytes = le16(0x3800) + le16(0xBC00) + packed // d = 0.5, m = -1
         let low: [Float] = (0..<16).map { (j: Int) -> Float in 0.5 * Float((j * 3) % 16) - 1 }
         let high: [Float] = (0..<16).map { (j: Int) -> Float in 0.5 * Float((j * 5 + 1) % 16) - 1 }
         #expect(dequantize(CK_TYPE_Q4_1, bytes, count: 32) == low + high)
@@ -75,14 +75,16 @@ import Testing
             scales[j + 4] = (mn[j] & 63) | ((mn[j + 4] >> 4) << 6)
             scales[j + 8] = (sc[j + 4] & 0xF) | ((mn[j + 4] & 0xF) << 4)
         }
-        let nibbles = (0..<256).map { UInt8(($0 * 7 + 3) % 16) }  // element e's 4-bit value
+        let nibbles = (0..<256).map { UInt8(($0 * 7 + 3) % 16) } // element e's 4-bit value
         var qs = [UInt8](repeating: 0, count: 128)
         for e in 0..<256 {
-            let chunk = e / 64, within = e % 64
+            let chunk = e / 64
+            let within = e % 64
             let byte = chunk * 32 + within % 32
             qs[byte] |= within < 32 ? nibbles[e] : nibbles[e] << 4
         }
-        let d: Float = 0.25, dmin: Float = 0.125
+        let d: Float = 0.25
+        let dmin: Float = 0.125
         let bytes = le16(ck_float_to_half(d)) + le16(ck_float_to_half(dmin)) + scales + qs
         let expected = (0..<256).map { e -> Float in
             let sub = e / 32
@@ -92,12 +94,16 @@ import Testing
     }
 
     @Test func q6_k() {
-        let values = (0..<256).map { UInt8(($0 * 11 + 5) % 64) }  // 6-bit, stored minus 32
+        let values = (0..<256).map { UInt8(($0 * 11 + 5) % 64) } // 6-bit, stored minus 32
         let scales = (0..<16).map { Int8($0 * 9 - 70) }
-        var ql = [UInt8](repeating: 0, count: 128), qh = [UInt8](repeating: 0, count: 64)
+        var ql = [UInt8](repeating: 0, count: 128)
+        var qh = [UInt8](repeating: 0, count: 64)
         for e in 0..<256 {
-            let half = e / 128, group = (e % 128) / 32, l = e % 32
-            let low = values[e] & 0xF, high = values[e] >> 4
+            let half = e / 128
+            let group = (e % 128) / 32
+            let l = e % 32
+            let low = values[e] & 0xF
+            let high = values[e] >> 4
             let lowIndex = 64 * half + l + (group & 1) * 32
             ql[lowIndex] |= group < 2 ? low : low << 4
             qh[32 * half + l] |= high << (2 * group)

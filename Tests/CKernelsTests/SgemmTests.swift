@@ -18,14 +18,19 @@ extension KernelSettingsTests {
                 for transA in [Int32(0), 1] {
                     for transB in [Int32(0), 1] {
                         var rng = SeededRandom(seed: UInt64(m * 1000 + n))
-                        let lda = (transA != 0 ? m : k) + 3, ldb = (transB != 0 ? k : n) + 2, ldc = n + 1
+                        let lda = (transA != 0 ? m : k) + 3
+                        let ldb = (transB != 0 ? k : n) + 2
+                        let ldc = n + 1
                         let a = rng.floats((transA != 0 ? k : m) * lda)
                         let b = rng.floats((transB != 0 ? n : k) * ldb)
                         let c0 = rng.floats(m * ldc)
-                        var expected = c0, got = c0
-                        ck_sgemm_ref(transA, transB, Int32(m), Int32(n), Int32(k), 0.75, a, Int32(lda), b, Int32(ldb), 0.5, &expected, Int32(ldc))
+                        var expected = c0
+                        var got = c0
+                        ck_sgemm_ref(
+                            transA, transB, Int32(m), Int32(n), Int32(k), 0.75, a, Int32(lda), b, Int32(ldb), 0.5, &expected, Int32(ldc))
                         let status = withKernels(isa: ck_best_isa(), threads: threads) {
-                            ck_sgemm(transA, transB, Int32(m), Int32(n), Int32(k), 0.75, a, Int32(lda), b, Int32(ldb), 0.5, &got, Int32(ldc))
+                            ck_sgemm(
+                                transA, transB, Int32(m), Int32(n), Int32(k), 0.75, a, Int32(lda), b, Int32(ldb), 0.5, &got, Int32(ldc))
                         }
                         #expect(status == CK_OK)
                         // f32 accumulation over k terms of magnitude <= 1.

@@ -64,7 +64,7 @@ struct PackedWeights {
     let rows: Int, cols: Int
     var blocks: [ck_block_q8_0]
     var packed: [ck_panel_block]
-    var dequantized: [Float]  // [rows, cols]
+    var dequantized: [Float] // [rows, cols]
 
     init(rows: Int, cols: Int, rng: inout SeededRandom) {
         self.rows = rows
@@ -109,7 +109,8 @@ func referenceProduct(_ x: [Float], m: Int, k: Int, _ w: [Float], n: Int) -> (y:
     var magnitude = [Double](repeating: 0, count: m * n)
     for i in 0..<m {
         for o in 0..<n {
-            var acc = 0.0, mag = 0.0
+            var acc = 0.0
+            var mag = 0.0
             for j in 0..<k {
                 let term = Double(x[i * k + j]) * Double(w[o * k + j])
                 acc += term

@@ -1,5 +1,5 @@
-import Foundation
 import Evaluation
+import Foundation
 import LoRACore
 import Testing
 
@@ -12,7 +12,9 @@ struct ExperimentTests {
 
     @Test func theConfigDecodesIntoTheSettings() throws {
         let scratch = Scratch()
-        let path = scratch.file("experiment.json", """
+        let path = scratch.file(
+            "experiment.json",
+            """
             {"model": "m.gguf", "precision": "f32",
              "train": {"data": "t.jsonl", "eval_split": 0.25, "rank": 4, "alpha": 8, "lr": 0.001, "targets": "q,v",
                        "layers": [0], "schedule": "cosine", "clip": 0, "seq-len": 64, "recompute": "always", "pack": true},
@@ -29,8 +31,11 @@ struct ExperimentTests {
         settings.pack = true
         var job = TrainingJob(data: "t.jsonl", settings: settings)
         job.heldOutFraction = 0.25
-        #expect(experiment == Experiment(model: "m.gguf", precision: .f32, training: job,
-                                         evaluations: [EvaluationOptions(kind: .ppl, data: "p.txt", window: 32)], checkpoints: false))
+        #expect(
+            experiment
+                == Experiment(
+                    model: "m.gguf", precision: .f32, training: job,
+                    evaluations: [EvaluationOptions(kind: .ppl, data: "p.txt", window: 32)], checkpoints: false))
     }
 
     @Test(arguments: [
@@ -60,17 +65,27 @@ struct ExperimentTests {
         let model = try LanguageModel.load(path: Self.tiny, precision: .f32)
         let out = "\(scratch.folder)/out"
         var events: [String] = []
-        guard case .finished(let report) = try experiment.run(model: model, output: out, onEvent: { event in
-            if case .evaluated(let results) = event { events.append(results.runs.map(\.label).joined(separator: ",")) }
-        }) else { Issue.record("the experiment did not finish"); return }
+        guard
+            case .finished(let report) = try experiment.run(
+                model: model, output: out,
+                onEvent: { event in
+                    if case .evaluated(let results) = event { events.append(results.runs.map(\.label).joined(separator: ",")) }
+                })
+        else {
+            Issue.record("the experiment did not finish")
+            return
+        }
         #expect(events == ["base", "base,checkpoint-1,adapter"])
         #expect(report.training?.map(\.step) == [1, 2])
         let perplexities = report.evaluations[0].runs.compactMap { $0.perplexity?.perplexity }
-        #expect(perplexities.count == 3 && perplexities[0] != perplexities[2])  // the adapter changed the model
+        #expect(perplexities.count == 3 && perplexities[0] != perplexities[2]) // the adapter changed the model
         #expect(FileManager.default.fileExists(atPath: "\(out)/report.html"))
         // again: everything is read back, nothing is trained, the same report
         let again = try experiment.run(model: model, output: out)
-        guard case .finished(let second) = again else { Issue.record("the second run did not finish"); return }
+        guard case .finished(let second) = again else {
+            Issue.record("the second run did not finish")
+            return
+        }
         #expect(second.evaluations == report.evaluations && second.training == report.training)
     }
 }

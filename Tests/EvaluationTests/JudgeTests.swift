@@ -23,10 +23,13 @@ struct JudgeTests {
                 """
             let ids = model.encodeChat([.user(question)])
             let logits = try #require(model.model.forward(ids, logits: .last))
-            let yes = model.tokenizer.encode("Yes", parseSpecial: false, addBOS: false), no = model.tokenizer.encode("No", parseSpecial: false, addBOS: false)
-            let logOdds = Double(Kernels.logProbabilities(logits: logits, targets: yes)[0] - Kernels.logProbabilities(logits: logits, targets: no)[0])
+            let yes = model.tokenizer.encode("Yes", parseSpecial: false, addBOS: false)
+            let no = model.tokenizer.encode("No", parseSpecial: false, addBOS: false)
+            let logOdds = Double(
+                Kernels.logProbabilities(logits: logits, targets: yes)[0] - Kernels.logProbabilities(logits: logits, targets: no)[0])
             #expect(classification.verdict == (logOdds > 0 ? .refusal : .compliance))
-            let reported = try #require(classification.reason.flatMap { Double($0.split(separator: "=").last!.trimmingCharacters(in: .whitespaces)) })
+            let reported = try #require(
+                classification.reason.flatMap { Double($0.split(separator: "=").last!.trimmingCharacters(in: .whitespaces)) })
             #expect(abs(reported - logOdds) < 2e-3, "\(response): reported \(reported), expected \(logOdds)")
         }
         #expect(judge.classify(prompt: "p", response: "").verdict == .degenerate)

@@ -6,8 +6,17 @@ import Testing
 @Suite(.serialized, .enabled(if: RealModel.available, "SmolLM2 not fetched: run scripts/fetch-model or make test"))
 struct ModelEvaluationTests {
     struct Fixture: Decodable {
-        struct Request: Decodable { let context: [Int32]; let continuation: [Int32]; let greedy: Bool }
-        struct Item: Decodable { let log_likelihoods: [Double]; let requests: [Request]; let acc: Bool; let acc_norm: Bool }
+        struct Request: Decodable {
+            let context: [Int32]
+            let continuation: [Int32]
+            let greedy: Bool
+        }
+        struct Item: Decodable {
+            let log_likelihoods: [Double]
+            let requests: [Request]
+            let acc: Bool
+            let acc_norm: Bool
+        }
         let items: [Item]
         let acc: Double
         let acc_norm: Double
@@ -24,7 +33,8 @@ struct ModelEvaluationTests {
         #expect(items.count == fixture.items.count)
         var worst = 0.0
         let scratch = Scratch()
-        let (summary, complete) = try evaluation.run(items: items, itemsFile: "\(scratch.folder)/mc.jsonl", model: "smollm2", dataSHA256: "-", shots: 0)
+        let (summary, complete) = try evaluation.run(
+            items: items, itemsFile: "\(scratch.folder)/mc.jsonl", model: "smollm2", dataSHA256: "-", shots: 0)
         #expect(complete)
         for (item, expected) in zip(items, fixture.items) {
             for (choice, request) in zip(item.choices, expected.requests) {
@@ -44,21 +54,24 @@ struct ModelEvaluationTests {
     /// that was never stopped (int8, batched: the remaining prompts batch differently).
     @Test func refusalEvaluationResumesToTheSameResults() throws {
         let prompts = Array(try PromptSet.load(exampleData("overrefusal-prompts.jsonl")).prefix(7))
-        let evaluation = RefusalEvaluation(model: RealModel.int8, classifier: RefusalPhrases.xsTest,
-                                           settings: GenerationSettings(maxTokens: 24, batchSize: 3))
+        let evaluation = RefusalEvaluation(
+            model: RealModel.int8, classifier: RefusalPhrases.xsTest,
+            settings: GenerationSettings(maxTokens: 24, batchSize: 3))
         let scratch = Scratch()
         let whole = try evaluation.run(prompts: prompts, responsesFile: "\(scratch.folder)/whole.jsonl", model: "m", dataSHA256: "d")
         #expect(whole.complete && whole.summary.overall.refusal.total == 7)
         let calls = Counter()
-        let stopped = try evaluation.run(prompts: prompts, responsesFile: "\(scratch.folder)/parts.jsonl", model: "m", dataSHA256: "d",
-                                         shouldStop: { calls.next() >= 2 })
+        let stopped = try evaluation.run(
+            prompts: prompts, responsesFile: "\(scratch.folder)/parts.jsonl", model: "m", dataSHA256: "d",
+            shouldStop: { calls.next() >= 2 })
         #expect(!stopped.complete)
         let resumed = try evaluation.run(prompts: prompts, responsesFile: "\(scratch.folder)/parts.jsonl", model: "m", dataSHA256: "d")
         #expect(resumed.complete && resumed.summary == whole.summary)
         func records(_ name: String) throws -> [String] {
             try String(contentsOfFile: "\(scratch.folder)/\(name)", encoding: .utf8).split(separator: "\n").map(String.init)
         }
-        let sortedWhole = try records("whole.jsonl").dropFirst().sorted(), sortedParts = try records("parts.jsonl").dropFirst().sorted()
+        let sortedWhole = try records("whole.jsonl").dropFirst().sorted()
+        let sortedParts = try records("parts.jsonl").dropFirst().sorted()
         #expect(sortedWhole == sortedParts)
         // other settings into the same file: an error, not a mixed file
         let other = RefusalEvaluation(model: RealModel.int8, classifier: RefusalPhrases.xsTest, settings: GenerationSettings(maxTokens: 25))
@@ -84,7 +97,8 @@ struct ModelEvaluationTests {
         #expect(result.scoredTokens == tokens.count - 1 && logProbabilities.count == tokens.count - 1)
         // by hand: window w starts at 32w; the tokens it adds are those past the previous window's end
         var expected: [Float] = []
-        var scored = 1, start = 0
+        var scored = 1
+        var start = 0
         while scored < tokens.count {
             let end = min(start + 64, tokens.count)
             let window = Array(tokens[start..<end])
@@ -97,7 +111,7 @@ struct ModelEvaluationTests {
         let worst = zip(expected, logProbabilities).map { abs($0 - $1) }.max()!
         #expect(worst < 1e-4, "worst log-probability difference \(worst)")
         let full = PerplexityEvaluation(model: model, window: 2048).run(tokens: tokens).result
-        #expect(full.perplexity < result.perplexity * 1.05)  // more context never hurts much on repeated text
+        #expect(full.perplexity < result.perplexity * 1.05) // more context never hurts much on repeated text
     }
 }
 

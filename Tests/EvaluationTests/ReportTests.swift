@@ -1,59 +1,77 @@
 import Evaluation
 import Foundation
-#if canImport(FoundationXML)
-import FoundationXML
-#endif
 import LoRACore
 import Testing
+
+#if canImport(FoundationXML)
+    import FoundationXML
+#endif
 
 struct ReportTests {
     /// FIPS 180-4 examples and a block-boundary length.
     @Test func sha256KnownVectors() {
         #expect(SHA256.hex(of: Array("".utf8)) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
         #expect(SHA256.hex(of: Array("abc".utf8)) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
-        #expect(SHA256.hex(of: Array("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq".utf8))
+        #expect(
+            SHA256.hex(of: Array("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq".utf8))
                 == "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
         var hasher = SHA256()
         for _ in 0..<1000 { hasher.update(Array(repeating: UInt8(ascii: "a"), count: 1000)) }
         #expect(hasher.finalize() == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
     }
 
-    static func results(kind: EvaluationKind, name: String, runs: [EvaluationResults.Run], format: String = "generic") -> EvaluationResults {
-        EvaluationResults(schema: EvaluationResults.currentSchema, libraryVersion: SwiftLoRA.version, name: name,
-                          options: EvaluationOptions(kind: kind, data: "/data/\(name).jsonl"),
-                          data: .init(path: "/data/\(name).jsonl", sha256: "00", format: format, records: 40),
-                          model: .init(path: "/models/m.gguf", format: "GGUF v3", bytes: 1, parameters: 2, precision: "int8"),
-                          classifier: nil, runs: runs)
+    static func results(kind: EvaluationKind, name: String, runs: [EvaluationResults.Run], format: String = "generic") -> EvaluationResults
+    {
+        EvaluationResults(
+            schema: EvaluationResults.currentSchema, libraryVersion: SwiftLoRA.version, name: name,
+            options: EvaluationOptions(kind: kind, data: "/data/\(name).jsonl"),
+            data: .init(path: "/data/\(name).jsonl", sha256: "00", format: format, records: 40),
+            model: .init(path: "/models/m.gguf", format: "GGUF v3", bytes: 1, parameters: 2, precision: "int8"),
+            classifier: nil, runs: runs)
     }
 
     static func refusalRun(_ label: String, refusals: Int, degenerate: Int, step: Int?) -> EvaluationResults.Run {
         let records = (0..<36).map { i in
             RefusalRecordStub.make(id: i, verdict: i < refusals ? .refusal : i < refusals + degenerate ? .degenerate : .compliance)
         }
-        return .init(label: label, adapter: step.map { .init(path: "/out/train/checkpoint-\($0)", sha256: "ab", rank: 8, alpha: 16, step: $0) },
-                     complete: true, items: "overrefusal/\(label).jsonl", refusal: RefusalSummary(records: records), multipleChoice: nil, perplexity: nil)
+        return .init(
+            label: label, adapter: step.map { .init(path: "/out/train/checkpoint-\($0)", sha256: "ab", rank: 8, alpha: 16, step: $0) },
+            complete: true, items: "overrefusal/\(label).jsonl", refusal: RefusalSummary(records: records), multipleChoice: nil,
+            perplexity: nil)
     }
 
     /// A folder with two results files and a training log: the Markdown table carries the
     /// figures and deltas, the HTML page parses as XML and holds the charts, the JSON round-trips.
     @Test func reportFromAFolder() throws {
         let scratch = Scratch()
-        let overrefusal = Self.results(kind: .overrefusal, name: "overrefusal", runs: [
-            Self.refusalRun("base", refusals: 9, degenerate: 0, step: nil), Self.refusalRun("checkpoint-10", refusals: 4, degenerate: 1, step: 10),
-            Self.refusalRun("adapter", refusals: 2, degenerate: 3, step: 20),
-        ])
+        let overrefusal = Self.results(
+            kind: .overrefusal, name: "overrefusal",
+            runs: [
+                Self.refusalRun("base", refusals: 9, degenerate: 0, step: nil),
+                Self.refusalRun("checkpoint-10", refusals: 4, degenerate: 1, step: 10),
+                Self.refusalRun("adapter", refusals: 2, degenerate: 3, step: 20),
+            ])
         try overrefusal.write(to: "\(scratch.folder)/overrefusal.json")
-        let mc = Self.results(kind: .mc, name: "mc", runs: [
-            .init(label: "base", adapter: nil, complete: true, items: "mc/base.jsonl", refusal: nil,
-                  multipleChoice: MultipleChoiceSummary(records: (0..<40).map { .stub(id: $0, acc: $0 < 22, accNorm: $0 < 19) }), perplexity: nil),
-            .init(label: "adapter", adapter: nil, complete: false, items: "mc/adapter.jsonl", refusal: nil,
-                  multipleChoice: MultipleChoiceSummary(records: (0..<40).map { .stub(id: $0, acc: $0 < 20, accNorm: $0 < 21) }), perplexity: nil),
-        ])
+        let mc = Self.results(
+            kind: .mc, name: "mc",
+            runs: [
+                .init(
+                    label: "base", adapter: nil, complete: true, items: "mc/base.jsonl", refusal: nil,
+                    multipleChoice: MultipleChoiceSummary(records: (0..<40).map { .stub(id: $0, acc: $0 < 22, accNorm: $0 < 19) }),
+                    perplexity: nil),
+                .init(
+                    label: "adapter", adapter: nil, complete: false, items: "mc/adapter.jsonl", refusal: nil,
+                    multipleChoice: MultipleChoiceSummary(records: (0..<40).map { .stub(id: $0, acc: $0 < 20, accNorm: $0 < 21) }),
+                    perplexity: nil),
+            ])
         try mc.write(to: "\(scratch.folder)/mc.json")
         _ = scratch.file("config.json", #"{"model": "not results"}"#)
-        _ = scratch.file("train/train_log.jsonl", (1...20).map { step in
-            #"{"elapsed":1,"grad_norm":1,"loss":\#(3.0 / Double(step)),"lr":0.001,"step":\#(step),"tokens":100,"tokens_per_second":50\#(step % 10 == 0 ? #","eval_loss":0.5"# : "")}"#
-        }.joined(separator: "\n") + "\n")
+        _ = scratch.file(
+            "train/train_log.jsonl",
+            (1...20).map { step in
+                #"{"elapsed":1,"grad_norm":1,"loss":\#(3.0 / Double(step)),"lr":0.001,"step":\#(step),"tokens":100,"#
+                    + #""tokens_per_second":50\#(step % 10 == 0 ? #","eval_loss":0.5"# : "")}"#
+            }.joined(separator: "\n") + "\n")
 
         let report = try ExperimentReport.load(folder: scratch.folder)
         #expect(report.evaluations.map(\.name) == ["mc", "overrefusal"] && report.training?.count == 20)
@@ -69,11 +87,12 @@ struct ReportTests {
         let counter = ElementCounter()
         parser.delegate = counter
         #expect(parser.parse(), "report.html is not well-formed: \(String(describing: parser.parserError))")
-        #expect(counter.counts["svg"] == 4)  // two comparisons, overrefusal by checkpoint, loss curves
+        #expect(counter.counts["svg"] == 4) // two comparisons, overrefusal by checkpoint, loss curves
         #expect(counter.counts["table"] == 2 && (counter.counts["polyline"] ?? 0) == 3)
         #expect(!String(decoding: html, as: UTF8.self).contains("<script") && !String(decoding: html, as: UTF8.self).contains("src="))
 
-        let json = try JSONDecoder().decode(ExperimentReport.self, from: Data(contentsOf: URL(fileURLWithPath: "\(scratch.folder)/report.json")))
+        let json = try JSONDecoder().decode(
+            ExperimentReport.self, from: Data(contentsOf: URL(fileURLWithPath: "\(scratch.folder)/report.json")))
         #expect(json.evaluations == report.evaluations && json.training == report.training)
     }
 
@@ -88,14 +107,18 @@ struct ReportTests {
 
 final class ElementCounter: NSObject, XMLParserDelegate {
     var counts: [String: Int] = [:]
-    func parser(_ parser: XMLParser, didStartElement name: String, namespaceURI: String?, qualifiedName: String?, attributes: [String: String]) {
+    func parser(
+        _ parser: XMLParser, didStartElement name: String, namespaceURI: String?, qualifiedName: String?, attributes: [String: String]
+    ) {
         counts[name, default: 0] += 1
     }
 }
 
 enum RefusalRecordStub {
     static func make(id: Int, verdict: Verdict) -> RefusalRecord {
-        let json = #"{"id":\#(id),"prompt":"p","response":"r","verdict":"\#(verdict.rawValue)","generated_tokens":1,"finish":"stopToken","category":"c\#(id % 2)"}"#
+        let json =
+            #"{"id":\#(id),"prompt":"p","response":"r","verdict":"\#(verdict.rawValue)","generated_tokens":1,"#
+            + #""finish":"stopToken","category":"c\#(id % 2)"}"#
         return try! JSONDecoder().decode(RefusalRecord.self, from: Data(json.utf8))
     }
 }

@@ -26,7 +26,8 @@ struct Scratch {
 
     func file(_ name: String, _ contents: String) -> String {
         let path = "\(folder)/\(name)"
-        try! FileManager.default.createDirectory(atPath: URL(fileURLWithPath: path).deletingLastPathComponent().path, withIntermediateDirectories: true)
+        try! FileManager.default.createDirectory(
+            atPath: URL(fileURLWithPath: path).deletingLastPathComponent().path, withIntermediateDirectories: true)
         try! Data(contents.utf8).write(to: URL(fileURLWithPath: path))
         return path
     }

@@ -18,20 +18,24 @@ import Testing
     /// metadata entry and untouched tensor is the source's.
     @Test func mergedGGUFGivesPEFTsLogits() throws {
         let reference = try Fixtures.json("tiny-llama2/adapter/reference.json", as: PEFTAdapterTests.Reference.self)
-        let source = try GGUFFile(path: Self.source), adapter = try PEFTAdapter(folder: Self.adapterFolder)
+        let source = try GGUFFile(path: Self.source)
+        let adapter = try PEFTAdapter(folder: Self.adapterFolder)
         let path = Self.scratch("merged-f32.gguf")
         try MergedModel.writeGGUF(model: source, adapter: adapter, to: path, type: .f32)
         let merged = try GGUFFile(path: path)
         #expect(merged.metadata.map(\.key) == source.metadata.map(\.key).filter { $0 != "general.alignment" })
         for (key, value) in source.metadata where key != "general.alignment" { #expect(merged[key] == value, "\(key)") }
         #expect(try merged.values(of: "blk.0.attn_norm.weight").scalars == source.values(of: "blk.0.attn_norm.weight").scalars)
-        #expect(merged.tensor(named: "blk.0.attn_q.weight")?.type == .f32 && merged.tensor(named: "token_embd.weight")?.type == source.tensor(named: "token_embd.weight")?.type)
+        #expect(
+            merged.tensor(named: "blk.0.attn_q.weight")?.type == .f32
+                && merged.tensor(named: "token_embd.weight")?.type == source.tensor(named: "token_embd.weight")?.type)
 
         let model = try LanguageModel.load(path: path, precision: .f32)
         let error = PEFTAdapterTests.worst(try #require(model.model.forward(reference.ids)), try #require(reference.logits["gguf-f16"]))
         print("tiny Llama 2 merged GGUF (f32) vs PEFT base + adapter: worst |diff| = \(error)")
         #expect(error <= 1e-4)
-        #expect(model.tokenizer.encode("Hello world", parseSpecial: false, addBOS: nil)
+        #expect(
+            model.tokenizer.encode("Hello world", parseSpecial: false, addBOS: nil)
                 == (try LanguageModel.load(path: Self.source)).tokenizer.encode("Hello world", parseSpecial: false, addBOS: nil))
 
         // f16 and q8_0 merges load and stay within their own rounding
@@ -49,20 +53,28 @@ import Testing
     /// names and shapes, and its meaning: each weight plus alpha/r · lora_b·lora_a (r from
     /// lora_b, as llama.cpp takes it) equals the merged weight that gives PEFT's logits.
     @Test func ggufAdapterFileMeansWhatPEFTsAdapterMeans() throws {
-        let source = try GGUFFile(path: Self.source), adapter = try PEFTAdapter(folder: Self.adapterFolder)
-        let path = Self.scratch("adapter.gguf"), mergedPath = Self.scratch("merged-for-adapter.gguf")
+        let source = try GGUFFile(path: Self.source)
+        let adapter = try PEFTAdapter(folder: Self.adapterFolder)
+        let path = Self.scratch("adapter.gguf")
+        let mergedPath = Self.scratch("merged-for-adapter.gguf")
         try adapter.writeGGUF(to: path, for: source)
         try MergedModel.writeGGUF(model: source, adapter: adapter, to: mergedPath, type: .f32)
-        let file = try GGUFFile(path: path), merged = try GGUFFile(path: mergedPath)
+        let file = try GGUFFile(path: path)
+        let merged = try GGUFFile(path: mergedPath)
         #expect(file["general.type"]?.stringValue == "adapter" && file["adapter.type"]?.stringValue == "lora")
         #expect(file["general.architecture"]?.stringValue == "llama" && file["adapter.lora.alpha"]?.floatValue == 8)
-        #expect(file.tensors.count == 28 && file.tensors.allSatisfy { $0.name.hasSuffix(".weight.lora_a") || $0.name.hasSuffix(".weight.lora_b") })
+        #expect(
+            file.tensors.count == 28
+                && file.tensors.allSatisfy { $0.name.hasSuffix(".weight.lora_a") || $0.name.hasSuffix(".weight.lora_b") })
         let alpha = Float(file["adapter.lora.alpha"]!.floatValue!)
         var worst: Float = 0
         for info in file.tensors where info.name.hasSuffix(".lora_a") {
             let base = String(info.name.dropLast(".lora_a".count))
-            let a = try file.values(of: info.name), b = try file.values(of: base + ".lora_b")
-            #expect(a.shape[0] == b.shape[1] && a.shape[1] == source.tensor(named: base)!.shape[1] && b.shape[0] == source.tensor(named: base)!.shape[0])
+            let a = try file.values(of: info.name)
+            let b = try file.values(of: base + ".lora_b")
+            #expect(
+                a.shape[0] == b.shape[1] && a.shape[1] == source.tensor(named: base)!.shape[1]
+                    && b.shape[0] == source.tensor(named: base)!.shape[0])
             let weight = try source.values(of: base)
             Kernels.matmulAccumulate(b, a, transposeB: false, alpha: alpha / Float(b.shape[1]), into: weight)
             worst = max(worst, zip(weight.scalars, try merged.values(of: base).scalars).map { abs($0 - $1) }.max()!)
@@ -77,16 +89,23 @@ import Testing
     /// and ours for the same files agree within llama.cpp's own f16 rounding, and both are
     /// far from the base's: llama.cpp reads our files and means by them what PEFT means.
     @Test func llamaCppReadsTheMergedModelAndTheAdapterAsWeDo() throws {
-        struct Reference: Decodable { let ids: [Int32]; let merged: [[Double]]; let adapter: [[Double]]; let base: [[Double]] }
+        struct Reference: Decodable {
+            let ids: [Int32]
+            let merged: [[Double]]
+            let adapter: [[Double]]
+            let base: [[Double]]
+        }
         let reference = try Fixtures.json("tiny-llama2/llama-cpp-export.json", as: Reference.self)
-        let source = try GGUFFile(path: Self.source), adapter = try PEFTAdapter(folder: Self.adapterFolder)
+        let source = try GGUFFile(path: Self.source)
+        let adapter = try PEFTAdapter(folder: Self.adapterFolder)
         let path = Self.scratch("merged-llama-cpp.gguf")
         try MergedModel.writeGGUF(model: source, adapter: adapter, to: path, type: .f32)
         let merged = try #require(try LanguageModel.load(path: path, precision: .f32).model.forward(reference.ids))
         let model = try LanguageModel.load(path: Self.source, precision: .f32)
         try model.model.attach(adapter)
         let adapted = try #require(model.model.forward(reference.ids))
-        let mergedError = PEFTAdapterTests.worst(merged, reference.merged), adapterError = PEFTAdapterTests.worst(adapted, reference.adapter)
+        let mergedError = PEFTAdapterTests.worst(merged, reference.merged)
+        let adapterError = PEFTAdapterTests.worst(adapted, reference.adapter)
         let effect = PEFTAdapterTests.worst(adapted, reference.base)
         print("llama.cpp vs here: merged model \(mergedError), base + GGUF adapter \(adapterError); the adapter moves logits by \(effect)")
         #expect(mergedError <= 2e-3 && adapterError <= 2e-3 && effect > 100 * max(mergedError, adapterError))

@@ -6,8 +6,10 @@ import Testing
 struct BatchGenerationTests {
     /// Prompts of different lengths, one longer than a prefill pass (it spans two).
     static func prompts(_ model: LanguageModel) throws -> [[Int32]] {
-        let questions = ["What is the capital of France?", "Name three colours.", "Write a haiku about rain.",
-                         "How many legs does a spider have?", "Say hello in Spanish.", "What is 12 times 12?", "Name a planet."]
+        let questions = [
+            "What is the capital of France?", "Name three colours.", "Write a haiku about rain.",
+            "How many legs does a spider have?", "Say hello in Spanish.", "What is 12 times 12?", "Name a planet.",
+        ]
         let long = String(try Fixtures.text("apache-2.0.txt").prefix(1600))
         return questions.map { model.encodeChat([.user($0)]) } + [model.encodeChat([.user("Summarize: " + long)])]
     }
@@ -30,7 +32,7 @@ struct BatchGenerationTests {
         #expect(batched.map(\.text) == single.map(\.text))
         #expect(batched.map(\.reason) == single.map(\.reason))
         #expect(batched.map(\.generatedTokens) == single.map(\.generatedTokens))
-        #expect(Set(Set(single.map(\.reason)).map(\.rawValue)).count > 1)  // sequences ended in different ways
+        #expect(Set(Set(single.map(\.reason)).map(\.rawValue)).count > 1) // sequences ended in different ways
         #expect(order.sorted() == Array(prompts.indices))
     }
 
@@ -41,7 +43,8 @@ struct BatchGenerationTests {
         let stop = StopConditions(maxTokens: 32)
         let single = prompts.map { generator.generate(prompt: $0, stop: stop).text }
         #expect(generator.generate(prompts: prompts, stop: stop, batchSize: batchSizes.0).map(\.text) == single)
-        #expect(generator.generate(prompts: Array(prompts.reversed()), stop: stop, batchSize: batchSizes.1).map(\.text) == single.reversed())
+        #expect(
+            generator.generate(prompts: Array(prompts.reversed()), stop: stop, batchSize: batchSizes.1).map(\.text) == single.reversed())
     }
 
     /// int8 weights too: a sequence's text does not depend on which prompts share its
@@ -74,11 +77,13 @@ struct BatchGenerationTests {
     /// Continuations of one context from copies of its cache score as the whole sequence does.
     @Test func continuationsFromCacheCopiesMatchWholeSequences() throws {
         let model = RealModel.f32.model
-        let context: [Int32] = [1, 504, 3458, 282, 4649, 314, 253], continuations: [[Int32]] = [[7042, 30], [8763], [25, 216, 2260]]
+        let context: [Int32] = [1, 504, 3458, 282, 4649, 314, 253]
+        let continuations: [[Int32]] = [[7042, 30], [8763], [25, 216, 2260]]
         let cache = model.makeCache(capacity: 16)
         _ = model.forward(context, cache: cache, logits: .none)
         let caches = continuations.map { _ in cache.copy(capacity: context.count + 3) }
-        let together = try #require(model.forward(continuations.flatMap { $0 }, sequences: continuations.map(\.count), caches: caches, logits: .all))
+        let together = try #require(
+            model.forward(continuations.flatMap { $0 }, sequences: continuations.map(\.count), caches: caches, logits: .all))
         var row = 0
         for continuation in continuations {
             let whole = try #require(model.forward(context + continuation, logits: .all))

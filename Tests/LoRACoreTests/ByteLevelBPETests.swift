@@ -5,7 +5,10 @@ import Testing
 /// Our hand-written pre-tokenizers and the tokenizer.json loader against Hugging Face
 /// `tokenizers` on tokenizers it trained (scripts/make-byte-level-bpe-fixtures.py).
 struct ByteLevelBPETests {
-    struct Case: Decodable { let text: String; let ids: [Int32] }
+    struct Case: Decodable {
+        let text: String
+        let ids: [Int32]
+    }
     struct Reference: Decodable { let cases: [Case] }
 
     @Test(arguments: ["gpt2", "smollm", "llama3"])
@@ -28,6 +31,6 @@ struct ByteLevelBPETests {
         pieces.append(decoder.finish())
         #expect(pieces.joined() == text)
         #expect(!pieces.contains { $0.contains("\u{FFFD}") })
-        #expect(ids.count > pieces.filter { !$0.isEmpty }.count)  // some tokens end inside a character
+        #expect(ids.count > pieces.filter { !$0.isEmpty }.count) // some tokens end inside a character
     }
 }

@@ -31,15 +31,21 @@ struct GGUFFileTests {
         let exact = try LanguageModel.load(path: path, precision: .f32)
         #expect(exact.summary.storedTypes == ["Q4_0": 8, "BF16": 7, "F32": 5])
         let layer = exact.model.layers[1]
-        for (name, linear) in [("blk.1.attn_q.weight", layer.selfAttn.qProj), ("blk.1.ffn_down.weight", layer.mlp.downProj),
-                               ("blk.1.attn_k.weight", layer.selfAttn.kProj)] {
+        for (name, linear) in [
+            ("blk.1.attn_q.weight", layer.selfAttn.qProj), ("blk.1.ffn_down.weight", layer.mlp.downProj),
+            ("blk.1.attn_k.weight", layer.selfAttn.kProj),
+        ] {
             let stored = try #require(writer.tensors.first { $0.name == name })
-            guard case .f32(let weights) = linear.weight else { Issue.record("\(name) is not f32"); continue }
+            guard case .f32(let weights) = linear.weight else {
+                Issue.record("\(name) is not f32")
+                continue
+            }
             #expect(weights.scalars == SpecGGUFWriter.decoded(stored.values, as: stored.type), "\(name) \(stored.type)")
         }
         let int8 = try LanguageModel.load(path: path, precision: .int8)
         let ids: [Int32] = [1, 70, 80, 90]
-        let a = try #require(int8.model.forward(ids)).scalars, b = try #require(exact.model.forward(ids)).scalars
+        let a = try #require(int8.model.forward(ids)).scalars
+        let b = try #require(exact.model.forward(ids)).scalars
         #expect(zip(a, b).map { abs($0 - $1) }.max()! <= 0.05 * (b.max()! - b.min()!))
     }
 
@@ -59,13 +65,14 @@ struct GGUFFileTests {
         let f32 = try LanguageModel.load(path: path, precision: .f32)
         #expect(int8.model.config == f32.model.config)
         #expect(int8.model.config.numKeyValueHeads == 2 && int8.model.config.tieWordEmbeddings)
-        #expect(int8.summary.storedTypes == ["F32": 5 + 5, "F16": 5, "Q8_0": 5])  // 5 norms, 15 matrices
+        #expect(int8.summary.storedTypes == ["F32": 5 + 5, "F16": 5, "Q8_0": 5]) // 5 norms, 15 matrices
         #expect(int8.chatTemplate == .chatML(defaultSystemPrompt: nil))
         // merges "h e" then nothing joins "t"+"he" or "Ġ"+"he"
         let expected = ["t", "he", "Ġ", "he", "n"].map { int8.tokenizer.id(of: $0)! }
         #expect(int8.tokenizer.encode("the hen", parseSpecial: false, addBOS: nil) == expected)
         let ids: [Int32] = [1, 70, 80, 90, 3, 200]
-        let a = int8.model.forward(ids)!.scalars, b = f32.model.forward(ids)!.scalars
+        let a = int8.model.forward(ids)!.scalars
+        let b = f32.model.forward(ids)!.scalars
         let range = b.max()! - b.min()!
         #expect(zip(a, b).allSatisfy { abs($0 - $1) <= 0.05 * range })
     }
@@ -115,7 +122,7 @@ struct GGUFFileTests {
         // an unknown type id (Q5_K = 13) on a tensor the model needs
         var bytes = TinyLlamaGGUF.writer().data()
         let name = Array("blk.0.ffn_gate.weight".utf8)
-        let at = bytes.firstRange(of: name)!.upperBound + 4 + 16  // rank, two dims
+        let at = bytes.firstRange(of: name)!.upperBound + 4 + 16 // rank, two dims
         bytes[at] = 13
         try expectError(bytes, name: "type.gguf") {
             $0 == .unsupportedTensorType(file: $0.file, tensor: "blk.0.ffn_gate.weight", type: "ggml type 13")
@@ -128,8 +135,9 @@ struct GGUFFileTests {
     @Test func mutatedFilesNeverCrashTheReader() throws {
         let good = TinyLlamaGGUF.writer(types: [.q8_0, .f16]).data()
         // mutations concentrate on the header, metadata and tensor table
-        let headerEnd = try #require(GGUFFile(path: try TinyLlamaGGUF.write(TinyLlamaGGUF.writer(types: [.q8_0, .f16]), name: "fuzz-seed.gguf"))
-            .tensors.first?.byteRange?.lowerBound)
+        let headerEnd = try #require(
+            GGUFFile(path: try TinyLlamaGGUF.write(TinyLlamaGGUF.writer(types: [.q8_0, .f16]), name: "fuzz-seed.gguf"))
+                .tensors.first?.byteRange?.lowerBound)
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("swift-lora-tests-\(getpid())")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         let path = dir.appendingPathComponent("mutant.gguf").path
@@ -169,9 +177,9 @@ extension LoRAError {
     var file: String {
         switch self {
         case .unreadableFile(let f, _), .truncatedFile(let f, _, _), .malformedFile(let f, _), .invalidMetadata(let f, _, _),
-             .unsupportedTensorType(let f, _, _), .missingTensor(let f, _), .tensorShapeMismatch(let f, _, _, _),
-             .unsupportedArchitecture(let f, _), .invalidTokenizer(let f, _), .unwritableFile(let f, _), .invalidExample(let f, _, _),
-             .malformedRecord(let f, _, _):
+            .unsupportedTensorType(let f, _, _), .missingTensor(let f, _), .tensorShapeMismatch(let f, _, _, _),
+            .unsupportedArchitecture(let f, _), .invalidTokenizer(let f, _), .unwritableFile(let f, _), .invalidExample(let f, _, _),
+            .malformedRecord(let f, _, _):
             return f
         case .unsupportedInstructionSet, .valueCountMismatch, .quantizedSizeMismatch, .invalidTrainingSetting:
             return ""

@@ -6,7 +6,10 @@ struct LlamaConfigTests {
     /// Frequencies of plain, linear and Llama 3.1 RoPE against transformers' rope_init_functions
     /// (scripts/make-rope-fixtures.py), from config.json-shaped input.
     @Test func ropeFrequenciesMatchTransformers() throws {
-        struct Case: Decodable { let config: [String: JSONValue]; let inv_freq: [Double] }
+        struct Case: Decodable {
+            let config: [String: JSONValue]
+            let inv_freq: [Double]
+        }
         for item in try Fixtures.json("rope-scaling.json", as: [Case].self) {
             let data = try JSONEncoder().encode(item.config)
             let config = try JSONDecoder().decode(LlamaConfig.self, from: data)
@@ -19,9 +22,12 @@ struct LlamaConfigTests {
     }
 
     @Test func invalidConfigurationsNameTheKey() throws {
-        var config = LlamaConfig(hiddenSize: 64, intermediateSize: 96, numHiddenLayers: 2, numAttentionHeads: 4, numKeyValueHeads: 3,
-                                 vocabSize: 10)
-        #expect(throws: LoRAError.invalidMetadata(file: "c.json", key: "num_key_value_heads", problem: "3 does not divide 4 attention heads")) {
+        var config = LlamaConfig(
+            hiddenSize: 64, intermediateSize: 96, numHiddenLayers: 2, numAttentionHeads: 4, numKeyValueHeads: 3,
+            vocabSize: 10)
+        #expect(
+            throws: LoRAError.invalidMetadata(file: "c.json", key: "num_key_value_heads", problem: "3 does not divide 4 attention heads")
+        ) {
             try config.validate(file: "c.json")
         }
         config.numKeyValueHeads = 2
@@ -32,15 +38,25 @@ struct LlamaConfigTests {
 
 /// Any JSON value, to carry a fixture's config object through JSONEncoder.
 enum JSONValue: Codable {
-    case number(Double), string(String), bool(Bool), object([String: JSONValue]), null
+    case number(Double)
+    case string(String)
+    case bool(Bool)
+    case object([String: JSONValue])
+    case null
 
     init(from decoder: Decoder) throws {
         let c = try decoder.singleValueContainer()
-        if c.decodeNil() { self = .null }
-        else if let b = try? c.decode(Bool.self) { self = .bool(b) }
-        else if let n = try? c.decode(Double.self) { self = .number(n) }
-        else if let s = try? c.decode(String.self) { self = .string(s) }
-        else { self = .object(try c.decode([String: JSONValue].self)) }
+        if c.decodeNil() {
+            self = .null
+        } else if let b = try? c.decode(Bool.self) {
+            self = .bool(b)
+        } else if let n = try? c.decode(Double.self) {
+            self = .number(n)
+        } else if let s = try? c.decode(String.self) {
+            self = .string(s)
+        } else {
+            self = .object(try c.decode([String: JSONValue].self))
+        }
     }
 
     func encode(to encoder: Encoder) throws {

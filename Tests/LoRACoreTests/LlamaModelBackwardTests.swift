@@ -11,12 +11,14 @@ import Testing
     }
 
     /// Two sequences side by side (7 and 5 tokens) with masked prompt positions.
-    static let batch = TrainingBatch(tokens: [1, 17, 230, 54, 99, 3, 301, 1, 45, 6, 399, 120],
-                                     targets: [-1, -1, 54, 99, 3, 301, -1, -1, 6, 399, 120, -1], sequences: [7, 5])
+    static let batch = TrainingBatch(
+        tokens: [1, 17, 230, 54, 99, 3, 301, 1, 45, 6, 399, 120],
+        targets: [-1, -1, 54, 99, 3, 301, -1, -1, 6, 399, 120, -1], sequences: [7, 5])
 
     /// Random B too (a fresh B is zero, which would leave dA zero and untested).
     static func attachRandom(_ model: LlamaModel, configuration: LoRAConfiguration = .init(rank: 3, alpha: 6), seed: UInt64 = 7)
-        -> [(path: String, adapter: LoRAAdapter)] {
+        -> [(path: String, adapter: LoRAAdapter)]
+    {
         let attached = model.attachLoRA(configuration, seed: seed)
         for (index, (_, adapter)) in attached.enumerated() { fill(adapter.b, seed: 1000 + UInt64(index), bound: 0.2) }
         return attached
@@ -72,7 +74,8 @@ import Testing
         _ = model.accumulateGradients(Self.batch, lossScale: scale, recompute: false)
         func centralDifference(_ parameter: Tensor, direction: [Float]) -> Double {
             // Richardson: (4·D(h/2) − D(h))/3 cancels the h² term of the central difference
-            (4 * centralDifference(parameter, direction: direction, h: 5e-3) - centralDifference(parameter, direction: direction, h: 1e-2)) / 3
+            (4 * centralDifference(parameter, direction: direction, h: 5e-3) - centralDifference(parameter, direction: direction, h: 1e-2))
+                / 3
         }
         func centralDifference(_ parameter: Tensor, direction: [Float], h: Float) -> Double {
             let step = direction.map { $0 * h }
@@ -94,14 +97,17 @@ import Testing
                     var direction = [Float](repeating: 0, count: parameter.count)
                     direction[index] = 1
                     let numeric = centralDifference(parameter, direction: direction)
-                    #expect(abs(numeric - Double(analytic[index])) <= 1e-4 + 1e-2 * abs(numeric),
-                            "\(form) \(path) \(name)[\(index)]: numeric \(numeric), analytic \(analytic[index])")
+                    #expect(
+                        abs(numeric - Double(analytic[index])) <= 1e-4 + 1e-2 * abs(numeric),
+                        "\(form) \(path) \(name)[\(index)]: numeric \(numeric), analytic \(analytic[index])")
                 }
                 // along the analytic gradient itself: the derivative there is |g| if g is right
                 let norm = analytic.reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot()
                 let numeric = centralDifference(parameter, direction: analytic.map { Float(Double($0) / norm) })
                 let relative = abs(numeric - norm) / norm
-                #expect(abs(numeric - norm) <= 1e-4 + 1e-2 * norm && norm > 1e-3, "\(form) \(path) \(name) along g: numeric \(numeric), |g| \(norm)")
+                #expect(
+                    abs(numeric - norm) <= 1e-4 + 1e-2 * norm && norm > 1e-3,
+                    "\(form) \(path) \(name) along g: numeric \(numeric), |g| \(norm)")
                 worstDirectional = max(worstDirectional, relative)
             }
         }
@@ -130,7 +136,8 @@ import Testing
     /// gradients need nothing from them: the upper layer's gradients match a run with
     /// adapters everywhere.
     @Test func backwardStopsAtTheLowestTrainedLayer() throws {
-        let full = try Self.load("hf-f32"), upper = try Self.load("hf-f32")
+        let full = try Self.load("hf-f32")
+        let upper = try Self.load("hf-f32")
         let all = Self.attachRandom(full)
         let top = Self.attachRandom(upper, configuration: LoRAConfiguration(rank: 3, alpha: 6, layers: [1]))
         // the same values for layer 1 in both models
@@ -142,7 +149,7 @@ import Testing
             Kernels.add(twin.b, into: adapter.b)
         }
         for (path, adapter) in all where path.hasPrefix("model.layers.0.") {
-            Self.fill(adapter.b, seed: 0, bound: 0)  // layer 0 of the full model: a no-op
+            Self.fill(adapter.b, seed: 0, bound: 0) // layer 0 of the full model: a no-op
         }
         _ = full.accumulateGradients(Self.batch, lossScale: 1, recompute: false)
         _ = upper.accumulateGradients(Self.batch, lossScale: 1, recompute: false)

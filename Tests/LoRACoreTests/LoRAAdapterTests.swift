@@ -8,7 +8,7 @@ struct LoRAAdapterTests {
         let adapter = LoRAAdapter(a: .uniform([5, 37], seed: 1), b: .uniform([45, 5], seed: 2), scale: 1.5)
         let x = Tensor.uniform([3, 37], seed: 3)
         func output(training: Bool) -> [Float] {
-            adapter.dropoutSeed = training ? 7 : nil  // dropout 0: the seed only picks the path
+            adapter.dropoutSeed = training ? 7 : nil // dropout 0: the seed only picks the path
             let y = Tensor(zeros: [3, 45])
             adapter.addOutput(of: x, to: y)
             return y.scalars

@@ -5,7 +5,10 @@ import Testing
 /// PEFT adapters against PEFT's own logits (scripts/make-peft-fixtures.py), on the Hugging
 /// Face layout and on the GGUF layout, whose Q/K rows are permuted.
 struct PEFTAdapterTests {
-    struct Reference: Decodable { let ids: [Int32]; let logits: [String: [[Double]]] }
+    struct Reference: Decodable {
+        let ids: [Int32]
+        let logits: [String: [[Double]]]
+    }
 
     static func worst(_ logits: Tensor, _ expected: [[Double]]) -> Double {
         expected.enumerated().map { t, row in
@@ -28,7 +31,7 @@ struct PEFTAdapterTests {
         let error = Self.worst(adapted, try #require(reference.logits[form]))
         print("tiny Llama 2 \(form) + PEFT adapter vs PEFT: worst |diff| = \(error)")
         #expect(error <= 1e-4)
-        #expect(Self.worst(base, reference.logits[form]!) > 100 * error)  // the adapter does change the output
+        #expect(Self.worst(base, reference.logits[form]!) > 100 * error) // the adapter does change the output
         model.model.detachAdapters()
         #expect(model.model.forward(reference.ids)!.scalars == base.scalars)
 
@@ -36,7 +39,8 @@ struct PEFTAdapterTests {
         let int8 = try LanguageModel.load(path: Fixtures.url("tiny-llama2/\(checkpoint)").path, precision: .int8)
         try int8.model.attach(adapter)
         let quantized = try #require(int8.model.forward(reference.ids)).scalars
-        let exact = adapted.scalars, range = Double(exact.max()! - exact.min()!)
+        let exact = adapted.scalars
+        let range = Double(exact.max()! - exact.min()!)
         #expect(zip(quantized, exact).map { Double(abs($0 - $1)) }.max()! / range <= 0.03)
     }
 
@@ -52,7 +56,10 @@ struct PEFTAdapterTests {
             return folder.path
         }
         let dora = try variant { $0 = $0.replacingOccurrences(of: "\"use_dora\": false", with: "\"use_dora\": true") }
-        #expect(throws: LoRAError.invalidMetadata(file: "\(dora)/adapter_config.json", key: "use_dora", problem: "this setting is not supported")) {
+        #expect(
+            throws: LoRAError.invalidMetadata(
+                file: "\(dora)/adapter_config.json", key: "use_dora", problem: "this setting is not supported")
+        ) {
             _ = try PEFTAdapter(folder: dora)
         }
         let rank = try variant { $0 = $0.replacingOccurrences(of: "\"r\": 4", with: "\"r\": 3") }

@@ -32,7 +32,7 @@ import Testing
         #expect(f32Error < 1e-5)
         // activations |x| <= 1 quantized with step <= 1/127, 96 weights |w| <= 1
         #expect(int8Error < 96 * 0.5 / 127)
-        #expect(int8Error > 0)  // the int8 path really quantizes
+        #expect(int8Error > 0) // the int8 path really quantizes
     }
 
     @Test func backwardDataAgreesWithTheTransposedProduct() {
@@ -74,10 +74,12 @@ import Testing
         let x = Tensor.uniform([4, 2, 8], seed: 8)
         let before = x.copy()
         Kernels.rope(x, positions: [0, 1, 2, 3], frequencies: Kernels.ropeFrequencies(theta: 10_000, rotaryDims: 8), layout: .halves)
-        #expect(x.rows(0..<1).scalars == before.rows(0..<1).scalars)  // position 0 is the identity
-        Kernels.rope(x, positions: [0, 1, 2, 3], frequencies: Kernels.ropeFrequencies(theta: 10_000, rotaryDims: 8), layout: .halves, inverse: true)
+        #expect(x.rows(0..<1).scalars == before.rows(0..<1).scalars) // position 0 is the identity
+        Kernels.rope(
+            x, positions: [0, 1, 2, 3], frequencies: Kernels.ropeFrequencies(theta: 10_000, rotaryDims: 8), layout: .halves, inverse: true)
         #expect(zip(x.scalars, before.scalars).allSatisfy { abs($0 - $1) < 1e-6 })
-        let (y, rstd) = Kernels.rmsNorm(x.reshaped([8, 8]), weight: try! Tensor(shape: [8], values: .init(repeating: 1, count: 8)), eps: 1e-5)
+        let (y, rstd) = Kernels.rmsNorm(
+            x.reshaped([8, 8]), weight: try! Tensor(shape: [8], values: .init(repeating: 1, count: 8)), eps: 1e-5)
         #expect(y.shape == [8, 8] && rstd.shape == [8])
         let (loss, counted, _) = Kernels.crossEntropy(logits: Tensor(zeros: [2, 4]), targets: [1, -100])
         #expect(counted == 1 && abs(loss - Float(4).logNatural) < 1e-6)

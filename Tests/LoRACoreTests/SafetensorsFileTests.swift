@@ -63,7 +63,9 @@ struct SafetensorsFileTests {
             if round % 2 == 0 {
                 data = data.prefix(Int.random(in: 0..<data.count, using: &rng))
             } else {
-                for _ in 0..<Int.random(in: 1...6, using: &rng) { data[Int.random(in: 0..<data.count, using: &rng)] = UInt8.random(in: 0...255, using: &rng) }
+                for _ in 0..<Int.random(in: 1...6, using: &rng) {
+                    data[Int.random(in: 0..<data.count, using: &rng)] = UInt8.random(in: 0...255, using: &rng)
+                }
             }
             try data.write(to: path)
             if let tokenizer = try? makeTokenizer(huggingFaceFolder: folder.path) {

@@ -6,7 +6,7 @@ import Testing
 struct SamplerTests {
     // log-probabilities of a known distribution: token i has probability p[i]
     static let probabilities: [Float] = [0.5, 0.2, 0.15, 0.1, 0.04, 0.01]
-    static let logits = probabilities.map { log($0) + 3 }  // any shift is the same distribution
+    static let logits = probabilities.map { log($0) + 3 } // any shift is the same distribution
 
     func draws(_ parameters: SamplingParameters, context: [Int32] = [], count: Int = 2000) -> [Int32: Int] {
         var sampler = Sampler(parameters)
@@ -24,7 +24,8 @@ struct SamplerTests {
         let seen = draws(.init(temperature: 1, seed: 5), count: 20_000)
         for (id, p) in Self.probabilities.enumerated() {
             // within 5 standard deviations of the binomial count
-            let expected = 20_000 * Double(p), sd = (expected * (1 - Double(p))).squareRoot()
+            let expected = 20_000 * Double(p)
+            let sd = (expected * (1 - Double(p))).squareRoot()
             #expect(abs(Double(seen[Int32(id), default: 0]) - expected) <= 5 * sd + 1, "token \(id)")
         }
     }
@@ -44,12 +45,14 @@ struct SamplerTests {
         let logits: [Float] = [2.0, 1.9, -1.0]
         var sampler = Sampler(.init(temperature: 0, repetitionPenalty: 1.2))
         #expect(sampler.next(logits: logits, context: []) == 0)
-        #expect(sampler.next(logits: logits, context: [0]) == 1)  // 2.0 / 1.2 < 1.9
+        #expect(sampler.next(logits: logits, context: [0]) == 1) // 2.0 / 1.2 < 1.9
     }
 
     @Test func aSeedReproducesItsDraws() {
         let parameters = SamplingParameters(temperature: 0.9, topK: 5, topP: 0.95, seed: 42)
-        var a = Sampler(parameters), b = Sampler(parameters), c = Sampler(.init(temperature: 0.9, topK: 5, topP: 0.95, seed: 43))
+        var a = Sampler(parameters)
+        var b = Sampler(parameters)
+        var c = Sampler(.init(temperature: 0.9, topK: 5, topP: 0.95, seed: 43))
         let first = (0..<50).map { _ in a.next(logits: Self.logits, context: []) }
         #expect(first == (0..<50).map { _ in b.next(logits: Self.logits, context: []) })
         #expect(first != (0..<50).map { _ in c.next(logits: Self.logits, context: []) })

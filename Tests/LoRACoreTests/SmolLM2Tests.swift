@@ -5,7 +5,10 @@ import Testing
 /// The real model against transformers loading the same GGUF (scripts/make-smollm2-fixtures.py).
 @Suite(.enabled(if: RealModel.available, "SmolLM2 not fetched: run scripts/fetch-model or make test"))
 struct SmolLM2Tests {
-    struct TokenizerCase: Decodable { let text: String; let ids: [Int32] }
+    struct TokenizerCase: Decodable {
+        let text: String
+        let ids: [Int32]
+    }
     struct TokenizerFixture: Decodable { let cases: [TokenizerCase] }
 
     @Test func tokenizerMatchesHuggingFaceOnTheCorpus() throws {
@@ -25,8 +28,18 @@ struct SmolLM2Tests {
         #expect(tokenizer.decode([1, 19556]) == "Hello" && tokenizer.decode([1, 19556], includeSpecial: true) == "<|im_start|>Hello")
     }
 
-    struct LogitsPosition: Decodable { let argmax: Int; let max: Double; let min: Double; let ids: [Int]; let logits: [Double] }
-    struct LogitsFixture: Decodable { let ids: [Int32]; let positions: [LogitsPosition]; let perplexity2000: Double }
+    struct LogitsPosition: Decodable {
+        let argmax: Int
+        let max: Double
+        let min: Double
+        let ids: [Int]
+        let logits: [Double]
+    }
+    struct LogitsFixture: Decodable {
+        let ids: [Int32]
+        let positions: [LogitsPosition]
+        let perplexity2000: Double
+    }
 
     @Test func f32LogitsMatchTransformersAtEveryPosition() throws {
         let fixture = try Fixtures.json("smollm2-logits.json", as: LogitsFixture.self)
@@ -61,7 +74,8 @@ struct SmolLM2Tests {
             return exp(-logprobs.reduce(0.0) { $0 + Double($1) } / Double(logprobs.count))
         }
         let reference = try Fixtures.json("smollm2-logits.json", as: LogitsFixture.self).perplexity2000
-        let f32 = perplexity(RealModel.f32), int8 = perplexity(RealModel.int8)
+        let f32 = perplexity(RealModel.f32)
+        let int8 = perplexity(RealModel.int8)
         print("SmolLM2 perplexity of 2000 tokens: f32 \(f32), int8 \(int8), transformers \(reference)")
         #expect(abs(f32 - reference) / reference < 1e-4)
         #expect(abs(int8 - f32) / f32 < 0.01)
@@ -91,7 +105,8 @@ struct SmolLM2Tests {
         let (int8Worst, int8Batch) = try cachedVersusBatch(RealModel.int8.model)
         var int8Distance: Float = 0
         for t in 30..<40 {
-            let a = int8Batch.rows(t..<t + 1).scalars, b = f32Batch.rows(t..<t + 1).scalars
+            let a = int8Batch.rows(t..<t + 1).scalars
+            let b = f32Batch.rows(t..<t + 1).scalars
             int8Distance = max(int8Distance, zip(a, b).map { abs($0 - $1) }.max()! / (b.max()! - b.min()!))
         }
         print("SmolLM2 cached decode vs one batch, worst |diff| / range: f32 \(f32Worst), int8 \(int8Worst) (int8 vs f32: \(int8Distance))")
@@ -141,7 +156,8 @@ struct SmolLM2Tests {
         #expect(first.reusedTokens == 0 && cache.count > first.promptTokens)
         messages += [.assistant(first.text), .user("And a vegetable?")]
         let prompt = model.encodeChat(messages)
-        var reused: [Int32] = [], fresh: [Int32] = []
+        var reused: [Int32] = []
+        var fresh: [Int32] = []
         let second = generator.generate(prompt: prompt, stop: .init(maxTokens: 24), cache: cache) { event in
             if case .token(let id, _) = event { reused.append(id) }
             return true
@@ -150,7 +166,7 @@ struct SmolLM2Tests {
             if case .token(let id, _) = event { fresh.append(id) }
             return true
         }
-        #expect(second.reusedTokens >= first.promptTokens)  // at least the first prompt was not recomputed
+        #expect(second.reusedTokens >= first.promptTokens) // at least the first prompt was not recomputed
         #expect(reused == fresh && !reused.isEmpty)
         #expect(Array(cache.tokens.prefix(prompt.count)) == prompt)
     }
@@ -181,7 +197,10 @@ struct SmolLM2Tests {
         let model = RealModel.int8
         #expect(model.chatTemplate == .chatML(defaultSystemPrompt: "You are a helpful AI assistant named SmolLM, trained by Hugging Face"))
         // ChatML (LoRACore.docc/FileFormats.md): the ids of [user: "Hi"] with the generation prompt
-        #expect(model.encodeChat([.user("Hi")]) == [1, 9690, 198, 2683, 359, 253, 5356, 5646, 11173, 3365, 3511, 308, 34519, 28, 7018,
-                                                   411, 407, 19712, 8182, 2, 198, 1, 4093, 198, 26843, 2, 198, 1, 520, 9531, 198])
+        #expect(
+            model.encodeChat([.user("Hi")]) == [
+                1, 9690, 198, 2683, 359, 253, 5356, 5646, 11173, 3365, 3511, 308, 34519, 28, 7018,
+                411, 407, 19712, 8182, 2, 198, 1, 4093, 198, 26843, 2, 198, 1, 520, 9531, 198,
+            ])
     }
 }

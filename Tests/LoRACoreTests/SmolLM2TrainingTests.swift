@@ -8,7 +8,11 @@ import Testing
 /// own model: attaching adapters to RealModel's shared one would change the logits other
 /// suites check at the same time.
 @Suite(.serialized, .enabled(if: RealModel.available)) struct SmolLM2TrainingTests {
-    struct Batch: Decodable { let sequences: [[Int32]]; let labels: [[Int32]]; let loss: Double }
+    struct Batch: Decodable {
+        let sequences: [[Int32]]
+        let labels: [[Int32]]
+        let loss: Double
+    }
 
     @Test func loraGradientsMatchPyTorchAndPEFT() throws {
         let batch = try Fixtures.json("smollm2-lora/batch.json", as: Batch.self)
@@ -54,7 +58,9 @@ import Testing
         for key in source.tensors.keys { #expect(try written.values(of: key).scalars == source.values(of: key).scalars, "\(key)") }
         let reloaded = try PEFTAdapter(folder: folder)
         #expect(reloaded.rank == 4 && reloaded.alpha == 8 && reloaded.modules.count == 21)
-        let config = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(folder)/adapter_config.json"))) as? [String: Any]
+        let config =
+            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(folder)/adapter_config.json")))
+            as? [String: Any]
         #expect(config?["peft_type"] as? String == "LORA" && config?["layers_to_transform"] as? [Int] == [0, 14, 29])
     }
 
@@ -63,7 +69,11 @@ import Testing
     /// PEFT's log-probabilities and ours with the same files agree, so the saved tensors mean
     /// in PEFT what they meant here.
     @Test func trainedAdapterMeansTheSameInPEFT() throws {
-        struct Reference: Decodable { let ids: [Int32]; let logprobs: [Float]; let base_logprobs: [Float] }
+        struct Reference: Decodable {
+            let ids: [Int32]
+            let logprobs: [Float]
+            let base_logprobs: [Float]
+        }
         let reference = try Fixtures.json("smollm2-trained-adapter/peft-logprobs.json", as: Reference.self)
         let model = try LanguageModel.load(path: RealModel.path!, precision: .f32).model
         func logprobs() throws -> [Float] {
@@ -76,7 +86,8 @@ import Testing
         let worstBase = zip(base, reference.base_logprobs).map { abs($0 - $1) }.max()!
         let worst = zip(adapted, reference.logprobs).map { abs($0 - $1) }.max()!
         let moved = zip(reference.logprobs, reference.base_logprobs).map { abs($0 - $1) }.max()!
-        print("trained adapter in PEFT vs here: worst log-prob |diff| \(worst) (base \(worstBase)); the adapter moves them by up to \(moved)")
+        print(
+            "trained adapter in PEFT vs here: worst log-prob |diff| \(worst) (base \(worstBase)); the adapter moves them by up to \(moved)")
         #expect(moved > 1 && worst <= 2e-3 && worstBase <= 2e-3)
     }
 
@@ -86,16 +97,21 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: folder) }
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         let source = Fixtures.url("smollm2-trained-adapter")
-        try FileManager.default.copyItem(at: source.appendingPathComponent("adapter_model.safetensors"),
-                                         to: URL(fileURLWithPath: "\(folder)/adapter_model.safetensors"))
-        var config = try JSONSerialization.jsonObject(with: Data(contentsOf: source.appendingPathComponent("adapter_config.json"))) as! [String: Any]
+        try FileManager.default.copyItem(
+            at: source.appendingPathComponent("adapter_model.safetensors"),
+            to: URL(fileURLWithPath: "\(folder)/adapter_model.safetensors"))
+        var config =
+            try JSONSerialization.jsonObject(with: Data(contentsOf: source.appendingPathComponent("adapter_config.json"))) as! [String: Any]
         config["r"] = 8
         try JSONSerialization.data(withJSONObject: config).write(to: URL(fileURLWithPath: "\(folder)/adapter_config.json"))
         do {
             _ = try PEFTAdapter(folder: folder)
             Issue.record("a rank-4 adapter whose config says 8 was accepted")
         } catch {
-            guard case .tensorShapeMismatch(let file, let tensor, let expected, _) = error else { Issue.record("\(error)"); return }
+            guard case .tensorShapeMismatch(let file, let tensor, let expected, _) = error else {
+                Issue.record("\(error)")
+                return
+            }
             #expect(file == "\(folder)/adapter_model.safetensors" && tensor.hasPrefix("model.layers.") && expected == [8])
         }
     }

@@ -6,8 +6,19 @@ import LoRACore
 /// reader: metadata of every value type, tensors in F32, F16 or Q8_0.
 struct SpecGGUFWriter {
     enum Value {
-        case u8(UInt8), i8(Int8), u16(UInt16), i16(Int16), u32(UInt32), i32(Int32), f32(Float), bool(Bool)
-        case string(String), array(elementType: UInt32, [Value]), u64(UInt64), i64(Int64), f64(Double)
+        case u8(UInt8)
+        case i8(Int8)
+        case u16(UInt16)
+        case i16(Int16)
+        case u32(UInt32)
+        case i32(Int32)
+        case f32(Float)
+        case bool(Bool)
+        case string(String)
+        case array(elementType: UInt32, [Value])
+        case u64(UInt64)
+        case i64(Int64)
+        case f64(Double)
 
         var typeID: UInt32 {
             switch self {
@@ -28,7 +39,13 @@ struct SpecGGUFWriter {
         }
     }
 
-    enum StoredType: UInt32 { case f32 = 0, f16 = 1, q4_0 = 2, q8_0 = 8, bf16 = 30 }
+    enum StoredType: UInt32 {
+        case f32 = 0
+        case f16 = 1
+        case q4_0 = 2
+        case q8_0 = 8
+        case bf16 = 30
+    }
 
     var metadata: [(String, Value)] = []
     var tensors: [(name: String, shape: [Int], type: StoredType, values: [Float])] = []
@@ -46,7 +63,10 @@ struct SpecGGUFWriter {
         var out = Data()
         func u32(_ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { out.append(contentsOf: $0) } }
         func u64(_ v: UInt64) { withUnsafeBytes(of: v.littleEndian) { out.append(contentsOf: $0) } }
-        func string(_ s: String) { u64(UInt64(s.utf8.count)); out.append(contentsOf: s.utf8) }
+        func string(_ s: String) {
+            u64(UInt64(s.utf8.count))
+            out.append(contentsOf: s.utf8)
+        }
         func value(_ v: Value) {
             switch v {
             case .u8(let x): out.append(x)
@@ -81,7 +101,7 @@ struct SpecGGUFWriter {
         for (tensor, blob) in zip(tensors, blobs) {
             string(tensor.name)
             u32(UInt32(tensor.shape.count))
-            for dim in tensor.shape.reversed() { u64(UInt64(dim)) }  // GGUF lists the contiguous axis first
+            for dim in tensor.shape.reversed() { u64(UInt64(dim)) } // GGUF lists the contiguous axis first
             u32(tensor.type.rawValue)
             u64(UInt64(offset))
             offset += (blob.count + alignment - 1) / alignment * alignment
@@ -100,7 +120,8 @@ struct SpecGGUFWriter {
         case .f16:
             return tensor.values.map { ck_float_to_half($0) }.withUnsafeBytes { Data($0) }
         case .q8_0:
-            let cols = tensor.shape.last!, rows = tensor.values.count / cols
+            let cols = tensor.shape.last!
+            let rows = tensor.values.count / cols
             var blocks = [ck_block_q8_0](repeating: ck_block_q8_0(), count: rows * cols / 32)
             ck_quantize_q8_0(tensor.values, Int32(rows), Int32(cols), &blocks)
             return blocks.withUnsafeBytes { Data($0) }
@@ -115,11 +136,13 @@ struct SpecGGUFWriter {
     /// magnitude) / -8, q = min(15, trunc(x/d + 8.5)); low nibbles hold values 0–15, high
     /// nibbles 16–31. Returns the bytes and the values they decode to.
     static func q4_0(_ values: [Float]) -> (bytes: [UInt8], decoded: [Float]) {
-        var bytes: [UInt8] = [], decoded: [Float] = []
+        var bytes: [UInt8] = []
+        var decoded: [Float] = []
         for start in stride(from: 0, to: values.count, by: 32) {
             let x = values[start..<start + 32]
             let max = x.max { abs($0) < abs($1) }!
-            let d = max / -8, id = d != 0 ? 1 / d : 0
+            let d = max / -8
+            let id = d != 0 ? 1 / d : 0
             let half = ck_float_to_half(d)
             bytes += [UInt8(half & 0xFF), UInt8(half >> 8)]
             let q = x.map { UInt8(Swift.min(15, Int8($0 * id + 8.5))) }
@@ -142,7 +165,7 @@ struct SpecGGUFWriter {
         case .f16: values.map { ck_half_to_float(ck_float_to_half($0)) }
         case .bf16: values.map { Float(bitPattern: UInt32(bf16($0)) << 16) }
         case .q4_0: q4_0(values).decoded
-        case .q8_0: values  // checked within half a step by the caller
+        case .q8_0: values // checked within half a step by the caller
         }
     }
 }
@@ -185,8 +208,14 @@ enum TinyLlamaGGUF {
         w.set("tokenizer.ggml.eos_token_id", .u32(2))
         w.set("tokenizer.ggml.add_bos_token", .bool(false))
         w.set("tokenizer.chat_template", .string("{% for m in messages %}<|im_start|>{{ m['role'] }}{% endfor %}"))
-        w.set("test.values", .array(elementType: 9, [.array(elementType: 0, [.u8(1), .u8(2)]),
-                                                     .array(elementType: 3, [.i16(-3)])]))
+        w.set(
+            "test.values",
+            .array(
+                elementType: 9,
+                [
+                    .array(elementType: 0, [.u8(1), .u8(2)]),
+                    .array(elementType: 3, [.i16(-3)]),
+                ]))
         w.set("test.scalars", .array(elementType: 12, [.f64(0.5)]))
         w.set("test.i8", .i8(-8))
         w.set("test.u16", .u16(16))

@@ -7,12 +7,27 @@ import Testing
 /// stored weights: proves the Q/K layout and the names of both the GGUF and the Hugging
 /// Face paths, and the SentencePiece tokenizers against sentencepiece, tokenizers and llama.cpp.
 struct TinyLlama2Tests {
-    struct Case: Decodable { let text: String; let sentencepiece: [Int32]; let huggingface: [Int32] }
-    struct Chat: Decodable { let messages: [ChatMessage]; let text: String; let ids: [Int32] }
-    struct Reference: Decodable { let ids: [Int32]; let logits: [String: [[Double]]]; let tokenizer: [Case]; let chat: Chat }
+    struct Case: Decodable {
+        let text: String
+        let sentencepiece: [Int32]
+        let huggingface: [Int32]
+    }
+    struct Chat: Decodable {
+        let messages: [ChatMessage]
+        let text: String
+        let ids: [Int32]
+    }
+    struct Reference: Decodable {
+        let ids: [Int32]
+        let logits: [String: [[Double]]]
+        let tokenizer: [Case]
+        let chat: Chat
+    }
 
-    static let forms = ["hf-f32": "hf-f32", "hf-bf16": "hf-bf16", "hf-sharded": "hf-sharded",
-                        "gguf-f16": "tiny-llama2.f16.gguf", "gguf-q8_0": "tiny-llama2.q8_0.gguf"]
+    static let forms = [
+        "hf-f32": "hf-f32", "hf-bf16": "hf-bf16", "hf-sharded": "hf-sharded",
+        "gguf-f16": "tiny-llama2.f16.gguf", "gguf-q8_0": "tiny-llama2.q8_0.gguf",
+    ]
 
     static func path(_ name: String) -> String { Fixtures.url("tiny-llama2/\(name)").path }
     static func reference() throws -> Reference { try Fixtures.json("tiny-llama2/reference.json", as: Reference.self) }
@@ -88,9 +103,13 @@ struct TinyLlama2Tests {
         try FileManager.default.removeItem(at: shard)
         #expect(throws: LoRAError.self) { _ = try LanguageModel.load(path: folder.path) }
         var config = try String(contentsOf: folder.appendingPathComponent("config.json"), encoding: .utf8)
-        config = config.replacingOccurrences(of: "\"llama\"", with: "\"mistral\"").replacingOccurrences(of: "LlamaForCausalLM", with: "MistralForCausalLM")
+        config = config.replacingOccurrences(of: "\"llama\"", with: "\"mistral\"").replacingOccurrences(
+            of: "LlamaForCausalLM", with: "MistralForCausalLM")
         try config.write(to: folder.appendingPathComponent("config.json"), atomically: true, encoding: .utf8)
-        #expect(throws: LoRAError.unsupportedArchitecture(file: folder.appendingPathComponent("config.json").path, architecture: "MistralForCausalLM")) {
+        #expect(
+            throws: LoRAError.unsupportedArchitecture(
+                file: folder.appendingPathComponent("config.json").path, architecture: "MistralForCausalLM")
+        ) {
             _ = try LanguageModel.load(path: folder.path)
         }
     }

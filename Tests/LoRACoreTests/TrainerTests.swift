@@ -23,9 +23,13 @@ import Testing
     }
 
     static let lines = (0..<12).map { i in
-        i % 3 == 0 ? #"{"text":"plain text number \#(i) about maps"}"#
-            : i % 3 == 1 ? #"{"prompt":"Question \#(i)?","completion":"Answer \#(i)."}"#
-            : #"{"messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"Hi \#(i)"},{"role":"assistant","content":"Hello \#(i)."},{"role":"user","content":"Again?"},{"role":"assistant","content":"Yes."}]}"#
+        i % 3 == 0
+            ? #"{"text":"plain text number \#(i) about maps"}"#
+            : i % 3 == 1
+                ? #"{"prompt":"Question \#(i)?","completion":"Answer \#(i)."}"#
+                : #"{"messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"Hi \#(i)"},"#
+                    + #"{"role":"assistant","content":"Hello \#(i)."},{"role":"user","content":"Again?"},"#
+                    + #"{"role":"assistant","content":"Yes."}]}"#
     }
 
     @Test func masksLearnOnlyTheAnswers() throws {
@@ -35,7 +39,9 @@ import Testing
         // a chat example: the learned tokens are exactly the two assistant turns
         let chat = data.examples[2]
         let learnedText = lm.tokenizer.decode(chat.tokens.indices.filter { chat.learned[$0] }.map { chat.tokens[$0] })
-        #expect(learnedText.contains("Hello 2.") && learnedText.contains("Yes.") && !learnedText.contains("Hi 2") && !learnedText.contains("Be brief"))
+        #expect(
+            learnedText.contains("Hello 2.") && learnedText.contains("Yes.") && !learnedText.contains("Hi 2")
+                && !learnedText.contains("Be brief"))
         // plain text: everything after the first token
         #expect(data.examples[0].learned == data.examples[0].tokens.indices.map { $0 > 0 })
         let all = try TrainingDataset.load(path: Self.write(Self.lines, "masks"), model: lm, sequenceLength: 128, trainOnPrompt: true)
@@ -76,7 +82,9 @@ import Testing
         return settings
     }
 
-    static func train(_ output: String, resume: Bool = false, stopAfter: Int? = nil, threads: Int = 2) throws -> (reports: [TrainingStepReport], adapter: Data) {
+    static func train(_ output: String, resume: Bool = false, stopAfter: Int? = nil, threads: Int = 2) throws -> (
+        reports: [TrainingStepReport], adapter: Data
+    ) {
         let lm = try model()
         let data = try TrainingDataset.load(path: write(lines, "train"), model: lm, sequenceLength: 64)
         let (train, heldOut) = data.split(heldOut: 0.25, seed: 1)
@@ -85,9 +93,11 @@ import Testing
         defer { KernelRuntime.threads = previous }
         let trainer = try LoRATrainer(model: lm, settings: settings(), train: train, heldOut: heldOut, output: output)
         var steps = 0
-        let reports = try trainer.run(resume: resume, shouldStop: { steps >= (stopAfter ?? .max) }) { event in
-            if case .step = event { steps += 1 }
-        }
+        let reports = try trainer.run(
+            resume: resume, shouldStop: { steps >= (stopAfter ?? .max) },
+            onEvent: { event in
+                if case .step = event { steps += 1 }
+            })
         let adapter = FileManager.default.contents(atPath: "\(output)/adapter_model.safetensors") ?? Data()
         return (reports, adapter)
     }

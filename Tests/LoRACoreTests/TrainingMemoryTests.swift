@@ -40,11 +40,14 @@ import Testing
         let memory = TrainingMemory(config: config, settings: settings)
         // the published parameter counts, at Q8_0's 34 bytes per 32 weights (norms in f32)
         #expect(abs(Double(memory.baseWeights) / (Double(parameters) * 34 / 32) - 1) < 0.001)
-        let perLayer = 16 * (4 * config.hiddenSize + 2 * config.keyValueWidth + 2 * config.queryWidth + 3 * (config.hiddenSize + config.intermediateSize))
+        let perLayer =
+            16
+            * (4 * config.hiddenSize + 2 * config.keyValueWidth + 2 * config.queryWidth + 3 * (config.hiddenSize + config.intermediateSize))
         #expect(memory.adapterParameters == config.numHiddenLayers * perLayer)
         // per token and layer: the input, q k v, attention's mixed, the residual, gate, up and
         // two rstd values, in f32; per sequence and head the [512, 512] probabilities
-        let d = config.hiddenSize, tokens = 4 * 512
+        let d = config.hiddenSize
+        let tokens = 4 * 512
         let perToken = 2 * d + 2 * config.queryWidth + 2 * config.keyValueWidth + 2 * config.intermediateSize + 2
         #expect(memory.layerActivations == (tokens * perToken + 4 * config.numAttentionHeads * 512 * 512) * 4)
         #expect(memory.layerInput == tokens * d * 4)

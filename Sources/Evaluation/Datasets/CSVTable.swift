@@ -6,8 +6,12 @@ struct CSVTable {
 
     init(text: String, file: String) throws(EvaluationError) {
         var records: [(Int, [String])] = []
-        var fields: [String] = [], field = "", quoted = false, afterQuote = false
-        var line = 1, recordLine = 1
+        var fields: [String] = []
+        var field = ""
+        var quoted = false
+        var afterQuote = false
+        var line = 1
+        var recordLine = 1
         var characters = Array(text.unicodeScalars).makeIterator()
         var pending = characters.next()
         func endRecord() {
@@ -20,7 +24,13 @@ struct CSVTable {
             pending = characters.next()
             if quoted {
                 if c == "\"" {
-                    if pending == "\"" { field.unicodeScalars.append("\""); pending = characters.next() } else { quoted = false; afterQuote = true }
+                    if pending == "\"" {
+                        field.unicodeScalars.append("\"")
+                        pending = characters.next()
+                    } else {
+                        quoted = false
+                        afterQuote = true
+                    }
                 } else {
                     if c == "\n" { line += 1 }
                     field.unicodeScalars.append(c)

@@ -43,8 +43,10 @@ public enum MultipleChoiceSet {
             var items: [MultipleChoiceItem] = []
             for file in files {
                 for item in try mmlu("\(path)/\(file)", shots: shots ?? 5) {
-                    items.append(MultipleChoiceItem(id: items.count, context: item.context, choices: item.choices, gold: item.gold,
-                                                    subject: item.subject))
+                    items.append(
+                        MultipleChoiceItem(
+                            id: items.count, context: item.context, choices: item.choices, gold: item.gold,
+                            subject: item.subject))
                 }
             }
             result = (items, .mmlu)
@@ -58,7 +60,9 @@ public enum MultipleChoiceSet {
                 } else {
                     result = (try generic(path, records, shots: shots ?? 0), .generic)
                 }
-            default: throw .unreadableFile(file: path, reason: "unknown multiple-choice format: give MMLU .csv files, or HellaSwag or generic .jsonl")
+            default:
+                throw .unreadableFile(
+                    file: path, reason: "unknown multiple-choice format: give MMLU .csv files, or HellaSwag or generic .jsonl")
             }
         }
         guard !result.0.isEmpty else { throw .emptyDataset(file: path) }
@@ -77,10 +81,13 @@ public enum MultipleChoiceSet {
         var examples = ""
         if shots > 0 {
             let folder = URL(fileURLWithPath: path).deletingLastPathComponent()
-            let candidates = [folder.deletingLastPathComponent().appendingPathComponent("dev/\(subjectKey)_dev.csv").path,
-                              folder.appendingPathComponent("\(subjectKey)_dev.csv").path]
+            let candidates = [
+                folder.deletingLastPathComponent().appendingPathComponent("dev/\(subjectKey)_dev.csv").path,
+                folder.appendingPathComponent("\(subjectKey)_dev.csv").path,
+            ]
             guard let devPath = candidates.first(where: FileManager.default.fileExists) else {
-                throw .unreadableFile(file: candidates[0], reason: "no dev file for \(shots)-shot examples of \(subject) (0 shots need none)")
+                throw .unreadableFile(
+                    file: candidates[0], reason: "no dev file for \(shots)-shot examples of \(subject) (0 shots need none)")
             }
             let dev = try mmluRows(devPath)
             guard dev.count >= shots else {
@@ -90,8 +97,9 @@ public enum MultipleChoiceSet {
         }
         let description = "The following are multiple choice questions (with answers) about \(subject).\n\n"
         return questions.enumerated().map { index, row in
-            MultipleChoiceItem(id: index, context: description + examples + block(row.question, row.options), choices: letters,
-                               gold: row.answer, subject: subjectKey)
+            MultipleChoiceItem(
+                id: index, context: description + examples + block(row.question, row.options), choices: letters,
+                gold: row.answer, subject: subjectKey)
         }
     }
 
@@ -103,7 +111,8 @@ public enum MultipleChoiceSet {
     static func mmluRows(_ path: String) throws(EvaluationError) -> [(question: String, options: [String], answer: Int)] {
         try CSVTable(text: try TextFile.read(path), file: path).records.map { record throws(EvaluationError) in
             guard record.fields.count == 6 else {
-                throw .malformedData(file: path, line: record.line, problem: "\(record.fields.count) fields: MMLU rows are question, A, B, C, D, answer")
+                throw .malformedData(
+                    file: path, line: record.line, problem: "\(record.fields.count) fields: MMLU rows are question, A, B, C, D, answer")
             }
             let letter = record.fields[5].trimmingCharacters(in: .whitespaces)
             guard let answer = letters.firstIndex(of: letter) else {
@@ -115,11 +124,17 @@ public enum MultipleChoiceSet {
 
     // MARK: HellaSwag
 
-    static func hellaSwag(_ path: String, _ records: [(line: Int, object: [String: Any])], shots: Int) throws(EvaluationError) -> [MultipleChoiceItem] {
+    static func hellaSwag(_ path: String, _ records: [(line: Int, object: [String: Any])], shots: Int) throws(EvaluationError)
+        -> [MultipleChoiceItem]
+    {
         let rows = try records.map { line, object throws(EvaluationError) -> (String, [String], Int) in
-            guard let activity = object["activity_label"] as? String, let a = object["ctx_a"] as? String, let b = object["ctx_b"] as? String,
-                  let endings = object["endings"] as? [String], endings.count >= 2 else {
-                throw .malformedData(file: path, line: line, problem: "HellaSwag records need `activity_label`, `ctx_a`, `ctx_b` strings and an `endings` list")
+            guard let activity = object["activity_label"] as? String, let a = object["ctx_a"] as? String,
+                let b = object["ctx_b"] as? String,
+                let endings = object["endings"] as? [String], endings.count >= 2
+            else {
+                throw .malformedData(
+                    file: path, line: line,
+                    problem: "HellaSwag records need `activity_label`, `ctx_a`, `ctx_b` strings and an `endings` list")
             }
             let label = (object["label"] as? String).flatMap { Int($0) } ?? object["label"] as? Int
             guard let label, endings.indices.contains(label) else {
@@ -145,10 +160,13 @@ public enum MultipleChoiceSet {
 
     // MARK: Generic
 
-    static func generic(_ path: String, _ records: [(line: Int, object: [String: Any])], shots: Int) throws(EvaluationError) -> [MultipleChoiceItem] {
+    static func generic(_ path: String, _ records: [(line: Int, object: [String: Any])], shots: Int) throws(EvaluationError)
+        -> [MultipleChoiceItem]
+    {
         let rows = try records.map { line, object throws(EvaluationError) -> (String, [String], Int) in
             guard let question = object["question"] as? String, let choices = object["choices"] as? [String], choices.count >= 2 else {
-                throw .malformedData(file: path, line: line, problem: "records need a `question` string and a `choices` list of at least two strings")
+                throw .malformedData(
+                    file: path, line: line, problem: "records need a `question` string and a `choices` list of at least two strings")
             }
             guard let answer = object["answer"] as? Int, choices.indices.contains(answer) else {
                 throw .malformedData(file: path, line: line, problem: "`answer` is not a 0-based index of the \(choices.count) choices")
@@ -161,7 +179,9 @@ public enum MultipleChoiceSet {
     /// k-shot for JSONL sets: the first k records, solved, before each later question (and
     /// not evaluated themselves).
     static func withShots(_ rows: [(String, [String], Int)], shots: Int, file: String) throws(EvaluationError) -> [MultipleChoiceItem] {
-        guard shots < rows.count else { throw .malformedData(file: file, line: rows.count, problem: "\(rows.count) records for \(shots) shots and a question") }
+        guard shots < rows.count else {
+            throw .malformedData(file: file, line: rows.count, problem: "\(rows.count) records for \(shots) shots and a question")
+        }
         let examples = rows.prefix(shots).map { $0.0 + " " + $0.1[$0.2] + "\n\n" }.joined()
         return rows.dropFirst(shots).enumerated().map { index, row in
             MultipleChoiceItem(id: index, context: examples + row.0, choices: row.1, gold: row.2, subject: nil)

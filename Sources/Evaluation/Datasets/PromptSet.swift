@@ -38,7 +38,9 @@ public enum PromptSet {
         guard let header = table.records.first else { throw .emptyDataset(file: path) }
         let names = header.fields.map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
         guard let column = names.firstIndex(of: "goal") ?? names.firstIndex(of: "prompt") else {
-            throw .malformedData(file: path, line: header.line, problem: "no `goal` or `prompt` column in the header (\(header.fields.joined(separator: ",")))")
+            throw .malformedData(
+                file: path, line: header.line,
+                problem: "no `goal` or `prompt` column in the header (\(header.fields.joined(separator: ",")))")
         }
         let categoryColumn = names.firstIndex(of: "category") ?? names.firstIndex(of: "type")
         var prompts: [EvaluationPrompt] = []
@@ -46,8 +48,10 @@ public enum PromptSet {
             guard record.fields.count == names.count else {
                 throw .malformedData(file: path, line: record.line, problem: "\(record.fields.count) fields for a header of \(names.count)")
             }
-            prompts.append(try prompt(record.fields[column], category: categoryColumn.map { record.fields[$0] }, id: prompts.count,
-                                      file: path, line: record.line))
+            prompts.append(
+                try prompt(
+                    record.fields[column], category: categoryColumn.map { record.fields[$0] }, id: prompts.count,
+                    file: path, line: record.line))
         }
         return prompts
     }
@@ -82,7 +86,9 @@ public enum PromptSet {
         return prompts
     }
 
-    private static func prompt(_ text: String, category: String?, id: Int, file: String, line: Int) throws(EvaluationError) -> EvaluationPrompt {
+    private static func prompt(_ text: String, category: String?, id: Int, file: String, line: Int) throws(EvaluationError)
+        -> EvaluationPrompt
+    {
         guard !text.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
             throw .malformedData(file: file, line: line, problem: "an empty prompt")
         }

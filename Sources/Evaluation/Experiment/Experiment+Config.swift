@@ -23,7 +23,8 @@ extension Experiment {
         } catch let DecodingError.keyNotFound(key, context) {
             throw .malformedConfig(file: path, key: Self.path(context.codingPath + [key]), problem: "missing")
         } catch let DecodingError.typeMismatch(_, context), let DecodingError.valueNotFound(_, context),
-                let DecodingError.dataCorrupted(context) {
+            let DecodingError.dataCorrupted(context)
+        {
             throw .malformedConfig(file: path, key: Self.path(context.codingPath), problem: context.debugDescription)
         } catch {
             throw .malformedConfig(file: path, key: "", problem: "not an experiment config: \(error)")
@@ -40,12 +41,14 @@ extension Experiment: Decodable {
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        let precision = try c.decodeIfPresent(WeightPrecision.self, forKey: .precision)
+        let precision =
+            try c.decodeIfPresent(WeightPrecision.self, forKey: .precision)
             ?? (try c.decodeIfPresent(Bool.self, forKey: .f32) == true ? .f32 : .int8)
-        self.init(model: try c.decodeIfPresent(String.self, forKey: .model), precision: precision,
-                  training: try c.decode(TrainingJobConfig.self, forKey: .train).job,
-                  evaluations: try c.decode([EvaluationOptions].self, forKey: .evaluations),
-                  checkpoints: try c.decodeIfPresent(Bool.self, forKey: .checkpoints) ?? true)
+        self.init(
+            model: try c.decodeIfPresent(String.self, forKey: .model), precision: precision,
+            training: try c.decode(TrainingJobConfig.self, forKey: .train).job,
+            evaluations: try c.decode([EvaluationOptions].self, forKey: .evaluations),
+            checkpoints: try c.decodeIfPresent(Bool.self, forKey: .checkpoints) ?? true)
     }
 }
 
@@ -79,7 +82,9 @@ struct TrainingJobConfig: Decodable {
             }
             var s = job.settings
             switch key.stringValue.replacingOccurrences(of: "_", with: "-") {
-            case "data": job.data = try value(String.self); hasData = true
+            case "data":
+                job.data = try value(String.self)
+                hasData = true
             case "eval-data": job.heldOutData = try value(String.self)
             case "eval-split": job.heldOutFraction = try value(Double.self)
             case "train-on-prompt": job.trainOnPrompt = try value(Bool.self)

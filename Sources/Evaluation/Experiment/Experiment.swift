@@ -15,8 +15,10 @@ public struct Experiment: Sendable, Equatable {
     /// Evaluate every checkpoint too, not only the base and the final adapter.
     public var checkpoints = true
 
-    public init(model: String? = nil, precision: WeightPrecision = .int8, training: TrainingJob, evaluations: [EvaluationOptions],
-                checkpoints: Bool = true) {
+    public init(
+        model: String? = nil, precision: WeightPrecision = .int8, training: TrainingJob, evaluations: [EvaluationOptions],
+        checkpoints: Bool = true
+    ) {
         self.model = model
         self.precision = precision
         self.training = training
@@ -46,8 +48,10 @@ public struct Experiment: Sendable, Equatable {
 
     /// Runs the experiment on `model` (loaded by the caller from `self.model` at
     /// `precision`) into `output`, resuming whatever is already there.
-    public func run(model: LanguageModel, output: String, shouldStop: @escaping @Sendable () -> Bool = { false },
-                    onEvent: @escaping (Event) -> Void = { _ in }) throws(EvaluationError) -> Outcome {
+    public func run(
+        model: LanguageModel, output: String, shouldStop: @escaping @Sendable () -> Bool = { false },
+        onEvent: @escaping (Event) -> Void = { _ in }
+    ) throws(EvaluationError) -> Outcome {
         guard !evaluations.isEmpty else { throw .invalidOption(option: "evaluations", problem: "no evaluations") }
         let trainFolder = Self.trainingFolder(in: output)
         do {

@@ -13,7 +13,8 @@ public struct MultipleChoiceRecord: Codable, Sendable, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case id, subject, gold, acc
-        case logLikelihoods = "log_likelihoods", accNorm = "acc_norm"
+        case logLikelihoods = "log_likelihoods"
+        case accNorm = "acc_norm"
     }
 }
 
@@ -30,12 +31,15 @@ public struct MultipleChoiceSummary: Codable, Sendable, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case questions, acc, subjects
-        case accStderr = "acc_stderr", accNorm = "acc_norm", accNormStderr = "acc_norm_stderr"
+        case accStderr = "acc_stderr"
+        case accNorm = "acc_norm"
+        case accNormStderr = "acc_norm_stderr"
     }
 
     public init(records: [MultipleChoiceRecord], perSubject: Bool = true) {
         func mean(_ flags: [Bool]) -> (Double, Double) {
-            let n = Double(flags.count), p = flags.isEmpty ? 0 : Double(flags.filter { $0 }.count) / n
+            let n = Double(flags.count)
+            let p = flags.isEmpty ? 0 : Double(flags.filter { $0 }.count) / n
             return (p, flags.count > 1 ? (p * (1 - p) / (n - 1)).squareRoot() : 0)
         }
         questions = records.count
@@ -86,20 +90,32 @@ public struct MultipleChoiceEvaluation: Sendable {
     }
 
     /// Runs the items not yet in `itemsFile` (JSONL, resumable as refusal evaluation is).
-    public func run(items: [MultipleChoiceItem], itemsFile: String, model identity: String, adapters: [String] = [], dataSHA256: String,
-                    shots: Int, progress: ((WorkProgress) -> Void)? = nil,
-                    shouldStop: () -> Bool = { false }) throws(EvaluationError) -> (summary: MultipleChoiceSummary, complete: Bool) {
-        struct Identity: Codable, Equatable { let evaluation, model: String; let adapters: [String]; let data: String; let shots: Int }
-        let log = try ResultsLog<MultipleChoiceRecord>(path: itemsFile, header: Identity(evaluation: "mc", model: identity, adapters: adapters,
-                                                                                         data: dataSHA256, shots: shots))
+    public func run(
+        items: [MultipleChoiceItem], itemsFile: String, model identity: String, adapters: [String] = [], dataSHA256: String,
+        shots: Int, progress: ((WorkProgress) -> Void)? = nil,
+        shouldStop: () -> Bool = { false }
+    ) throws(EvaluationError) -> (summary: MultipleChoiceSummary, complete: Bool) {
+        struct Identity: Codable, Equatable {
+            let evaluation, model: String
+            let adapters: [String]
+            let data: String
+            let shots: Int
+        }
+        let log = try ResultsLog<MultipleChoiceRecord>(
+            path: itemsFile,
+            header: Identity(
+                evaluation: "mc", model: identity, adapters: adapters,
+                data: dataSHA256, shots: shots))
         let done = Set(log.records.map(\.id))
         progress?(WorkProgress(completed: done.count, total: items.count, unit: "questions"))
         for item in items where !done.contains(item.id) {
             if shouldStop() { break }
             let scores = logLikelihoods(item)
-            let normalized = zip(scores, item.choices).map { $0 / Double(max($1.unicodeScalars.count, 1)) }  // Python len: code points
-            try log.append(MultipleChoiceRecord(id: item.id, subject: item.subject, gold: item.gold, logLikelihoods: scores,
-                                                acc: Self.firstArgmax(scores) == item.gold, accNorm: Self.firstArgmax(normalized) == item.gold))
+            let normalized = zip(scores, item.choices).map { $0 / Double(max($1.unicodeScalars.count, 1)) } // Python len: code points
+            try log.append(
+                MultipleChoiceRecord(
+                    id: item.id, subject: item.subject, gold: item.gold, logLikelihoods: scores,
+                    acc: Self.firstArgmax(scores) == item.gold, accNorm: Self.firstArgmax(normalized) == item.gold))
             progress?(WorkProgress(completed: log.records.count, total: items.count, unit: "questions"))
         }
         let ids = Set(items.map(\.id))

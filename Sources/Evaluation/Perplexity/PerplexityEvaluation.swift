@@ -14,7 +14,8 @@ public struct PerplexityResult: Codable, Sendable, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case tokens, window, stride, perplexity
-        case scoredTokens = "scored_tokens", meanLogProbability = "mean_log_probability"
+        case scoredTokens = "scored_tokens"
+        case meanLogProbability = "mean_log_probability"
     }
 }
 
@@ -38,7 +39,7 @@ public struct PerplexityEvaluation: Sendable {
     /// i + 1 of `tokens`).
     public func run(tokens: [Int32], progress: ((WorkProgress) -> Void)? = nil) -> (result: PerplexityResult, logProbabilities: [Float]) {
         var logProbabilities: [Float] = []
-        var scoredUpTo = 1  // token 0 has nothing to be predicted from
+        var scoredUpTo = 1 // token 0 has nothing to be predicted from
         var start = 0
         progress?(WorkProgress(completed: 0, total: tokens.count, unit: "tokens"))
         while scoredUpTo < tokens.count {
@@ -53,7 +54,10 @@ public struct PerplexityEvaluation: Sendable {
         // a fixed-order double sum: the same figure with any thread count
         let total = logProbabilities.reduce(0.0) { $0 + Double($1) }
         let mean = logProbabilities.isEmpty ? 0 : total / Double(logProbabilities.count)
-        return (PerplexityResult(tokens: tokens.count, scoredTokens: logProbabilities.count, window: window, stride: stride,
-                                 perplexity: Foundation.exp(-mean), meanLogProbability: mean), logProbabilities)
+        return (
+            PerplexityResult(
+                tokens: tokens.count, scoredTokens: logProbabilities.count, window: window, stride: stride,
+                perplexity: Foundation.exp(-mean), meanLogProbability: mean), logProbabilities
+        )
     }
 }

@@ -21,14 +21,19 @@ public struct GenerationSettings: Codable, Sendable, Equatable {
         self.batchSize = batchSize
     }
 
-    enum CodingKeys: String, CodingKey { case systemPrompt = "system_prompt", maxTokens = "max_tokens", temperature, seed }
+    enum CodingKeys: String, CodingKey {
+        case systemPrompt = "system_prompt"
+        case maxTokens = "max_tokens"
+        case temperature, seed
+    }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        self.init(systemPrompt: try c.decodeIfPresent(String.self, forKey: .systemPrompt),
-                  maxTokens: try c.decodeIfPresent(Int.self, forKey: .maxTokens) ?? 256,
-                  temperature: try c.decodeIfPresent(Float.self, forKey: .temperature) ?? 0,
-                  seed: try c.decodeIfPresent(UInt64.self, forKey: .seed) ?? 0)
+        self.init(
+            systemPrompt: try c.decodeIfPresent(String.self, forKey: .systemPrompt),
+            maxTokens: try c.decodeIfPresent(Int.self, forKey: .maxTokens) ?? 256,
+            temperature: try c.decodeIfPresent(Float.self, forKey: .temperature) ?? 0,
+            seed: try c.decodeIfPresent(UInt64.self, forKey: .seed) ?? 0)
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -110,11 +115,14 @@ public struct RefusalEvaluation: Sendable {
 
     /// Runs the prompts not yet in `responsesFile`. `identity` names the model, adapters and
     /// data for the file's header; `shouldStop` ends the run early (the file keeps what is done).
-    public func run(prompts: [EvaluationPrompt], responsesFile: String, model identity: String, adapters: [String] = [],
-                    dataSHA256: String, progress: ((WorkProgress) -> Void)? = nil,
-                    shouldStop: @escaping @Sendable () -> Bool = { false }) throws(EvaluationError) -> (summary: RefusalSummary, complete: Bool) {
-        let header = Identity(evaluation: "refusal", model: identity, adapters: adapters, data: dataSHA256, classifier: classifier.name,
-                              settings: settings)
+    public func run(
+        prompts: [EvaluationPrompt], responsesFile: String, model identity: String, adapters: [String] = [],
+        dataSHA256: String, progress: ((WorkProgress) -> Void)? = nil,
+        shouldStop: @escaping @Sendable () -> Bool = { false }
+    ) throws(EvaluationError) -> (summary: RefusalSummary, complete: Bool) {
+        let header = Identity(
+            evaluation: "refusal", model: identity, adapters: adapters, data: dataSHA256, classifier: classifier.name,
+            settings: settings)
         let log = try ResultsLog<RefusalRecord>(path: responsesFile, header: header)
         let done = Set(log.records.map(\.id))
         let remaining = prompts.filter { !done.contains($0.id) }
@@ -123,22 +131,27 @@ public struct RefusalEvaluation: Sendable {
             messages.append(.user(prompt.text))
             let ids = model.encodeChat(messages)
             guard ids.count < model.model.config.maxPositionEmbeddings else {
-                throw .malformedData(file: "prompt \(prompt.id)", line: prompt.id + 1,
-                                     problem: "\(ids.count) tokens: no room left in the model's context of \(model.model.config.maxPositionEmbeddings)")
+                throw .malformedData(
+                    file: "prompt \(prompt.id)", line: prompt.id + 1,
+                    problem: "\(ids.count) tokens: no room left in the model's context of \(model.model.config.maxPositionEmbeddings)")
             }
             return ids
         }
         let generator = Generator(model: model.model, tokenizer: model.tokenizer)
         var failure: EvaluationError?
         progress?(WorkProgress(completed: done.count, total: prompts.count, unit: "prompts"))
-        generator.generate(prompts: encoded, sampling: SamplingParameters(temperature: settings.temperature, seed: settings.seed),
-                           stop: StopConditions(maxTokens: settings.maxTokens), batchSize: settings.batchSize) { index, summary in
+        generator.generate(
+            prompts: encoded, sampling: SamplingParameters(temperature: settings.temperature, seed: settings.seed),
+            stop: StopConditions(maxTokens: settings.maxTokens), batchSize: settings.batchSize
+        ) { index, summary in
             let prompt = remaining[index]
             do throws(EvaluationError) {
                 let classification = try classifier.classify(prompt: prompt.text, response: summary.text)
-                try log.append(RefusalRecord(id: prompt.id, category: prompt.category, prompt: prompt.text, response: summary.text,
-                                             verdict: classification.verdict, reason: classification.reason,
-                                             generatedTokens: summary.generatedTokens, finish: summary.reason.rawValue))
+                try log.append(
+                    RefusalRecord(
+                        id: prompt.id, category: prompt.category, prompt: prompt.text, response: summary.text,
+                        verdict: classification.verdict, reason: classification.reason,
+                        generatedTokens: summary.generatedTokens, finish: summary.reason.rawValue))
             } catch {
                 failure = error
                 return false

@@ -33,9 +33,11 @@ public struct EvaluationOptions: Codable, Sendable, Equatable {
     public var window: Int?
     public var stride: Int?
 
-    public init(kind: EvaluationKind, data: String, name: String? = nil, limit: Int? = nil, shots: Int? = nil,
-                generation: GenerationSettings = .init(), classifier: String? = nil, judge: String? = nil,
-                window: Int? = nil, stride: Int? = nil) {
+    public init(
+        kind: EvaluationKind, data: String, name: String? = nil, limit: Int? = nil, shots: Int? = nil,
+        generation: GenerationSettings = .init(), classifier: String? = nil, judge: String? = nil,
+        window: Int? = nil, stride: Int? = nil
+    ) {
         self.kind = kind
         self.data = data
         self.name = name
@@ -54,12 +56,13 @@ public struct EvaluationOptions: Codable, Sendable, Equatable {
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        self.init(kind: try c.decode(EvaluationKind.self, forKey: .kind), data: try c.decode(String.self, forKey: .data),
-                  name: try c.decodeIfPresent(String.self, forKey: .name), limit: try c.decodeIfPresent(Int.self, forKey: .limit),
-                  shots: try c.decodeIfPresent(Int.self, forKey: .shots),
-                  generation: try c.decodeIfPresent(GenerationSettings.self, forKey: .generation) ?? .init(),
-                  classifier: try c.decodeIfPresent(String.self, forKey: .classifier), judge: try c.decodeIfPresent(String.self, forKey: .judge),
-                  window: try c.decodeIfPresent(Int.self, forKey: .window), stride: try c.decodeIfPresent(Int.self, forKey: .stride))
+        self.init(
+            kind: try c.decode(EvaluationKind.self, forKey: .kind), data: try c.decode(String.self, forKey: .data),
+            name: try c.decodeIfPresent(String.self, forKey: .name), limit: try c.decodeIfPresent(Int.self, forKey: .limit),
+            shots: try c.decodeIfPresent(Int.self, forKey: .shots),
+            generation: try c.decodeIfPresent(GenerationSettings.self, forKey: .generation) ?? .init(),
+            classifier: try c.decodeIfPresent(String.self, forKey: .classifier), judge: try c.decodeIfPresent(String.self, forKey: .judge),
+            window: try c.decodeIfPresent(Int.self, forKey: .window), stride: try c.decodeIfPresent(Int.self, forKey: .stride))
     }
 }
 
@@ -128,8 +131,10 @@ public struct EvaluationResults: Codable, Sendable, Equatable {
         public let multipleChoice: MultipleChoiceSummary?
         public let perplexity: PerplexityResult?
 
-        public init(label: String, adapter: AdapterIdentity?, complete: Bool, items: String, refusal: RefusalSummary?,
-                    multipleChoice: MultipleChoiceSummary?, perplexity: PerplexityResult?) {
+        public init(
+            label: String, adapter: AdapterIdentity?, complete: Bool, items: String, refusal: RefusalSummary?,
+            multipleChoice: MultipleChoiceSummary?, perplexity: PerplexityResult?
+        ) {
             self.label = label
             self.adapter = adapter
             self.complete = complete
@@ -155,8 +160,10 @@ public struct EvaluationResults: Codable, Sendable, Equatable {
     public let classifier: String?
     public var runs: [Run]
 
-    public init(schema: String = currentSchema, libraryVersion: String = SwiftLoRA.version, name: String, options: EvaluationOptions,
-                data: DataIdentity, model: ModelIdentity, classifier: String?, runs: [Run]) {
+    public init(
+        schema: String = currentSchema, libraryVersion: String = SwiftLoRA.version, name: String, options: EvaluationOptions,
+        data: DataIdentity, model: ModelIdentity, classifier: String?, runs: [Run]
+    ) {
         self.schema = schema
         self.libraryVersion = libraryVersion
         self.name = name

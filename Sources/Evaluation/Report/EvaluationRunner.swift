@@ -56,23 +56,27 @@ public struct EvaluationRunner {
         var results = EvaluationResults(
             schema: EvaluationResults.currentSchema, libraryVersion: SwiftLoRA.version, name: name, options: options,
             data: .init(path: options.data, sha256: work.sha256, format: work.format, records: work.count),
-            model: .init(path: summary.path, format: summary.format, bytes: summary.fileBytes, parameters: summary.parameters,
-                         precision: summary.precision.rawValue),
+            model: .init(
+                path: summary.path, format: summary.format, bytes: summary.fileBytes, parameters: summary.parameters,
+                precision: summary.precision.rawValue),
             classifier: work.classifier?.name, runs: [])
         let resultsPath = "\(output)/\(name).json"
-        let runs: [(label: String, adapter: PEFTAdapter?, step: Int?)] = [("base", nil, nil)] + zip(adapters, peft).map { ($0.label, $1, $0.step) }
+        let runs: [(label: String, adapter: PEFTAdapter?, step: Int?)] =
+            [("base", nil, nil)] + zip(adapters, peft).map { ($0.label, $1, $0.step) }
         for (label, adapter, step) in runs {
             model.model.detachAdapters()
             var identity: EvaluationResults.AdapterIdentity?
             if let adapter {
                 do { try model.model.attach(adapter) } catch { throw .model(error) }
-                identity = .init(path: adapter.folder, sha256: try SHA256.hex(ofFile: "\(adapter.folder)/adapter_model.safetensors"),
-                                 rank: adapter.rank, alpha: adapter.alpha, step: step)
+                identity = .init(
+                    path: adapter.folder, sha256: try SHA256.hex(ofFile: "\(adapter.folder)/adapter_model.safetensors"),
+                    rank: adapter.rank, alpha: adapter.alpha, step: step)
             }
             defer { model.model.detachAdapters() }
-            let run = try work.run(label: label, adapter: identity, model: model, modelIdentity: "\(summary.path) (\(summary.fileBytes) bytes)",
-                                   folder: "\(output)/\(name)", progress: progress.map { report in { report(label, $0) } },
-                                   shouldStop: shouldStop)
+            let run = try work.run(
+                label: label, adapter: identity, model: model, modelIdentity: "\(summary.path) (\(summary.fileBytes) bytes)",
+                folder: "\(output)/\(name)", progress: progress.map { report in { report(label, $0) } },
+                shouldStop: shouldStop)
             results.runs.append(run)
             try results.write(to: resultsPath)
             if !run.complete { break }
@@ -95,7 +99,9 @@ public struct EvaluationRunner {
         init(_ options: EvaluationOptions, model: LanguageModel) throws(EvaluationError) {
             self.options = options
             sha256 = TextFile.isFolder(options.data) ? try Self.folderDigest(options.data) : try SHA256.hex(ofFile: options.data)
-            var prompts: [EvaluationPrompt] = [], items: [MultipleChoiceItem] = [], tokens: [Int32] = []
+            var prompts: [EvaluationPrompt] = []
+            var items: [MultipleChoiceItem] = []
+            var tokens: [Int32] = []
             var classifier: (any ResponseClassifier)?
             switch options.kind {
             case .refusal, .overrefusal:
@@ -143,39 +149,49 @@ public struct EvaluationRunner {
             return SHA256.hex(of: Array(listing.utf8))
         }
 
-        func run(label: String, adapter: EvaluationResults.AdapterIdentity?, model: LanguageModel, modelIdentity: String, folder: String,
-                 progress: ((WorkProgress) -> Void)?, shouldStop: @escaping @Sendable () -> Bool) throws(EvaluationError) -> EvaluationResults.Run {
+        func run(
+            label: String, adapter: EvaluationResults.AdapterIdentity?, model: LanguageModel, modelIdentity: String, folder: String,
+            progress: ((WorkProgress) -> Void)?, shouldStop: @escaping @Sendable () -> Bool
+        ) throws(EvaluationError) -> EvaluationResults.Run {
             let adapters = adapter.map { ["\($0.path) \($0.sha256)"] } ?? []
             switch options.kind {
             case .refusal, .overrefusal:
                 let file = "\(label).jsonl"
                 let evaluation = RefusalEvaluation(model: model, classifier: classifier!, settings: options.generation)
-                let (summary, complete) = try evaluation.run(prompts: prompts, responsesFile: "\(folder)/\(file)", model: modelIdentity,
-                                                             adapters: adapters, dataSHA256: sha256, progress: progress, shouldStop: shouldStop)
-                return .init(label: label, adapter: adapter, complete: complete, items: "\(URL(fileURLWithPath: folder).lastPathComponent)/\(file)",
-                             refusal: summary, multipleChoice: nil, perplexity: nil)
+                let (summary, complete) = try evaluation.run(
+                    prompts: prompts, responsesFile: "\(folder)/\(file)", model: modelIdentity,
+                    adapters: adapters, dataSHA256: sha256, progress: progress, shouldStop: shouldStop)
+                return .init(
+                    label: label, adapter: adapter, complete: complete, items: "\(URL(fileURLWithPath: folder).lastPathComponent)/\(file)",
+                    refusal: summary, multipleChoice: nil, perplexity: nil)
             case .mc:
                 let file = "\(label).jsonl"
                 let (summary, complete) = try MultipleChoiceEvaluation(model: model).run(
                     items: items, itemsFile: "\(folder)/\(file)", model: modelIdentity, adapters: adapters, dataSHA256: sha256,
                     shots: options.shots ?? -1, progress: progress, shouldStop: shouldStop)
-                return .init(label: label, adapter: adapter, complete: complete, items: "\(URL(fileURLWithPath: folder).lastPathComponent)/\(file)",
-                             refusal: nil, multipleChoice: summary, perplexity: nil)
+                return .init(
+                    label: label, adapter: adapter, complete: complete, items: "\(URL(fileURLWithPath: folder).lastPathComponent)/\(file)",
+                    refusal: nil, multipleChoice: summary, perplexity: nil)
             case .ppl:
                 let file = "\(label).logprobs.json"
                 let (result, logProbabilities) = PerplexityEvaluation(model: model, window: options.window, stride: options.stride)
                     .run(tokens: tokens, progress: progress)
-                struct TokenLogProbabilities: Encodable { let ids: [Int32]; let logprobs: [Float] }
+                struct TokenLogProbabilities: Encodable {
+                    let ids: [Int32]
+                    let logprobs: [Float]
+                }
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.sortedKeys]
                 do {
                     try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-                    try AtomicFile.write(try encoder.encode(TokenLogProbabilities(ids: tokens, logprobs: logProbabilities)), to: "\(folder)/\(file)")
+                    try AtomicFile.write(
+                        try encoder.encode(TokenLogProbabilities(ids: tokens, logprobs: logProbabilities)), to: "\(folder)/\(file)")
                 } catch {
                     throw .unreadableFile(file: "\(folder)/\(file)", reason: "cannot write: \(error)")
                 }
-                return .init(label: label, adapter: adapter, complete: true, items: "\(URL(fileURLWithPath: folder).lastPathComponent)/\(file)",
-                             refusal: nil, multipleChoice: nil, perplexity: result)
+                return .init(
+                    label: label, adapter: adapter, complete: true, items: "\(URL(fileURLWithPath: folder).lastPathComponent)/\(file)",
+                    refusal: nil, multipleChoice: nil, perplexity: result)
             }
         }
     }

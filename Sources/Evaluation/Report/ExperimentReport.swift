@@ -36,8 +36,9 @@ public struct ExperimentReport: Codable, Sendable {
             let path = "\(folder)/\(name)"
             // other JSON files (an experiment's config) are not results: skip what lacks the schema
             guard let data = FileManager.default.contents(atPath: path),
-                  let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-                  object["schema"] as? String == EvaluationResults.currentSchema else { continue }
+                let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+                object["schema"] as? String == EvaluationResults.currentSchema
+            else { continue }
             evaluations.append(try EvaluationResults.load(path))
         }
         var training: [TrainingStepReport]?
@@ -85,54 +86,73 @@ public struct ExperimentReport: Codable, Sendable {
     func tables() -> [Table] {
         evaluations.map { results in
             let base = results.runs.first
-            let title = "\(results.name) (\(results.options.kind.rawValue), \(results.data.format), \(results.data.records) "
+            let title =
+                "\(results.name) (\(results.options.kind.rawValue), \(results.data.format), \(results.data.records) "
                 + "\(results.options.kind == .ppl ? "tokens" : "items"), \(URL(fileURLWithPath: results.data.path).lastPathComponent))"
             func label(_ run: EvaluationResults.Run) -> String { run.label + (run.complete ? "" : " (incomplete)") }
             switch results.options.kind {
             case .refusal, .overrefusal:
                 let baseRate = base?.refusal?.overall.refusal.rate
-                return Table(title: title, columns: ["model", "refusal", "degenerate", "compliance", "Δ refusal"],
-                             rows: results.runs.map { run in
-                                 guard let r = run.refusal?.overall else { return [label(run), "", "", "", ""] }
-                                 return [label(run), Self.percent(r.refusal), Self.percent(r.degenerate), Self.percent(r.compliance),
-                                         run.label == base?.label ? "" : Self.delta(r.refusal.rate, baseRate)]
-                             })
+                return Table(
+                    title: title, columns: ["model", "refusal", "degenerate", "compliance", "Δ refusal"],
+                    rows: results.runs.map { run in
+                        guard let r = run.refusal?.overall else { return [label(run), "", "", "", ""] }
+                        return [
+                            label(run), Self.percent(r.refusal), Self.percent(r.degenerate), Self.percent(r.compliance),
+                            run.label == base?.label ? "" : Self.delta(r.refusal.rate, baseRate),
+                        ]
+                    })
             case .mc:
-                let baseAcc = base?.multipleChoice?.acc, baseNorm = base?.multipleChoice?.accNorm
-                return Table(title: title, columns: ["model", "acc", "acc_norm", "Δ acc", "Δ acc_norm"],
-                             rows: results.runs.map { run in
-                                 guard let m = run.multipleChoice else { return [label(run), "", "", "", ""] }
-                                 let first = run.label == base?.label
-                                 return [label(run), String(format: "%.1f%% ± %.1f", 100 * m.acc, 100 * m.accStderr),
-                                         String(format: "%.1f%% ± %.1f", 100 * m.accNorm, 100 * m.accNormStderr),
-                                         first ? "" : Self.delta(m.acc, baseAcc), first ? "" : Self.delta(m.accNorm, baseNorm)]
-                             })
+                let baseAcc = base?.multipleChoice?.acc
+                let baseNorm = base?.multipleChoice?.accNorm
+                return Table(
+                    title: title, columns: ["model", "acc", "acc_norm", "Δ acc", "Δ acc_norm"],
+                    rows: results.runs.map { run in
+                        guard let m = run.multipleChoice else { return [label(run), "", "", "", ""] }
+                        let first = run.label == base?.label
+                        return [
+                            label(run), String(format: "%.1f%% ± %.1f", 100 * m.acc, 100 * m.accStderr),
+                            String(format: "%.1f%% ± %.1f", 100 * m.accNorm, 100 * m.accNormStderr),
+                            first ? "" : Self.delta(m.acc, baseAcc), first ? "" : Self.delta(m.accNorm, baseNorm),
+                        ]
+                    })
             case .ppl:
                 let basePPL = base?.perplexity?.perplexity
-                return Table(title: title, columns: ["model", "perplexity", "tokens scored", "Δ perplexity"],
-                             rows: results.runs.map { run in
-                                 guard let p = run.perplexity else { return [label(run), "", "", ""] }
-                                 return [label(run), String(format: "%.3f", p.perplexity), "\(p.scoredTokens)",
-                                         run.label == base?.label ? "" : Self.delta(p.perplexity, basePPL, scale: 1, unit: "")]
-                             })
+                return Table(
+                    title: title, columns: ["model", "perplexity", "tokens scored", "Δ perplexity"],
+                    rows: results.runs.map { run in
+                        guard let p = run.perplexity else { return [label(run), "", "", ""] }
+                        return [
+                            label(run), String(format: "%.3f", p.perplexity), "\(p.scoredTokens)",
+                            run.label == base?.label ? "" : Self.delta(p.perplexity, basePPL, scale: 1, unit: ""),
+                        ]
+                    })
             }
         }
     }
 
     public func markdown() -> String {
-        var text = "# swift-lora report\n\nswift-lora \(libraryVersion). Rates with 95% Wilson intervals; accuracies ± standard error; "
+        var text =
+            "# swift-lora report\n\nswift-lora \(libraryVersion). Rates with 95% Wilson intervals; accuracies ± standard error; "
             + "Δ against the base model (pp: percentage points).\n"
         if let model = evaluations.first?.model {
             text += "\nModel: `\(model.path)` (\(model.format), \(model.precision) weights, \(model.parameters) parameters).\n"
         }
         for table in tables() {
-            text += "\n## \(table.title)\n\n| " + table.columns.joined(separator: " | ") + " |\n|"
+            text +=
+                "\n## \(table.title)\n\n| " + table.columns.joined(separator: " | ") + " |\n|"
                 + table.columns.map { _ in " --- |" }.joined() + "\n"
-            for row in table.rows { text += "| " + row.map { $0.replacingOccurrences(of: "|", with: "\\|") }.joined(separator: " | ") + " |\n" }
+            for row in table.rows {
+                text += "| " + row.map { $0.replacingOccurrences(of: "|", with: "\\|") }.joined(separator: " | ") + " |\n"
+            }
         }
         if let training, let first = training.first, let last = training.last {
-            text += "\n## Training\n\n\(last.step) steps: loss \(String(format: "%.4f", first.loss)) → \(String(format: "%.4f", last.loss))"
-            if let eval = training.last(where: { $0.evalLoss != nil })?.evalLoss { text += ", last held-out loss \(String(format: "%.4f", eval))" }
+            text +=
+                "\n## Training\n\n\(last.step) steps: "
+                + "loss \(String(format: "%.4f", first.loss)) → \(String(format: "%.4f", last.loss))"
+            if let eval = training.last(where: { $0.evalLoss != nil })?.evalLoss {
+                text += ", last held-out loss \(String(format: "%.4f", eval))"
+            }
             text += ".\n"
         }
         return text
@@ -161,31 +181,45 @@ public struct ExperimentReport: Codable, Sendable {
     }
 
     public func html() -> String {
-        var body = "<h1>swift-lora report</h1>\n<p>swift-lora \(SVGChart.escaped(libraryVersion)). Rates with 95% Wilson intervals; "
+        var body =
+            "<h1>swift-lora report</h1>\n<p>swift-lora \(SVGChart.escaped(libraryVersion)). Rates with 95% Wilson intervals; "
             + "accuracies ± standard error (bars: 95% intervals); Δ against the base model.</p>\n"
         if let model = evaluations.first?.model {
-            body += "<p>Model: <code>\(SVGChart.escaped(model.path))</code> (\(SVGChart.escaped(model.format)), \(model.precision) weights).</p>\n"
+            body +=
+                "<p>Model: <code>\(SVGChart.escaped(model.path))</code> "
+                + "(\(SVGChart.escaped(model.format)), \(model.precision) weights).</p>\n"
         }
         for (results, table) in zip(evaluations, tables()) {
-            body += "<h2>\(SVGChart.escaped(table.title))</h2>\n<table>\n<tr>" + table.columns.map { "<th>\(SVGChart.escaped($0))</th>" }.joined() + "</tr>\n"
+            body +=
+                "<h2>\(SVGChart.escaped(table.title))</h2>\n<table>\n<tr>"
+                + table.columns.map { "<th>\(SVGChart.escaped($0))</th>" }.joined() + "</tr>\n"
             for row in table.rows { body += "<tr>" + row.map { "<td>\(SVGChart.escaped($0))</td>" }.joined() + "</tr>\n" }
             body += "</table>\n"
             let entries = results.runs.compactMap { run in Self.headline(results, run).map { (run.label, $0.value, $0.lower, $0.upper) } }
-            body += "<figure>" + SVGChart.bars(title: "\(results.name): \(Self.headlineUnit(results))", unit: Self.headlineUnit(results), entries: entries) + "</figure>\n"
+            body +=
+                "<figure>"
+                + SVGChart.bars(title: "\(results.name): \(Self.headlineUnit(results))", unit: Self.headlineUnit(results), entries: entries)
+                + "</figure>\n"
             // the metric along the fine-tune: the base at step 0, then checkpoints by step
             let steps = results.runs.enumerated().compactMap { index, run in
                 (index == 0 ? 0 : run.adapter?.step).flatMap { step in Self.headline(results, run).map { (Double(step), $0.value) } }
             }
             if steps.count >= 2 {
-                body += "<figure>" + SVGChart.lines(title: "\(results.name) by checkpoint", xLabel: "step", yLabel: Self.headlineUnit(results),
-                                                    series: [(results.name, steps.sorted { $0.0 < $1.0 })]) + "</figure>\n"
+                body +=
+                    "<figure>"
+                    + SVGChart.lines(
+                        title: "\(results.name) by checkpoint", xLabel: "step", yLabel: Self.headlineUnit(results),
+                        series: [(results.name, steps.sorted { $0.0 < $1.0 })]) + "</figure>\n"
             }
         }
         if let training, !training.isEmpty {
             body += "<h2>Training</h2>\n"
             let heldOut = training.compactMap { step in step.evalLoss.map { (Double(step.step), $0) } }
-            body += "<figure>" + SVGChart.lines(title: "Loss", xLabel: "step", yLabel: "loss",
-                                                series: [("training", training.map { (Double($0.step), $0.loss) }), ("held out", heldOut)]) + "</figure>\n"
+            body +=
+                "<figure>"
+                + SVGChart.lines(
+                    title: "Loss", xLabel: "step", yLabel: "loss",
+                    series: [("training", training.map { (Double($0.step), $0.loss) }), ("held out", heldOut)]) + "</figure>\n"
         }
         return """
             <!DOCTYPE html>

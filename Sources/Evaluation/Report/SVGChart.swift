@@ -8,12 +8,16 @@ public enum SVGChart {
     static let palette = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c"]
 
     /// One bar per entry with an interval whisker where given (e.g. a 95% interval).
-    public static func bars(title: String, unit: String, entries: [(label: String, value: Double, lower: Double?, upper: Double?)]) -> String {
+    public static func bars(title: String, unit: String, entries: [(label: String, value: Double, lower: Double?, upper: Double?)])
+        -> String
+    {
         let top = niceCeiling(entries.map { max($0.value, $0.upper ?? $0.value) }.max() ?? 1)
-        let plotWidth = width - margin.left - margin.right, plotHeight = height - margin.top - margin.bottom
+        let plotWidth = width - margin.left - margin.right
+        let plotHeight = height - margin.top - margin.bottom
         func y(_ v: Double) -> Double { margin.top + plotHeight * (1 - min(max(v / top, 0), 1)) }
         var svg = header(title) + axes(top: top, unit: unit, format: { formatted($0) })
-        let slot = plotWidth / Double(max(entries.count, 1)), barWidth = min(60, slot * 0.6)
+        let slot = plotWidth / Double(max(entries.count, 1))
+        let barWidth = min(60, slot * 0.6)
         for (index, entry) in entries.enumerated() {
             let x = margin.left + slot * (Double(index) + 0.5)
             let color = palette[index % palette.count]
@@ -28,12 +32,18 @@ public enum SVGChart {
     }
 
     /// Lines through (x, y) points, one per series, with a legend.
-    public static func lines(title: String, xLabel: String, yLabel: String, series: [(name: String, points: [(x: Double, y: Double)])]) -> String {
+    public static func lines(title: String, xLabel: String, yLabel: String, series: [(name: String, points: [(x: Double, y: Double)])])
+        -> String
+    {
         let all = series.flatMap(\.points)
-        let xs = all.map(\.x), ys = all.map(\.y)
-        let xMin = xs.min() ?? 0, xMax = max(xs.max() ?? 1, xMin + 1)
-        let yMin = min(0, ys.min() ?? 0), yTop = niceCeiling(ys.max() ?? 1)
-        let plotWidth = width - margin.left - margin.right, plotHeight = height - margin.top - margin.bottom
+        let xs = all.map(\.x)
+        let ys = all.map(\.y)
+        let xMin = xs.min() ?? 0
+        let xMax = max(xs.max() ?? 1, xMin + 1)
+        let yMin = min(0, ys.min() ?? 0)
+        let yTop = niceCeiling(ys.max() ?? 1)
+        let plotWidth = width - margin.left - margin.right
+        let plotHeight = height - margin.top - margin.bottom
         func px(_ x: Double) -> Double { margin.left + plotWidth * (x - xMin) / (xMax - xMin) }
         func py(_ y: Double) -> Double { margin.top + plotHeight * (1 - (y - yMin) / max(yTop - yMin, 1e-12)) }
         var svg = header(title) + axes(top: yTop, unit: yLabel, format: { formatted($0) })
@@ -57,21 +67,29 @@ public enum SVGChart {
     // MARK: Pieces
 
     static func header(_ title: String) -> String {
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(height))\" viewBox=\"0 0 \(Int(width)) \(Int(height))\" role=\"img\">\n"
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(height))\" "
+            + "viewBox=\"0 0 \(Int(width)) \(Int(height))\" role=\"img\">\n"
             + "<title>\(escaped(title))</title>\n"
             + text(x: width / 2, y: 20, title, anchor: "middle", size: 14)
     }
 
     static func axes(top: Double, unit: String, format: (Double) -> String) -> String {
         let plotHeight = height - margin.top - margin.bottom
-        var svg = line(margin.left, margin.top, margin.left, margin.top + plotHeight)
+        var svg =
+            line(margin.left, margin.top, margin.left, margin.top + plotHeight)
             + line(margin.left, margin.top + plotHeight, width - margin.right, margin.top + plotHeight)
         for tick in 0...4 {
-            let value = top * Double(tick) / 4, y = margin.top + plotHeight * (1 - Double(tick) / 4)
-            svg += "<line x1=\"\(number(margin.left - 4))\" y1=\"\(number(y))\" x2=\"\(number(width - margin.right))\" y2=\"\(number(y))\" stroke=\"#e0e0e0\"/>\n"
+            let value = top * Double(tick) / 4
+            let y = margin.top + plotHeight * (1 - Double(tick) / 4)
+            svg +=
+                "<line x1=\"\(number(margin.left - 4))\" y1=\"\(number(y))\" "
+                + "x2=\"\(number(width - margin.right))\" y2=\"\(number(y))\" stroke=\"#e0e0e0\"/>\n"
             svg += text(x: margin.left - 8, y: y + 4, format(value), anchor: "end", size: 10)
         }
-        return svg + "<text x=\"14\" y=\"\(number(margin.top + plotHeight / 2))\" font-size=\"11\" text-anchor=\"middle\" transform=\"rotate(-90 14 \(number(margin.top + plotHeight / 2)))\">\(escaped(unit))</text>\n"
+        let middle = margin.top + plotHeight / 2
+        return svg
+            + "<text x=\"14\" y=\"\(number(middle))\" font-size=\"11\" text-anchor=\"middle\" "
+            + "transform=\"rotate(-90 14 \(number(middle)))\">\(escaped(unit))</text>\n"
     }
 
     static func rect(x: Double, y: Double, width: Double, height: Double, fill: String) -> String {
@@ -96,7 +114,10 @@ public enum SVGChart {
     static func number(_ value: Double) -> String { String(format: "%.1f", value) }
 
     static func formatted(_ value: Double) -> String {
-        value == value.rounded() && abs(value) < 1e9 ? String(format: "%.0f", value) : abs(value) >= 100 ? String(format: "%.0f", value) : abs(value) >= 10 ? String(format: "%.1f", value) : String(format: "%.3g", value)
+        value == value.rounded() && abs(value) < 1e9
+            ? String(format: "%.0f", value)
+            : abs(value) >= 100
+                ? String(format: "%.0f", value) : abs(value) >= 10 ? String(format: "%.1f", value) : String(format: "%.3g", value)
     }
 
     /// Text safe inside XML elements and attributes.

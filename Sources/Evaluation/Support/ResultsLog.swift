@@ -24,16 +24,19 @@ final class ResultsLog<Record: Codable> {
         if let data = fileManager.contents(atPath: path), !data.isEmpty {
             let lines = data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false)
             guard let first = lines.first, let existing = try? JSONDecoder().decode(Header<H>.self, from: Data(first)) else {
-                throw .mismatchedResults(file: path, problem: "not a results file of this kind (no header line): move it away or choose another output folder")
+                throw .mismatchedResults(
+                    file: path, problem: "not a results file of this kind (no header line): move it away or choose another output folder")
             }
             // compared as written: settings that do not change results (batch size) are not in the file
             guard (try? encoder.encode(existing)) == (try? encoder.encode(Header(header: header))) else {
-                throw .mismatchedResults(file: path, problem: "written by an evaluation with other settings, model or data: move it away or choose another output folder")
+                throw .mismatchedResults(
+                    file: path,
+                    problem: "written by an evaluation with other settings, model or data: move it away or choose another output folder")
             }
             kept.append(first)
             kept.append(UInt8(ascii: "\n"))
             for line in lines.dropFirst() where !line.isEmpty {
-                guard let record = try? JSONDecoder().decode(Record.self, from: Data(line)) else { break }  // cut off by a kill
+                guard let record = try? JSONDecoder().decode(Record.self, from: Data(line)) else { break } // cut off by a kill
                 records.append(record)
                 kept.append(line)
                 kept.append(UInt8(ascii: "\n"))

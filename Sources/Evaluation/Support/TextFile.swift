@@ -8,7 +8,8 @@ enum TextFile {
         }
         guard let text = String(data: data, encoding: .utf8) else {
             // name the first offending line so the user can find it
-            let line = data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false)
+            let line =
+                data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false)
                 .firstIndex { String(data: Data($0), encoding: .utf8) == nil }.map { $0 + 1 } ?? 1
             throw .malformedData(file: path, line: line, problem: "not UTF-8 text")
         }

@@ -45,7 +45,8 @@ public enum ChatTemplate: Sendable, Equatable {
         guard template.contains("!= 'system'") || template.contains("!= \"system\"") else { return nil }
         for marker in ["<|im_start|>system\\n", "<|im_start|>system\n"] {
             guard let start = template.range(of: marker),
-                  let end = template.range(of: "<|im_end|>", range: start.upperBound..<template.endIndex) else { continue }
+                let end = template.range(of: "<|im_end|>", range: start.upperBound..<template.endIndex)
+            else { continue }
             return String(template[start.upperBound..<end.lowerBound]).replacingOccurrences(of: "\\n", with: "\n")
         }
         return nil
@@ -93,7 +94,8 @@ public enum ChatTemplate: Sendable, Equatable {
     static func pythonStrip(_ s: String) -> String {
         let scalars = s.unicodeScalars
         guard let first = scalars.firstIndex(where: { !$0.properties.isWhitespace }),
-              let last = scalars.lastIndex(where: { !$0.properties.isWhitespace }) else { return "" }
+            let last = scalars.lastIndex(where: { !$0.properties.isWhitespace })
+        else { return "" }
         return String(scalars[first...last])
     }
 }

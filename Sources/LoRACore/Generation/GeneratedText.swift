@@ -20,7 +20,8 @@ struct GeneratedText {
     /// stop string is open), and whether a stop string completed (generation ends there).
     mutating func append(_ id: Int32) -> (piece: String, stopped: Bool) {
         output += Array(decoder.append(id).utf8)
-        var visible = output.count, stopped = false
+        var visible = output.count
+        var stopped = false
         for stopString in stopStrings {
             if let range = output[emitted...].firstRange(of: stopString) {
                 visible = min(visible, range.lowerBound)
@@ -28,7 +29,8 @@ struct GeneratedText {
             } else {
                 // the longest tail that a later token could complete into this stop string
                 let longest = min(stopString.count - 1, output.count - emitted)
-                if let held = stride(from: longest, to: 0, by: -1).first(where: { output.suffix($0).elementsEqual(stopString.prefix($0)) }) {
+                if let held = stride(from: longest, to: 0, by: -1).first(where: { output.suffix($0).elementsEqual(stopString.prefix($0)) })
+                {
                     visible = min(visible, output.count - held)
                 }
             }

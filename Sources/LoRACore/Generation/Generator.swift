@@ -61,9 +61,11 @@ public struct Generator: Sendable {
     /// With a `cache` (a conversation's), the prompt's longest prefix that the cache already
     /// holds is not recomputed, and the cache keeps the prompt and the answer afterwards.
     @discardableResult
-    public func generate(prompt: [Int32], sampling: SamplingParameters = .init(), stop: StopConditions = .init(),
-                         cache given: KVCache? = nil,
-                         onEvent: (GenerationEvent) -> Bool = { _ in true }) -> GenerationSummary {
+    public func generate(
+        prompt: [Int32], sampling: SamplingParameters = .init(), stop: StopConditions = .init(),
+        cache given: KVCache? = nil,
+        onEvent: (GenerationEvent) -> Bool = { _ in true }
+    ) -> GenerationSummary {
         let room = given?.capacity ?? model.config.maxPositionEmbeddings
         precondition(!prompt.isEmpty && prompt.count <= room, "Generator: a prompt of \(prompt.count) tokens for a context of \(room)")
         let cache = given ?? model.makeCache(capacity: max(min(room, prompt.count + max(stop.maxTokens, 0)), prompt.count))
@@ -73,7 +75,8 @@ public struct Generator: Sendable {
         let stopTokens = stop.stopTokens ?? tokenizer.endOfGenerationTokens
         var sampler = Sampler(sampling)
         var text = GeneratedText(tokenizer: tokenizer, stopStrings: stop.stopStrings)
-        var context = prompt, generated = 0
+        var context = prompt
+        var generated = 0
         let start = Date()
         // The prompt goes through in chunks: as fast as one batch, with an eighth of the
         // activations of a 512-token prompt alive at once.
@@ -91,10 +94,11 @@ public struct Generator: Sendable {
                 let rest = text.finish()
                 if !rest.isEmpty { _ = onEvent(.text(rest)) }
             }
-            let summary = GenerationSummary(reason: reason, promptTokens: prompt.count, reusedTokens: shared, generatedTokens: generated,
-                                            prefillSeconds: prefillSeconds,
-                                            decodeSeconds: Date().timeIntervalSince(start) - prefillSeconds,
-                                            text: text.text)
+            let summary = GenerationSummary(
+                reason: reason, promptTokens: prompt.count, reusedTokens: shared, generatedTokens: generated,
+                prefillSeconds: prefillSeconds,
+                decodeSeconds: Date().timeIntervalSince(start) - prefillSeconds,
+                text: text.text)
             _ = onEvent(.finished(summary))
             return summary
         }
@@ -111,15 +115,19 @@ public struct Generator: Sendable {
                 return finish(.stopString)
             }
             if !onEvent(.token(id: id, text: piece)) { return finish(.cancelled) }
-            if cache.free == 0 { return finish(given != nil || cache.count >= model.config.maxPositionEmbeddings ? .contextFull : .maxTokens) }
+            if cache.free == 0 {
+                return finish(given != nil || cache.count >= model.config.maxPositionEmbeddings ? .contextFull : .maxTokens)
+            }
             logits = model.forward([id], cache: cache, logits: .last)!.scalars
         }
     }
 
     /// The same as a stream: tokens and text pieces as they come, then the summary.
     /// Cancelling the consuming task stops generation.
-    public func stream(prompt: [Int32], sampling: SamplingParameters = .init(), stop: StopConditions = .init(),
-                       cache: KVCache? = nil) -> AsyncStream<GenerationEvent> {
+    public func stream(
+        prompt: [Int32], sampling: SamplingParameters = .init(), stop: StopConditions = .init(),
+        cache: KVCache? = nil
+    ) -> AsyncStream<GenerationEvent> {
         AsyncStream { continuation in
             let task = Task.detached {
                 generate(prompt: prompt, sampling: sampling, stop: stop, cache: cache) { event in

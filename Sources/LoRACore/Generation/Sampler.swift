@@ -14,8 +14,10 @@ public struct SamplingParameters: Sendable, Equatable {
     public var repetitionPenalty: Float = 1
     public var seed: UInt64 = 0
 
-    public init(temperature: Float = 0, topK: Int = 0, topP: Float = 1, minP: Float = 0, repetitionPenalty: Float = 1,
-                seed: UInt64 = 0) {
+    public init(
+        temperature: Float = 0, topK: Int = 0, topP: Float = 1, minP: Float = 0, repetitionPenalty: Float = 1,
+        seed: UInt64 = 0
+    ) {
         self.temperature = temperature
         self.topK = topK
         self.topP = topP

@@ -3,8 +3,8 @@ import CKernels
 /// Which dimensions RoPE pairs up: GGUF files for arch `llama` store Q/K rows permuted
 /// for adjacent pairs; Hugging Face checkpoints rotate halves.
 public enum RoPELayout: Sendable {
-    case adjacentPairs   // (2i, 2i+1): GGUF / llama.cpp
-    case halves          // (i, i + n/2): Hugging Face rotate_half
+    case adjacentPairs // (2i, 2i+1): GGUF / llama.cpp
+    case halves // (i, i + n/2): Hugging Face rotate_half
 
     var cValue: ck_rope_mode { self == .adjacentPairs ? CK_ROPE_NORM : CK_ROPE_NEOX }
 }
@@ -17,13 +17,15 @@ extension Kernels {
     /// RMSNorm over the last dimension: returns y and the per-row 1/rms kept for backward.
     public static func rmsNorm(_ x: Tensor, weight: Tensor, eps: Float) -> (output: Tensor, rstd: Tensor) {
         precondition(weight.count == x.rowLength, "rmsNorm: weight \(weight.shape) does not match rows of x \(x.shape)")
-        var y = Tensor(uninitialized: x.shape), rstd = Tensor(uninitialized: [x.rowCount])
+        var y = Tensor(uninitialized: x.shape)
+        var rstd = Tensor(uninitialized: [x.rowCount])
         x.withUnsafeBufferPointer { xp in
             weight.withUnsafeBufferPointer { gp in
                 y.withUnsafeMutableBufferPointer { yp in
                     rstd.withUnsafeMutableBufferPointer { rp in
-                        ck_rmsnorm_fwd(xp.baseAddress, gp.baseAddress, Int32(x.rowCount), Int32(x.rowLength), eps,
-                                       yp.baseAddress, rp.baseAddress)
+                        ck_rmsnorm_fwd(
+                            xp.baseAddress, gp.baseAddress, Int32(x.rowCount), Int32(x.rowLength), eps,
+                            yp.baseAddress, rp.baseAddress)
                     }
                 }
             }
@@ -32,11 +34,14 @@ extension Kernels {
     }
 
     /// dx of rmsNorm; when `weightGradient` is given, dL/dweight is added into it.
-    public static func rmsNormBackward(_ dy: Tensor, x: Tensor, weight: Tensor, rstd: Tensor,
-                                       weightGradient: Tensor? = nil) -> Tensor {
+    public static func rmsNormBackward(
+        _ dy: Tensor, x: Tensor, weight: Tensor, rstd: Tensor,
+        weightGradient: Tensor? = nil
+    ) -> Tensor {
         sameShape(dy, x, "rmsNormBackward")
-        precondition(weight.count == x.rowLength && rstd.count == x.rowCount,
-                     "rmsNormBackward: weight \(weight.shape) / rstd \(rstd.shape) do not match x \(x.shape)")
+        precondition(
+            weight.count == x.rowLength && rstd.count == x.rowCount,
+            "rmsNormBackward: weight \(weight.shape) / rstd \(rstd.shape) do not match x \(x.shape)")
         var dx = Tensor(uninitialized: x.shape)
         var dg = weightGradient
         if let dg { precondition(dg.count == x.rowLength, "rmsNormBackward: weightGradient \(dg.shape) for x \(x.shape)") }
@@ -46,8 +51,9 @@ extension Kernels {
                     rstd.withUnsafeBufferPointer { rp in
                         dx.withUnsafeMutableBufferPointer { dxp in
                             func run(_ dgp: UnsafeMutablePointer<Float>?) {
-                                ck_rmsnorm_bwd(dyp.baseAddress, xp.baseAddress, gp.baseAddress, rp.baseAddress,
-                                               Int32(x.rowCount), Int32(x.rowLength), dxp.baseAddress, dgp)
+                                ck_rmsnorm_bwd(
+                                    dyp.baseAddress, xp.baseAddress, gp.baseAddress, rp.baseAddress,
+                                    Int32(x.rowCount), Int32(x.rowLength), dxp.baseAddress, dgp)
                             }
                             if dg != nil { dg!.withUnsafeMutableBufferPointer { run($0.baseAddress) } } else { run(nil) }
                         }
@@ -61,16 +67,20 @@ extension Kernels {
     /// Rotates `x` [tokens, heads, headDim] in place (its storage is shared with the caller):
     /// pair p of the first 2·frequencies.count dims turns by position · frequencies[p].
     /// `inverse` applies the opposite rotation: the backward of the forward one.
-    public static func rope(_ x: Tensor, positions: [Int32], frequencies: [Float], layout: RoPELayout,
-                            inverse: Bool = false) {
+    public static func rope(
+        _ x: Tensor, positions: [Int32], frequencies: [Float], layout: RoPELayout,
+        inverse: Bool = false
+    ) {
         let rotaryDims = 2 * frequencies.count
-        precondition(x.rank == 3 && positions.count == x.shape[0] && rotaryDims <= x.shape[2],
-                     "rope: x \(x.shape) needs [tokens, heads, headDim] with \(positions.count) positions and \(rotaryDims) rotary dims <= headDim")
+        precondition(
+            x.rank == 3 && positions.count == x.shape[0] && rotaryDims <= x.shape[2],
+            "rope: x \(x.shape) needs [tokens, heads, headDim] with \(positions.count) positions and \(rotaryDims) rotary dims <= headDim")
         var view = x
         view.withUnsafeMutableBufferPointer { xp in
             let rotate = inverse ? ck_rope_bwd : ck_rope_fwd
-            rotate(xp.baseAddress, Int32(x.shape[0]), Int32(x.shape[1]), Int32(x.shape[2]), Int32(rotaryDims), positions,
-                   frequencies, layout.cValue)
+            rotate(
+                xp.baseAddress, Int32(x.shape[0]), Int32(x.shape[1]), Int32(x.shape[2]), Int32(rotaryDims), positions,
+                frequencies, layout.cValue)
         }
     }
 
@@ -119,14 +129,16 @@ extension Kernels {
     public static func swigluBackward(_ dm: Tensor, gate: Tensor, up: Tensor) -> (gate: Tensor, up: Tensor) {
         sameShape(gate, up, "swigluBackward")
         sameShape(dm, gate, "swigluBackward")
-        var da = Tensor(uninitialized: gate.shape), db = Tensor(uninitialized: gate.shape)
+        var da = Tensor(uninitialized: gate.shape)
+        var db = Tensor(uninitialized: gate.shape)
         gate.withUnsafeBufferPointer { ap in
             up.withUnsafeBufferPointer { bp in
                 dm.withUnsafeBufferPointer { dmp in
                     da.withUnsafeMutableBufferPointer { dap in
                         db.withUnsafeMutableBufferPointer {
-                            ck_swiglu_bwd(ap.baseAddress, bp.baseAddress, dmp.baseAddress, Int64(gate.count), dap.baseAddress,
-                                          $0.baseAddress)
+                            ck_swiglu_bwd(
+                                ap.baseAddress, bp.baseAddress, dmp.baseAddress, Int64(gate.count), dap.baseAddress,
+                                $0.baseAddress)
                         }
                     }
                 }
@@ -138,10 +150,12 @@ extension Kernels {
     /// Mean cross-entropy of logits [tokens, vocab] against targets (negative = ignored),
     /// with what the backward needs. `counted` is 0 when every target is ignored.
     public static func crossEntropy(logits: Tensor, targets: [Int32]) -> (loss: Float, counted: Int, logSumExp: Tensor) {
-        precondition(logits.rank == 2 && targets.count == logits.shape[0],
-                     "crossEntropy: logits \(logits.shape) need one target per row, got \(targets.count)")
-        precondition(targets.allSatisfy { $0 < Int32(logits.shape[1]) },
-                     "crossEntropy: a target is outside the vocabulary of \(logits.shape[1])")
+        precondition(
+            logits.rank == 2 && targets.count == logits.shape[0],
+            "crossEntropy: logits \(logits.shape) need one target per row, got \(targets.count)")
+        precondition(
+            targets.allSatisfy { $0 < Int32(logits.shape[1]) },
+            "crossEntropy: a target is outside the vocabulary of \(logits.shape[1])")
         let (losses, lse, counted) = crossEntropyRows(logits: logits, targets: targets)
         let total = losses.withUnsafeBufferPointer { $0.reduce(0, +) }
         return (counted > 0 ? total / Float(counted) : 0, counted, lse)
@@ -150,28 +164,32 @@ extension Kernels {
     /// Per row of logits [tokens, vocab]: logsumexp(z) − z[target] (0 where the target is
     /// negative, ignored), and the logsumexp the backward needs.
     public static func crossEntropyLosses(logits: Tensor, targets: [Int32]) -> (losses: [Float], logSumExp: Tensor) {
-        precondition(logits.rank == 2 && targets.count == logits.shape[0] && targets.allSatisfy { $0 < Int32(logits.shape[1]) },
-                     "crossEntropyLosses: logits \(logits.shape) need one in-vocabulary target per row, got \(targets.count)")
+        precondition(
+            logits.rank == 2 && targets.count == logits.shape[0] && targets.allSatisfy { $0 < Int32(logits.shape[1]) },
+            "crossEntropyLosses: logits \(logits.shape) need one in-vocabulary target per row, got \(targets.count)")
         let (losses, lse, _) = crossEntropyRows(logits: logits, targets: targets)
         return (losses.scalars, lse)
     }
 
     /// log p(target) of each row of logits [tokens, vocab]: log-softmax picked at the target.
     public static func logProbabilities(logits: Tensor, targets: [Int32]) -> [Float] {
-        precondition(logits.rank == 2 && targets.count == logits.shape[0] && targets.allSatisfy { $0 >= 0 && $0 < Int32(logits.shape[1]) },
-                     "logProbabilities: logits \(logits.shape) need one in-vocabulary target per row, got \(targets.count)")
+        precondition(
+            logits.rank == 2 && targets.count == logits.shape[0] && targets.allSatisfy { $0 >= 0 && $0 < Int32(logits.shape[1]) },
+            "logProbabilities: logits \(logits.shape) need one in-vocabulary target per row, got \(targets.count)")
         return crossEntropyRows(logits: logits, targets: targets).losses.scalars.map { -$0 }
     }
 
     /// Per row: logsumexp(z) − z[target] (0 for an ignored target), logsumexp, and how many
     /// rows were counted.
     private static func crossEntropyRows(logits: Tensor, targets: [Int32]) -> (losses: Tensor, logSumExp: Tensor, counted: Int) {
-        var losses = Tensor(zeros: [logits.shape[0]]), lse = Tensor(zeros: [logits.shape[0]])
+        var losses = Tensor(zeros: [logits.shape[0]])
+        var lse = Tensor(zeros: [logits.shape[0]])
         let counted = logits.withUnsafeBufferPointer { zp in
             losses.withUnsafeMutableBufferPointer { lp in
                 lse.withUnsafeMutableBufferPointer {
-                    ck_cross_entropy_fwd(zp.baseAddress, targets, Int32(logits.shape[0]), Int32(logits.shape[1]), lp.baseAddress,
-                                         $0.baseAddress)
+                    ck_cross_entropy_fwd(
+                        zp.baseAddress, targets, Int32(logits.shape[0]), Int32(logits.shape[1]), lp.baseAddress,
+                        $0.baseAddress)
                 }
             }
         }
@@ -180,14 +198,16 @@ extension Kernels {
 
     /// dL/dlogits = (softmax − onehot) · scale on counted rows (scale 1/counted for the mean).
     public static func crossEntropyBackward(logits: Tensor, targets: [Int32], logSumExp: Tensor, scale: Float) -> Tensor {
-        precondition(logits.rank == 2 && targets.count == logits.shape[0] && logSumExp.count == logits.shape[0],
-                     "crossEntropyBackward: logits \(logits.shape), \(targets.count) targets, lse \(logSumExp.shape)")
-        var dz = Tensor(uninitialized: logits.shape)  // ignored rows are written as zeros
+        precondition(
+            logits.rank == 2 && targets.count == logits.shape[0] && logSumExp.count == logits.shape[0],
+            "crossEntropyBackward: logits \(logits.shape), \(targets.count) targets, lse \(logSumExp.shape)")
+        var dz = Tensor(uninitialized: logits.shape) // ignored rows are written as zeros
         logits.withUnsafeBufferPointer { zp in
             logSumExp.withUnsafeBufferPointer { lp in
                 dz.withUnsafeMutableBufferPointer {
-                    ck_cross_entropy_bwd(zp.baseAddress, targets, lp.baseAddress, Int32(logits.shape[0]), Int32(logits.shape[1]),
-                                         scale, $0.baseAddress)
+                    ck_cross_entropy_bwd(
+                        zp.baseAddress, targets, lp.baseAddress, Int32(logits.shape[0]), Int32(logits.shape[1]),
+                        scale, $0.baseAddress)
                 }
             }
         }
@@ -215,8 +235,10 @@ extension Kernels {
 
     /// One AdamW step on `parameter` in place, with its moments `m` and `v` (PyTorch's order
     /// of operations; `step` counts from 1).
-    public static func adamW(parameter: Tensor, gradient: Tensor, m: Tensor, v: Tensor, step: Int, learningRate: Float,
-                             beta1: Float, beta2: Float, epsilon: Float, weightDecay: Float) {
+    public static func adamW(
+        parameter: Tensor, gradient: Tensor, m: Tensor, v: Tensor, step: Int, learningRate: Float,
+        beta1: Float, beta2: Float, epsilon: Float, weightDecay: Float
+    ) {
         sameShape(parameter, gradient, "adamW")
         sameShape(parameter, m, "adamW")
         sameShape(parameter, v, "adamW")
@@ -225,8 +247,9 @@ extension Kernels {
             p.withUnsafeMutableBufferPointer { pp in
                 m.withUnsafeMutableBufferPointer { mp in
                     v.withUnsafeMutableBufferPointer {
-                        ck_adamw_step(pp.baseAddress, gp.baseAddress, mp.baseAddress, $0.baseAddress, Int64(parameter.count), learningRate,
-                                      beta1, beta2, epsilon, weightDecay, Int32(step))
+                        ck_adamw_step(
+                            pp.baseAddress, gp.baseAddress, mp.baseAddress, $0.baseAddress, Int64(parameter.count), learningRate,
+                            beta1, beta2, epsilon, weightDecay, Int32(step))
                     }
                 }
             }

@@ -10,11 +10,13 @@ extension PEFTAdapter {
         var pairs: [(String, LoRAAdapter, Tensor)] = []
         for (module, adapter) in modules.sorted(by: { $0.key < $1.key }) {
             guard let (layer, projection) = Projection.parse(modulePath: module),
-                  case let name = projection.ggufTensor(layer: layer), let info = model.tensor(named: name) else {
+                case let name = projection.ggufTensor(layer: layer), let info = model.tensor(named: name)
+            else {
                 throw .invalidMetadata(file: folder, key: module, problem: "\(model.path) has no tensor for this module")
             }
             guard info.shape == [adapter.outFeatures, adapter.inFeatures] else {
-                throw .tensorShapeMismatch(file: folder, tensor: module, expected: info.shape, actual: [adapter.outFeatures, adapter.inFeatures])
+                throw .tensorShapeMismatch(
+                    file: folder, tensor: module, expected: info.shape, actual: [adapter.outFeatures, adapter.inFeatures])
             }
             // a GGUF file's Q/K rows are in llama.cpp's adjacent-pair order, and lora_B's rows with them
             pairs.append((name, adapter, RoPELayout.adjacentPairs.outputRows(adapter.b, of: projection, headDim: config.headDim)))
@@ -56,8 +58,10 @@ public enum MergedModel {
     /// without the adapter: every metadata entry (tokenizer, chat template) copied verbatim,
     /// untouched tensors copied byte for byte, each adapted weight dequantized to f32, merged
     /// and stored as `type`.
-    public static func writeGGUF(model: GGUFFile, adapter: PEFTAdapter, to path: String, type: GGUFWriter.TensorType = .f16,
-                                 progress: ((WorkProgress) -> Void)? = nil) throws(LoRAError) {
+    public static func writeGGUF(
+        model: GGUFFile, adapter: PEFTAdapter, to path: String, type: GGUFWriter.TensorType = .f16,
+        progress: ((WorkProgress) -> Void)? = nil
+    ) throws(LoRAError) {
         let pairs = Dictionary(uniqueKeysWithValues: try adapter.ggufPairs(for: model).map { ($0.name, ($0.adapter, $0.b)) })
         var writer = GGUFWriter()
         writer.copyMetadata(of: model)
@@ -99,14 +103,18 @@ extension MergedModel {
     /// Writes a Hugging Face checkpoint folder with `adapter` merged: the same shards and
     /// index, every other file (config, tokenizer, chat template) copied, untouched tensors
     /// byte for byte, each adapted weight merged in f32 and stored as `type`.
-    public static func writeHuggingFace(folder: String, adapter: PEFTAdapter, to output: String, type: HuggingFaceType = .auto,
-                                        progress: ((WorkProgress) -> Void)? = nil) throws(LoRAError) {
+    public static func writeHuggingFace(
+        folder: String, adapter: PEFTAdapter, to output: String, type: HuggingFaceType = .auto,
+        progress: ((WorkProgress) -> Void)? = nil
+    ) throws(LoRAError) {
         let fileManager = FileManager.default
         guard fileManager.fileExists(atPath: "\(folder)/config.json") else {
             throw .unreadableFile(file: "\(folder)/config.json", reason: "not a Hugging Face checkpoint folder")
         }
         let names = ((try? fileManager.contentsOfDirectory(atPath: folder)) ?? []).sorted()
-        let shards = try names.filter { $0.hasSuffix(".safetensors") }.map { name throws(LoRAError) in try SafetensorsFile(path: "\(folder)/\(name)") }
+        let shards = try names.filter { $0.hasSuffix(".safetensors") }.map { name throws(LoRAError) in
+            try SafetensorsFile(path: "\(folder)/\(name)")
+        }
         var remaining = Set(adapter.modules.keys)
         var byShard: [(file: SafetensorsFile, entries: [SafetensorsWriter.Entry])] = []
         for shard in shards {
@@ -114,25 +122,28 @@ extension MergedModel {
             for (name, entry) in shard.tensors.sorted(by: { $0.key < $1.key }) {
                 let module = String(name.dropLast(".weight".count))
                 guard name.hasSuffix(".weight"), let lora = adapter.modules[module] else {
-                    entries.append(.init(name: name, dtype: entry.dtype, shape: entry.shape, byteCount: entry.byteRange.count) {
-                        Data(shard.file.bytes[entry.byteRange])
-                    })
+                    entries.append(
+                        .init(name: name, dtype: entry.dtype, shape: entry.shape, byteCount: entry.byteRange.count) {
+                            Data(shard.file.bytes[entry.byteRange])
+                        })
                     continue
                 }
                 guard entry.shape == [lora.outFeatures, lora.inFeatures] else {
-                    throw .tensorShapeMismatch(file: adapter.folder, tensor: module, expected: entry.shape, actual: [lora.outFeatures, lora.inFeatures])
+                    throw .tensorShapeMismatch(
+                        file: adapter.folder, tensor: module, expected: entry.shape, actual: [lora.outFeatures, lora.inFeatures])
                 }
                 remaining.remove(module)
                 let dtype = type.dtype(source: entry.dtype)
                 guard let size = SafetensorsFile.elementSize(dtype), ["F32", "F16", "BF16"].contains(dtype) else {
                     throw .unsupportedTensorType(file: shard.path, tensor: name, type: dtype)
                 }
-                entries.append(.init(name: name, dtype: dtype, shape: entry.shape, byteCount: size * entry.shape.reduce(1, *)) {
-                    () throws(LoRAError) -> Data in
-                    let weight = try shard.values(of: name)
-                    Kernels.matmulAccumulate(lora.b, lora.a, transposeB: false, alpha: lora.scale, into: weight)
-                    return SafetensorsWriter.encode(weight, dtype: dtype)
-                })
+                entries.append(
+                    .init(name: name, dtype: dtype, shape: entry.shape, byteCount: size * entry.shape.reduce(1, *)) {
+                        () throws(LoRAError) -> Data in
+                        let weight = try shard.values(of: name)
+                        Kernels.matmulAccumulate(lora.b, lora.a, transposeB: false, alpha: lora.scale, into: weight)
+                        return SafetensorsWriter.encode(weight, dtype: dtype)
+                    })
             }
             byShard.append((shard, entries))
         }
@@ -147,7 +158,8 @@ extension MergedModel {
         let total = byShard.reduce(0) { $0 + $1.entries.count }
         var done = 0
         for (shard, entries) in byShard {
-            try SafetensorsWriter.write(entries: entries, metadata: shard.metadata, to: "\(output)/\(URL(fileURLWithPath: shard.path).lastPathComponent)")
+            try SafetensorsWriter.write(
+                entries: entries, metadata: shard.metadata, to: "\(output)/\(URL(fileURLWithPath: shard.path).lastPathComponent)")
             done += entries.count
             progress?(WorkProgress(completed: done, total: total, unit: "tensors"))
         }
@@ -155,7 +167,8 @@ extension MergedModel {
             let source = "\(folder)/\(name)"
             var isDirectory: ObjCBool = false
             guard fileManager.fileExists(atPath: source, isDirectory: &isDirectory), !isDirectory.boolValue,
-                  var data = fileManager.contents(atPath: source) else { continue }
+                var data = fileManager.contents(atPath: source)
+            else { continue }
             if name == "model.safetensors.index.json", var index = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] {
                 // the stored types may have changed: the total size with them
                 let bytes = byShard.reduce(0) { $0 + $1.entries.reduce(0) { $0 + $1.byteCount } }

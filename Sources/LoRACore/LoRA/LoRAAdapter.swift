@@ -4,8 +4,8 @@ import Foundation
 /// B [out, rank] and scale = alpha / rank (alpha / √rank with rsLoRA), as PEFT computes it
 /// (<doc:AdapterFormats>). Trainable: `backward` accumulates dL/dA and dL/dB.
 public final class LoRAAdapter: LinearAdapter, @unchecked Sendable {
-    public let a: Tensor  // [rank, in]
-    public let b: Tensor  // [out, rank]
+    public let a: Tensor // [rank, in]
+    public let b: Tensor // [out, rank]
     public let scale: Float
     /// Dropout probability on the adapter's input (PEFT's lora_dropout), while training only.
     public let dropout: Float
@@ -17,8 +17,9 @@ public final class LoRAAdapter: LinearAdapter, @unchecked Sendable {
     public private(set) lazy var gradientB = Tensor(zeros: b.shape)
 
     public init(a: Tensor, b: Tensor, scale: Float, dropout: Float = 0) {
-        precondition(a.rank == 2 && b.rank == 2 && a.shape[0] == b.shape[1],
-                     "LoRAAdapter: A \(a.shape) and B \(b.shape) do not share a rank")
+        precondition(
+            a.rank == 2 && b.rank == 2 && a.shape[0] == b.shape[1],
+            "LoRAAdapter: A \(a.shape) and B \(b.shape) do not share a rank")
         precondition(dropout >= 0 && dropout < 1, "LoRAAdapter: dropout \(dropout) outside [0, 1)")
         self.a = a
         self.b = b
@@ -29,11 +30,14 @@ public final class LoRAAdapter: LinearAdapter, @unchecked Sendable {
     /// A fresh adapter initialized as PEFT's default (init_lora_weights=True): A from
     /// kaiming_uniform(a=√5), that is U(−1/√in, 1/√in), and B zero, so it starts as an exact
     /// no-op.
-    public convenience init(inFeatures: Int, outFeatures: Int, rank: Int, alpha: Float, rsLoRA: Bool = false,
-                            dropout: Float = 0, seed: UInt64) {
+    public convenience init(
+        inFeatures: Int, outFeatures: Int, rank: Int, alpha: Float, rsLoRA: Bool = false,
+        dropout: Float = 0, seed: UInt64
+    ) {
         let bound = 1 / Float(inFeatures).squareRoot()
-        self.init(a: .uniform([rank, inFeatures], in: -bound...bound, seed: seed), b: Tensor(zeros: [outFeatures, rank]),
-                  scale: Self.scale(alpha: alpha, rank: rank, rsLoRA: rsLoRA), dropout: dropout)
+        self.init(
+            a: .uniform([rank, inFeatures], in: -bound...bound, seed: seed), b: Tensor(zeros: [outFeatures, rank]),
+            scale: Self.scale(alpha: alpha, rank: rank, rsLoRA: rsLoRA), dropout: dropout)
     }
 
     /// The scale PEFT applies to an adapter's output: alpha/r, or alpha/√r with rsLoRA.
@@ -62,7 +66,8 @@ public final class LoRAAdapter: LinearAdapter, @unchecked Sendable {
         defer { transposesLock.unlock() }
         let versions = (a: a.buffer.version, b: b.buffer.version)
         if let transposes, transposes.versions == versions { return (transposes.aT, transposes.bT) }
-        let aT = a.transposed(), bT = b.transposed()
+        let aT = a.transposed()
+        let bT = b.transposed()
         transposes = (aT, bT, versions)
         return (aT, bT)
     }
@@ -81,8 +86,8 @@ public final class LoRAAdapter: LinearAdapter, @unchecked Sendable {
             Kernels.loraAccumulate(x, aT: aT, bT: bT, scale: scale, into: y)
             return
         }
-        releaseTransposes()  // training: the next step makes them stale; do not hold the memory
-        let down = Kernels.matmul(dropped(x), a, transposeB: true)  // [tokens, rank]
+        releaseTransposes() // training: the next step makes them stale; do not hold the memory
+        let down = Kernels.matmul(dropped(x), a, transposeB: true) // [tokens, rank]
         Kernels.matmulAccumulate(down, b, transposeB: true, alpha: scale, into: y.reshaped([y.rowCount, y.rowLength]))
     }
 
@@ -90,10 +95,11 @@ public final class LoRAAdapter: LinearAdapter, @unchecked Sendable {
     /// into the gradients and, when given, the adapter's share of dL/dx into `inputGradient`
     /// (<doc:ModelMath>: u = x̃Aᵀ, dB = s·dyᵀu, du = s·dy·B, dA = duᵀx̃, dx += (du·A) ⊙ mask).
     public func backward(input x: Tensor, outputGradient dy: Tensor, inputGradient dx: Tensor?) {
-        let input = dropped(x), dy = dy.reshaped([dy.rowCount, dy.rowLength])
-        let u = Kernels.matmul(input, a, transposeB: true)                     // [tokens, rank]
+        let input = dropped(x)
+        let dy = dy.reshaped([dy.rowCount, dy.rowLength])
+        let u = Kernels.matmul(input, a, transposeB: true) // [tokens, rank]
         Kernels.matmulAccumulate(dy, transposeA: true, u, transposeB: false, alpha: scale, into: gradientB)
-        let du = Kernels.matmul(dy, b, alpha: scale)                           // [tokens, rank]
+        let du = Kernels.matmul(dy, b, alpha: scale) // [tokens, rank]
         Kernels.matmulAccumulate(du, transposeA: true, input, transposeB: false, alpha: 1, into: gradientA)
         guard let dx else { return }
         let target = dx.reshaped([dx.rowCount, dx.rowLength])

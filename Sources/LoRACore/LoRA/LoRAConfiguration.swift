@@ -13,8 +13,10 @@ public struct LoRAConfiguration: Sendable, Codable, Equatable {
     /// Layer indices that get adapters; nil: every layer.
     public var layers: [Int]?
 
-    public init(rank: Int = 8, alpha: Float = 16, dropout: Float = 0, rsLoRA: Bool = false, targets: [String] = allTargets,
-                layers: [Int]? = nil) {
+    public init(
+        rank: Int = 8, alpha: Float = 16, dropout: Float = 0, rsLoRA: Bool = false, targets: [String] = allTargets,
+        layers: [Int]? = nil
+    ) {
         self.rank = rank
         self.alpha = alpha
         self.dropout = dropout
@@ -54,9 +56,10 @@ extension LlamaModel {
             for (projection, linear) in layer.projections {
                 let moduleSeed = seeds.next()
                 guard configuration.targets.contains(projection.name), configuration.layers?.contains(index) ?? true else { continue }
-                let adapter = LoRAAdapter(inFeatures: linear.inFeatures, outFeatures: linear.outFeatures, rank: configuration.rank,
-                                          alpha: configuration.alpha, rsLoRA: configuration.rsLoRA, dropout: configuration.dropout,
-                                          seed: moduleSeed)
+                let adapter = LoRAAdapter(
+                    inFeatures: linear.inFeatures, outFeatures: linear.outFeatures, rank: configuration.rank,
+                    alpha: configuration.alpha, rsLoRA: configuration.rsLoRA, dropout: configuration.dropout,
+                    seed: moduleSeed)
                 linear.adapter = adapter
                 attached.append((projection.modulePath(layer: index), adapter))
             }

@@ -24,7 +24,8 @@ public struct PEFTAdapter: Sendable {
             throw .malformedFile(file: configPath, problem: "not a JSON object")
         }
         guard (config["peft_type"] as? String)?.uppercased() == "LORA" else {
-            throw .invalidMetadata(file: configPath, key: "peft_type", problem: "\(config["peft_type"] ?? "missing"), only LORA is supported")
+            throw .invalidMetadata(
+                file: configPath, key: "peft_type", problem: "\(config["peft_type"] ?? "missing"), only LORA is supported")
         }
         // what this library cannot apply faithfully is refused, not silently ignored
         let unsupported: [(key: String, refused: Bool)] = [
@@ -39,7 +40,8 @@ public struct PEFTAdapter: Sendable {
         alpha = (config["lora_alpha"] as? NSNumber)?.floatValue ?? 8
         useRSLoRA = config["use_rslora"] as? Bool ?? false
         dropout = (config["lora_dropout"] as? NSNumber)?.floatValue ?? 0
-        targetModules = (config["target_modules"] as? [String]) ?? (config["target_modules"] as? String).map { [$0] } ?? ["q_proj", "v_proj"]
+        targetModules =
+            (config["target_modules"] as? [String]) ?? (config["target_modules"] as? String).map { [$0] } ?? ["q_proj", "v_proj"]
         let rankPattern = (config["rank_pattern"] as? [String: Int]) ?? [:]
         let alphaPattern = ((config["alpha_pattern"] as? [String: NSNumber]) ?? [:]).mapValues(\.floatValue)
 
@@ -47,7 +49,8 @@ public struct PEFTAdapter: Sendable {
         var pairs: [String: (a: String?, b: String?)] = [:]
         for key in weights.tensors.keys {
             guard key.hasPrefix("base_model.model."), let suffix = [".lora_A.weight", ".lora_B.weight"].first(where: key.hasSuffix) else {
-                throw .invalidMetadata(file: weights.path, key: key, problem: "not a LoRA weight (base_model.model.<module>.lora_A/B.weight)")
+                throw .invalidMetadata(
+                    file: weights.path, key: key, problem: "not a LoRA weight (base_model.model.<module>.lora_A/B.weight)")
             }
             let module = String(key.dropFirst("base_model.model.".count).dropLast(suffix.count))
             if suffix.contains("lora_A") { pairs[module, default: (nil, nil)].a = key } else { pairs[module, default: (nil, nil)].b = key }
@@ -57,17 +60,20 @@ public struct PEFTAdapter: Sendable {
             guard let aKey = pair.a, let bKey = pair.b else {
                 throw .missingTensor(file: weights.path, tensor: "base_model.model.\(module).\(pair.a == nil ? "lora_A" : "lora_B").weight")
             }
-            let a = try weights.values(of: aKey), b = try weights.values(of: bKey)
+            let a = try weights.values(of: aKey)
+            let b = try weights.values(of: bKey)
             // PEFT matches pattern keys against the end of the module name
             func pattern<T>(_ patterns: [String: T]) -> T? {
                 patterns.first { module == $0.key || module.hasSuffix("." + $0.key) }?.value
             }
-            let r = pattern(rankPattern) ?? rank, moduleAlpha = pattern(alphaPattern) ?? alpha
+            let r = pattern(rankPattern) ?? rank
+            let moduleAlpha = pattern(alphaPattern) ?? alpha
             guard a.rank == 2, b.rank == 2, a.shape[0] == r, b.shape[1] == r else {
                 throw .tensorShapeMismatch(file: weights.path, tensor: "\(module) lora_A/lora_B", expected: [r], actual: a.shape + b.shape)
             }
-            modules[module] = LoRAAdapter(a: a, b: b, scale: LoRAAdapter.scale(alpha: moduleAlpha, rank: r, rsLoRA: useRSLoRA),
-                                          dropout: dropout)
+            modules[module] = LoRAAdapter(
+                a: a, b: b, scale: LoRAAdapter.scale(alpha: moduleAlpha, rank: r, rsLoRA: useRSLoRA),
+                dropout: dropout)
         }
         self.modules = modules
     }
@@ -86,8 +92,9 @@ extension LlamaModel {
             }
             let linear = layers[layer][projection]
             guard lora.inFeatures == linear.inFeatures, lora.outFeatures == linear.outFeatures else {
-                throw .tensorShapeMismatch(file: adapter.folder, tensor: module, expected: [linear.outFeatures, linear.inFeatures],
-                                           actual: [lora.outFeatures, lora.inFeatures])
+                throw .tensorShapeMismatch(
+                    file: adapter.folder, tensor: module, expected: [linear.outFeatures, linear.inFeatures],
+                    actual: [lora.outFeatures, lora.inFeatures])
             }
             let b = ropeLayout.outputRows(lora.b, of: projection, headDim: config.headDim)
             prepared.append((linear, LoRAAdapter(a: lora.a, b: b, scale: lora.scale, dropout: lora.dropout)))
@@ -131,8 +138,9 @@ extension LlamaModel {
             for (projection, linear) in decoder.projections {
                 guard let adapter = linear.trainableAdapter else { continue }
                 let module = projection.modulePath(layer: layer)
-                let b = ropeLayout.outputRows(gradients ? adapter.gradientB : adapter.b, of: projection, headDim: config.headDim,
-                                              toHuggingFace: true)
+                let b = ropeLayout.outputRows(
+                    gradients ? adapter.gradientB : adapter.b, of: projection, headDim: config.headDim,
+                    toHuggingFace: true)
                 tensors["base_model.model.\(module).lora_A.weight"] = gradients ? adapter.gradientA : adapter.a
                 tensors["base_model.model.\(module).lora_B.weight"] = b
             }

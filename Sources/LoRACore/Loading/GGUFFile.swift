@@ -69,7 +69,8 @@ public final class GGUFFile: @unchecked Sendable {
         var reader = ByteReader(file: path, bytes: file.bytes)
         let magic = try reader.read(UInt32.self, "the magic number")
         guard magic == 0x4655_4747 else {
-            throw .malformedFile(file: path, problem: "not a GGUF file (magic bytes \(String(magic, radix: 16)), expected 46554747 \"GGUF\")")
+            throw .malformedFile(
+                file: path, problem: "not a GGUF file (magic bytes \(String(magic, radix: 16)), expected 46554747 \"GGUF\")")
         }
         version = try reader.read(UInt32.self, "the version")
         guard version == 2 || version == 3 else {
@@ -80,8 +81,9 @@ public final class GGUFFile: @unchecked Sendable {
         // Every entry takes at least 8 bytes of length prefix: a count beyond that is a lie
         // that must not become an allocation.
         guard metadataCount <= UInt64(reader.remaining / 12), tensorCount <= UInt64(reader.remaining / 24) else {
-            throw .truncatedFile(file: path, what: "\(metadataCount) metadata entries and \(tensorCount) tensor entries",
-                                 offset: reader.offset)
+            throw .truncatedFile(
+                file: path, what: "\(metadataCount) metadata entries and \(tensorCount) tensor entries",
+                offset: reader.offset)
         }
 
         var metadata: [(key: String, value: GGUFValue)] = []
@@ -100,12 +102,13 @@ public final class GGUFFile: @unchecked Sendable {
         rawMetadata = raw
         metadataIndex = index
 
-        alignment = try index["general.alignment"].map { value throws(LoRAError) in
-            guard let a = value.intValue, a > 0, a % 8 == 0, a <= 1 << 20 else {
-                throw .invalidMetadata(file: file.path, key: "general.alignment", problem: "must be a positive multiple of 8")
-            }
-            return a
-        } ?? 32
+        alignment =
+            try index["general.alignment"].map { value throws(LoRAError) in
+                guard let a = value.intValue, a > 0, a % 8 == 0, a <= 1 << 20 else {
+                    throw .invalidMetadata(file: file.path, key: "general.alignment", problem: "must be a positive multiple of 8")
+                }
+                return a
+            } ?? 32
 
         var infos: [(name: String, dims: [Int], type: UInt32, offset: UInt64)] = []
         for i in 0..<Int(tensorCount) {
@@ -135,7 +138,8 @@ public final class GGUFFile: @unchecked Sendable {
                     throw .malformedFile(file: path, problem: "tensor \(info.name) of shape \(shape) does not fit \(type.rawValue) blocks")
                 }
                 guard info.offset % UInt64(alignment) == 0, info.offset <= UInt64(file.bytes.count) else {
-                    throw .malformedFile(file: path, problem: "tensor \(info.name) has offset \(info.offset), not aligned or beyond the file")
+                    throw .malformedFile(
+                        file: path, problem: "tensor \(info.name) has offset \(info.offset), not aligned or beyond the file")
                 }
                 let start = dataStart + Int(info.offset)
                 guard start <= file.bytes.count - size else {
@@ -165,8 +169,9 @@ public final class GGUFFile: @unchecked Sendable {
         guard let type = info.type, let range = info.byteRange else {
             throw .unsupportedTensorType(file: path, tensor: name, type: "ggml type \(info.typeID)")
         }
-        return TensorSlice(name: name, shape: info.shape, type: type,
-                           bytes: UnsafeRawBufferPointer(rebasing: file.bytes[range]), fileRange: range)
+        return TensorSlice(
+            name: name, shape: info.shape, type: type,
+            bytes: UnsafeRawBufferPointer(rebasing: file.bytes[range]), fileRange: range)
     }
 
     private static func readString(_ reader: inout ByteReader, _ what: @autoclosure () -> String) throws(LoRAError) -> String {

@@ -8,14 +8,23 @@ import Foundation
 public struct GGUFWriter {
     /// Metadata values this library writes itself (anything else is copied from a source file).
     public enum Value: Sendable {
-        case string(String), uint32(UInt32), float32(Float), bool(Bool)
+        case string(String)
+        case uint32(UInt32)
+        case float32(Float)
+        case bool(Bool)
     }
 
     /// How a tensor is stored.
     public enum TensorType: String, Sendable, CaseIterable {
         case f32, f16, q8_0
 
-        var ggmlType: UInt32 { switch self { case .f32: 0; case .f16: 1; case .q8_0: 8 } }
+        var ggmlType: UInt32 {
+            switch self {
+            case .f32: 0
+            case .f16: 1
+            case .q8_0: 8
+            }
+        }
 
         func byteCount(shape: [Int]) -> Int {
             let count = shape.reduce(1, *)
@@ -84,7 +93,7 @@ public struct GGUFWriter {
         var offset = 0
         for tensor in tensors {
             header += Self.string(tensor.name) + Self.u32(UInt32(tensor.shape.count))
-            for dim in tensor.shape.reversed() { header += Self.u64(UInt64(dim)) }  // GGUF lists the contiguous axis first
+            for dim in tensor.shape.reversed() { header += Self.u64(UInt64(dim)) } // GGUF lists the contiguous axis first
             header += Self.u32(tensor.typeID) + Self.u64(UInt64(offset))
             offset += Self.padded(tensor.byteCount)
         }
@@ -117,7 +126,8 @@ public struct GGUFWriter {
             case .f32: return Data(buffer: v)
             case .f16: return v.map { ck_float_to_half($0) }.withUnsafeBytes { Data($0) }
             case .q8_0:
-                let cols = shape.last!, rows = v.count / cols
+                let cols = shape.last!
+                let rows = v.count / cols
                 var blocks = [ck_block_q8_0](repeating: ck_block_q8_0(), count: v.count / 32)
                 ck_quantize_q8_0(v.baseAddress, Int32(rows), Int32(cols), &blocks)
                 return blocks.withUnsafeBytes { Data($0) }

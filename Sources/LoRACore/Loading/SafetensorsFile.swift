@@ -41,7 +41,8 @@ public final class SafetensorsFile: @unchecked Sendable {
                 continue
             }
             guard let info = value as? [String: Any], let dtype = info["dtype"] as? String,
-                  let shape = info["shape"] as? [Int], let offsets = info["data_offsets"] as? [Int], offsets.count == 2 else {
+                let shape = info["shape"] as? [Int], let offsets = info["data_offsets"] as? [Int], offsets.count == 2
+            else {
                 throw .malformedFile(file: path, problem: "tensor \(name) lacks dtype, shape or data_offsets")
             }
             guard shape.allSatisfy({ $0 >= 0 && $0 <= Int(Int32.max) }), offsets[0] >= 0, offsets[0] <= offsets[1] else {
@@ -55,7 +56,8 @@ public final class SafetensorsFile: @unchecked Sendable {
             }
             if let size = Self.elementSize(dtype) {
                 guard offsets[1] - offsets[0] == count * size else {
-                    throw .malformedFile(file: path, problem: "tensor \(name): \(offsets[1] - offsets[0]) bytes for \(count) \(dtype) values")
+                    throw .malformedFile(
+                        file: path, problem: "tensor \(name): \(offsets[1] - offsets[0]) bytes for \(count) \(dtype) values")
                 }
             }
             guard offsets[1] <= file.bytes.count - dataStart else {
@@ -82,8 +84,9 @@ public final class SafetensorsFile: @unchecked Sendable {
         guard let type = TensorDataType(rawValue: entry.dtype), [.f32, .f16, .bf16].contains(type) else {
             throw .unsupportedTensorType(file: path, tensor: name, type: entry.dtype)
         }
-        return TensorSlice(name: name, shape: entry.shape, type: type,
-                           bytes: UnsafeRawBufferPointer(rebasing: file.bytes[entry.byteRange]), fileRange: entry.byteRange)
+        return TensorSlice(
+            name: name, shape: entry.shape, type: type,
+            bytes: UnsafeRawBufferPointer(rebasing: file.bytes[entry.byteRange]), fileRange: entry.byteRange)
     }
 
     /// A tensor's values as f32.
@@ -96,8 +99,8 @@ public final class SafetensorsFile: @unchecked Sendable {
 /// `model.safetensors.index.json`.
 final class SafetensorsCheckpoint: CheckpointTensors {
     let path: String
-    private let files: [String: SafetensorsFile]   // file name → file
-    private let location: [String: String]         // tensor name → file name
+    private let files: [String: SafetensorsFile] // file name → file
+    private let location: [String: String] // tensor name → file name
 
     init(folder: String) throws(LoRAError) {
         path = folder
@@ -106,8 +109,9 @@ final class SafetensorsCheckpoint: CheckpointTensors {
         var location: [String: String] = [:]
         if FileManager.default.fileExists(atPath: index) {
             guard let data = FileManager.default.contents(atPath: index),
-                  let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-                  let map = json["weight_map"] as? [String: String] else {
+                let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+                let map = json["weight_map"] as? [String: String]
+            else {
                 throw .malformedFile(file: index, problem: "no weight_map object")
             }
             location = map

@@ -17,7 +17,8 @@ public enum SafetensorsWriter {
         values.withUnsafeBufferPointer { v in
             switch dtype {
             case "F16": return v.map { ck_float_to_half($0) }.withUnsafeBytes { Data($0) }
-            case "BF16": return v.map { UInt16((($0.bitPattern &+ 0x7FFF &+ (($0.bitPattern >> 16) & 1)) >> 16)) }.withUnsafeBytes { Data($0) }
+            case "BF16":
+                return v.map { UInt16((($0.bitPattern &+ 0x7FFF &+ (($0.bitPattern >> 16) & 1)) >> 16)) }.withUnsafeBytes { Data($0) }
             default: return Data(buffer: v)
             }
         }
@@ -32,7 +33,8 @@ public enum SafetensorsWriter {
         }
         var offset = 0
         for tensor in tensors {
-            header += "\(header.count > 1 ? "," : "")\(jsonString(tensor.name)):{\"dtype\":\"\(tensor.dtype)\",\"shape\":\(tensor.shape),"
+            header +=
+                "\(header.count > 1 ? "," : "")\(jsonString(tensor.name)):{\"dtype\":\"\(tensor.dtype)\",\"shape\":\(tensor.shape),"
                 + "\"data_offsets\":[\(offset),\(offset + tensor.byteCount)]}"
             offset += tensor.byteCount
         }
@@ -44,7 +46,8 @@ public enum SafetensorsWriter {
     }
 
     /// Writes the file atomically.
-    public static func write(_ tensors: [String: Tensor], metadata: [String: String] = ["format": "pt"], to path: String) throws(LoRAError) {
+    public static func write(_ tensors: [String: Tensor], metadata: [String: String] = ["format": "pt"], to path: String) throws(LoRAError)
+    {
         try AtomicFile.write(data(tensors, metadata: metadata), to: path)
     }
 

@@ -6,7 +6,7 @@ import Foundation
 enum SentencePieceModelFile {
     struct Contents {
         var tokens: [String] = [], scores: [Float] = [], types: [Int] = []
-        var ids: [Int: Int] = [41: 1, 42: 2, 40: 0, 43: -1]  // sentencepiece's defaults
+        var ids: [Int: Int] = [41: 1, 42: 2, 40: 0, 43: -1] // sentencepiece's defaults
         var modelType = 1, addDummyPrefix = true
     }
 
@@ -16,10 +16,11 @@ enum SentencePieceModelFile {
             throw .invalidTokenizer(file: file, problem: "sentencepiece model type \(contents.modelType) is not supported (2, BPE, is)")
         }
         let id = { (field: Int) -> Int32? in contents.ids[field].flatMap { $0 >= 0 ? Int32($0) : nil } }
-        return try SentencePieceTokenizer(file: file, tokens: contents.tokens, priorities: .scores(contents.scores), types: contents.types,
-                                          bos: id(41), eos: id(42), pad: id(43), unknown: id(40), addsBOS: addsBOS,
-                                          spacePrefix: contents.addDummyPrefix ? .everyText : .never,
-                                          endOfGeneration: Set([id(42)].compactMap { $0 }))
+        return try SentencePieceTokenizer(
+            file: file, tokens: contents.tokens, priorities: .scores(contents.scores), types: contents.types,
+            bos: id(41), eos: id(42), pad: id(43), unknown: id(40), addsBOS: addsBOS,
+            spacePrefix: contents.addDummyPrefix ? .everyText : .never,
+            endOfGeneration: Set([id(42)].compactMap { $0 }))
     }
 
     static func read(_ bytes: UnsafeRawBufferPointer, file: String) throws(LoRAError) -> Contents {
@@ -29,7 +30,9 @@ enum SentencePieceModelFile {
             switch (field, wire) {
             case (1, 2):
                 var piece = try reader.message()
-                var text = "", score: Float = 0, type = 1
+                var text = ""
+                var score: Float = 0
+                var type = 1
                 while let (f, w) = try piece.next() {
                     switch (f, w) {
                     case (1, 2): text = String(decoding: try piece.lengthDelimited(), as: UTF8.self)
@@ -71,7 +74,8 @@ struct ProtobufReader {
     var offset = 0
 
     mutating func varint() throws(LoRAError) -> UInt64 {
-        var value: UInt64 = 0, shift: UInt64 = 0
+        var value: UInt64 = 0
+        var shift: UInt64 = 0
         while true {
             guard offset < bytes.count, shift < 64 else { throw .truncatedFile(file: file, what: "a varint", offset: offset) }
             let byte = bytes[offset]
@@ -108,7 +112,9 @@ struct ProtobufReader {
     mutating func skip(_ wire: Int) throws(LoRAError) {
         switch wire {
         case 0: _ = try varint()
-        case 1: guard bytes.count - offset >= 8 else { throw .truncatedFile(file: file, what: "a fixed64", offset: offset) }; offset += 8
+        case 1:
+            guard bytes.count - offset >= 8 else { throw .truncatedFile(file: file, what: "a fixed64", offset: offset) }
+            offset += 8
         case 2: _ = try lengthDelimited()
         case 5: _ = try fixed32()
         default: throw .malformedFile(file: file, problem: "protobuf wire type \(wire) at byte \(offset)")

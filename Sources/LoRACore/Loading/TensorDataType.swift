@@ -3,8 +3,14 @@ import CKernels
 /// How a checkpoint stores a tensor's values: the element types of safetensors and the
 /// GGUF block types this library reads (ggml's ids, as GGUF stores them).
 public enum TensorDataType: String, Sendable, CaseIterable {
-    case f32 = "F32", f16 = "F16", bf16 = "BF16"
-    case q8_0 = "Q8_0", q4_0 = "Q4_0", q4_1 = "Q4_1", q4_K = "Q4_K", q6_K = "Q6_K"
+    case f32 = "F32"
+    case f16 = "F16"
+    case bf16 = "BF16"
+    case q8_0 = "Q8_0"
+    case q4_0 = "Q4_0"
+    case q4_1 = "Q4_1"
+    case q4_K = "Q4_K"
+    case q6_K = "Q6_K"
 
     init?(ggmlType: UInt32) {
         guard let type = Self.allCases.first(where: { $0.cValue.rawValue == ggmlType }) else { return nil }
@@ -57,7 +63,8 @@ struct TensorSlice {
 
     /// Rows of a matrix as f32, into `values` (rows.count × shape.last).
     func dequantize(rows: Range<Int>, into values: UnsafeMutableBufferPointer<Float>) {
-        let cols = shape.last ?? 1, rowBytes = cols / type.blockSize * type.blockBytes
+        let cols = shape.last ?? 1
+        let rowBytes = cols / type.blockSize * type.blockBytes
         precondition(values.count == rows.count * cols, "dequantize: \(rows) rows of \(shape) into \(values.count) values")
         _ = ck_dequantize(type.cValue, bytes.baseAddress! + rows.lowerBound * rowBytes, values.baseAddress, Int64(values.count))
     }

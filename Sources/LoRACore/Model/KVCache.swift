@@ -22,11 +22,11 @@ public final class KVCache: @unchecked Sendable {
     public var count: Int { tokens.count }
     let width: Int
     /// Keys after RoPE, transposed: a decoding step then scores all keys with vector FMAs.
-    let transposedKeys: [AlignedBuffer]  // per layer [kvHeads·headDim, keyStride]
+    let transposedKeys: [AlignedBuffer] // per layer [kvHeads·headDim, keyStride]
     /// Elements from one key dimension's row to the next: the capacity rounded up to 32, so
     /// that every row starts on a cache line and a block of 32 half keys is one line, not two.
     let keyStride: Int
-    let values: [AlignedBuffer]          // per layer [capacity, kvHeads·headDim]
+    let values: [AlignedBuffer] // per layer [capacity, kvHeads·headDim]
 
     public convenience init(config: LlamaConfig, capacity: Int, precision: Precision = .f32) {
         self.init(width: config.keyValueWidth, layers: config.numHiddenLayers, capacity: capacity, precision: precision)
@@ -55,10 +55,12 @@ public final class KVCache: @unchecked Sendable {
 
     /// Stores layer `layer`'s keys and values [tokens, width] at positions count..<count+tokens.
     func store(layer: Int, keys k: Tensor, values v: Tensor) {
-        precondition(k.rowLength == width && v.shape == k.shape && count + k.rowCount <= capacity,
-                     "KVCache.store: keys \(k.shape), values \(v.shape) at \(count) of \(capacity)")
-        Kernels.storeInCache(keys: k, values: v, transposedKeys: transposedKeys[layer], keyStride: keyStride, cacheValues: values[layer],
-                             position: count, half: precision == .f16)
+        precondition(
+            k.rowLength == width && v.shape == k.shape && count + k.rowCount <= capacity,
+            "KVCache.store: keys \(k.shape), values \(v.shape) at \(count) of \(capacity)")
+        Kernels.storeInCache(
+            keys: k, values: v, transposedKeys: transposedKeys[layer], keyStride: keyStride, cacheValues: values[layer],
+            position: count, half: precision == .f16)
     }
 
     func append(_ new: [Int32]) {
@@ -73,9 +75,10 @@ extension KVCache {
         precondition(capacity >= count, "KVCache.copy: \(count) positions into a capacity of \(capacity)")
         let copy = KVCache(width: width, layers: values.count, capacity: capacity, precision: precision)
         for layer in values.indices {
-            Kernels.copyCache(transposedKeys: transposedKeys[layer], keyStride: keyStride, values: values[layer], positions: count,
-                              width: width, half: precision == .f16, intoKeys: copy.transposedKeys[layer], keyStride: copy.keyStride,
-                              values: copy.values[layer])
+            Kernels.copyCache(
+                transposedKeys: transposedKeys[layer], keyStride: keyStride, values: values[layer], positions: count,
+                width: width, half: precision == .f16, intoKeys: copy.transposedKeys[layer], keyStride: copy.keyStride,
+                values: copy.values[layer])
         }
         copy.append(tokens)
         return copy

@@ -11,8 +11,10 @@ public struct LanguageModel: Sendable {
 
     /// Loads a GGUF file, or a Hugging Face checkpoint folder (config.json, safetensors
     /// weights, tokenizer.json or tokenizer.model, tokenizer_config.json).
-    public static func load(path: String, precision: WeightPrecision = .int8,
-                            progress: ((WorkProgress) -> Void)? = nil) throws(LoRAError) -> LanguageModel {
+    public static func load(
+        path: String, precision: WeightPrecision = .int8,
+        progress: ((WorkProgress) -> Void)? = nil
+    ) throws(LoRAError) -> LanguageModel {
         var isDirectory: ObjCBool = false
         if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
             return try loadHuggingFace(folder: path, precision: precision, progress: progress)
@@ -21,31 +23,38 @@ public struct LanguageModel: Sendable {
         let tokenizer = try makeTokenizer(gguf: gguf)
         let model = try LlamaModel(gguf: gguf, precision: precision, progress: progress)
         let template = gguf["tokenizer.chat_template"]?.stringValue.flatMap(ChatTemplate.init(jinja:))
-        let summary = CheckpointSummary(path: path, format: "GGUF v\(gguf.version)", fileBytes: gguf.file.bytes.count,
-                                        storedTypes: Dictionary(gguf.tensors.map { ($0.type?.rawValue ?? "type \($0.typeID)", 1) },
-                                                                uniquingKeysWith: +),
-                                        model: model, precision: precision)
+        let summary = CheckpointSummary(
+            path: path, format: "GGUF v\(gguf.version)", fileBytes: gguf.file.bytes.count,
+            storedTypes: Dictionary(
+                gguf.tensors.map { ($0.type?.rawValue ?? "type \($0.typeID)", 1) },
+                uniquingKeysWith: +),
+            model: model, precision: precision)
         return try LanguageModel(model: model, tokenizer: tokenizer, chatTemplate: template, summary: summary)
     }
 
-    static func loadHuggingFace(folder: String, precision: WeightPrecision,
-                                progress: ((WorkProgress) -> Void)?) throws(LoRAError) -> LanguageModel {
+    static func loadHuggingFace(
+        folder: String, precision: WeightPrecision,
+        progress: ((WorkProgress) -> Void)?
+    ) throws(LoRAError) -> LanguageModel {
         let config = try LlamaConfig(huggingFaceConfig: "\(folder)/config.json")
         // the tokenizer first: a folder without one fails before the long part
         let (tokenizer, template) = try loadHuggingFaceTokenizer(folder: folder)
         let tensors = try SafetensorsCheckpoint(folder: folder)
         // Hugging Face keeps Q/K rows in rotate_half order
-        let model = try LlamaModel(config: config, tensors: tensors, names: .huggingFace, ropeLayout: .halves,
-                                   ropeFrequencies: config.ropeFrequencies(), precision: precision, progress: progress)
-        let summary = CheckpointSummary(path: folder, format: "safetensors", fileBytes: tensors.byteCount,
-                                        storedTypes: tensors.storedTypes, model: model, precision: precision)
+        let model = try LlamaModel(
+            config: config, tensors: tensors, names: .huggingFace, ropeLayout: .halves,
+            ropeFrequencies: config.ropeFrequencies(), precision: precision, progress: progress)
+        let summary = CheckpointSummary(
+            path: folder, format: "safetensors", fileBytes: tensors.byteCount,
+            storedTypes: tensors.storedTypes, model: model, precision: precision)
         return try LanguageModel(model: model, tokenizer: tokenizer, chatTemplate: template, summary: summary)
     }
 
     init(model: LlamaModel, tokenizer: any Tokenizer, chatTemplate: ChatTemplate?, summary: CheckpointSummary) throws(LoRAError) {
         defer { ck_release_free_heap() }
         guard tokenizer.vocabularySize <= model.config.vocabSize else {
-            throw .invalidTokenizer(file: summary.path, problem: "\(tokenizer.vocabularySize) tokens for a model with \(model.config.vocabSize) embeddings")
+            throw .invalidTokenizer(
+                file: summary.path, problem: "\(tokenizer.vocabularySize) tokens for a model with \(model.config.vocabSize) embeddings")
         }
         self.model = model
         self.tokenizer = tokenizer

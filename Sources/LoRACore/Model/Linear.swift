@@ -12,7 +12,7 @@ public protocol LinearAdapter: AnyObject, Sendable {
 public final class Linear: @unchecked Sendable {
     public enum Weight: Sendable {
         case int8(QuantizedWeight)
-        case f32(Tensor)  // [out, in]
+        case f32(Tensor) // [out, in]
 
         public var inFeatures: Int {
             switch self {
@@ -41,8 +41,9 @@ public final class Linear: @unchecked Sendable {
     public var adapter: (any LinearAdapter)? {
         willSet {
             if let newValue {
-                precondition(newValue.inFeatures == inFeatures && newValue.outFeatures == outFeatures,
-                             "Linear: adapter [\(newValue.outFeatures), \(newValue.inFeatures)] on weight [\(outFeatures), \(inFeatures)]")
+                precondition(
+                    newValue.inFeatures == inFeatures && newValue.outFeatures == outFeatures,
+                    "Linear: adapter [\(newValue.outFeatures), \(newValue.inFeatures)] on weight [\(outFeatures), \(inFeatures)]")
             }
         }
     }

@@ -25,8 +25,10 @@ public struct LlamaConfig: Codable, Sendable, Equatable {
         public var highFreqFactor: Float?
         public var originalMaxPositionEmbeddings: Int?
 
-        public init(ropeType: String, factor: Float, lowFreqFactor: Float? = nil, highFreqFactor: Float? = nil,
-                    originalMaxPositionEmbeddings: Int? = nil) {
+        public init(
+            ropeType: String, factor: Float, lowFreqFactor: Float? = nil, highFreqFactor: Float? = nil,
+            originalMaxPositionEmbeddings: Int? = nil
+        ) {
             self.ropeType = ropeType
             self.factor = factor
             self.lowFreqFactor = lowFreqFactor
@@ -35,7 +37,10 @@ public struct LlamaConfig: Codable, Sendable, Equatable {
         }
 
         enum CodingKeys: String, CodingKey {
-            case ropeType = "rope_type", type, factor, lowFreqFactor = "low_freq_factor", highFreqFactor = "high_freq_factor"
+            case ropeType = "rope_type"
+            case type, factor
+            case lowFreqFactor = "low_freq_factor"
+            case highFreqFactor = "high_freq_factor"
             case originalMaxPositionEmbeddings = "original_max_position_embeddings"
         }
 
@@ -60,10 +65,18 @@ public struct LlamaConfig: Codable, Sendable, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case hiddenSize = "hidden_size", intermediateSize = "intermediate_size", numHiddenLayers = "num_hidden_layers"
-        case numAttentionHeads = "num_attention_heads", numKeyValueHeads = "num_key_value_heads", headDim = "head_dim"
-        case vocabSize = "vocab_size", rmsNormEps = "rms_norm_eps", ropeTheta = "rope_theta", ropeScaling = "rope_scaling"
-        case tieWordEmbeddings = "tie_word_embeddings", maxPositionEmbeddings = "max_position_embeddings"
+        case hiddenSize = "hidden_size"
+        case intermediateSize = "intermediate_size"
+        case numHiddenLayers = "num_hidden_layers"
+        case numAttentionHeads = "num_attention_heads"
+        case numKeyValueHeads = "num_key_value_heads"
+        case headDim = "head_dim"
+        case vocabSize = "vocab_size"
+        case rmsNormEps = "rms_norm_eps"
+        case ropeTheta = "rope_theta"
+        case ropeScaling = "rope_scaling"
+        case tieWordEmbeddings = "tie_word_embeddings"
+        case maxPositionEmbeddings = "max_position_embeddings"
         case ropeParameters = "rope_parameters"
     }
 
@@ -71,13 +84,18 @@ public struct LlamaConfig: Codable, Sendable, Equatable {
     struct RoPEParameters: Decodable {
         let ropeTheta: Float?
         let ropeType: String?
-        enum CodingKeys: String, CodingKey { case ropeTheta = "rope_theta", ropeType = "rope_type" }
+        enum CodingKeys: String, CodingKey {
+            case ropeTheta = "rope_theta"
+            case ropeType = "rope_type"
+        }
     }
 
-    public init(hiddenSize: Int, intermediateSize: Int, numHiddenLayers: Int, numAttentionHeads: Int,
-                numKeyValueHeads: Int? = nil, headDim: Int? = nil, vocabSize: Int, rmsNormEps: Float = 1e-6,
-                ropeTheta: Float = 10_000, ropeScaling: RoPEScaling? = nil, tieWordEmbeddings: Bool = false,
-                maxPositionEmbeddings: Int = 2048) {
+    public init(
+        hiddenSize: Int, intermediateSize: Int, numHiddenLayers: Int, numAttentionHeads: Int,
+        numKeyValueHeads: Int? = nil, headDim: Int? = nil, vocabSize: Int, rmsNormEps: Float = 1e-6,
+        ropeTheta: Float = 10_000, ropeScaling: RoPEScaling? = nil, tieWordEmbeddings: Bool = false,
+        maxPositionEmbeddings: Int = 2048
+    ) {
         self.hiddenSize = hiddenSize
         self.intermediateSize = intermediateSize
         self.numHiddenLayers = numHiddenLayers
@@ -102,18 +120,19 @@ public struct LlamaConfig: Codable, Sendable, Equatable {
         if scaling == nil, let type = parameters?.ropeType, type != "default" {
             scaling = try c.decode(RoPEScaling.self, forKey: .ropeParameters)
         }
-        self.init(hiddenSize: hidden,
-                  intermediateSize: try c.decode(Int.self, forKey: .intermediateSize),
-                  numHiddenLayers: try c.decode(Int.self, forKey: .numHiddenLayers),
-                  numAttentionHeads: heads,
-                  numKeyValueHeads: try c.decodeIfPresent(Int.self, forKey: .numKeyValueHeads),
-                  headDim: try c.decodeIfPresent(Int.self, forKey: .headDim),
-                  vocabSize: try c.decode(Int.self, forKey: .vocabSize),
-                  rmsNormEps: try c.decodeIfPresent(Float.self, forKey: .rmsNormEps) ?? 1e-6,
-                  ropeTheta: try c.decodeIfPresent(Float.self, forKey: .ropeTheta) ?? parameters?.ropeTheta ?? 10_000,
-                  ropeScaling: scaling?.ropeType == "default" ? nil : scaling,
-                  tieWordEmbeddings: try c.decodeIfPresent(Bool.self, forKey: .tieWordEmbeddings) ?? false,
-                  maxPositionEmbeddings: try c.decodeIfPresent(Int.self, forKey: .maxPositionEmbeddings) ?? 2048)
+        self.init(
+            hiddenSize: hidden,
+            intermediateSize: try c.decode(Int.self, forKey: .intermediateSize),
+            numHiddenLayers: try c.decode(Int.self, forKey: .numHiddenLayers),
+            numAttentionHeads: heads,
+            numKeyValueHeads: try c.decodeIfPresent(Int.self, forKey: .numKeyValueHeads),
+            headDim: try c.decodeIfPresent(Int.self, forKey: .headDim),
+            vocabSize: try c.decode(Int.self, forKey: .vocabSize),
+            rmsNormEps: try c.decodeIfPresent(Float.self, forKey: .rmsNormEps) ?? 1e-6,
+            ropeTheta: try c.decodeIfPresent(Float.self, forKey: .ropeTheta) ?? parameters?.ropeTheta ?? 10_000,
+            ropeScaling: scaling?.ropeType == "default" ? nil : scaling,
+            tieWordEmbeddings: try c.decodeIfPresent(Bool.self, forKey: .tieWordEmbeddings) ?? false,
+            maxPositionEmbeddings: try c.decodeIfPresent(Int.self, forKey: .maxPositionEmbeddings) ?? 2048)
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -146,21 +165,24 @@ public struct LlamaConfig: Codable, Sendable, Equatable {
         try require((1...limit).contains(intermediateSize), "intermediate_size", "\(intermediateSize) is not a usable width")
         try require((1...4096).contains(numHiddenLayers), "num_hidden_layers", "\(numHiddenLayers) layers")
         try require((1...4096).contains(numAttentionHeads), "num_attention_heads", "\(numAttentionHeads) heads")
-        try require((1...numAttentionHeads).contains(numKeyValueHeads) && numAttentionHeads % numKeyValueHeads == 0,
-                    "num_key_value_heads", "\(numKeyValueHeads) does not divide \(numAttentionHeads) attention heads")
+        try require(
+            (1...numAttentionHeads).contains(numKeyValueHeads) && numAttentionHeads % numKeyValueHeads == 0,
+            "num_key_value_heads", "\(numKeyValueHeads) does not divide \(numAttentionHeads) attention heads")
         try require((2...limit).contains(headDim) && headDim % 2 == 0, "head_dim", "\(headDim) is not an even head size")
         try require((1...(1 << 24)).contains(vocabSize), "vocab_size", "\(vocabSize) tokens")
         try require(rmsNormEps > 0 && rmsNormEps < 1, "rms_norm_eps", "\(rmsNormEps) is not a small positive number")
         try require(ropeTheta > 1 && ropeTheta.isFinite, "rope_theta", "\(ropeTheta)")
         try require(maxPositionEmbeddings > 0, "max_position_embeddings", "\(maxPositionEmbeddings)")
         if let scaling = ropeScaling {
-            try require(["linear", "llama3"].contains(scaling.ropeType), "rope_scaling",
-                        "type \(scaling.ropeType) is not supported (linear, llama3 are)")
+            try require(
+                ["linear", "llama3"].contains(scaling.ropeType), "rope_scaling",
+                "type \(scaling.ropeType) is not supported (linear, llama3 are)")
             try require(scaling.factor > 0 && scaling.factor.isFinite, "rope_scaling.factor", "\(scaling.factor)")
             if scaling.ropeType == "llama3" {
-                try require(scaling.lowFreqFactor != nil && scaling.highFreqFactor != nil
-                                && scaling.originalMaxPositionEmbeddings != nil && scaling.highFreqFactor != scaling.lowFreqFactor,
-                            "rope_scaling", "llama3 scaling needs low_freq_factor, high_freq_factor and original_max_position_embeddings")
+                try require(
+                    scaling.lowFreqFactor != nil && scaling.highFreqFactor != nil
+                        && scaling.originalMaxPositionEmbeddings != nil && scaling.highFreqFactor != scaling.lowFreqFactor,
+                    "rope_scaling", "llama3 scaling needs low_freq_factor, high_freq_factor and original_max_position_embeddings")
             }
         }
     }
@@ -173,9 +195,11 @@ public struct LlamaConfig: Codable, Sendable, Equatable {
         case "linear":
             return base.map { $0 / scaling.factor }
         case "llama3":
-            let low = scaling.lowFreqFactor ?? 1, high = scaling.highFreqFactor ?? 4
+            let low = scaling.lowFreqFactor ?? 1
+            let high = scaling.highFreqFactor ?? 4
             let oldContext = Float(scaling.originalMaxPositionEmbeddings ?? 8192)
-            let lowWavelength = oldContext / low, highWavelength = oldContext / high
+            let lowWavelength = oldContext / low
+            let highWavelength = oldContext / high
             return base.map { frequency in
                 let wavelength = 2 * Float.pi / frequency
                 if wavelength < highWavelength { return frequency }
@@ -196,7 +220,10 @@ extension LlamaConfig {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw .unreadableFile(file: path, reason: "no such file, or it cannot be read")
         }
-        struct Kind: Decodable { let model_type: String?; let architectures: [String]? }
+        struct Kind: Decodable {
+            let model_type: String?
+            let architectures: [String]?
+        }
         guard let kind = try? JSONDecoder().decode(Kind.self, from: data) else {
             throw .malformedFile(file: path, problem: "not a JSON object")
         }
@@ -239,22 +266,24 @@ extension LlamaConfig {
         }
         var scaling: RoPEScaling?
         if let type = gguf["llama.rope.scaling.type"]?.stringValue, type != "none" {
-            scaling = RoPEScaling(ropeType: type, factor: try float("rope.scaling.factor") ?? 1,
-                                  originalMaxPositionEmbeddings: gguf["llama.rope.scaling.original_context_length"]?.intValue)
+            scaling = RoPEScaling(
+                ropeType: type, factor: try float("rope.scaling.factor") ?? 1,
+                originalMaxPositionEmbeddings: gguf["llama.rope.scaling.original_context_length"]?.intValue)
         }
         let headDim = gguf["llama.attention.key_length"] != nil ? try int("attention.key_length") : nil
-        self.init(hiddenSize: hidden,
-                  intermediateSize: try int("feed_forward_length"),
-                  numHiddenLayers: try int("block_count"),
-                  numAttentionHeads: heads,
-                  numKeyValueHeads: gguf["llama.attention.head_count_kv"] != nil ? try int("attention.head_count_kv") : heads,
-                  headDim: headDim,
-                  vocabSize: vocab,
-                  rmsNormEps: try float("attention.layer_norm_rms_epsilon") ?? 1e-5,
-                  ropeTheta: try float("rope.freq_base") ?? 10_000,
-                  ropeScaling: scaling,
-                  tieWordEmbeddings: gguf.tensor(named: "output.weight") == nil,
-                  maxPositionEmbeddings: gguf["llama.context_length"] != nil ? try int("context_length") : 2048)
+        self.init(
+            hiddenSize: hidden,
+            intermediateSize: try int("feed_forward_length"),
+            numHiddenLayers: try int("block_count"),
+            numAttentionHeads: heads,
+            numKeyValueHeads: gguf["llama.attention.head_count_kv"] != nil ? try int("attention.head_count_kv") : heads,
+            headDim: headDim,
+            vocabSize: vocab,
+            rmsNormEps: try float("attention.layer_norm_rms_epsilon") ?? 1e-5,
+            ropeTheta: try float("rope.freq_base") ?? 10_000,
+            ropeScaling: scaling,
+            tieWordEmbeddings: gguf.tensor(named: "output.weight") == nil,
+            maxPositionEmbeddings: gguf["llama.context_length"] != nil ? try int("context_length") : 2048)
         try validate(file: file)
     }
 }

@@ -5,7 +5,7 @@
 
 /// RMSNorm with a learned gain: y = x · rsqrt(mean(x²) + eps) · weight.
 public struct RMSNorm: Sendable {
-    public let weight: Tensor  // [dim]
+    public let weight: Tensor // [dim]
     public let eps: Float
 
     public func callAsFunction(_ x: Tensor) -> (output: Tensor, rstd: Tensor) {
@@ -76,11 +76,11 @@ public final class LlamaAttention: @unchecked Sendable {
 
     /// What the backward of attention needs (its normed input is recomputed by the layer).
     public struct Activations: Sendable {
-        public let queries: Tensor        // [tokens, heads·headDim], after RoPE
-        public let keys: Tensor           // [tokens, kvHeads·headDim], after RoPE
-        public let values: Tensor         // [tokens, kvHeads·headDim]
-        public let probabilities: [Tensor]  // per sequence: [heads, tokens, tokens]
-        public let mixed: Tensor          // [tokens, heads·headDim]: the input of o_proj
+        public let queries: Tensor // [tokens, heads·headDim], after RoPE
+        public let keys: Tensor // [tokens, kvHeads·headDim], after RoPE
+        public let values: Tensor // [tokens, kvHeads·headDim]
+        public let probabilities: [Tensor] // per sequence: [heads, tokens, tokens]
+        public let mixed: Tensor // [tokens, heads·headDim]: the input of o_proj
 
         /// Bytes the fields above take for sequences of these lengths: what the memory plan
         /// counts (a test holds it to the tensors a pass keeps).
@@ -94,22 +94,28 @@ public final class LlamaAttention: @unchecked Sendable {
     /// h [tokens, dim] at `positions` → [tokens, dim]: `sequences` (lengths) side by side,
     /// none attending across another. With caches (one per sequence), sequence i also
     /// attends to the earlier positions of `caches[i]` and appends its keys and values there.
-    func callAsFunction(_ h: Tensor, positions: [Int32], sequences: [Int], frequencies: [Float], layout: RoPELayout,
-                        caches: [KVCache], layer: Int, keep: Bool) -> (Tensor, Activations?) {
+    func callAsFunction(
+        _ h: Tensor, positions: [Int32], sequences: [Int], frequencies: [Float], layout: RoPELayout,
+        caches: [KVCache], layer: Int, keep: Bool
+    ) -> (Tensor, Activations?) {
         let tokens = h.rowCount
         let projected = qkv(h)
-        let q = projected[0], k = projected[1], v = projected[2]
+        let q = projected[0]
+        let k = projected[1]
+        let v = projected[2]
         Kernels.rope(q.reshaped([tokens, heads, headDim]), positions: positions, frequencies: frequencies, layout: layout)
         Kernels.rope(k.reshaped([tokens, kvHeads, headDim]), positions: positions, frequencies: frequencies, layout: layout)
-        precondition(caches.isEmpty || (!keep && caches.count == sequences.count),
-                     "LlamaAttention: one cache per sequence, and activations for a backward pass are kept without caches")
-        let mixed = Tensor(uninitialized: q.shape)  // every sequence's rows are written
+        precondition(
+            caches.isEmpty || (!keep && caches.count == sequences.count),
+            "LlamaAttention: one cache per sequence, and activations for a backward pass are kept without caches")
+        let mixed = Tensor(uninitialized: q.shape) // every sequence's rows are written
         var probabilities: [Tensor] = []
         if caches.isEmpty {
             for rows in Self.rowRanges(sequences) {
-                let (_, p) = Kernels.attention(queries: q.rows(rows), memory: .rows(keys: k.rows(rows), values: v.rows(rows)),
-                                               keyCount: rows.count, heads: heads, kvHeads: kvHeads, keepProbabilities: keep,
-                                               output: mixed.rows(rows))
+                let (_, p) = Kernels.attention(
+                    queries: q.rows(rows), memory: .rows(keys: k.rows(rows), values: v.rows(rows)),
+                    keyCount: rows.count, heads: heads, kvHeads: kvHeads, keepProbabilities: keep,
+                    output: mixed.rows(rows))
                 if let p { probabilities.append(p) }
             }
         } else {
@@ -134,21 +140,26 @@ public final class LlamaAttention: @unchecked Sendable {
 
     /// dL/dh from dL/doutput [tokens, dim] for the forward's input h (and the adapters'
     /// gradients on the way); dL/dh only when `inputGradient`.
-    func backward(_ dOutput: Tensor, _ saved: Activations, input h: Tensor, positions: [Int32], sequences: [Int],
-                  frequencies: [Float], layout: RoPELayout, inputGradient: Bool) -> Tensor? {
+    func backward(
+        _ dOutput: Tensor, _ saved: Activations, input h: Tensor, positions: [Int32], sequences: [Int],
+        frequencies: [Float], layout: RoPELayout, inputGradient: Bool
+    ) -> Tensor? {
         let dMixed = oProj.backwardData(dOutput)
         oProj.trainableAdapter?.backward(input: saved.mixed, outputGradient: dOutput, inputGradient: dMixed)
         // written in full by each sequence's attention backward
-        let dq = Tensor(uninitialized: saved.queries.shape), dk = Tensor(uninitialized: saved.keys.shape),
-            dv = Tensor(uninitialized: saved.values.shape)
+        let dq = Tensor(uninitialized: saved.queries.shape)
+        let dk = Tensor(uninitialized: saved.keys.shape)
+        let dv = Tensor(uninitialized: saved.values.shape)
         for (rows, probabilities) in zip(Self.rowRanges(sequences), saved.probabilities) {
-            Kernels.attentionBackward(queries: saved.queries.rows(rows), keys: saved.keys.rows(rows), values: saved.values.rows(rows),
-                                      probabilities: probabilities, outputGradient: dMixed.rows(rows), heads: heads, kvHeads: kvHeads,
-                                      queriesGradient: dq.rows(rows), keysGradient: dk.rows(rows), valuesGradient: dv.rows(rows))
+            Kernels.attentionBackward(
+                queries: saved.queries.rows(rows), keys: saved.keys.rows(rows), values: saved.values.rows(rows),
+                probabilities: probabilities, outputGradient: dMixed.rows(rows), heads: heads, kvHeads: kvHeads,
+                queriesGradient: dq.rows(rows), keysGradient: dk.rows(rows), valuesGradient: dv.rows(rows))
         }
         let tokens = dq.rowCount
         Kernels.rope(dq.reshaped([tokens, heads, headDim]), positions: positions, frequencies: frequencies, layout: layout, inverse: true)
-        Kernels.rope(dk.reshaped([tokens, kvHeads, headDim]), positions: positions, frequencies: frequencies, layout: layout, inverse: true)
+        Kernels.rope(
+            dk.reshaped([tokens, kvHeads, headDim]), positions: positions, frequencies: frequencies, layout: layout, inverse: true)
         return qkv.backward([dq, dk, dv], input: h, inputGradient: inputGradient)
     }
 }
@@ -168,8 +179,8 @@ public final class LlamaMLP: @unchecked Sendable {
     /// recomputes it (an elementwise pass, bit for bit the same) instead of holding a third
     /// [tokens, hidden] tensor per layer; nor is the normed input, which the layer recomputes.
     public struct Activations: Sendable {
-        public let gate: Tensor   // [tokens, hidden]
-        public let up: Tensor     // [tokens, hidden]
+        public let gate: Tensor // [tokens, hidden]
+        public let up: Tensor // [tokens, hidden]
 
         /// Bytes the fields above take for `tokens` rows.
         static func byteCount(config: LlamaConfig, tokens: Int) -> Int { 2 * tokens * config.intermediateSize * MemoryLayout<Float>.size }
@@ -177,7 +188,8 @@ public final class LlamaMLP: @unchecked Sendable {
 
     func callAsFunction(_ h: Tensor, keep: Bool) -> (Tensor, Activations?) {
         let projected = gateUp(h)
-        let gate = projected[0], up = projected[1]
+        let gate = projected[0]
+        let up = projected[1]
         let output = downProj(Kernels.swiglu(gate: gate, up: up))
         return (output, keep ? Activations(gate: gate, up: up) : nil)
     }
@@ -223,11 +235,11 @@ public final class LlamaDecoderLayer: @unchecked Sendable {
     public var projections: [(projection: Projection, linear: Linear)] { Projection.allCases.map { ($0, self[$0]) } }
 
     public struct Activations: Sendable {
-        public let input: Tensor         // [tokens, dim]
+        public let input: Tensor // [tokens, dim]
         public let attentionRstd: Tensor // [tokens]
         public let attention: LlamaAttention.Activations
-        public let residual: Tensor      // [tokens, dim]: input + attention, the MLP block's input
-        public let mlpRstd: Tensor       // [tokens]
+        public let residual: Tensor // [tokens, dim]: input + attention, the MLP block's input
+        public let mlpRstd: Tensor // [tokens]
         public let mlp: LlamaMLP.Activations
 
         /// Bytes the fields above take for sequences of these lengths.
@@ -240,32 +252,43 @@ public final class LlamaDecoderLayer: @unchecked Sendable {
     }
 
     /// x [tokens, dim] → x + attention(norm(x)) + mlp(norm(·)). `x` is not modified.
-    func callAsFunction(_ x: Tensor, positions: [Int32], sequences: [Int], frequencies: [Float], layout: RoPELayout,
-                        caches: [KVCache], layer: Int, keep: Bool) -> (Tensor, Activations?) {
+    func callAsFunction(
+        _ x: Tensor, positions: [Int32], sequences: [Int], frequencies: [Float], layout: RoPELayout,
+        caches: [KVCache], layer: Int, keep: Bool
+    ) -> (Tensor, Activations?) {
         let (h, attentionRstd) = inputLayernorm(x)
-        let (attention, attentionActivations) = selfAttn(h, positions: positions, sequences: sequences, frequencies: frequencies,
-                                                         layout: layout, caches: caches, layer: layer, keep: keep)
+        let (attention, attentionActivations) = selfAttn(
+            h, positions: positions, sequences: sequences, frequencies: frequencies,
+            layout: layout, caches: caches, layer: layer, keep: keep)
         Kernels.add(x, into: attention)
         let residual = attention
         let (h2, mlpRstd) = postAttentionLayernorm(residual)
         let (output, mlpActivations) = mlp(h2, keep: keep)
         Kernels.add(residual, into: output)
         guard keep, let attentionActivations, let mlpActivations else { return (output, nil) }
-        return (output, Activations(input: x, attentionRstd: attentionRstd, attention: attentionActivations,
-                                    residual: residual, mlpRstd: mlpRstd, mlp: mlpActivations))
+        return (
+            output,
+            Activations(
+                input: x, attentionRstd: attentionRstd, attention: attentionActivations,
+                residual: residual, mlpRstd: mlpRstd, mlp: mlpActivations)
+        )
     }
 
     /// dL/dx from dL/doutput, through both residual blocks; the adapters' gradients are
     /// summed on the way. Without `inputGradient` (the lowest trained layer) it stops at the
     /// adapters and returns nil.
-    func backward(_ dOutput: Tensor, _ saved: Activations, positions: [Int32], sequences: [Int], frequencies: [Float],
-                  layout: RoPELayout, inputGradient: Bool) -> Tensor? {
+    func backward(
+        _ dOutput: Tensor, _ saved: Activations, positions: [Int32], sequences: [Int], frequencies: [Float],
+        layout: RoPELayout, inputGradient: Bool
+    ) -> Tensor? {
         // the normed inputs again, rather than kept: the same kernel on the same rows, bit for bit
         let dh2 = mlp.backward(dOutput, saved.mlp, input: postAttentionLayernorm(saved.residual).output, inputGradient: true)!
         let dResidual = Kernels.rmsNormBackward(dh2, x: saved.residual, weight: postAttentionLayernorm.weight, rstd: saved.mlpRstd)
         Kernels.add(dOutput, into: dResidual)
-        guard let dh = selfAttn.backward(dResidual, saved.attention, input: inputLayernorm(saved.input).output, positions: positions,
-                                         sequences: sequences, frequencies: frequencies, layout: layout, inputGradient: inputGradient)
+        guard
+            let dh = selfAttn.backward(
+                dResidual, saved.attention, input: inputLayernorm(saved.input).output, positions: positions,
+                sequences: sequences, frequencies: frequencies, layout: layout, inputGradient: inputGradient)
         else { return nil }
         let dx = Kernels.rmsNormBackward(dh, x: saved.input, weight: inputLayernorm.weight, rstd: saved.attentionRstd)
         Kernels.add(dResidual, into: dx)

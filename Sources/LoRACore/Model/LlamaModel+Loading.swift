@@ -41,9 +41,11 @@ enum LlamaTensorNames: Sendable {
 extension LlamaModel {
     /// Builds the model from a checkpoint's tensors, converting each one as it is read and
     /// releasing its source bytes, so memory peaks near the converted model's size.
-    convenience init(config: LlamaConfig, tensors: CheckpointTensors, names: LlamaTensorNames, ropeLayout: RoPELayout,
-                     ropeFrequencies: [Float], precision: WeightPrecision,
-                     progress: ((WorkProgress) -> Void)?) throws(LoRAError) {
+    convenience init(
+        config: LlamaConfig, tensors: CheckpointTensors, names: LlamaTensorNames, ropeLayout: RoPELayout,
+        ropeFrequencies: [Float], precision: WeightPrecision,
+        progress: ((WorkProgress) -> Void)?
+    ) throws(LoRAError) {
         let dim = config.hiddenSize
         let total = 9 * config.numHiddenLayers + 2 + (config.tieWordEmbeddings ? 0 : 1)
         var done = 0
@@ -61,7 +63,10 @@ extension LlamaModel {
         /// Converts a tensor into `target` (int8) or returns its exact f32 values.
         func convert(_ name: String, _ shape: [Int], into target: QuantizedWeight?) throws(LoRAError) -> Linear.Weight {
             let slice = try read(name, shape)
-            defer { tensors.release(slice); step() }
+            defer {
+                tensors.release(slice)
+                step()
+            }
             guard let target else { return .f32(slice.dequantized()) }
             if slice.type == .q8_0 {
                 try target.fill(q8_0Blocks: slice.bytes, name: name)
@@ -86,7 +91,10 @@ extension LlamaModel {
         }
         func vector(_ name: String) throws(LoRAError) -> Tensor {
             let slice = try read(name, [dim])
-            defer { tensors.release(slice); step() }
+            defer {
+                tensors.release(slice)
+                step()
+            }
             return slice.dequantized()
         }
 
@@ -103,15 +111,17 @@ extension LlamaModel {
             }
             let attention = LlamaAttention(qkv: try stacked([part(.q), part(.k), part(.v)]), o: try single(.o), config: config)
             let mlp = LlamaMLP(gateUp: try stacked([part(.gate), part(.up)]), down: try single(.down))
-            layers.append(LlamaDecoderLayer(
-                selfAttn: attention, mlp: mlp,
-                inputLayernorm: RMSNorm(weight: try vector(names.attentionNorm(layer: i)), eps: config.rmsNormEps),
-                postAttentionLayernorm: RMSNorm(weight: try vector(names.mlpNorm(layer: i)), eps: config.rmsNormEps)))
+            layers.append(
+                LlamaDecoderLayer(
+                    selfAttn: attention, mlp: mlp,
+                    inputLayernorm: RMSNorm(weight: try vector(names.attentionNorm(layer: i)), eps: config.rmsNormEps),
+                    postAttentionLayernorm: RMSNorm(weight: try vector(names.mlpNorm(layer: i)), eps: config.rmsNormEps)))
         }
         let norm = RMSNorm(weight: try vector(names.norm), eps: config.rmsNormEps)
         let head = config.tieWordEmbeddings ? Linear(embedding.table) : Linear(try matrix(names.output, [config.vocabSize, dim]))
-        self.init(config: config, ropeLayout: ropeLayout, ropeFrequencies: ropeFrequencies, embedTokens: embedding,
-                  layers: layers, norm: norm, lmHead: head)
+        self.init(
+            config: config, ropeLayout: ropeLayout, ropeFrequencies: ropeFrequencies, embedTokens: embedding,
+            layers: layers, norm: norm, lmHead: head)
     }
 }
 
@@ -123,20 +133,24 @@ extension GGUFFile: CheckpointTensors {
 extension LlamaModel {
     /// Loads a GGUF file of architecture `llama`. llama.cpp's converter stores Q/K rows
     /// permuted for adjacent-pair RoPE, so the model rotates adjacent pairs.
-    public convenience init(gguf: GGUFFile, precision: WeightPrecision = .int8,
-                            progress: ((WorkProgress) -> Void)? = nil) throws(LoRAError) {
+    public convenience init(
+        gguf: GGUFFile, precision: WeightPrecision = .int8,
+        progress: ((WorkProgress) -> Void)? = nil
+    ) throws(LoRAError) {
         let config = try LlamaConfig(gguf: gguf)
         var frequencies = config.ropeFrequencies()
         // Llama 3.1 files carry their long-context rescaling as per-pair divisors.
         if gguf.contains("rope_freqs.weight") {
             let factors = try gguf.slice("rope_freqs.weight")
             guard factors.shape == [frequencies.count] else {
-                throw .tensorShapeMismatch(file: gguf.path, tensor: "rope_freqs.weight", expected: [frequencies.count], actual: factors.shape)
+                throw .tensorShapeMismatch(
+                    file: gguf.path, tensor: "rope_freqs.weight", expected: [frequencies.count], actual: factors.shape)
             }
             frequencies = zip(frequencies, factors.dequantized().scalars).map { $0 / $1 }
         }
-        try self.init(config: config, tensors: gguf, names: .gguf, ropeLayout: .adjacentPairs, ropeFrequencies: frequencies,
-                      precision: precision, progress: progress)
+        try self.init(
+            config: config, tensors: gguf, names: .gguf, ropeLayout: .adjacentPairs, ropeFrequencies: frequencies,
+            precision: precision, progress: progress)
     }
 }
 

@@ -13,10 +13,12 @@ extension LlamaModel {
     /// then run side by side, each from its own copy of the context's cache. A context too
     /// long for the model loses its oldest tokens (as lm-evaluation-harness truncates).
     public func score(context: [Int32], continuations: [[Int32]]) -> [ContinuationScore] {
-        precondition(!context.isEmpty && continuations.allSatisfy { !$0.isEmpty },
-                     "LlamaModel.score: an empty context or continuation (condition an empty context on BOS)")
+        precondition(
+            !context.isEmpty && continuations.allSatisfy { !$0.isEmpty },
+            "LlamaModel.score: an empty context or continuation (condition an empty context on BOS)")
         let longest = continuations.map(\.count).max() ?? 0
-        precondition(longest < config.maxPositionEmbeddings, "LlamaModel.score: a continuation of \(longest) tokens fills the whole context")
+        precondition(
+            longest < config.maxPositionEmbeddings, "LlamaModel.score: a continuation of \(longest) tokens fills the whole context")
         let kept = Array(context.suffix(config.maxPositionEmbeddings - longest))
         let cache = makeCache(capacity: kept.count + longest)
         var last: Tensor?
@@ -27,13 +29,17 @@ extension LlamaModel {
         // a continuation's first token is predicted by the context's last row, each later one
         // by the row of the token before it: its last token needs no forward pass of its own
         let fed = continuations.filter { $0.count > 1 }.map { Array($0.dropLast()) }
-        let rows = fed.isEmpty ? nil
-            : forward(fed.flatMap { $0 }, sequences: fed.map(\.count), caches: fed.map { _ in cache.copy(capacity: cache.count + longest) },
-                      logits: .all)
+        let rows =
+            fed.isEmpty
+            ? nil
+            : forward(
+                fed.flatMap { $0 }, sequences: fed.map(\.count), caches: fed.map { _ in cache.copy(capacity: cache.count + longest) },
+                logits: .all)
         var row = 0
         return continuations.map { continuation in
             var logits = last!
-            var logLikelihood = 0.0, isGreedy = true
+            var logLikelihood = 0.0
+            var isGreedy = true
             for (index, token) in continuation.enumerated() {
                 if index > 0 {
                     logits = rows!.rows(row..<row + 1)
@@ -50,8 +56,9 @@ extension LlamaModel {
     /// perplexity. Runs through a cache `headRows` tokens at a time, so the logits alive
     /// stay small for a long window.
     public func tokenLogProbabilities(_ tokens: [Int32]) -> [Float] {
-        precondition(tokens.count <= config.maxPositionEmbeddings,
-                     "LlamaModel.tokenLogProbabilities: \(tokens.count) tokens for a context of \(config.maxPositionEmbeddings)")
+        precondition(
+            tokens.count <= config.maxPositionEmbeddings,
+            "LlamaModel.tokenLogProbabilities: \(tokens.count) tokens for a context of \(config.maxPositionEmbeddings)")
         guard tokens.count > 1 else { return [] }
         let cache = makeCache(capacity: tokens.count)
         var result: [Float] = []

@@ -10,8 +10,10 @@ public final class LlamaModel: @unchecked Sendable {
     public let lmHead: Linear
     let ropeFrequencies: [Float]
 
-    init(config: LlamaConfig, ropeLayout: RoPELayout, ropeFrequencies: [Float], embedTokens: Embedding,
-         layers: [LlamaDecoderLayer], norm: RMSNorm, lmHead: Linear) {
+    init(
+        config: LlamaConfig, ropeLayout: RoPELayout, ropeFrequencies: [Float], embedTokens: Embedding,
+        layers: [LlamaDecoderLayer], norm: RMSNorm, lmHead: Linear
+    ) {
         self.config = config
         self.ropeLayout = ropeLayout
         self.ropeFrequencies = ropeFrequencies
@@ -65,8 +67,9 @@ public final class LlamaModel: @unchecked Sendable {
     /// into one small GEMM, and the continuations of one shared context. Returns logits
     /// [tokens, vocab] for `.all`, and each sequence's last row [sequences, vocab] for `.last`.
     public func forward(_ tokens: [Int32], sequences: [Int], caches: [KVCache], logits rows: LogitRows) -> Tensor? {
-        precondition(caches.count == sequences.count && Set(caches.map(ObjectIdentifier.init)).count == caches.count,
-                     "LlamaModel.forward: \(caches.count) caches for \(sequences.count) sequences (one distinct cache each)")
+        precondition(
+            caches.count == sequences.count && Set(caches.map(ObjectIdentifier.init)).count == caches.count,
+            "LlamaModel.forward: \(caches.count) caches for \(sequences.count) sequences (one distinct cache each)")
         check(tokens, sequences: sequences, caches: caches)
         let x = decoderLayers(tokens, sequences: sequences, caches: caches).output
         switch rows {
@@ -74,17 +77,22 @@ public final class LlamaModel: @unchecked Sendable {
         case .none: return nil
         case .last:
             var end = 0
-            let lastRows = sequences.map { end += $0; return Int32(end - 1) }
+            let lastRows = sequences.map {
+                end += $0
+                return Int32(end - 1)
+            }
             return lmHead(norm(Kernels.gatherRows(x, lastRows)).output)
         }
     }
 
     private func check(_ tokens: [Int32], sequences: [Int], caches: [KVCache]) {
         precondition(!tokens.isEmpty, "LlamaModel.forward: no tokens")
-        precondition(tokens.allSatisfy { $0 >= 0 && Int($0) < config.vocabSize },
-                     "LlamaModel.forward: a token id is outside the vocabulary of \(config.vocabSize)")
-        precondition(sequences.allSatisfy { $0 > 0 } && sequences.reduce(0, +) == tokens.count,
-                     "LlamaModel.forward: sequences \(sequences) for \(tokens.count) tokens")
+        precondition(
+            tokens.allSatisfy { $0 >= 0 && Int($0) < config.vocabSize },
+            "LlamaModel.forward: a token id is outside the vocabulary of \(config.vocabSize)")
+        precondition(
+            sequences.allSatisfy { $0 > 0 } && sequences.reduce(0, +) == tokens.count,
+            "LlamaModel.forward: sequences \(sequences) for \(tokens.count) tokens")
         for (cache, length) in zip(caches, sequences) {
             precondition(cache.free >= length, "LlamaModel.forward: \(length) tokens do not fit the cache (\(cache.free) free)")
         }
@@ -109,17 +117,22 @@ public final class LlamaModel: @unchecked Sendable {
     /// caller), returning the last layer's output [tokens, dim] and, with `keeping`, what
     /// each trained layer keeps (nil below the lowest). Sequence i continues `caches[i]` and
     /// is appended to it (no caches: every sequence starts at 0).
-    func decoderLayers(_ tokens: [Int32], sequences: [Int], caches: [KVCache],
-                       keeping: Keeping? = nil) -> (output: Tensor, kept: [Kept?]) {
-        let positions = caches.isEmpty ? Self.positions(sequences, start: 0)
+    func decoderLayers(
+        _ tokens: [Int32], sequences: [Int], caches: [KVCache],
+        keeping: Keeping? = nil
+    ) -> (output: Tensor, kept: [Kept?]) {
+        let positions =
+            caches.isEmpty
+            ? Self.positions(sequences, start: 0)
             : zip(sequences, caches).flatMap { length, cache in (0..<length).map { Int32(cache.count + $0) } }
         var x = embedTokens(tokens)
         var kept: [Kept?] = Array(repeating: nil, count: layers.count)
         for index in layers.indices {
             let keeps = keeping.map { index >= $0.lowest } ?? false
             if keeps, keeping!.recompute { kept[index] = .input(x) }
-            let (output, activations) = layers[index](x, positions: positions, sequences: sequences, frequencies: ropeFrequencies,
-                                                      layout: ropeLayout, caches: caches, layer: index, keep: keeps && !keeping!.recompute)
+            let (output, activations) = layers[index](
+                x, positions: positions, sequences: sequences, frequencies: ropeFrequencies,
+                layout: ropeLayout, caches: caches, layer: index, keep: keeps && !keeping!.recompute)
             if let activations { kept[index] = .activations(activations) }
             x = output
         }
@@ -157,13 +170,18 @@ public final class LlamaModel: @unchecked Sendable {
             case nil: return
             case .activations(let activations): saved = activations
             case .input(let x):
-                saved = layers[index](x, positions: positions, sequences: sequences, frequencies: ropeFrequencies, layout: ropeLayout,
-                                      caches: [], layer: index, keep: true).1!
+                saved = layers[index](
+                    x, positions: positions, sequences: sequences, frequencies: ropeFrequencies, layout: ropeLayout,
+                    caches: [], layer: index, keep: true
+                ).1!
             }
-            kept[index] = nil  // freed as the pass goes down
+            kept[index] = nil // freed as the pass goes down
             let below = index > 0 && kept[index - 1] != nil
-            guard let next = layers[index].backward(dx, saved, positions: positions, sequences: sequences, frequencies: ropeFrequencies,
-                                                    layout: ropeLayout, inputGradient: below) else { return }
+            guard
+                let next = layers[index].backward(
+                    dx, saved, positions: positions, sequences: sequences, frequencies: ropeFrequencies,
+                    layout: ropeLayout, inputGradient: below)
+            else { return }
             dx = next
         }
     }
@@ -173,15 +191,20 @@ public final class LlamaModel: @unchecked Sendable {
     /// `TrainingMemory` plans per trained layer.
     public func keptActivationBytes(_ batch: TrainingBatch, recompute: Bool) -> Int {
         guard let lowest = lowestTrainedLayer else { return 0 }
-        let kept = decoderLayers(batch.tokens, sequences: batch.sequences, caches: [], keeping: Keeping(lowest: lowest, recompute: recompute)).kept
+        let kept = decoderLayers(
+            batch.tokens, sequences: batch.sequences, caches: [], keeping: Keeping(lowest: lowest, recompute: recompute)
+        ).kept
         var buffers: [ObjectIdentifier: Int] = [:]
         func hold(_ tensors: [Tensor]) { for t in tensors { buffers[ObjectIdentifier(t.buffer)] = t.buffer.byteCount } }
         for case let layer? in kept {
             switch layer {
             case .input(let x): hold([x])
             case .activations(let a):
-                hold([a.input, a.attentionRstd, a.residual, a.mlpRstd, a.mlp.gate, a.mlp.up, a.attention.queries, a.attention.keys,
-                      a.attention.values, a.attention.mixed] + a.attention.probabilities)
+                hold(
+                    [
+                        a.input, a.attentionRstd, a.residual, a.mlpRstd, a.mlp.gate, a.mlp.up, a.attention.queries, a.attention.keys,
+                        a.attention.values, a.attention.mixed,
+                    ] + a.attention.probabilities)
             }
         }
         return buffers.values.reduce(0, +)
@@ -196,12 +219,14 @@ public final class LlamaModel: @unchecked Sendable {
     /// checkpointing): the same gradients, bit for bit, for about a third more work.
     public func accumulateGradients(_ batch: TrainingBatch, lossScale: Float, recompute: Bool) -> LossSum {
         guard let lowest = lowestTrainedLayer else { preconditionFailure("LlamaModel.accumulateGradients: no LoRA adapter is attached") }
-        let (x, kept) = decoderLayers(batch.tokens, sequences: batch.sequences, caches: [],
-                                      keeping: Keeping(lowest: lowest, recompute: recompute))
+        let (x, kept) = decoderLayers(
+            batch.tokens, sequences: batch.sequences, caches: [],
+            keeping: Keeping(lowest: lowest, recompute: recompute))
         let (normed, rstd) = norm(x)
         let (loss, dNormed) = headLoss(normed, targets: batch.targets, gradientScale: lossScale)
-        decoderLayersBackward(Kernels.rmsNormBackward(dNormed!, x: x, weight: norm.weight, rstd: rstd), kept: consume kept,
-                              sequences: batch.sequences)
+        decoderLayersBackward(
+            Kernels.rmsNormBackward(dNormed!, x: x, weight: norm.weight, rstd: rstd), kept: consume kept,
+            sequences: batch.sequences)
         return loss
     }
 
@@ -222,7 +247,7 @@ public final class LlamaModel: @unchecked Sendable {
         for start in stride(from: 0, to: counted.count, by: Self.headRows) {
             let rows = Array(counted[start..<min(start + Self.headRows, counted.count)])
             let chunkTargets = rows.map { targets[$0] }
-            let logits = lmHead(Kernels.gatherRows(normed, rows.map(Int32.init)))  // [rows, vocab]
+            let logits = lmHead(Kernels.gatherRows(normed, rows.map(Int32.init))) // [rows, vocab]
             let (losses, logSumExp) = Kernels.crossEntropyLosses(logits: logits, targets: chunkTargets)
             loss += LossSum(sum: losses.reduce(0) { $0 + Double($1) }, counted: rows.count)
             guard let gradient, let gradientScale else { continue }
@@ -236,10 +261,11 @@ public final class LlamaModel: @unchecked Sendable {
 
     /// Parameters of the frozen model (the tied head counted once).
     public var parameterCount: Int {
-        let perLayer = layers.first.map { layer in
-            layer.projections.reduce(0) { $0 + $1.linear.inFeatures * $1.linear.outFeatures }
-                + 2 * config.hiddenSize
-        } ?? 0
+        let perLayer =
+            layers.first.map { layer in
+                layer.projections.reduce(0) { $0 + $1.linear.inFeatures * $1.linear.outFeatures }
+                    + 2 * config.hiddenSize
+            } ?? 0
         let head = config.tieWordEmbeddings ? 0 : config.vocabSize * config.hiddenSize
         return config.vocabSize * config.hiddenSize + layers.count * perLayer + config.hiddenSize + head
     }

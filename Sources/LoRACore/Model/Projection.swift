@@ -2,12 +2,18 @@
 /// checkpoint schemes, where they are stacked, which ones feed RoPE and their shapes. The
 /// loader, the adapters, the exporters and the memory plan all read it.
 public enum Projection: String, CaseIterable, Sendable, Codable {
-    case q = "q_proj", k = "k_proj", v = "v_proj", o = "o_proj"
-    case gate = "gate_proj", up = "up_proj", down = "down_proj"
+    case q = "q_proj"
+    case k = "k_proj"
+    case v = "v_proj"
+    case o = "o_proj"
+    case gate = "gate_proj"
+    case up = "up_proj"
+    case down = "down_proj"
 
     /// The block of the layer that holds it, by its Hugging Face module name.
     public enum Block: String, Sendable {
-        case selfAttn = "self_attn", mlp
+        case selfAttn = "self_attn"
+        case mlp
     }
 
     /// Projections that read the same input and are stored as one stacked matrix.
@@ -84,7 +90,7 @@ public enum Projection: String, CaseIterable, Sendable, Codable {
     public static func parse(modulePath: String) -> (layer: Int, projection: Projection)? {
         let parts = modulePath.split(separator: ".", omittingEmptySubsequences: false)
         guard parts.count == 5, parts[0] == "model", parts[1] == "layers", let layer = Int(parts[2]), layer >= 0,
-              let projection = Projection(rawValue: String(parts[4])), parts[3] == projection.block.rawValue
+            let projection = Projection(rawValue: String(parts[4])), parts[3] == projection.block.rawValue
         else { return nil }
         return (layer, projection)
     }

@@ -44,7 +44,8 @@ public final class ProgressLine: @unchecked Sendable {
         let rate = elapsed > 0 ? Double(progress.completed - baseline) / elapsed : 0
         let eta = rate > 0 ? Self.duration(Double(progress.total - progress.completed) / rate) : "–"
         let percent = progress.total > 0 ? 100 * progress.completed / progress.total : 100
-        let text = "\(label): \(progress.completed)/\(progress.total) \(progress.unit) (\(percent)%), "
+        let text =
+            "\(label): \(progress.completed)/\(progress.total) \(progress.unit) (\(percent)%), "
             + (detail.map { "\($0), " } ?? "") + "\(String(format: "%.2f", rate)) \(progress.unit)/s, ETA \(eta)"
         if isTerminal {
             FileHandle.standardError.write(Data("\r\u{1B}[K\(text)".utf8))

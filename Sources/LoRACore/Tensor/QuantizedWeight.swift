@@ -69,7 +69,8 @@ public final class QuantizedWeight: @unchecked Sendable {
     /// Quantizes an f32 matrix [rows, cols] the way ggml's Q8_0 quantizer does.
     public convenience init(quantizing weight: Tensor) {
         precondition(weight.rank == 2, "QuantizedWeight: expected a matrix, got \(weight.shape)")
-        let rows = weight.shape[0], cols = weight.shape[1]
+        let rows = weight.shape[0]
+        let cols = weight.shape[1]
         let blocks = UnsafeMutablePointer<ck_block_q8_0>.allocate(capacity: max(1, rows * Int(ck_q8_blocks_per_row(Int32(cols)))))
         defer { blocks.deallocate() }
         weight.withUnsafeBufferPointer { ck_quantize_q8_0($0.baseAddress, Int32(rows), Int32(cols), blocks) }
@@ -88,10 +89,14 @@ public final class QuantizedWeight: @unchecked Sendable {
     /// storage type (Q4_1, bf16, …) thus never exists whole in f32, which keeps a loader's
     /// peak memory near the int8 size.
     func fill(quantizingRows fill: (Range<Int>, UnsafeMutableBufferPointer<Float>) -> Void) {
-        let panelRows = Int(CK_PANEL), kb = blocksPerRow
+        let panelRows = Int(CK_PANEL)
+        let kb = blocksPerRow
         let values = UnsafeMutableBufferPointer<Float>.allocate(capacity: panelRows * max(cols, 1))
         let blocks = UnsafeMutablePointer<ck_block_q8_0>.allocate(capacity: panelRows * max(kb, 1))
-        defer { values.deallocate(); blocks.deallocate() }
+        defer {
+            values.deallocate()
+            blocks.deallocate()
+        }
         for (panel, start) in stride(from: 0, to: rows, by: panelRows).enumerated() {
             let count = min(panelRows, rows - start)
             fill(start..<start + count, UnsafeMutableBufferPointer(rebasing: values[..<(count * cols)]))
@@ -112,7 +117,9 @@ public final class QuantizedWeight: @unchecked Sendable {
 
     /// Wraps Q8_0 blocks as GGUF stores them: `rows` rows of ceil(cols/32) 34-byte blocks.
     public convenience init(q8_0Blocks bytes: UnsafeRawBufferPointer, rows: Int, cols: Int, name: String) throws(LoRAError) {
-        guard rows >= 0, cols >= 0 else { throw .quantizedSizeMismatch(what: "\(name) [\(rows), \(cols)]", expected: 0, actual: bytes.count) }
+        guard rows >= 0, cols >= 0 else {
+            throw .quantizedSizeMismatch(what: "\(name) [\(rows), \(cols)]", expected: 0, actual: bytes.count)
+        }
         self.init(rows: rows, cols: cols)
         try fill(q8_0Blocks: bytes, name: name)
     }

@@ -55,11 +55,13 @@ public struct Tensor: Sendable {
 
     /// Rows `range` along the first dimension, without copying.
     public func rows(_ range: Range<Int>) -> Tensor {
-        precondition(rank >= 1 && range.lowerBound >= 0 && range.upperBound <= shape[0],
-                     "Tensor.rows: \(range) out of the first dimension of \(shape)")
+        precondition(
+            rank >= 1 && range.lowerBound >= 0 && range.upperBound <= shape[0],
+            "Tensor.rows: \(range) out of the first dimension of \(shape)")
         let rowSize = shape.dropFirst().reduce(1, *)
-        return Tensor(buffer: buffer, offset: offset + range.lowerBound * rowSize,
-                      shape: [range.count] + shape.dropFirst())
+        return Tensor(
+            buffer: buffer, offset: offset + range.lowerBound * rowSize,
+            shape: [range.count] + shape.dropFirst())
     }
 
     /// The same elements under another shape with the same count, without copying.
@@ -71,7 +73,8 @@ public struct Tensor: Sendable {
     /// A matrix [rows, cols] as a new [cols, rows] matrix.
     public func transposed() -> Tensor {
         precondition(rank == 2, "Tensor.transposed: expected a matrix, got \(shape)")
-        let rows = shape[0], cols = shape[1]
+        let rows = shape[0]
+        let cols = shape[1]
         var result = Tensor(uninitialized: [cols, rows])
         withUnsafeBufferPointer { source in
             result.withUnsafeMutableBufferPointer { target in
@@ -116,15 +119,17 @@ extension Tensor {
     /// Columns `range` of a matrix [rows, cols] → [rows, range.count]: a view for a single
     /// row (decoding), a copy otherwise.
     public func columns(_ range: Range<Int>) -> Tensor {
-        precondition(rank == 2 && range.lowerBound >= 0 && range.upperBound <= shape[1],
-                     "Tensor.columns: \(range) out of \(shape)")
+        precondition(
+            rank == 2 && range.lowerBound >= 0 && range.upperBound <= shape[1],
+            "Tensor.columns: \(range) out of \(shape)")
         if shape[0] == 1 { return Tensor(buffer: buffer, offset: offset + range.lowerBound, shape: [1, range.count]) }
         var result = Tensor(uninitialized: [shape[0], range.count])
         guard result.count > 0 else { return result }
         withUnsafeBufferPointer { src in
             result.withUnsafeMutableBufferPointer { dst in
-                ck_copy_matrix(src.baseAddress! + range.lowerBound, Int32(shape[1]), Int32(shape[0]), Int32(range.count),
-                               dst.baseAddress, Int32(range.count))
+                ck_copy_matrix(
+                    src.baseAddress! + range.lowerBound, Int32(shape[1]), Int32(shape[0]), Int32(range.count),
+                    dst.baseAddress, Int32(range.count))
             }
         }
         return result
@@ -132,9 +137,11 @@ extension Tensor {
 
     /// Matrices [rows, colsᵢ] side by side → [rows, Σ colsᵢ]: the inverse of `columns`.
     public init(concatenatingColumns parts: [Tensor]) {
-        precondition(!parts.isEmpty && parts.allSatisfy { $0.rank == 2 && $0.shape[0] == parts[0].shape[0] },
-                     "Tensor(concatenatingColumns:): \(parts.map(\.shape)) are not matrices with the same rows")
-        let rows = parts[0].shape[0], width = parts.reduce(0) { $0 + $1.shape[1] }
+        precondition(
+            !parts.isEmpty && parts.allSatisfy { $0.rank == 2 && $0.shape[0] == parts[0].shape[0] },
+            "Tensor(concatenatingColumns:): \(parts.map(\.shape)) are not matrices with the same rows")
+        let rows = parts[0].shape[0]
+        let width = parts.reduce(0) { $0 + $1.shape[1] }
         self.init(uninitialized: [rows, width])
         var start = 0
         for part in parts where part.count > 0 {
@@ -154,9 +161,11 @@ extension Tensor {
     /// rotate-half order into llama.cpp's adjacent-pair order (row 2i ← row i, row 2i+1 ←
     /// row i + headDim/2), or back with `inverse`: what llama.cpp's converter does to Q/K.
     public func permutingRowPairs(headDim: Int, inverse: Bool = false) -> Tensor {
-        precondition(rank == 2 && headDim % 2 == 0 && shape[0] % headDim == 0,
-                     "Tensor.permutingRowPairs: \(shape) in heads of \(headDim)")
-        let cols = shape[1], half = headDim / 2
+        precondition(
+            rank == 2 && headDim % 2 == 0 && shape[0] % headDim == 0,
+            "Tensor.permutingRowPairs: \(shape) in heads of \(headDim)")
+        let cols = shape[1]
+        let half = headDim / 2
         var result = Tensor(uninitialized: shape)
         withUnsafeBufferPointer { src in
             result.withUnsafeMutableBufferPointer { dst in
@@ -164,7 +173,8 @@ extension Tensor {
                     for i in 0..<half {
                         for (pair, rotateHalf) in [(2 * i, i), (2 * i + 1, i + half)] {
                             let (to, from) = inverse ? (rotateHalf, pair) : (pair, rotateHalf)
-                            let t = (head * headDim + to) * cols, f = (head * headDim + from) * cols
+                            let t = (head * headDim + to) * cols
+                            let f = (head * headDim + from) * cols
                             for c in 0..<cols { dst[t + c] = src[f + c] }
                         }
                     }

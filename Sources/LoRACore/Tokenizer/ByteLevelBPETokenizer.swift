@@ -26,9 +26,11 @@ public final class ByteLevelBPETokenizer: Tokenizer, @unchecked Sendable {
     ///   - merges: "left right" pairs, highest priority first.
     ///   - specialTokens: ids matched as whole strings before splitting (control and
     ///     user-defined tokens); `controlTokens` of them render only on request.
-    init(file: String, tokens: [String], merges: [String], preTokenizer: PreTokenizer, specialTokens: Set<Int32>,
-         controlTokens: Set<Int32>, bos: Int32?, eos: Int32?, pad: Int32?, addsBOS: Bool,
-         endOfGeneration: Set<Int32>) throws(LoRAError) {
+    init(
+        file: String, tokens: [String], merges: [String], preTokenizer: PreTokenizer, specialTokens: Set<Int32>,
+        controlTokens: Set<Int32>, bos: Int32?, eos: Int32?, pad: Int32?, addsBOS: Bool,
+        endOfGeneration: Set<Int32>
+    ) throws(LoRAError) {
         let ids = try indexVocabulary(tokens, special: [("BOS", bos), ("EOS", eos), ("PAD", pad)], file: file)
         vocabularySize = tokens.count
         self.tokens = tokens
@@ -47,7 +49,8 @@ public final class ByteLevelBPETokenizer: Tokenizer, @unchecked Sendable {
             guard let space = merge.unicodeScalars.dropFirst().firstIndex(of: " ") else {
                 throw .invalidTokenizer(file: file, problem: "merge \(rank) \"\(merge)\" is not two tokens")
             }
-            let left = String(merge.unicodeScalars[..<space]), right = String(merge.unicodeScalars[merge.unicodeScalars.index(after: space)...])
+            let left = String(merge.unicodeScalars[..<space])
+            let right = String(merge.unicodeScalars[merge.unicodeScalars.index(after: space)...])
             guard let l = ids[left], let r = ids[right], let merged = ids[left + right] else { continue }
             let key = UInt64(UInt32(l)) << 32 | UInt64(UInt32(r))
             if table[key] == nil { table[key] = (Int32(rank), merged) }
@@ -120,7 +123,7 @@ public final class ByteLevelBPETokenizer: Tokenizer, @unchecked Sendable {
         symbols.reserveCapacity(bytes.count)
         for byte in bytes {
             let id = byteTokens[Int(byte)]
-            if id >= 0 { symbols.append(id) }  // a byte the vocabulary lacks is dropped, as llama.cpp does
+            if id >= 0 { symbols.append(id) } // a byte the vocabulary lacks is dropped, as llama.cpp does
         }
         while symbols.count > 1 {
             var best: (rank: Int32, index: Int, id: Int32)?
@@ -157,14 +160,18 @@ struct SpecialTokenMatcher: Sendable {
     func split(_ text: String, parseSpecial: Bool) -> [Fragment] {
         let utf8 = Array(text.utf8)
         var fragments: [Fragment] = []
-        var start = 0, i = 0
+        var start = 0
+        var i = 0
         func flush(_ end: Int) {
             if start < end { fragments.append(.text(String(decoding: utf8[start..<end], as: UTF8.self))) }
         }
         while i < utf8.count {
             if firstBytes.contains(utf8[i]),
-               let entry = entries.first(where: { (parseSpecial || !$0.control) && utf8.count - i >= $0.bytes.count
-                                                  && utf8[i..<i + $0.bytes.count].elementsEqual($0.bytes) }) {
+                let entry = entries.first(where: {
+                    (parseSpecial || !$0.control) && utf8.count - i >= $0.bytes.count
+                        && utf8[i..<i + $0.bytes.count].elementsEqual($0.bytes)
+                })
+            {
                 flush(i)
                 fragments.append(.token(entry.id))
                 i += entry.bytes.count

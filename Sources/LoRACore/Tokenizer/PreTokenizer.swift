@@ -42,7 +42,8 @@ public enum PreTokenizer: String, Sendable {
         var out: [Range<Int>] = []
         out.reserveCapacity(pieces.count * 2)
         for piece in pieces {
-            var i = piece.lowerBound, gapStart = piece.lowerBound
+            var i = piece.lowerBound
+            var gapStart = piece.lowerBound
             while i < piece.upperBound {
                 if let end = match(s, i, piece), end > i {
                     if gapStart < i { out.append(gapStart..<i) }
@@ -84,8 +85,10 @@ public enum PreTokenizer: String, Sendable {
     static let singleDigit: Matcher = { s, i, _ in isNumber(s[i]) ? i + 1 : nil }
 
     /// End of the run of scalars from `i` satisfying `test`, at most `limit` long.
-    static func run(_ s: [Unicode.Scalar], from i: Int, to end: Int, limit: Int = .max,
-                    _ test: (Unicode.Scalar) -> Bool) -> Int {
+    static func run(
+        _ s: [Unicode.Scalar], from i: Int, to end: Int, limit: Int = .max,
+        _ test: (Unicode.Scalar) -> Bool
+    ) -> Int {
         var j = i
         while j < end && j - i < limit && test(s[j]) { j += 1 }
         return j

@@ -22,17 +22,19 @@ public final class SentencePieceTokenizer: Tokenizer, @unchecked Sendable {
     /// piece it makes; a converted tokenizer.json by the rank of its merge. Higher first.
     enum Priorities {
         case scores([Float])
-        case merges([String: Int])  // "left right" → rank
+        case merges([String: Int]) // "left right" → rank
     }
     private let priorities: Priorities
-    private let byteTokens: [Int32]  // <0xXX> ids, -1 when absent
+    private let byteTokens: [Int32] // <0xXX> ids, -1 when absent
     private let tokenBytes: [[UInt8]]
     private let special: SpecialTokenMatcher
     private let isControl: [Bool]
     private let unknown: Int32?
 
-    init(file: String, tokens: [String], priorities: Priorities, types: [Int], bos: Int32?, eos: Int32?, pad: Int32?,
-         unknown: Int32?, addsBOS: Bool, spacePrefix: SpacePrefix, endOfGeneration: Set<Int32>) throws(LoRAError) {
+    init(
+        file: String, tokens: [String], priorities: Priorities, types: [Int], bos: Int32?, eos: Int32?, pad: Int32?,
+        unknown: Int32?, addsBOS: Bool, spacePrefix: SpacePrefix, endOfGeneration: Set<Int32>
+    ) throws(LoRAError) {
         guard types.isEmpty || types.count == tokens.count else {
             throw .invalidTokenizer(file: file, problem: "\(tokens.count) tokens, \(types.count) token types")
         }
@@ -77,7 +79,8 @@ public final class SentencePieceTokenizer: Tokenizer, @unchecked Sendable {
     public func decode(_ ids: [Int32], includeSpecial: Bool) -> String {
         var bytes = ids.flatMap { self.bytes(of: $0, includeSpecial: includeSpecial) }
         if spacePrefix != .never, let first = ids.first(where: { !isControl[Int($0)] || includeSpecial }),
-           tokens[Int(first)].hasPrefix("\u{2581}"), bytes.first == 0x20 {
+            tokens[Int(first)].hasPrefix("\u{2581}"), bytes.first == 0x20
+        {
             bytes.removeFirst()
         }
         return String(decoding: bytes, as: UTF8.self)
@@ -85,7 +88,8 @@ public final class SentencePieceTokenizer: Tokenizer, @unchecked Sendable {
 
     public func tokenize(_ text: String, parseSpecial: Bool) -> [Int32] {
         var out: [Int32] = []
-        var first = true, afterSpecial = true
+        var first = true
+        var afterSpecial = true
         for fragment in special.split(text, parseSpecial: parseSpecial) {
             switch fragment {
             case .token(let id):
@@ -124,7 +128,8 @@ public final class SentencePieceTokenizer: Tokenizer, @unchecked Sendable {
     private func merge(_ text: String) -> [Int32] {
         var pieces = text.unicodeScalars.map { String($0) }
         guard !pieces.isEmpty else { return [] }
-        var next = Array(1...pieces.count), previous = Array(-1..<pieces.count - 1)
+        var next = Array(1...pieces.count)
+        var previous = Array(-1..<pieces.count - 1)
         next[pieces.count - 1] = -1
         var heap = PairHeap()
         var made: [String: (String, String)] = [:]
@@ -137,7 +142,8 @@ public final class SentencePieceTokenizer: Tokenizer, @unchecked Sendable {
             let right = next[pair.left]
             // stale: one side has merged since the pair was queued
             guard right >= 0, !pieces[pair.left].isEmpty, pieces[pair.left].utf8.count == pair.leftLength,
-                  pieces[right].utf8.count == pair.rightLength else { continue }
+                pieces[right].utf8.count == pair.rightLength
+            else { continue }
             made[pieces[pair.left] + pieces[right]] = (pieces[pair.left], pieces[right])
             pieces[pair.left] += pieces[right]
             pieces[right] = ""
@@ -199,7 +205,8 @@ struct PairHeap {
         items.removeLast()
         var i = 0
         while true {
-            let l = 2 * i + 1, r = l + 1
+            let l = 2 * i + 1
+            let r = l + 1
             var best = i
             if l < items.count, items[l].precedes(items[best]) { best = l }
             if r < items.count, items[r].precedes(items[best]) { best = r }

@@ -25,8 +25,9 @@ public func makeTokenizer(gguf: GGUFFile) throws(LoRAError) -> any Tokenizer {
     let control = Set(types.indices.filter { types[$0] == 3 }.map { Int32($0) })
     let userDefined = Set(types.indices.filter { types[$0] == 4 }.map { Int32($0) })
     let eos = id("tokenizer.ggml.eos_token_id")
-    let endOfGeneration = endOfGenerationTokens([eos, id("tokenizer.ggml.eot_token_id"), id("tokenizer.ggml.eom_token_id")],
-                                                control: control, tokens: tokens)
+    let endOfGeneration = endOfGenerationTokens(
+        [eos, id("tokenizer.ggml.eot_token_id"), id("tokenizer.ggml.eom_token_id")],
+        control: control, tokens: tokens)
 
     switch model {
     case "gpt2":

@@ -7,7 +7,8 @@ import Foundation
 func loadHuggingFaceTokenizer(folder: String) throws(LoRAError) -> (any Tokenizer, ChatTemplate?) {
     let config = FileManager.default.contents(atPath: "\(folder)/config.json") ?? Data("{}".utf8)
     let settingsPath = "\(folder)/tokenizer_config.json"
-    let settings = FileManager.default.contents(atPath: settingsPath)
+    let settings =
+        FileManager.default.contents(atPath: settingsPath)
         .flatMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Any] } ?? [:]
     let modelConfig = (try? JSONSerialization.jsonObject(with: config) as? [String: Any]) ?? [:]
     func tokenText(_ key: String) -> String? {
@@ -22,7 +23,8 @@ func loadHuggingFaceTokenizer(folder: String) throws(LoRAError) -> (any Tokenize
     if let text = settings["chat_template"] as? String {
         template = ChatTemplate(jinja: text)
     } else if let list = settings["chat_template"] as? [[String: Any]],
-              let text = list.first(where: { $0["name"] as? String == "default" })?["template"] as? String {
+        let text = list.first(where: { $0["name"] as? String == "default" })?["template"] as? String
+    {
         template = ChatTemplate(jinja: text)
     } else if let data = FileManager.default.contents(atPath: "\(folder)/chat_template.jinja") {
         template = ChatTemplate(jinja: String(decoding: data, as: UTF8.self))
@@ -32,18 +34,22 @@ func loadHuggingFaceTokenizer(folder: String) throws(LoRAError) -> (any Tokenize
     if let data = FileManager.default.contents(atPath: "\(folder)/tokenizer.json") {
         tokenizer = try tokenizerJSON(data, file: "\(folder)/tokenizer.json", settings: settings, tokenText: tokenText, configID: configID)
     } else if let data = FileManager.default.contents(atPath: "\(folder)/tokenizer.model") {
-        tokenizer = try SentencePieceModelFile.tokenizer(data, file: "\(folder)/tokenizer.model",
-                                                         addsBOS: settings["add_bos_token"] as? Bool ?? true)
+        tokenizer = try SentencePieceModelFile.tokenizer(
+            data, file: "\(folder)/tokenizer.model",
+            addsBOS: settings["add_bos_token"] as? Bool ?? true)
     } else {
         throw .invalidTokenizer(file: folder, problem: "neither tokenizer.json nor tokenizer.model is in the folder")
     }
     return (tokenizer, template)
 }
 
-private func tokenizerJSON(_ data: Data, file: String, settings: [String: Any], tokenText: (String) -> String?,
-                           configID: (String) -> Int32?) throws(LoRAError) -> any Tokenizer {
+private func tokenizerJSON(
+    _ data: Data, file: String, settings: [String: Any], tokenText: (String) -> String?,
+    configID: (String) -> Int32?
+) throws(LoRAError) -> any Tokenizer {
     guard let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-          let model = json["model"] as? [String: Any], let vocab = model["vocab"] as? [String: Int] else {
+        let model = json["model"] as? [String: Any], let vocab = model["vocab"] as? [String: Int]
+    else {
         throw .invalidTokenizer(file: file, problem: "no model.vocab object")
     }
     guard model["type"] as? String == "BPE" else {
@@ -74,17 +80,24 @@ private func tokenizerJSON(_ data: Data, file: String, settings: [String: Any], 
     // the pre-tokenizer, normalizer and decoder as JSON text, to recognize by their parts
     let describe = { (key: String) -> String in
         guard let value = json[key], JSONSerialization.isValidJSONObject(value),
-              let data = try? JSONSerialization.data(withJSONObject: value) else { return "" }
+            let data = try? JSONSerialization.data(withJSONObject: value)
+        else { return "" }
         return String(decoding: data, as: UTF8.self)
     }
-    let preTokenizer = describe("pre_tokenizer"), normalizer = describe("normalizer"), decoder = describe("decoder")
+    let preTokenizer = describe("pre_tokenizer")
+    let normalizer = describe("normalizer")
+    let decoder = describe("decoder")
     let endOfGeneration = endOfGenerationTokens([eos], control: control, tokens: tokens)
 
     if preTokenizer.contains("\"ByteLevel\"") || decoder.contains("\"ByteLevel\"") {
-        let pre: PreTokenizer = preTokenizer.contains("\\\\p{N}{1,3}") ? .llama3
+        let pre: PreTokenizer =
+            preTokenizer.contains("\\\\p{N}{1,3}")
+            ? .llama3
             : (preTokenizer.contains("\"Digits\"") && preTokenizer.contains("\"individual_digits\":true")) ? .digitsThenGPT2 : .gpt2
-        return try ByteLevelBPETokenizer(file: file, tokens: tokens, merges: merges, preTokenizer: pre, specialTokens: Set(
-            types.indices.filter { types[$0] == 3 || types[$0] == 4 }.map(Int32.init)), controlTokens: control, bos: bos, eos: eos,
+        return try ByteLevelBPETokenizer(
+            file: file, tokens: tokens, merges: merges, preTokenizer: pre,
+            specialTokens: Set(
+                types.indices.filter { types[$0] == 3 || types[$0] == 4 }.map(Int32.init)), controlTokens: control, bos: bos, eos: eos,
             pad: pad, addsBOS: settings["add_bos_token"] as? Bool ?? (pre == .llama3), endOfGeneration: endOfGeneration)
     }
     // SentencePiece converted by transformers: "▁" for spaces, byte fallback, ranked merges
@@ -93,14 +106,17 @@ private func tokenizerJSON(_ data: Data, file: String, settings: [String: Any], 
     }
     for (i, token) in tokens.enumerated() where token.count == 6 && token.hasPrefix("<0x") && token.hasSuffix(">") { types[i] = 6 }
     let prefix: SentencePieceTokenizer.SpacePrefix =
-        normalizer.contains("\"Prepend\"") ? .everyText
-        : !preTokenizer.contains("Metaspace") || preTokenizer.contains("\"never\"") ? .never
-        : preTokenizer.contains("\"first\"") ? .firstTextUnlessSpace : .everyTextUnlessSpace
+        normalizer.contains("\"Prepend\"")
+        ? .everyText
+        : !preTokenizer.contains("Metaspace") || preTokenizer.contains("\"never\"")
+            ? .never
+            : preTokenizer.contains("\"first\"") ? .firstTextUnlessSpace : .everyTextUnlessSpace
     var ranks: [String: Int] = [:]
     for (rank, merge) in merges.enumerated() where ranks[merge] == nil { ranks[merge] = rank }
-    return try SentencePieceTokenizer(file: file, tokens: tokens, priorities: .merges(ranks), types: types, bos: bos, eos: eos,
-                                      pad: pad, unknown: id(model["unk_token"] as? String), addsBOS: settings["add_bos_token"] as? Bool ?? true,
-                                      spacePrefix: prefix, endOfGeneration: endOfGeneration)
+    return try SentencePieceTokenizer(
+        file: file, tokens: tokens, priorities: .merges(ranks), types: types, bos: bos, eos: eos,
+        pad: pad, unknown: id(model["unk_token"] as? String), addsBOS: settings["add_bos_token"] as? Bool ?? true,
+        spacePrefix: prefix, endOfGeneration: endOfGeneration)
 }
 
 /// The tokenizer of a Hugging Face folder (tokenizer.json or tokenizer.model, with

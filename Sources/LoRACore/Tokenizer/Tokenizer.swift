@@ -88,7 +88,8 @@ public struct StreamingDecoder: Sendable {
     /// Length of the longest prefix that does not end inside a multi-byte character.
     static func completePrefixLength(_ bytes: [UInt8]) -> Int {
         // look back at most 3 bytes for the lead byte of the last character
-        var i = bytes.count - 1, continuation = 0
+        var i = bytes.count - 1
+        var continuation = 0
         while i >= 0 && continuation < 3 && bytes[i] & 0xC0 == 0x80 {
             i -= 1
             continuation += 1

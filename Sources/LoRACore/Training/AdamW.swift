@@ -32,7 +32,8 @@ public final class AdamW: @unchecked Sendable {
         parameters = adapters.flatMap { path, adapter in
             [("\(path).lora_A", adapter.a, { adapter.gradientA }), ("\(path).lora_B", adapter.b, { adapter.gradientB })]
         }
-        moments = Dictionary(uniqueKeysWithValues: parameters.map { ($0.name, (Tensor(zeros: $0.value.shape), Tensor(zeros: $0.value.shape))) })
+        moments = Dictionary(
+            uniqueKeysWithValues: parameters.map { ($0.name, (Tensor(zeros: $0.value.shape), Tensor(zeros: $0.value.shape))) })
     }
 
     /// The global norm of the gradients, summed in double in parameter order.
@@ -50,8 +51,9 @@ public final class AdamW: @unchecked Sendable {
             let g = gradient()
             if clip != 1 { Kernels.scale(g, by: clip) }
             let (m, v) = moments[name]!
-            Kernels.adamW(parameter: value, gradient: g, m: m, v: v, step: step, learningRate: learningRate, beta1: settings.beta1,
-                          beta2: settings.beta2, epsilon: settings.epsilon, weightDecay: settings.weightDecay)
+            Kernels.adamW(
+                parameter: value, gradient: g, m: m, v: v, step: step, learningRate: learningRate, beta1: settings.beta1,
+                beta2: settings.beta2, epsilon: settings.epsilon, weightDecay: settings.weightDecay)
         }
         return norm
     }

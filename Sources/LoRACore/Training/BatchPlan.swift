@@ -37,12 +37,15 @@ public struct BatchPlan: Sendable {
         for index in order {
             let length = dataset.examples[index].tokens.count
             if settings.pack, let last = sequences.last,
-               last.reduce(0, { $0 + dataset.examples[$1].tokens.count }) + length <= settings.sequenceLength {
+                last.reduce(0, { $0 + dataset.examples[$1].tokens.count }) + length <= settings.sequenceLength
+            {
                 sequences[sequences.count - 1].append(index)
             } else {
                 sequences.append([index])
             }
         }
-        return stride(from: 0, to: sequences.count, by: settings.batchSize).map { Array(sequences[$0..<min($0 + settings.batchSize, sequences.count)]) }
+        return stride(from: 0, to: sequences.count, by: settings.batchSize).map {
+            Array(sequences[$0..<min($0 + settings.batchSize, sequences.count)])
+        }
     }
 }

@@ -12,7 +12,12 @@ public struct TrainingStepReport: Sendable, Codable, Equatable {
     public let elapsed: Double
 
     enum CodingKeys: String, CodingKey {
-        case step, loss, gradNorm = "grad_norm", lr, tokens, tokensPerSecond = "tokens_per_second", elapsed, evalLoss = "eval_loss"
+        case step, loss
+        case gradNorm = "grad_norm"
+        case lr, tokens
+        case tokensPerSecond = "tokens_per_second"
+        case elapsed
+        case evalLoss = "eval_loss"
     }
 }
 
@@ -42,8 +47,10 @@ public final class LoRATrainer: @unchecked Sendable {
     private(set) var optimizer: AdamW
     private var adapters: [(path: String, adapter: LoRAAdapter)]
 
-    public init(model: LanguageModel, settings: TrainingSettings, train: TrainingDataset, heldOut: TrainingDataset?,
-                output: String) throws(LoRAError) {
+    public init(
+        model: LanguageModel, settings: TrainingSettings, train: TrainingDataset, heldOut: TrainingDataset?,
+        output: String
+    ) throws(LoRAError) {
         try settings.validate(model: model.model.config)
         self.model = model
         self.settings = settings
@@ -57,7 +64,8 @@ public final class LoRATrainer: @unchecked Sendable {
     }
 
     public var schedule: LearningRateSchedule {
-        LearningRateSchedule(peak: settings.learningRate, shape: settings.schedule, warmupSteps: settings.warmupSteps, totalSteps: plan.totalSteps)
+        LearningRateSchedule(
+            peak: settings.learningRate, shape: settings.schedule, warmupSteps: settings.warmupSteps, totalSteps: plan.totalSteps)
     }
 
     var logPath: String { "\(output)/\(TrainingLog.fileName)" }
@@ -67,7 +75,8 @@ public final class LoRATrainer: @unchecked Sendable {
     /// step under way and returns. Returns the reports of the steps it ran.
     @discardableResult
     public func run(resume: Bool, shouldStop: () -> Bool = { false }, onEvent: (TrainingEvent) -> Void = { _ in })
-        throws(LoRAError) -> [TrainingStepReport] {
+        throws(LoRAError) -> [TrainingStepReport]
+    {
         do {
             try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)
         } catch {
@@ -82,7 +91,8 @@ public final class LoRATrainer: @unchecked Sendable {
         // a resumed run rewrites the log's steps after its checkpoint; a new run starts it anew
         let kept = firstStep > 0 && FileManager.default.fileExists(atPath: logPath) ? try TrainingLog.read(logPath) : []
         try TrainingLog.write(kept.filter { $0.step <= firstStep }, to: logPath)
-        let totalSteps = plan.totalSteps, start = Date()
+        let totalSteps = plan.totalSteps
+        let start = Date()
         var reports: [TrainingStepReport] = []
         var step = firstStep
         while step < totalSteps {
@@ -100,9 +110,10 @@ public final class LoRATrainer: @unchecked Sendable {
             for (_, adapter) in adapters { adapter.zeroGradients() }
             step += 1
             let tokens = batches.reduce(0) { $0 + $1.tokens.count }
-            var report = TrainingStepReport(step: step, loss: loss.mean, evalLoss: nil, gradNorm: norm, lr: lr, tokens: tokens,
-                                            tokensPerSecond: Double(tokens) / Date().timeIntervalSince(stepStart),
-                                            elapsed: Date().timeIntervalSince(start))
+            var report = TrainingStepReport(
+                step: step, loss: loss.mean, evalLoss: nil, gradNorm: norm, lr: lr, tokens: tokens,
+                tokensPerSecond: Double(tokens) / Date().timeIntervalSince(stepStart),
+                elapsed: Date().timeIntervalSince(start))
             if heldOut != nil, step == totalSteps || settings.evalEvery.map({ step % $0 == 0 }) == true {
                 report.evalLoss = heldOutLoss()
             }
@@ -125,7 +136,8 @@ public final class LoRATrainer: @unchecked Sendable {
         guard let heldOut else { return nil }
         var loss = LossSum()
         for start in stride(from: 0, to: heldOut.examples.count, by: settings.batchSize) {
-            loss += model.model.loss(TrainingBatch(examples: heldOut.examples[start..<min(start + settings.batchSize, heldOut.examples.count)]))
+            loss += model.model.loss(
+                TrainingBatch(examples: heldOut.examples[start..<min(start + settings.batchSize, heldOut.examples.count)]))
         }
         return loss.mean
     }
@@ -162,11 +174,14 @@ public final class LoRATrainer: @unchecked Sendable {
     private func restore(from folder: String, step: Int) throws(LoRAError) {
         let statePath = "\(folder)/trainer_state.json"
         guard let data = FileManager.default.contents(atPath: statePath),
-              let state = try? JSONDecoder().decode(TrainerState.self, from: data) else {
+            let state = try? JSONDecoder().decode(TrainerState.self, from: data)
+        else {
             throw .malformedFile(file: statePath, problem: "not a trainer state")
         }
         guard state.settings == settings else {
-            throw .invalidMetadata(file: statePath, key: "settings", problem: "the checkpoint was made with other training settings; resume with the same ones")
+            throw .invalidMetadata(
+                file: statePath, key: "settings", problem: "the checkpoint was made with other training settings; resume with the same ones"
+            )
         }
         try model.model.attach(PEFTAdapter(folder: folder))
         adapters = model.model.loraAdapters

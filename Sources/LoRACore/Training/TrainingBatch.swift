@@ -9,8 +9,9 @@ public struct TrainingBatch: Sendable, Equatable {
     public let sequences: [Int]
 
     public init(tokens: [Int32], targets: [Int32], sequences: [Int]) {
-        precondition(tokens.count == targets.count && sequences.reduce(0, +) == tokens.count && sequences.allSatisfy { $0 > 0 },
-                     "TrainingBatch: \(tokens.count) tokens, \(targets.count) targets, sequences \(sequences)")
+        precondition(
+            tokens.count == targets.count && sequences.reduce(0, +) == tokens.count && sequences.allSatisfy { $0 > 0 },
+            "TrainingBatch: \(tokens.count) tokens, \(targets.count) targets, sequences \(sequences)")
         self.tokens = tokens
         self.targets = targets
         self.sequences = sequences

@@ -31,7 +31,8 @@ public struct TrainingDataset: Sendable {
     /// Reads and tokenizes the whole file; any bad line stops it with the file and line
     /// number, before any training.
     public static func load(path: String, model: LanguageModel, sequenceLength: Int, trainOnPrompt: Bool = false)
-        throws(LoRAError) -> TrainingDataset {
+        throws(LoRAError) -> TrainingDataset
+    {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw .unreadableFile(file: path, reason: "no such file, or it cannot be read")
         }
@@ -49,15 +50,18 @@ public struct TrainingDataset: Sendable {
             guard firstLearned < sequenceLength else {
                 throw fail("nothing left to learn within sequenceLength \(sequenceLength) (the prompt takes \(firstLearned) tokens)")
             }
-            examples.append(TrainingExample(tokens: Array(tokens.prefix(sequenceLength)), learned: Array(learned.prefix(sequenceLength)),
-                                            line: index + 1))
+            examples.append(
+                TrainingExample(
+                    tokens: Array(tokens.prefix(sequenceLength)), learned: Array(learned.prefix(sequenceLength)),
+                    line: index + 1))
         }
         guard !examples.isEmpty else { throw .malformedFile(file: path, problem: "no examples") }
         return TrainingDataset(file: path, examples: examples)
     }
 
     static func tokenize(_ object: [String: Any], model: LanguageModel, trainOnPrompt: Bool, fail: (String) -> LoRAError)
-        throws(LoRAError) -> (tokens: [Int32], learned: [Bool]) {
+        throws(LoRAError) -> (tokens: [Int32], learned: [Bool])
+    {
         if let text = object["text"] {
             guard let text = text as? String, !text.isEmpty else { throw fail("\"text\" is not a non-empty string") }
             let tokens = model.tokenizer.encode(text, parseSpecial: false, addBOS: nil)
@@ -110,9 +114,12 @@ public struct TrainingDataset: Sendable {
     public func split(heldOut fraction: Double, seed: UInt64) -> (train: TrainingDataset, heldOut: TrainingDataset) {
         let order = Self.shuffled(examples.count, seed: seed)
         let heldOutCount = max(1, min(examples.count - 1, Int((Double(examples.count) * fraction).rounded())))
-        let trainIndices = order.dropLast(heldOutCount).sorted(), heldOutIndices = order.suffix(heldOutCount).sorted()
-        return (TrainingDataset(file: file, examples: trainIndices.map { examples[$0] }),
-                TrainingDataset(file: file, examples: heldOutIndices.map { examples[$0] }))
+        let trainIndices = order.dropLast(heldOutCount).sorted()
+        let heldOutIndices = order.suffix(heldOutCount).sorted()
+        return (
+            TrainingDataset(file: file, examples: trainIndices.map { examples[$0] }),
+            TrainingDataset(file: file, examples: heldOutIndices.map { examples[$0] })
+        )
     }
 
     /// 0..<count in a Fisher–Yates order drawn from `seed` (written out, not the standard

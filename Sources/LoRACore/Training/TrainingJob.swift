@@ -18,7 +18,8 @@ public struct TrainingJob: Sendable, Equatable {
     /// The datasets, loaded and split, and a trainer writing into `output`: every setting
     /// and every line of data checked before any training.
     public func makeTrainer(model: LanguageModel, output: String) throws(LoRAError)
-        -> (trainer: LoRATrainer, train: TrainingDataset, heldOut: TrainingDataset?) {
+        -> (trainer: LoRATrainer, train: TrainingDataset, heldOut: TrainingDataset?)
+    {
         if heldOutData != nil && heldOutFraction != nil {
             throw .invalidTrainingSetting(setting: "heldOutFraction", problem: "give a held-out file or a fraction, not both")
         }
@@ -30,8 +31,9 @@ public struct TrainingJob: Sendable, Equatable {
         }
         if let heldOutFraction {
             guard heldOutFraction > 0 && heldOutFraction < 1, train.examples.count > 1 else {
-                throw .invalidTrainingSetting(setting: "heldOutFraction",
-                                              problem: "\(heldOutFraction) must be in (0, 1), of a dataset with at least 2 examples")
+                throw .invalidTrainingSetting(
+                    setting: "heldOutFraction",
+                    problem: "\(heldOutFraction) must be in (0, 1), of a dataset with at least 2 examples")
             }
             (train, heldOut) = train.split(heldOut: heldOutFraction, seed: settings.seed)
         }

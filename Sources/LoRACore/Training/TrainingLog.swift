@@ -19,7 +19,7 @@ public enum TrainingLog {
             do {
                 reports.append(try JSONDecoder().decode(TrainingStepReport.self, from: Data(line.utf8)))
             } catch {
-                if index == lines.count - 1 { break }  // the torn last append
+                if index == lines.count - 1 { break } // the torn last append
                 throw .malformedRecord(file: path, line: index + 1, problem: "not a training log line (\(error))")
             }
         }
@@ -35,7 +35,9 @@ public enum TrainingLog {
 
     /// Appends a report to the log at `path`, which must exist.
     static func append(_ report: TrainingStepReport, to path: String) throws(LoRAError) {
-        guard let handle = FileHandle(forWritingAtPath: path) else { throw .unwritableFile(file: path, reason: "cannot open for appending") }
+        guard let handle = FileHandle(forWritingAtPath: path) else {
+            throw .unwritableFile(file: path, reason: "cannot open for appending")
+        }
         defer { try? handle.close() }
         do {
             try handle.seekToEnd()
@@ -63,7 +65,8 @@ public struct CheckpointFolder: Sendable, Equatable {
     /// The step a folder name stands for (`checkpoint-20` → 20), nil for any other name.
     public static func step(ofName name: String) -> Int? {
         guard name.hasPrefix("checkpoint-"), let step = Int(name.dropFirst("checkpoint-".count)), step >= 0,
-              name == Self.name(step: step) else { return nil }
+            name == Self.name(step: step)
+        else { return nil }
         return step
     }
 

@@ -39,13 +39,15 @@ public struct TrainingMemory: Sendable, Codable, Equatable {
             return sum + settings.lora.rank * (shape.inFeatures + shape.outFeatures)
         }
         adapterParameters = (settings.lora.layers.map { Set($0).count } ?? layers) * perLayer
-        adapter = 2 * adapterParameters * MemoryLayout<Float>.size    // values and gradients
-        optimizer = 2 * adapterParameters * MemoryLayout<Float>.size  // AdamW's two moments
+        adapter = 2 * adapterParameters * MemoryLayout<Float>.size // values and gradients
+        optimizer = 2 * adapterParameters * MemoryLayout<Float>.size // AdamW's two moments
         let sequences = Array(repeating: settings.sequenceLength, count: settings.batchSize)
-        let tokens = settings.batchSize * settings.sequenceLength, float = MemoryLayout<Float>.size
+        let tokens = settings.batchSize * settings.sequenceLength
+        let float = MemoryLayout<Float>.size
         layerActivations = LlamaDecoderLayer.Activations.byteCount(config: config, sequences: sequences)
         layerInput = tokens * config.hiddenSize * float
-        workingSet = tokens * (config.intermediateSize + config.hiddenSize) * float
+        workingSet =
+            tokens * (config.intermediateSize + config.hiddenSize) * float
             + 2 * LlamaModel.headRows * config.vocabSize * float + 2 * tokens * config.hiddenSize * float
         activationsKept = trainedLayers * layerActivations + workingSet
         activationsRecomputed = trainedLayers * layerInput + min(trainedLayers, 1) * layerActivations + workingSet

@@ -37,14 +37,21 @@ public struct TrainingSettings: Sendable, Codable, Equatable {
         if epochs < 1 { throw .invalidTrainingSetting(setting: "epochs", problem: "\(epochs) must be at least 1") }
         if batchSize < 1 { throw .invalidTrainingSetting(setting: "batchSize", problem: "\(batchSize) must be at least 1") }
         if sequenceLength < 2 || sequenceLength > model.maxPositionEmbeddings {
-            throw .invalidTrainingSetting(setting: "sequenceLength", problem: "\(sequenceLength) must be in 2...\(model.maxPositionEmbeddings)")
+            throw .invalidTrainingSetting(
+                setting: "sequenceLength", problem: "\(sequenceLength) must be in 2...\(model.maxPositionEmbeddings)")
         }
-        if gradientAccumulation < 1 { throw .invalidTrainingSetting(setting: "gradientAccumulation", problem: "\(gradientAccumulation) must be at least 1") }
+        if gradientAccumulation < 1 {
+            throw .invalidTrainingSetting(setting: "gradientAccumulation", problem: "\(gradientAccumulation) must be at least 1")
+        }
         if warmupSteps < 0 { throw .invalidTrainingSetting(setting: "warmupSteps", problem: "\(warmupSteps) must not be negative") }
         if optimizer.weightDecay < 0 { throw .invalidTrainingSetting(setting: "optimizer.weightDecay", problem: "must not be negative") }
-        if let clip = optimizer.clipNorm, !(clip > 0) { throw .invalidTrainingSetting(setting: "optimizer.clipNorm", problem: "\(clip) must be positive") }
+        if let clip = optimizer.clipNorm, !(clip > 0) {
+            throw .invalidTrainingSetting(setting: "optimizer.clipNorm", problem: "\(clip) must be positive")
+        }
         if let evalEvery, evalEvery < 1 { throw .invalidTrainingSetting(setting: "evalEvery", problem: "must be at least 1") }
-        if let checkpointEvery, checkpointEvery < 1 { throw .invalidTrainingSetting(setting: "checkpointEvery", problem: "must be at least 1") }
+        if let checkpointEvery, checkpointEvery < 1 {
+            throw .invalidTrainingSetting(setting: "checkpointEvery", problem: "must be at least 1")
+        }
     }
 }
 
