@@ -31,6 +31,10 @@ test: model
 lint:
 	scripts/lint
 
+# The unit tests under AddressSanitizer and UndefinedBehaviorSanitizer (.build-sanitize).
+sanitize: model
+	scripts/sanitize
+
 # The DocC catalogs (Sources/*/*.docc), built without a warning; the archives land in
 # .build/plugins/Swift-DocC/outputs.
 docs:

@@ -169,13 +169,20 @@ int ck_q8_blocks_per_row(int k) { return ck_div_up(k, CK_QK); }
 // zero, so rows quantized here are bit-identical to GGUF Q8_0 files. Vector clones let
 // roundf inline (it is a libm call per value on baseline x86-64): loading requantizes
 // every weight of a Q4 file through here.
-CK_VECTOR_CLONES void ck_quantize_q8_0(const float *src, int rows, int k, ck_block_q8_0 *dst) {
+CK_VECTOR_CLONES int ck_quantize_q8_0(const float *src, int rows, int k, ck_block_q8_0 *dst) {
     const int kb = ck_q8_blocks_per_row(k);
+    int nonfinite = 0;
     for (int r = 0; r < rows; r++) {
         for (int b = 0; b < kb; b++) {
             float v[CK_QK] = {0};
             const int len = k - b * CK_QK < CK_QK ? k - b * CK_QK : CK_QK;
             memcpy(v, src + (size_t)r * k + b * CK_QK, (size_t)len * sizeof(float));
+            // a NaN or infinity has no int8 value (converting one is undefined): count it, store 0
+            for (int j = 0; j < CK_QK; j++) {
+                const int bad = !isfinite(v[j]);
+                nonfinite += bad;
+                v[j] = bad ? 0.0f : v[j];
+            }
             float amax = 0;
             for (int j = 0; j < CK_QK; j++) amax = fmaxf(amax, fabsf(v[j]));
             const float d = amax / 127.0f;
@@ -185,6 +192,7 @@ CK_VECTOR_CLONES void ck_quantize_q8_0(const float *src, int rows, int k, ck_blo
             for (int j = 0; j < CK_QK; j++) out->qs[j] = (int8_t)roundf(v[j] * id);
         }
     }
+    return nonfinite;
 }
 
 void ck_dequantize_q8_0(const ck_block_q8_0 *src, int rows, int k, float *dst) {

@@ -156,7 +156,7 @@ extension KernelSettingsTests {
             let x: [Float] = [127, 2.5, 3.5, -2.5, 0.5, -0.5, 1.5]
             let k = x.count
             var blocks = [ck_block_q8_0](repeating: ck_block_q8_0(), count: 1)
-            ck_quantize_q8_0([Float](repeating: 1, count: k), 1, Int32(k), &blocks)
+            _ = ck_quantize_q8_0([Float](repeating: 1, count: k), 1, Int32(k), &blocks)
             var packed = [ck_panel_block](repeating: ck_panel_block(), count: 1)
             ck_q8_pack(blocks, 1, Int32(k), &packed)
             let got = withKernels(isa: isa) { gemmQ8(x, m: 1, k: k, packed, n: 1, mode: CK_ACT_INT8) }

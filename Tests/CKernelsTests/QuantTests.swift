@@ -125,7 +125,7 @@ import Testing
         // amax 127 -> d = 1: values round half away from zero, as ggml's roundf does.
         var x: [Float] = [127, 2.5, -2.5, 0.49, -126.6] + [Float](repeating: 0, count: 27)
         var blocks = [ck_block_q8_0](repeating: ck_block_q8_0(), count: 1)
-        ck_quantize_q8_0(x, 1, 32, &blocks)
+        _ = ck_quantize_q8_0(x, 1, 32, &blocks)
         #expect(blocks[0].d == 0x3C00)
         let qs = withUnsafeBytes(of: blocks[0].qs) { $0.map { Int8(bitPattern: $0) } }
         #expect(Array(qs[0..<5]) == [127, 3, -3, 0, -127])
@@ -133,7 +133,7 @@ import Testing
         var rng = SeededRandom(seed: 9)
         x = rng.floats(2 * 37)
         var tail = [ck_block_q8_0](repeating: ck_block_q8_0(), count: 4)
-        ck_quantize_q8_0(x, 2, 37, &tail)
+        _ = ck_quantize_q8_0(x, 2, 37, &tail)
         var back = [Float](repeating: 0, count: 2 * 37)
         ck_dequantize_q8_0(tail, 2, 37, &back)
         for i in 0..<(2 * 37) {
@@ -143,6 +143,12 @@ import Testing
         }
         let padding = withUnsafeBytes(of: tail[1].qs) { Array($0[5...]) }
         #expect(padding.allSatisfy { $0 == 0 })
+        #expect(ck_quantize_q8_0(x, 2, 37, &tail) == 0)
+        // NaN and infinities have no int8 value: counted, stored as 0, the rest quantized as usual
+        let broken: [Float] = [.nan, 127, -.infinity, 2.5] + [Float](repeating: 0, count: 28)
+        #expect(ck_quantize_q8_0(broken, 1, 32, &blocks) == 2)
+        let kept = withUnsafeBytes(of: blocks[0].qs) { $0.map { Int8(bitPattern: $0) } }
+        #expect(blocks[0].d == 0x3C00 && Array(kept[0..<4]) == [0, 127, 0, 3])
     }
 
     @Test func packUnpackRoundTripsAndDequantizesExactly() {

@@ -72,7 +72,7 @@ struct PackedWeights {
         let values = rng.floats(rows * cols)
         let kb = Int(ck_q8_blocks_per_row(Int32(cols)))
         blocks = Array(repeating: ck_block_q8_0(), count: rows * kb)
-        ck_quantize_q8_0(values, Int32(rows), Int32(cols), &blocks)
+        _ = ck_quantize_q8_0(values, Int32(rows), Int32(cols), &blocks)
         dequantized = Array(repeating: 0, count: rows * cols)
         ck_dequantize_q8_0(blocks, Int32(rows), Int32(cols), &dequantized)
         let panelBlocks = Int(ck_q8_packed_bytes(Int32(rows), Int32(cols))) / MemoryLayout<ck_panel_block>.stride

@@ -99,9 +99,19 @@ struct ReportTests {
     @Test func aFolderWithoutResultsIsAnError() {
         let scratch = Scratch()
         #expect(throws: EvaluationError.emptyDataset(file: scratch.folder)) { try ExperimentReport.load(folder: scratch.folder) }
+        // a file that claims the results schema but is not results: an error naming it
         let broken = scratch.file("x.json", #"{"schema": "swift-lora/evaluation/1", "name": 3}"#)
-        #expect(throws: EvaluationError.self) { try ExperimentReport.load(folder: scratch.folder) }
-        _ = broken
+        #expect { try ExperimentReport.load(folder: scratch.folder) } throws: { error in
+            guard case .malformedData(let file, 1, let problem) = error as? EvaluationError else { return false }
+            return file == broken && problem.hasPrefix("not a swift-lora results file")
+        }
+        // a training log with a bad line in the middle: an error naming the file and line
+        try? FileManager.default.removeItem(atPath: broken)
+        let log = scratch.file("train_log.jsonl", #"{"elapsed":1,"grad_norm":1,"loss":2,"lr":0.1,"step":1,"tokens":5,"tokens_per_second":5}"# + "\nnot json\n{}\n")
+        #expect { try ExperimentReport.load(folder: scratch.folder) } throws: { error in
+            guard case .model(.malformedRecord(let file, let line, _)) = error as? EvaluationError else { return false }
+            return file == log && line == 2
+        }
     }
 }
 

@@ -119,6 +119,36 @@ struct GGUFFileTests {
         writer.metadata[0] = ("general.architecture", .string("mamba"))
         try expectError(writer.data(), name: "arch.gguf") { $0 == .unsupportedArchitecture(file: $0.file, architecture: "mamba") }
 
+        // a NaN or an infinity in a weight, in each stored type and precision: refused by name
+        func expectNonFinite(_ path: String, _ precision: WeightPrecision) {
+            #expect {
+                try LanguageModel.load(path: path, precision: precision)
+            } throws: { error in
+                guard case .nonFiniteValues(path, "blk.1.attn_v.weight", let count) = error as? LoRAError else { return false }
+                return count >= 1
+            }
+        }
+        for (type, precision) in [(SpecGGUFWriter.StoredType.f32, WeightPrecision.int8), (.f16, .f32)] {
+            writer = TinyLlamaGGUF.writer()
+            let at = writer.tensors.firstIndex { $0.name == "blk.1.attn_v.weight" }!
+            writer.tensors[at].type = type
+            writer.tensors[at].values[5] = type == .f32 ? .nan : .infinity
+            expectNonFinite(try TinyLlamaGGUF.write(writer, name: "nonfinite-\(type)-\(precision).gguf"), precision)
+        }
+        // a Q8_0 or Q4_0 block whose half scale is infinite (0x7C00, its first two bytes)
+        for type in [SpecGGUFWriter.StoredType.q8_0, .q4_0] {
+            writer = TinyLlamaGGUF.writer()
+            let at = writer.tensors.firstIndex { $0.name == "blk.1.attn_v.weight" }!
+            writer.tensors[at].type = type
+            let path = try TinyLlamaGGUF.write(writer, name: "nonfinite-\(type).gguf")
+            let scaleAt = try #require(GGUFFile(path: path).tensor(named: "blk.1.attn_v.weight")?.byteRange?.lowerBound)
+            var bytes = try Data(contentsOf: URL(fileURLWithPath: path))
+            bytes.replaceSubrange(scaleAt..<scaleAt + 2, with: [0x00, 0x7C])
+            try bytes.write(to: URL(fileURLWithPath: path))
+            expectNonFinite(path, .int8)
+            expectNonFinite(path, .f32)
+        }
+
         // an unknown type id (Q5_K = 13) on a tensor the model needs
         var bytes = TinyLlamaGGUF.writer().data()
         let name = Array("blk.0.ffn_gate.weight".utf8)
@@ -177,7 +207,7 @@ extension LoRAError {
     var file: String {
         switch self {
         case .unreadableFile(let f, _), .truncatedFile(let f, _, _), .malformedFile(let f, _), .invalidMetadata(let f, _, _),
-            .unsupportedTensorType(let f, _, _), .missingTensor(let f, _), .tensorShapeMismatch(let f, _, _, _),
+            .unsupportedTensorType(let f, _, _), .missingTensor(let f, _), .nonFiniteValues(let f, _, _), .tensorShapeMismatch(let f, _, _, _),
             .unsupportedArchitecture(let f, _), .invalidTokenizer(let f, _), .unwritableFile(let f, _), .invalidExample(let f, _, _),
             .malformedRecord(let f, _, _):
             return f

@@ -46,10 +46,24 @@ import Testing
         #expect(zip(int8.scalars, exact.scalars).map { abs($0 - $1) }.max()! < 40 * 1.0 / 127)
     }
 
+    /// A [2, 3, 32] input is six rows: the product keeps the leading dimensions and each row
+    /// equals the same row multiplied alone: bit for bit on the int8 path, which quantizes
+    /// and sums each row on its own, within f32 rounding through sgemm (which takes other
+    /// code paths for other row counts).
     @Test func matmulKeepsLeadingDimensions() {
         let w = QuantizedWeight(quantizing: Tensor.uniform([16, 32], seed: 6))
         let x = Tensor.uniform([2, 3, 32], seed: 7)
-        #expect(Kernels.matmul(x, w).shape == [2, 3, 16])
+        for activations in [ActivationPrecision.int8, .f32] {
+            let y = Kernels.matmul(x, w, activations: activations)
+            #expect(y.shape == [2, 3, 16])
+            let flat = x.reshaped([6, 32])
+            for row in 0..<6 {
+                let alone = Kernels.matmul(flat.rows(row..<row + 1), w, activations: activations).scalars
+                let together = y.reshaped([6, 16]).rows(row..<row + 1).scalars
+                let worst = zip(together, alone).map { abs($0 - $1) }.max()!
+                #expect(activations == .int8 ? together == alone : worst < 1e-5, "row \(row), \(activations): \(worst)")
+            }
+        }
     }
 
     @Test func shapeMismatchTrapsWithAMessage() async {
@@ -70,22 +84,40 @@ import Testing
         #expect(KernelRuntime.blasBackend.hasPrefix("OpenBLAS"))
     }
 
-    @Test func opsRunThroughTheWrappers() {
+    /// The Swift wrappers hand the kernels the right pointers and shapes: RoPE, RMSNorm and
+    /// cross-entropy against the formulas computed here in double.
+    @Test func opsRunThroughTheWrappers() throws {
         let x = Tensor.uniform([4, 2, 8], seed: 8)
-        let before = x.copy()
-        Kernels.rope(x, positions: [0, 1, 2, 3], frequencies: Kernels.ropeFrequencies(theta: 10_000, rotaryDims: 8), layout: .halves)
-        #expect(x.rows(0..<1).scalars == before.rows(0..<1).scalars) // position 0 is the identity
-        Kernels.rope(
-            x, positions: [0, 1, 2, 3], frequencies: Kernels.ropeFrequencies(theta: 10_000, rotaryDims: 8), layout: .halves, inverse: true)
-        #expect(zip(x.scalars, before.scalars).allSatisfy { abs($0 - $1) < 1e-6 })
-        let (y, rstd) = Kernels.rmsNorm(
-            x.reshaped([8, 8]), weight: try! Tensor(shape: [8], values: .init(repeating: 1, count: 8)), eps: 1e-5)
-        #expect(y.shape == [8, 8] && rstd.shape == [8])
-        let (loss, counted, _) = Kernels.crossEntropy(logits: Tensor(zeros: [2, 4]), targets: [1, -100])
-        #expect(counted == 1 && abs(loss - Float(4).logNatural) < 1e-6)
+        let before = x.scalars
+        let frequencies = Kernels.ropeFrequencies(theta: 10_000, rotaryDims: 8)
+        #expect(zip(frequencies, (0..<4).map { pow(10_000, -2 * Double($0) / 8) }).allSatisfy { abs(Double($0) - $1) < 1e-7 })
+        for layout in [RoPELayout.halves, .adjacentPairs] {
+            let rotated = try Tensor(shape: x.shape, values: before)
+            Kernels.rope(rotated, positions: [0, 1, 2, 3], frequencies: frequencies, layout: layout)
+            // position p, head h: pair i is (i, i + 4) for halves and (2i, 2i + 1) for adjacent pairs
+            for p in 0..<4 {
+                for h in 0..<2 {
+                    for i in 0..<4 {
+                        let (a, b) = layout == .halves ? (i, i + 4) : (2 * i, 2 * i + 1)
+                        let base = (p * 2 + h) * 8, angle = Double(p) * Double(frequencies[i])
+                        let xa = Double(before[base + a]), xb = Double(before[base + b])
+                        let ya = xa * cos(angle) - xb * sin(angle), yb = xa * sin(angle) + xb * cos(angle)
+                        #expect(abs(Double(rotated.scalars[base + a]) - ya) < 1e-6 && abs(Double(rotated.scalars[base + b]) - yb) < 1e-6)
+                    }
+                }
+            }
+        }
+        let gain = try Tensor(shape: [8], values: (0..<8).map { 0.5 + Float($0) / 8 })
+        let (y, rstd) = Kernels.rmsNorm(x.reshaped([8, 8]), weight: gain, eps: 1e-5)
+        for row in 0..<8 {
+            let values = before[(row * 8)..<(row * 8 + 8)].map(Double.init)
+            let r = 1 / (values.reduce(0) { $0 + $1 * $1 } / 8 + 1e-5).squareRoot()
+            #expect(abs(Double(rstd.scalars[row]) - r) < 1e-5 * r)
+            for c in 0..<8 { #expect(abs(Double(y.scalars[row * 8 + c]) - values[c] * r * Double(gain.scalars[c])) < 1e-5) }
+        }
+        let logits = try Tensor(shape: [2, 4], values: [1, 2, 3, 4, 0, 0, 0, 9])
+        let (loss, counted, _) = Kernels.crossEntropy(logits: logits, targets: [1, -100])
+        let expected = log(exp(1.0) + exp(2.0) + exp(3.0) + exp(4.0)) - 2  // -log softmax(row 0)[1]; row 1 is masked
+        #expect(counted == 1 && abs(Double(loss) - expected) < 1e-6)
     }
-}
-
-extension Float {
-    var logNatural: Float { Float(Foundation.log(Double(self))) }
 }

@@ -14,7 +14,10 @@ enum RealModel {
         return FileManager.default.fileExists(atPath: path) ? path : nil
     }()
 
-    static var available: Bool { path != nil }
+    /// The model is there to test with. When SWIFT_LORA_MODEL names it (as `make test` does)
+    /// and the file is missing, the suites that need it are skipped and
+    /// `RealModelPresenceTests` fails instead, naming the path.
+    static var available: Bool { path.map { FileManager.default.fileExists(atPath: $0) } ?? false }
 
     static let int8: LanguageModel = try! LanguageModel.load(path: path!, precision: .int8)
     static let f32: LanguageModel = try! LanguageModel.load(path: path!, precision: .f32)
@@ -31,5 +34,14 @@ enum Fixtures {
 
     static func text(_ name: String) throws -> String {
         try String(contentsOf: url(name), encoding: .utf8)
+    }
+}
+
+/// Fails when the environment names the real model and it is not there: without this, a
+/// `make test` whose model went missing would pass with the model's suites skipped.
+struct RealModelPresenceTests {
+    @Test func theModelTheEnvironmentNamesExists() {
+        guard let named = ProcessInfo.processInfo.environment["SWIFT_LORA_MODEL"] else { return }
+        #expect(FileManager.default.fileExists(atPath: named), "SWIFT_LORA_MODEL=\(named) does not exist: run scripts/fetch-model")
     }
 }

@@ -123,7 +123,7 @@ struct SpecGGUFWriter {
             let cols = tensor.shape.last!
             let rows = tensor.values.count / cols
             var blocks = [ck_block_q8_0](repeating: ck_block_q8_0(), count: rows * cols / 32)
-            ck_quantize_q8_0(tensor.values, Int32(rows), Int32(cols), &blocks)
+            _ = ck_quantize_q8_0(tensor.values, Int32(rows), Int32(cols), &blocks)
             return blocks.withUnsafeBytes { Data($0) }
         case .q4_0:
             return Data(q4_0(tensor.values).bytes)

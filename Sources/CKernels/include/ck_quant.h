@@ -29,8 +29,9 @@ float ck_half_to_float(ck_half h);
 ck_half ck_float_to_half(float f);     // round to nearest even
 
 // Q8_0 rows: a row of k values takes ceil(k/32) blocks; a tail block is zero-padded.
+// Returns how many values were not finite (NaN or infinity), each stored as 0.
 int ck_q8_blocks_per_row(int k);
-void ck_quantize_q8_0(const float *src, int rows, int k, ck_block_q8_0 *dst);
+int ck_quantize_q8_0(const float *src, int rows, int k, ck_block_q8_0 *dst);
 void ck_dequantize_q8_0(const ck_block_q8_0 *src, int rows, int k, float *dst);
 
 // Packed panels: rows are grouped by CK_PANEL (the last panel zero-padded), each panel

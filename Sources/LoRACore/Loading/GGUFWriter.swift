@@ -129,7 +129,7 @@ public struct GGUFWriter {
                 let cols = shape.last!
                 let rows = v.count / cols
                 var blocks = [ck_block_q8_0](repeating: ck_block_q8_0(), count: v.count / 32)
-                ck_quantize_q8_0(v.baseAddress, Int32(rows), Int32(cols), &blocks)
+                _ = ck_quantize_q8_0(v.baseAddress, Int32(rows), Int32(cols), &blocks)
                 return blocks.withUnsafeBytes { Data($0) }
             }
         }

@@ -60,20 +60,31 @@ extension LlamaModel {
             }
             return slice
         }
-        /// Converts a tensor into `target` (int8) or returns its exact f32 values.
+        /// Converts a tensor into `target` (int8) or returns its exact f32 values; a tensor
+        /// holding a NaN or an infinity is refused.
         func convert(_ name: String, _ shape: [Int], into target: QuantizedWeight?) throws(LoRAError) -> Linear.Weight {
             let slice = try read(name, shape)
             defer {
                 tensors.release(slice)
                 step()
             }
-            guard let target else { return .f32(slice.dequantized()) }
-            if slice.type == .q8_0 {
-                try target.fill(q8_0Blocks: slice.bytes, name: name)
+            let nonFinite: Int
+            let weight: Linear.Weight
+            if let target {
+                if slice.type == .q8_0 {
+                    try target.fill(q8_0Blocks: slice.bytes, name: name)
+                    nonFinite = QuantizedWeight.nonFiniteScales(q8_0Blocks: slice.bytes)
+                } else {
+                    nonFinite = target.fill { rows, values in slice.dequantize(rows: rows, into: values) }
+                }
+                weight = .int8(target)
             } else {
-                target.fill { rows, values in slice.dequantize(rows: rows, into: values) }
+                let values = slice.dequantized()
+                nonFinite = values.nonFiniteCount
+                weight = .f32(values)
             }
-            return .int8(target)
+            guard nonFinite == 0 else { throw .nonFiniteValues(file: tensors.path, tensor: name, count: nonFinite) }
+            return weight
         }
         func matrix(_ name: String, _ shape: [Int]) throws(LoRAError) -> Linear.Weight {
             try convert(name, shape, into: precision == .int8 ? QuantizedWeight(rows: shape[0], cols: shape[1]) : nil)
@@ -95,7 +106,11 @@ extension LlamaModel {
                 tensors.release(slice)
                 step()
             }
-            return slice.dequantized()
+            let values = slice.dequantized()
+            guard values.nonFiniteCount == 0 else {
+                throw .nonFiniteValues(file: tensors.path, tensor: name, count: values.nonFiniteCount)
+            }
+            return values
         }
 
         let embedding = Embedding(try matrix(names.embedding, [config.vocabSize, dim]))

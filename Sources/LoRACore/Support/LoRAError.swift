@@ -17,6 +17,8 @@ public enum LoRAError: Error, Equatable, CustomStringConvertible {
     case invalidMetadata(file: String, key: String, problem: String)
     /// A tensor is stored in a type this library cannot read.
     case unsupportedTensorType(file: String, tensor: String, type: String)
+    /// A tensor holds `count` values that are NaN or infinite: the file is corrupt.
+    case nonFiniteValues(file: String, tensor: String, count: Int)
     /// A tensor the model needs is not in the checkpoint.
     case missingTensor(file: String, tensor: String)
     /// A tensor's shape contradicts the model configuration.
@@ -53,6 +55,8 @@ public enum LoRAError: Error, Equatable, CustomStringConvertible {
             return "\(file): \(key): \(problem)"
         case .unsupportedTensorType(let file, let tensor, let type):
             return "\(file): tensor \(tensor) has type \(type), which this library cannot read"
+        case .nonFiniteValues(let file, let tensor, let count):
+            return "\(file): tensor \(tensor) holds \(count) values that are NaN or infinite"
         case .missingTensor(let file, let tensor):
             return "\(file): tensor \(tensor) is missing"
         case .tensorShapeMismatch(let file, let tensor, let expected, let actual):

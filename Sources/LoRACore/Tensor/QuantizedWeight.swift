@@ -66,14 +66,15 @@ public final class QuantizedWeight: @unchecked Sendable {
         return (stack, parts)
     }
 
-    /// Quantizes an f32 matrix [rows, cols] the way ggml's Q8_0 quantizer does.
+    /// Quantizes an f32 matrix [rows, cols] the way ggml's Q8_0 quantizer does (a NaN or an
+    /// infinity becomes 0; loaders check `Tensor.nonFiniteCount` first).
     public convenience init(quantizing weight: Tensor) {
         precondition(weight.rank == 2, "QuantizedWeight: expected a matrix, got \(weight.shape)")
         let rows = weight.shape[0]
         let cols = weight.shape[1]
         let blocks = UnsafeMutablePointer<ck_block_q8_0>.allocate(capacity: max(1, rows * Int(ck_q8_blocks_per_row(Int32(cols)))))
         defer { blocks.deallocate() }
-        weight.withUnsafeBufferPointer { ck_quantize_q8_0($0.baseAddress, Int32(rows), Int32(cols), blocks) }
+        _ = weight.withUnsafeBufferPointer { ck_quantize_q8_0($0.baseAddress, Int32(rows), Int32(cols), blocks) }
         self.init(rows: rows, cols: cols)
         ck_q8_pack(blocks, Int32(rows), Int32(cols), panels)
     }
@@ -87,8 +88,10 @@ public final class QuantizedWeight: @unchecked Sendable {
     /// Overwrites the weights with values delivered a panel of rows at a time:
     /// `fill(rows, values)` writes rows.count × cols f32 values. A large matrix in another
     /// storage type (Q4_1, bf16, …) thus never exists whole in f32, which keeps a loader's
-    /// peak memory near the int8 size.
-    func fill(quantizingRows fill: (Range<Int>, UnsafeMutableBufferPointer<Float>) -> Void) {
+    /// peak memory near the int8 size. Returns how many values were not finite (each stored
+    /// as 0): a loader refuses such a tensor.
+    @discardableResult
+    func fill(quantizingRows fill: (Range<Int>, UnsafeMutableBufferPointer<Float>) -> Void) -> Int {
         let panelRows = Int(CK_PANEL)
         let kb = blocksPerRow
         let values = UnsafeMutableBufferPointer<Float>.allocate(capacity: panelRows * max(cols, 1))
@@ -97,13 +100,15 @@ public final class QuantizedWeight: @unchecked Sendable {
             values.deallocate()
             blocks.deallocate()
         }
+        var nonFinite = 0
         for (panel, start) in stride(from: 0, to: rows, by: panelRows).enumerated() {
             let count = min(panelRows, rows - start)
             fill(start..<start + count, UnsafeMutableBufferPointer(rebasing: values[..<(count * cols)]))
-            ck_quantize_q8_0(values.baseAddress, Int32(count), Int32(cols), blocks)
+            nonFinite += Int(ck_quantize_q8_0(values.baseAddress, Int32(count), Int32(cols), blocks))
             // a panel packed on its own is that panel of the whole matrix (tail rows zero-padded)
             ck_q8_pack(blocks, Int32(count), Int32(cols), panels + panel * kb)
         }
+        return nonFinite
     }
 
     /// Overwrites the weights with Q8_0 blocks as GGUF stores them (rows × blocksPerRow × 34 bytes).
@@ -113,6 +118,14 @@ public final class QuantizedWeight: @unchecked Sendable {
             throw .quantizedSizeMismatch(what: "\(name) [\(rows), \(cols)]", expected: expected, actual: bytes.count)
         }
         if let base = bytes.baseAddress { ck_q8_pack(base.assumingMemoryBound(to: ck_block_q8_0.self), Int32(rows), Int32(cols), panels) }
+    }
+
+    /// Blocks among GGUF Q8_0 `bytes` whose scale is a NaN or an infinity (an IEEE half with
+    /// every exponent bit set).
+    static func nonFiniteScales(q8_0Blocks bytes: UnsafeRawBufferPointer) -> Int {
+        stride(from: 0, to: bytes.count - 1, by: blockBytes).count { offset in
+            bytes.loadUnaligned(fromByteOffset: offset, as: UInt16.self).littleEndian & 0x7C00 == 0x7C00
+        }
     }
 
     /// Wraps Q8_0 blocks as GGUF stores them: `rows` rows of ceil(cols/32) 34-byte blocks.

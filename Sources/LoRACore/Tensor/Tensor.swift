@@ -86,6 +86,9 @@ public struct Tensor: Sendable {
         return result
     }
 
+    /// How many elements are NaN or infinite: a weight file holding any is corrupt.
+    public var nonFiniteCount: Int { withUnsafeBufferPointer { $0.count { !$0.isFinite } } }
+
     /// An independent copy of the elements.
     public func copy() -> Tensor {
         var result = Tensor(zeros: shape)
