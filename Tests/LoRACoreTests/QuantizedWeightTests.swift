@@ -99,9 +99,12 @@ import Testing
                 for h in 0..<2 {
                     for i in 0..<4 {
                         let (a, b) = layout == .halves ? (i, i + 4) : (2 * i, 2 * i + 1)
-                        let base = (p * 2 + h) * 8, angle = Double(p) * Double(frequencies[i])
-                        let xa = Double(before[base + a]), xb = Double(before[base + b])
-                        let ya = xa * cos(angle) - xb * sin(angle), yb = xa * sin(angle) + xb * cos(angle)
+                        let base = (p * 2 + h) * 8
+                        let angle = Double(p) * Double(frequencies[i])
+                        let xa = Double(before[base + a])
+                        let xb = Double(before[base + b])
+                        let ya = xa * cos(angle) - xb * sin(angle)
+                        let yb = xa * sin(angle) + xb * cos(angle)
                         #expect(abs(Double(rotated.scalars[base + a]) - ya) < 1e-6 && abs(Double(rotated.scalars[base + b]) - yb) < 1e-6)
                     }
                 }
@@ -117,7 +120,7 @@ import Testing
         }
         let logits = try Tensor(shape: [2, 4], values: [1, 2, 3, 4, 0, 0, 0, 9])
         let (loss, counted, _) = Kernels.crossEntropy(logits: logits, targets: [1, -100])
-        let expected = log(exp(1.0) + exp(2.0) + exp(3.0) + exp(4.0)) - 2  // -log softmax(row 0)[1]; row 1 is masked
+        let expected = log(exp(1.0) + exp(2.0) + exp(3.0) + exp(4.0)) - 2 // -log softmax(row 0)[1]; row 1 is masked
         #expect(counted == 1 && abs(Double(loss) - expected) < 1e-6)
     }
 }
