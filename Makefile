@@ -35,6 +35,12 @@ lint:
 sanitize: model
 	scripts/sanitize
 
+# Coverage-guided fuzzing of every reader (Tests/Fuzz, libFuzzer under ASan): each target
+# for FUZZ_SECONDS from its seeds; any crash fails (inputs kept in .build-fuzz/crashes).
+FUZZ_SECONDS ?= 60
+fuzz:
+	scripts/fuzz $(FUZZ_SECONDS)
+
 # The DocC catalogs (Sources/*/*.docc), built without a warning; the archives land in
 # .build/plugins/Swift-DocC/outputs.
 docs:
@@ -67,6 +73,7 @@ fixtures: model
 	$(PEERS)/bin/python scripts/make-tiny-llama2-fixtures.py
 	$(PEERS)/bin/pip install --quiet peft safetensors
 	$(PEERS)/bin/python scripts/make-smollm2-lora-gradient-fixtures.py "$$(scripts/fetch-model)"
+	$(PEERS)/bin/python scripts/make-optimizer-fixtures.py
 	$(PEERS)/bin/python scripts/make-mc-fixtures.py "$$(scripts/fetch-model)"
 	$(SWIFT) build -c release --product lora
 	$(PEERS)/bin/python scripts/make-peft-interop-fixtures.py "$$(scripts/fetch-model)"

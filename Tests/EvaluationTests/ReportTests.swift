@@ -107,7 +107,9 @@ struct ReportTests {
         }
         // a training log with a bad line in the middle: an error naming the file and line
         try? FileManager.default.removeItem(atPath: broken)
-        let log = scratch.file("train_log.jsonl", #"{"elapsed":1,"grad_norm":1,"loss":2,"lr":0.1,"step":1,"tokens":5,"tokens_per_second":5}"# + "\nnot json\n{}\n")
+        let log = scratch.file(
+            "train_log.jsonl",
+            #"{"elapsed":1,"grad_norm":1,"loss":2,"lr":0.1,"step":1,"tokens":5,"tokens_per_second":5}"# + "\nnot json\n{}\n")
         #expect { try ExperimentReport.load(folder: scratch.folder) } throws: { error in
             guard case .model(.malformedRecord(let file, let line, _)) = error as? EvaluationError else { return false }
             return file == log && line == 2

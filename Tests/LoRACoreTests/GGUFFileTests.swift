@@ -207,7 +207,8 @@ extension LoRAError {
     var file: String {
         switch self {
         case .unreadableFile(let f, _), .truncatedFile(let f, _, _), .malformedFile(let f, _), .invalidMetadata(let f, _, _),
-            .unsupportedTensorType(let f, _, _), .missingTensor(let f, _), .nonFiniteValues(let f, _, _), .tensorShapeMismatch(let f, _, _, _),
+            .unsupportedTensorType(let f, _, _), .missingTensor(let f, _), .nonFiniteValues(let f, _, _),
+            .tensorShapeMismatch(let f, _, _, _),
             .unsupportedArchitecture(let f, _), .invalidTokenizer(let f, _), .unwritableFile(let f, _), .invalidExample(let f, _, _),
             .malformedRecord(let f, _, _):
             return f

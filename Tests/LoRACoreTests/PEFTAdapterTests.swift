@@ -90,7 +90,8 @@ struct PEFTAdapterTests {
                 "base_model.model.model.layers.7.self_attn.q_proj.lora_B.weight": Tensor(zeros: [64, 4]),
             ], to: "\(unknown)/adapter_model.safetensors")
         #expect(
-            throws: LoRAError.invalidMetadata(file: unknown, key: "model.layers.7.self_attn.q_proj", problem: "the model has no such projection")
+            throws: LoRAError.invalidMetadata(
+                file: unknown, key: "model.layers.7.self_attn.q_proj", problem: "the model has no such projection")
         ) { try model.attach(PEFTAdapter(folder: unknown)) }
     }
 }

@@ -17,9 +17,11 @@ public struct LearningRateSchedule: Sendable, Codable, Equatable {
         self.totalSteps = totalSteps
     }
 
-    /// The rate of step `step` (counting from 0).
+    /// The rate of step `step` (counting from 0), as transformers' schedules give it: the
+    /// warm-up rises linearly from 0 at step 0 (so a run with a warm-up, as with transformers'
+    /// Trainer, takes its first step at rate 0).
     public func rate(at step: Int) -> Float {
-        if step < warmupSteps { return peak * Float(step + 1) / Float(warmupSteps + 1) }
+        if step < warmupSteps { return peak * Float(step) / Float(max(1, warmupSteps)) }
         let decaySteps = max(1, totalSteps - warmupSteps)
         let progress = min(1, Double(step - warmupSteps) / Double(decaySteps))
         switch shape {
