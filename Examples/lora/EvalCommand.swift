@@ -46,6 +46,9 @@ struct EvalCommand: ParsableCommand {
         }
         if let window, window < 2 { throw ValidationError("--window must be at least 2") }
         if let stride, stride < 1 { throw ValidationError("--stride must be at least 1") }
+        if Set(labelledAdapters.map(\.label)).count != adapters.count {
+            throw ValidationError("--with-adapter: two adapters would share the label of their folders; give folders distinct names")
+        }
     }
 
     var options: EvaluationOptions {
@@ -55,21 +58,23 @@ struct EvalCommand: ParsableCommand {
             classifier: judge != nil ? "judge" : classifier, judge: judge, window: window, stride: stride)
     }
 
+    /// The adapters with their labels, which name the item files: two adapter folders of the
+    /// same name take their parent's too.
+    var labelledAdapters: [EvaluationRunner.Adapter] {
+        let names = adapters.map { URL(fileURLWithPath: $0).lastPathComponent }
+        return adapters.map { folder in
+            let url = URL(fileURLWithPath: folder)
+            let name = url.lastPathComponent
+            let unique = names.filter { $0 == name }.count == 1 && name != "base"
+            return EvaluationRunner.Adapter(
+                label: unique ? name : "\(url.deletingLastPathComponent().lastPathComponent)-\(name)", folder: folder)
+        }
+    }
+
     func run() throws {
         try reportingErrors {
             let model = try modelOptions.load()
-            // labels name the item files: two adapter folders of the same name take their parent's too
-            let names = adapters.map { URL(fileURLWithPath: $0).lastPathComponent }
-            let labelled = adapters.map { folder in
-                let url = URL(fileURLWithPath: folder)
-                let name = url.lastPathComponent
-                let unique = names.filter { $0 == name }.count == 1 && name != "base"
-                return EvaluationRunner.Adapter(
-                    label: unique ? name : "\(url.deletingLastPathComponent().lastPathComponent)-\(name)", folder: folder)
-            }
-            guard Set(labelled.map(\.label)).count == labelled.count else {
-                throw ValidationError("--with-adapter: two adapters would share the label of their folders; give folders distinct names")
-            }
+            let labelled = labelledAdapters
             let results = try evaluate(options, model: model, adapters: labelled, out: out)
             print(EvalCommand.summaryLines(results).joined(separator: "\n"))
             if results.runs.contains(where: { !$0.complete }) || results.runs.count < adapters.count + 1 {

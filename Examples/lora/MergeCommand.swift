@@ -20,28 +20,32 @@ struct MergeCommand: ParsableCommand {
     @Option(help: "The merged GGUF file or folder to write.") var out: String
     @Option(help: "Storage of the merged weights (GGUF: f16, f32, q8_0; folder: auto, f32, f16, bf16).") var type: String?
 
+    // merging keeps the source's format; converting between formats is llama.cpp's converter's job
+    func validate() throws {
+        let folder = isFolder(model)
+        if folder == out.hasSuffix(".gguf") {
+            throw ValidationError(
+                folder
+                    ? "--out: a Hugging Face folder merges into a folder "
+                        + "(then llama.cpp's convert_hf_to_gguf.py makes a GGUF of it), not \(out)"
+                    : "--out: a GGUF model merges into a file ending in .gguf, not \(out)")
+        }
+        if let type, folder ? MergedModel.HuggingFaceType(rawValue: type) == nil : GGUFWriter.TensorType(rawValue: type) == nil {
+            throw ValidationError(
+                "--type: \"\(type)\" is not one of \(folder ? "auto, f32, f16, bf16 for a folder" : "f16, f32, q8_0 for a GGUF file")")
+        }
+    }
+
     func run() throws {
         try reportingErrors {
             let peft = try PEFTAdapter(folder: adapter)
             let progress = ProgressLine("merging")
-            // merging keeps the source's format; converting between formats is llama.cpp's converter's job
-            if isFolder(model) == out.hasSuffix(".gguf") {
-                throw ValidationError(
-                    isFolder(model)
-                        ? "--out: a Hugging Face folder merges into a folder "
-                            + "(then llama.cpp's convert_hf_to_gguf.py makes a GGUF of it), not \(out)"
-                        : "--out: a GGUF model merges into a file ending in .gguf, not \(out)")
-            }
             if isFolder(model) {
-                guard let type = MergedModel.HuggingFaceType(rawValue: type ?? "auto") else {
-                    throw ValidationError("--type: \"\(type ?? "")\" is not one of auto, f32, f16, bf16 for a folder")
-                }
+                let type = MergedModel.HuggingFaceType(rawValue: type ?? "auto")! // checked in validate()
                 try MergedModel.writeHuggingFace(folder: model, adapter: peft, to: out, type: type, progress: progress.update)
                 progress.finish("\(out): \(peft.modules.count) weights merged (\(type.rawValue))")
             } else {
-                guard let type = GGUFWriter.TensorType(rawValue: type ?? "f16") else {
-                    throw ValidationError("--type: \"\(type ?? "")\" is not one of f16, f32, q8_0 for a GGUF file")
-                }
+                let type = GGUFWriter.TensorType(rawValue: type ?? "f16")! // checked in validate()
                 try MergedModel.writeGGUF(model: try GGUFFile(path: model), adapter: peft, to: out, type: type, progress: progress.update)
                 progress.finish("\(out): \(peft.modules.count) weights merged as \(type.rawValue)")
             }
@@ -58,15 +62,19 @@ struct ExportAdapterCommand: ParsableCommand {
     @Option(help: "The PEFT adapter folder.") var adapter: String
     @Option(help: "The GGUF base model it adapts (names, shapes and Q/K row order come from it).") var model: String
     @Option(help: "The GGUF adapter file to write.") var out: String
-    @Option(help: "Storage: f32 or f16.") var type = "f32"
+    @Option(help: "Storage of lora_a and lora_b.") var type = StoredType.f32
+
+    /// What a GGUF adapter stores (lora_b's rows are rank-long: too short for Q8_0 blocks).
+    enum StoredType: String, ExpressibleByArgument, CaseIterable {
+        case f32, f16
+
+        var tensorType: GGUFWriter.TensorType { self == .f32 ? .f32 : .f16 }
+    }
 
     func run() throws {
         try reportingErrors {
-            guard let type = GGUFWriter.TensorType(rawValue: type) else {
-                throw ValidationError("--type: \"\(type)\" is not one of f32, f16")
-            }
             let peft = try PEFTAdapter(folder: adapter)
-            try peft.writeGGUF(to: out, for: try GGUFFile(path: model), type: type)
+            try peft.writeGGUF(to: out, for: try GGUFFile(path: model), type: type.tensorType)
             FileHandle.standardError.write(Data("\(out): \(peft.modules.count) LoRA pairs, alpha \(peft.alpha)\n".utf8))
         }
     }

@@ -53,7 +53,7 @@ static size_t thread_scratch(int t, int s, int head_dim, int kv_half) {
     return block > decoding ? block : decoding;
 }
 
-static int decodes(int t, const void *kt, const float *probs) { return t == 1 && kt && !probs; }
+static int is_decoding_row(int t, const void *kt, const float *probs) { return t == 1 && kt && !probs; }
 
 size_t ck_attention_workspace_size(int t, int s, int heads, int head_dim, int kv_half) {
     return ((size_t)ck_threads() * thread_scratch(t, s, head_dim, kv_half) + (t == 1 ? ck_attn_partial_floats(heads, head_dim, s) : 0)) *
@@ -110,13 +110,13 @@ static void attention_task(const float *q, int t, int heads, int kv_heads, int h
 // A sequence's tasks: decoding tasks for a single row over a cache, else one per (head,
 // block of ATTN_ROWS query rows).
 static int task_count(int t, int s, int heads, int kv_heads, const void *kt, const float *probs) {
-    return decodes(t, kt, probs) ? ck_attn_decode_task_count(heads, kv_heads, s) : heads * ck_div_up(t, ATTN_ROWS);
+    return is_decoding_row(t, kt, probs) ? ck_attn_decode_task_count(heads, kv_heads, s) : heads * ck_div_up(t, ATTN_ROWS);
 }
 
 static void run_task(int task, int ahead, const float *q, int t, int heads, int kv_heads, int head_dim, const float *k,
                      const void *v, int s, int ldkv, const void *kt, int ldkt, int kv_half, float scale, float *out,
                      float *probs, float *part, float *mine) {
-    if (decodes(t, kt, probs)) {
+    if (is_decoding_row(t, kt, probs)) {
         ck_attn_decode_task(task, ahead, q, heads, kv_heads, head_dim, v, s, ldkv, kt, ldkt, kv_half, scale, part, mine);
     } else {
         const int row_blocks = ck_div_up(t, ATTN_ROWS);
@@ -140,7 +140,7 @@ ck_status ck_attention_fwd(const float *q, int t, int heads, int kv_heads, int h
     const size_t scratch = thread_scratch(t, s, head_dim, kv_half);
     if ((!probs || kv_half) && (!workspace || workspace_size < ck_attention_workspace_size(t, s, heads, head_dim, kv_half)))
         return CK_ERR_WORKSPACE;
-    const int tasks = task_count(t, s, heads, kv_heads, kt, probs), decoding = decodes(t, kt, probs);
+    const int tasks = task_count(t, s, heads, kv_heads, kt, probs), decoding = is_decoding_row(t, kt, probs);
     float *part = workspace, *scratches = part ? part + (decoding ? ck_attn_partial_floats(heads, head_dim, s) : 0) : NULL;
 #pragma omp parallel num_threads(ck_threads()) if (tasks > 1 && (long)t * s * head_dim >= 4096)
     {

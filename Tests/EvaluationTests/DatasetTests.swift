@@ -54,6 +54,15 @@ struct DatasetTests {
         }
         let notJSON = scratch.file("f.jsonl", "{\"prompt\": \"ok\"}\n{prompt\n")
         #expect(throws: EvaluationError.malformedData(file: notJSON, line: 2, problem: "not a JSON object")) { try PromptSet.load(notJSON) }
+        // the two malformed quotings SwiftCSV and CSV.swift accept silently (CSVTable's comment)
+        let unclosed = scratch.file("g.csv", "goal,target\nfine,ok\n\"never closed,x\nmore,y\n")
+        #expect(throws: EvaluationError.malformedData(file: unclosed, line: 3, problem: "a quoted field is never closed")) {
+            try PromptSet.load(unclosed)
+        }
+        let afterQuote = scratch.file("h.csv", "goal,target\n\"x\"y,z\n")
+        #expect(throws: EvaluationError.malformedData(file: afterQuote, line: 2, problem: "text after a closing quote")) {
+            try PromptSet.load(afterQuote)
+        }
     }
 
     /// The harness's MMLU prompt, with k dev examples from ../dev/<subject>_dev.csv.
