@@ -36,4 +36,14 @@ public enum FuzzInput {
             .appendingPathComponent("../../LoRACoreTests/Fixtures/tiny-llama2/hf-f32").standardized.path
         return try! LanguageModel.load(path: fixtures, precision: .f32)
     }()
+
+    /// A tokenizer file of a Hugging Face folder (`tokenizer.json` or `tokenizer.model`), then
+    /// a round trip through the tokenizer it builds of a text with special tokens, non-ASCII
+    /// letters, digits, white space and an emoji.
+    public static func tokenizer(_ start: UnsafePointer<UInt8>?, _ count: Int, fileName: String) -> CInt {
+        _ = write(start, count, name: fileName)
+        guard let tokenizer = try? makeTokenizer(huggingFaceFolder: folder) else { return 0 }
+        _ = tokenizer.decode(tokenizer.encode("Hello <s> wörld 12 \n\t! 😀", parseSpecial: true, addBOS: nil))
+        return 0
+    }
 }
