@@ -129,10 +129,11 @@ public final class LlamaModel: @unchecked Sendable {
         var kept: [Kept?] = Array(repeating: nil, count: layers.count)
         for index in layers.indices {
             let keeps = keeping.map { index >= $0.lowest } ?? false
-            if keeps, keeping!.recompute { kept[index] = .input(x) }
+            let recompute = keeping?.recompute ?? false
+            if keeps && recompute { kept[index] = .input(x) }
             let (output, activations) = layers[index](
                 x, positions: positions, sequences: sequences, frequencies: ropeFrequencies,
-                layout: ropeLayout, caches: caches, layer: index, keep: keeps && !keeping!.recompute)
+                layout: ropeLayout, caches: caches, layer: index, keep: keeps && !recompute)
             if let activations { kept[index] = .activations(activations) }
             x = output
         }

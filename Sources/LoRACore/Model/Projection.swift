@@ -57,9 +57,15 @@ public enum Projection: String, CaseIterable, Sendable, Codable {
         }
     }
 
-    /// The matrices of a layer as the loader stores them: q, k and v stacked (one product
-    /// for the three), o alone, gate and up stacked, down alone.
-    static let storage: [[Projection]] = [[.q, .k, .v], [.o], [.gate, .up], [.down]]
+    /// The matrices of a layer as the loader stores them, from `stack`: q, k and v stacked
+    /// (one product for the three), o alone, gate and up stacked, down alone.
+    static let storage: [[Projection]] = allCases.reduce(into: []) { groups, projection in
+        if let stack = projection.stack, stack.index > 0 {
+            groups[groups.count - 1].append(projection)
+        } else {
+            groups.append([projection])
+        }
+    }
 
     /// Whether its output rows are rotated by RoPE: their order then depends on the
     /// checkpoint's RoPE layout (llama.cpp's converter permutes them, and lora_B with them).
