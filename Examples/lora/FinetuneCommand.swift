@@ -64,7 +64,7 @@ struct FinetuneCommand: ParsableCommand {
     /// The fine-tune the flags describe.
     var job: TrainingJob {
         var settings = TrainingSettings()
-        let targetNames = targets.split(separator: ",").map { name in name.hasSuffix("_proj") ? String(name) : "\(name)_proj" }
+        let targetNames = targets.split(separator: ",").map(LoRAConfiguration.targetName)
         settings.lora = LoRAConfiguration(
             rank: rank, alpha: alpha, dropout: dropout, rsLoRA: rslora, targets: targetNames,
             layers: layers.map { $0.split(separator: ",").compactMap { Int($0) } })

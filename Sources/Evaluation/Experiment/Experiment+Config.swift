@@ -92,7 +92,7 @@ struct TrainingJobConfig: Decodable {
             case "alpha": s.lora.alpha = try value(Float.self)
             case "dropout": s.lora.dropout = try value(Float.self)
             case "rslora": s.lora.rsLoRA = try value(Bool.self)
-            case "targets": s.lora.targets = try list(String.self).map { $0.hasSuffix("_proj") ? $0 : "\($0)_proj" }
+            case "targets": s.lora.targets = try list(String.self).map(LoRAConfiguration.targetName)
             case "layers": s.lora.layers = try list(Int.self)
             case "lr": s.learningRate = try value(Float.self)
             case "schedule": s.schedule = try value(LearningRateSchedule.Shape.self)

@@ -3,6 +3,11 @@ public struct LoRAConfiguration: Sendable, Codable, Equatable {
     /// Hugging Face module names of a Llama layer's projections.
     public static let allTargets = Projection.allCases.map(\.name)
 
+    /// A target as users write it, `q` or `q_proj`, as the module name `q_proj`.
+    public static func targetName(_ name: some StringProtocol) -> String {
+        name.hasSuffix("_proj") ? String(name) : "\(name)_proj"
+    }
+
     public var rank: Int
     public var alpha: Float
     public var dropout: Float
