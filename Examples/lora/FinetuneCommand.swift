@@ -52,6 +52,8 @@ struct FinetuneCommand: ParsableCommand {
     var recompute = RecomputeChoice.auto
     @Option(help: "GiB the activations of a micro-batch may take before layers are recomputed.") var memoryBudget: Double?
     @Flag(help: "Print the plan (data, steps, memory) and exit without training.") var dryRun = false
+    @Flag(help: "With --dry-run: the memory plan as one JSON object on standard output (total_bytes: the run's peak).")
+    var json = false
 
     func validate() throws {
         if evalData != nil && evalSplit != nil { throw ValidationError("give --eval-data or --eval-split, not both") }
@@ -59,6 +61,7 @@ struct FinetuneCommand: ParsableCommand {
             throw ValidationError("--layers: \"\(layers)\" is not a comma-separated list of layer indices")
         }
         if let memoryBudget, !(memoryBudget > 0) { throw ValidationError("--memory-budget must be positive") }
+        if json && !dryRun { throw ValidationError("--json goes with --dry-run") }
     }
 
     /// The fine-tune the flags describe.
@@ -95,6 +98,7 @@ struct FinetuneCommand: ParsableCommand {
             let lm = try modelOptions.load()
             let (trainer, train, heldOut) = try job.makeTrainer(model: lm, output: out)
             printPlan(trainer, train: train, heldOut: heldOut)
+            if json { print(trainer.memory.plan(trainer.settings).json) }
             if dryRun { return }
             try runTraining(trainer, resume: resume)
         }

@@ -8,9 +8,19 @@ struct PlanCommand: ParsableCommand {
         abstract: "Project the memory of a LoRA run from a model's config.json alone (no weights needed).")
 
     @Option(help: "A Hugging Face config.json.") var config: String
+    @Option(help: "How the frozen base is held.") var precision = WeightPrecision.int8
     @Option(help: "LoRA rank.") var rank = 16
     @Option(help: "Sequences per micro-batch.") var batch = 4
     @Option(help: "Sequence length.") var seqLen = 512
+    @Option(help: "Recompute layers in the backward pass: auto (when activations exceed --memory-budget), always or never.")
+    var recompute = RecomputeChoice.auto
+    @Option(help: "GiB the activations of a micro-batch may take before layers are recomputed (default: half the RAM).")
+    var memoryBudget: Double?
+    @Flag(help: "Print the plan as one JSON object (total_bytes: the peak the run needs, with its parts).") var json = false
+
+    func validate() throws {
+        if let memoryBudget, !(memoryBudget > 0) { throw ValidationError("--memory-budget must be positive") }
+    }
 
     func run() throws {
         try reportingErrors {
@@ -19,16 +29,15 @@ struct PlanCommand: ParsableCommand {
             settings.lora = LoRAConfiguration(rank: rank, alpha: Float(2 * rank))
             settings.batchSize = batch
             settings.sequenceLength = seqLen
-            let memory = TrainingMemory(config: llama, settings: settings)
+            settings.recompute = recompute.setting
+            if let memoryBudget { settings.memoryBudget = Int(memoryBudget * 1_073_741_824) }
+            try settings.validate(model: llama)
+            let plan = TrainingMemory(config: llama, settings: settings, precision: precision).plan(settings)
+            if json { return print(plan.json) }
             print(
                 "\(config): \(llama.numHiddenLayers) layers, hidden \(llama.hiddenSize); "
-                    + "rank \(rank), all projections, batch \(batch) × \(seqLen)")
-            print(memory.report(recompute: memory.recompute(settings)))
-            print(
-                String(
-                    format: "{\"total_kept_gib\":%.2f,\"total_recomputed_gib\":%.2f}",
-                    Double(memory.total(recompute: false)) / 1_073_741_824,
-                    Double(memory.total(recompute: true)) / 1_073_741_824))
+                    + "rank \(rank), all projections, batch \(batch) × \(seqLen), \(precision.rawValue) base")
+            print(plan.parts.report(recompute: plan.recompute))
         }
     }
 }

@@ -52,5 +52,15 @@ import Testing
         #expect(memory.layerActivations == (tokens * perToken + 4 * config.numAttentionHeads * 512 * 512) * 4)
         #expect(memory.layerInput == tokens * d * 4)
         print("Llama 2 \(size), rank 16, batch 4 × 512:\n\(memory.report(recompute: false))")
+        // the plan a budget makes: recompute when the kept activations exceed it, the peak summed from the parts
+        for (budget, recompute) in [(memory.activationsKept, false), (memory.activationsKept - 1, true)] {
+            settings.memoryBudget = budget
+            let plan = memory.plan(settings)
+            let activations = recompute ? memory.activationsRecomputed : memory.activationsKept
+            #expect(plan.recompute == recompute)
+            #expect(plan.totalBytes == memory.baseWeights + memory.backwardCopies + memory.adapter + memory.optimizer + activations)
+            let decoded = try JSONDecoder().decode(MemoryPlan.self, from: Data(plan.json.utf8))
+            #expect(decoded == plan && plan.json.contains("\"total_bytes\":\(plan.totalBytes)"))
+        }
     }
 }

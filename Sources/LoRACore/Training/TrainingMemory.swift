@@ -7,6 +7,8 @@ import Foundation
 /// and AdamW moments, and the activations of one micro-batch, every trained layer's kept for
 /// the backward pass or only each layer's input (recomputation).
 public struct TrainingMemory: Sendable, Codable, Equatable {
+    /// How the frozen base is held.
+    public let precision: WeightPrecision
     public let baseWeights: Int
     public let backwardCopies: Int
     public let adapterParameters: Int
@@ -28,6 +30,7 @@ public struct TrainingMemory: Sendable, Codable, Equatable {
     /// For `config` loaded at `precision` and these settings: a micro-batch of `batchSize`
     /// sequences of `sequenceLength` tokens.
     public init(config: LlamaConfig, settings: TrainingSettings, precision: WeightPrecision = .int8) {
+        self.precision = precision
         let layers = config.numHiddenLayers
         // the backward pass runs from the top layer down to the lowest one with an adapter
         let lowest = min(settings.lora.layers?.min() ?? 0, layers)
@@ -53,11 +56,30 @@ public struct TrainingMemory: Sendable, Codable, Equatable {
         activationsRecomputed = trainedLayers * layerInput + min(trainedLayers, 1) * layerActivations + workingSet
     }
 
+    enum CodingKeys: String, CodingKey {
+        case precision
+        case baseWeights = "base_weights"
+        case backwardCopies = "backward_copies"
+        case adapterParameters = "adapter_parameters"
+        case adapter, optimizer
+        case layerActivations = "layer_activations"
+        case layerInput = "layer_input"
+        case workingSet = "working_set"
+        case activationsKept = "activations_kept"
+        case activationsRecomputed = "activations_recomputed"
+    }
+
     /// Whether to recompute, as `settings` asks or as the budget decides.
     public func recompute(_ settings: TrainingSettings) -> Bool { settings.recompute ?? (activationsKept > settings.memoryBudget) }
 
     public func total(recompute: Bool) -> Int {
         baseWeights + backwardCopies + adapter + optimizer + (recompute ? activationsRecomputed : activationsKept)
+    }
+
+    /// The plan `settings` make of this memory: the recomputation chosen and the peak it needs.
+    public func plan(_ settings: TrainingSettings) -> MemoryPlan {
+        let recompute = recompute(settings)
+        return MemoryPlan(recompute: recompute, totalBytes: total(recompute: recompute), parts: self)
     }
 
     /// A table of the figures, in MiB.
@@ -72,5 +94,26 @@ public struct TrainingMemory: Sendable, Codable, Equatable {
             activations, recomputed \(mib(activationsRecomputed))
             total                   \(mib(total(recompute: chosen)))  (\(chosen ? "recomputing layers" : "keeping activations"))
             """
+    }
+}
+
+/// A run's memory plan as `lora plan --json` and `lora finetune --dry-run --json` print it:
+/// the peak the run will need (`total_bytes`) with the choice behind it and every part.
+public struct MemoryPlan: Sendable, Codable, Equatable {
+    public let recompute: Bool
+    public let totalBytes: Int
+    public let parts: TrainingMemory
+
+    enum CodingKeys: String, CodingKey {
+        case recompute
+        case totalBytes = "total_bytes"
+        case parts
+    }
+
+    /// One JSON object, keys sorted.
+    public var json: String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return String(decoding: try! encoder.encode(self), as: UTF8.self)
     }
 }
