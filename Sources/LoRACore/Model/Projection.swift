@@ -16,11 +16,6 @@ public enum Projection: String, CaseIterable, Sendable, Codable {
         case mlp
     }
 
-    /// Projections that read the same input and are stored as one stacked matrix.
-    enum Stack: Sendable {
-        case qkv, gateUp
-    }
-
     /// The Hugging Face module name (`q_proj`), which PEFT's `target_modules` uses too.
     public var name: String { rawValue }
 
@@ -44,28 +39,10 @@ public enum Projection: String, CaseIterable, Sendable, Codable {
         }
     }
 
-    /// The stacked matrix it is stored in and its place there (its rows follow the rows of
-    /// the parts before it); nil for a projection stored alone.
-    var stack: (stack: Stack, index: Int)? {
-        switch self {
-        case .q: (.qkv, 0)
-        case .k: (.qkv, 1)
-        case .v: (.qkv, 2)
-        case .gate: (.gateUp, 0)
-        case .up: (.gateUp, 1)
-        case .o, .down: nil
-        }
-    }
-
-    /// The matrices of a layer as the loader stores them, from `stack`: q, k and v stacked
-    /// (one product for the three), o alone, gate and up stacked, down alone.
-    static let storage: [[Projection]] = allCases.reduce(into: []) { groups, projection in
-        if let stack = projection.stack, stack.index > 0 {
-            groups[groups.count - 1].append(projection)
-        } else {
-            groups.append([projection])
-        }
-    }
+    /// The matrices of a layer as the loader stores them: q, k and v stacked into one matrix
+    /// (one product for the three; each projection a view of its rows, in this order), o
+    /// alone, gate and up stacked, down alone.
+    static let storage: [[Projection]] = [[.q, .k, .v], [.o], [.gate, .up], [.down]]
 
     /// Whether its output rows are rotated by RoPE: their order then depends on the
     /// checkpoint's RoPE layout (llama.cpp's converter permutes them, and lora_B with them).
