@@ -61,30 +61,34 @@ final class KernelBenchmarks: XCTestCase {
         print("# \(KernelRuntime.instructionSet.rawValue), \(KernelRuntime.threads) threads, \(KernelRuntime.blasBackend)")
         for m in [512, 2048] {
             for (k, n) in Self.shapes {
-                let w = QuantizedWeight(quantizing: Tensor.uniform([n, k], seed: 1))
-                let wF32 = w.dequantized()
-                let x = Tensor.uniform([m, k], seed: 2)
-                let dy = Tensor.uniform([m, n], seed: 3)
-                let flops = 2.0 * Double(m) * Double(n) * Double(k)
-                let shape = "\(m)x\(k)x\(n)"
+                for (type, name) in [(TensorDataType.q8_0, "int8"), (.q4_0, "q4_0")] {
+                    let w = QuantizedWeight(quantizing: Tensor.uniform([n, k], seed: 1), type: type)
+                    let wF32 = w.dequantized()
+                    let x = Tensor.uniform([m, k], seed: 2)
+                    let dy = Tensor.uniform([m, n], seed: 3)
+                    let flops = 2.0 * Double(m) * Double(n) * Double(k)
+                    let shape = "\(m)x\(k)x\(n)"
 
-                let y = Kernels.matmul(x, w)
-                let yExact = Kernels.matmul(x, wF32, transposeB: true)
-                XCTAssertLessThan(relativeError(y, yExact), 0.02, "forward \(shape)")
-                let dx = Kernels.matmulBackwardData(dy, w)
-                let dxExact = Kernels.matmul(dy, wF32)
-                XCTAssertLessThan(relativeError(dx, dxExact), 0.02, "backward \(shape)")
-
-                let forward = bestTime { _ = Kernels.matmul(x, w) }
-                let forwardBase = openBLASSeconds(m: m, n: n, k: k, a: x, b: wF32, transposeB: true)
-                Self.report.emit(
-                    "gemm_int8_fwd_\(shape)", flops / forward / 1e9, unit: "GFLOP/s", baseline: "openblas_sgemm",
-                    baselineValue: flops / forwardBase / 1e9)
-                let backward = bestTime { _ = Kernels.matmulBackwardData(dy, w) }
-                let backwardBase = openBLASSeconds(m: m, n: k, k: n, a: dy, b: wF32, transposeB: false)
-                Self.report.emit(
-                    "gemm_int8_bwd_data_\(shape)", flops / backward / 1e9, unit: "GFLOP/s", baseline: "openblas_sgemm",
-                    baselineValue: flops / backwardBase / 1e9)
+                    let y = Kernels.matmul(x, w)
+                    let yExact = Kernels.matmul(x, wF32, transposeB: true)
+                    XCTAssertLessThan(relativeError(y, yExact), 0.02, "forward \(name) \(shape)")
+                    let forward = bestTime { _ = Kernels.matmul(x, w) }
+                    let forwardBase = openBLASSeconds(m: m, n: n, k: k, a: x, b: wF32, transposeB: true)
+                    Self.report.emit(
+                        "gemm_\(name)_fwd_\(shape)", flops / forward / 1e9, unit: "GFLOP/s", baseline: "openblas_sgemm",
+                        baselineValue: flops / forwardBase / 1e9)
+                    let backwardBase = openBLASSeconds(m: m, n: k, k: n, a: dy, b: wF32, transposeB: false)
+                    let dxExact = Kernels.matmul(dy, wF32)
+                    // the direct product reads the forward blocks; the copy is int8's faster option
+                    for mode in type == .q8_0 ? [BackwardDataMode.direct, .transposedCopy] : [.direct] {
+                        let dx = Kernels.matmulBackwardData(dy, w, mode: mode)
+                        XCTAssertLessThan(relativeError(dx, dxExact), 0.02, "backward \(name) \(mode) \(shape)")
+                        let backward = bestTime { _ = Kernels.matmulBackwardData(dy, w, mode: mode) }
+                        Self.report.emit(
+                            "gemm_\(name)_bwd_data_\(mode == .direct ? "direct" : "copy")_\(shape)", flops / backward / 1e9,
+                            unit: "GFLOP/s", baseline: "openblas_sgemm", baselineValue: flops / backwardBase / 1e9)
+                    }
+                }
             }
         }
     }
@@ -104,14 +108,16 @@ final class KernelBenchmarks: XCTestCase {
         let copyRate = 2 * Double(copyBytes) / copySeconds / 1e9
 
         for (k, n) in Self.shapes {
-            let w = QuantizedWeight(quantizing: Tensor.uniform([n, k], seed: 4))
-            let x = Tensor.uniform([1, k], seed: 5)
-            let y = Kernels.matmul(x, w)
-            XCTAssertLessThan(relativeError(y, Kernels.matmul(x, w, activations: .f32)), 0.02, "gemv \(k)x\(n)")
-            let seconds = bestTime(budget: 0.3) { _ = Kernels.matmul(x, w) }
-            Self.report.emit(
-                "gemv_int8_1x\(k)x\(n)", Double(w.byteCount) / seconds / 1e9, unit: "GB/s", baseline: "memcpy",
-                baselineValue: copyRate)
+            for (type, name) in [(TensorDataType.q8_0, "int8"), (.q4_0, "q4_0")] {
+                let w = QuantizedWeight(quantizing: Tensor.uniform([n, k], seed: 4), type: type)
+                let x = Tensor.uniform([1, k], seed: 5)
+                let y = Kernels.matmul(x, w)
+                XCTAssertLessThan(relativeError(y, Kernels.matmul(x, w, activations: .f32)), 0.02, "gemv \(name) \(k)x\(n)")
+                let seconds = bestTime(budget: 0.3) { _ = Kernels.matmul(x, w) }
+                Self.report.emit(
+                    "gemv_\(name)_1x\(k)x\(n)", Double(w.byteCount) / seconds / 1e9, unit: "GB/s", baseline: "memcpy",
+                    baselineValue: copyRate)
+            }
         }
     }
 

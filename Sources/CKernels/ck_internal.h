@@ -11,41 +11,78 @@
 #include <omp.h>
 #endif
 
+// The packed formats the GEMM kernels run on, as indices of the dispatch table's rows.
+typedef enum { CK_F_Q8_0, CK_F_Q4_0, CK_F_Q4_1, CK_F_Q4_K, CK_F_Q6_K, CK_F_COUNT } ck_format;
+// The format of a storage type; -1 when no kernel runs on it.
+int ck_format_of(int type);
+
 // Activations quantized for the int8 path: row i holds kb blocks of 32 values.
-// q [m][kb*32], d [m][kb] the block scales, s [m][kb] = -128 * sum(q) per block: the
-// compensation that turns VPDPBUSD's sum((w+128)·x) into sum(w·x).
+// q [m][kb*32], d [m][kb] the block scales, sum [m][kb] the sum of each block's q and
+// sum_lo [m][kb] that of its first 16: the compensations that turn VPDPBUSD's
+// sum(u·x) over unsigned weights u = w + offset into sum(w·x).
 typedef struct {
     const int8_t *q;
     const float *d;
-    const int32_t *s;
+    const int32_t *sum;
+    const int32_t *sum_lo;
     int kb;
 } ck_act_q8;
 
-// Computes Y[m0:m1, columns of panels p0:p1] over K blocks [b0, b1) (columns >= n not
-// written); with b0 > 0 it continues the sums already in Y, so K can be split into
-// L1-sized chunks without changing a single rounding.
-typedef void (*ck_q8_tile_fn)(const ck_act_q8 *x, int m0, int m1, const ck_panel_block *w, int p0,
-                              int p1, int b0, int b1, int n, float *y, int ldy);
+// Computes Y[m0:m1, columns of panels p0:p1] over K blocks of 32 [b0, b1) (columns >= n
+// not written) of one packed format; with b0 > 0 it continues the sums already in Y, so K
+// can be split into L1-sized chunks without changing a single rounding. For the K-quants
+// b0 and b1 are multiples of 8 (whole super-blocks).
+typedef void (*ck_tile_fn)(const ck_act_q8 *x, int m0, int m1, const void *w, int p0, int p1, int b0, int b1,
+                           int n, float *y, int ldy);
 // Quantizes one row of k values into kb blocks (zero-padded tail).
-typedef void (*ck_quantize_act_row_fn)(const float *x, int k, int8_t *q, float *d, int32_t *s);
+typedef void (*ck_quantize_act_row_fn)(const float *x, int k, int8_t *q, float *d, int32_t *sum, int32_t *sum_lo);
+
+// The backward-data product reads the forward panels one 32-column strip at a time,
+// decoded to unsigned bytes in the transposed order u[o/4][j][o%4] (j = 0..31, the strip's
+// columns; 4 consecutive outputs o per 32-bit lane), with the weights' zero `offset`.
+typedef struct {
+    const uint8_t *u;
+    int nb;      // blocks of 32 outputs (the strip holds 32·nb outputs, zero-padded)
+    int offset;
+} ck_strip;
+// One row of dY·(weight scale) quantized over outputs in blocks of 32 (ck_act_q8's
+// layout), for columns 0..15 (half 0) and 16..31 (half 1): the two halves differ only when
+// the format's scales change within 32 columns (Q6_K).
+typedef struct {
+    const int8_t *q[2];
+    const float *d[2];
+    const int32_t *sum[2];
+} ck_strip_row;
+// dx[i][j] = sum over blocks c of d[c] · (sum_o u[o][j]·q[o] − offset·sum[c]) (+ bias[i]
+// when bias is not NULL) for rows i < rows and columns j < cols (≤ 32).
+typedef void (*ck_strip_tile_fn)(const ck_strip *s, const ck_strip_row *z, int rows, const float *bias, float *dx,
+                                 int ldx, int cols);
+
+// Bytes of quantized activations for m rows of kb blocks, and their arrays in a workspace.
+size_t ck_act_q8_bytes(int m, int kb);
+ck_act_q8 ck_act_q8_in(void *workspace, int m, int kb);
 
 typedef struct {
-    ck_q8_tile_fn q8_tile;
+    ck_tile_fn tile[CK_F_COUNT];
     ck_quantize_act_row_fn quantize_act_row;
+    ck_strip_tile_fn strip_tile;
 } ck_dispatch_table;
 
 extern ck_dispatch_table ck_kernels;
 
 // Per-ISA kernel sets (a path's symbols exist on every build; they run only when chosen).
-void ck_q8_tile_scalar(const ck_act_q8 *x, int m0, int m1, const ck_panel_block *w, int p0, int p1, int b0, int b1,
-                       int n, float *y, int ldy);
-void ck_quantize_act_row_scalar(const float *x, int k, int8_t *q, float *d, int32_t *s);
-void ck_q8_tile_avx2(const ck_act_q8 *x, int m0, int m1, const ck_panel_block *w, int p0, int p1, int b0, int b1,
-                     int n, float *y, int ldy);
-void ck_quantize_act_row_avx2(const float *x, int k, int8_t *q, float *d, int32_t *s);
-void ck_q8_tile_avx512_vnni(const ck_act_q8 *x, int m0, int m1, const ck_panel_block *w, int p0,
-                            int p1, int b0, int b1, int n, float *y, int ldy);
-void ck_quantize_act_row_avx512(const float *x, int k, int8_t *q, float *d, int32_t *s);
+#define CK_ISA_KERNELS(isa)                                                                                       \
+    void ck_tile_q8_0_##isa(const ck_act_q8 *, int, int, const void *, int, int, int, int, int, float *, int);    \
+    void ck_tile_q4_0_##isa(const ck_act_q8 *, int, int, const void *, int, int, int, int, int, float *, int);    \
+    void ck_tile_q4_1_##isa(const ck_act_q8 *, int, int, const void *, int, int, int, int, int, float *, int);    \
+    void ck_tile_q4_k_##isa(const ck_act_q8 *, int, int, const void *, int, int, int, int, int, float *, int);    \
+    void ck_tile_q6_k_##isa(const ck_act_q8 *, int, int, const void *, int, int, int, int, int, float *, int);    \
+    void ck_quantize_act_row_##isa(const float *x, int k, int8_t *q, float *d, int32_t *sum, int32_t *sum_lo);   \
+    void ck_strip_tile_##isa(const ck_strip *s, const ck_strip_row *z, int rows, const float *bias, float *dx,    \
+                             int ldx, int cols);
+CK_ISA_KERNELS(scalar)
+CK_ISA_KERNELS(avx2)
+CK_ISA_KERNELS(avx512)
 
 // Single-threaded f32 GEMM (OpenBLAS or the plain fallback), for use inside OpenMP workers.
 void ck_sgemm_serial(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
@@ -110,5 +147,16 @@ static inline void ck_team_share(int64_t n, int64_t *lo, int64_t *hi) {
     *hi = n * (rank + 1) / team;
 }
 static inline int ck_div_up(int a, int b) { return (a + b - 1) / b; }
+
+// 6-bit scale and min of sub-block j from Q4_K's packed 12 bytes.
+static inline void ck_q4_k_scale_min(int j, const uint8_t *q, uint8_t *sc, uint8_t *m) {
+    if (j < 4) {
+        *sc = q[j] & 63;
+        *m = q[j + 4] & 63;
+    } else {
+        *sc = (q[j + 4] & 0x0F) | ((q[j - 4] >> 6) << 4);
+        *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+    }
+}
 
 #endif

@@ -4,10 +4,14 @@
 #include "ck_internal.h"
 
 // Every slot starts at the reference path; ck_init moves it to the best supported one.
-ck_dispatch_table ck_kernels = {
-    .q8_tile = ck_q8_tile_scalar,
-    .quantize_act_row = ck_quantize_act_row_scalar,
-};
+#define ISA_TABLE(isa)                                                                                     \
+    {                                                                                                      \
+        .tile = {ck_tile_q8_0_##isa, ck_tile_q4_0_##isa, ck_tile_q4_1_##isa, ck_tile_q4_k_##isa, ck_tile_q6_k_##isa}, \
+        .quantize_act_row = ck_quantize_act_row_##isa, .strip_tile = ck_strip_tile_##isa,                  \
+    }
+static const ck_dispatch_table scalar_table = ISA_TABLE(scalar), avx2_table = ISA_TABLE(avx2),
+                               avx512_table = ISA_TABLE(avx512);
+ck_dispatch_table ck_kernels = ISA_TABLE(scalar);
 
 static ck_isa current_isa = CK_ISA_SCALAR;
 static int num_threads = 1;
@@ -44,18 +48,9 @@ const char *ck_isa_name(ck_isa isa) {
 
 static void fill_table(ck_isa isa) {
     switch (isa) {
-    case CK_ISA_SCALAR:
-        ck_kernels.q8_tile = ck_q8_tile_scalar;
-        ck_kernels.quantize_act_row = ck_quantize_act_row_scalar;
-        break;
-    case CK_ISA_AVX2:
-        ck_kernels.q8_tile = ck_q8_tile_avx2;
-        ck_kernels.quantize_act_row = ck_quantize_act_row_avx2;
-        break;
-    case CK_ISA_AVX512_VNNI:
-        ck_kernels.q8_tile = ck_q8_tile_avx512_vnni;
-        ck_kernels.quantize_act_row = ck_quantize_act_row_avx512;
-        break;
+    case CK_ISA_SCALAR: ck_kernels = scalar_table; break;
+    case CK_ISA_AVX2: ck_kernels = avx2_table; break;
+    case CK_ISA_AVX512_VNNI: ck_kernels = avx512_table; break;
     }
     current_isa = isa;
 }

@@ -1,5 +1,5 @@
-// Block quantization: fp16, GGUF dequantizers (ggml-quants.c reference semantics),
-// Q8_0 rows and the packed panel layout the GEMM kernels read.
+// Block quantization: fp16, GGUF dequantizers (ggml-quants.c reference semantics) and
+// the Q8_0 and Q4_0 quantizers.
 #include <math.h>
 #include <string.h>
 #include "ck_internal.h"
@@ -77,36 +77,25 @@ CK_VECTOR_CLONES static void dequant_q4_1(const ck_block_q4_1 *x, float *y, int6
         const float d = ck_half_to_float(x[i].d);
         const float m = ck_half_to_float(x[i].m);
         for (int j = 0; j < CK_QK / 2; j++) {
-            y[i * CK_QK + j] = d * (x[i].qs[j] & 0x0F) + m;
-            y[i * CK_QK + j + CK_QK / 2] = d * (x[i].qs[j] >> 4) + m;
+            y[i * CK_QK + j] = fmaf(d, (float)(x[i].qs[j] & 0x0F), m);
+            y[i * CK_QK + j + CK_QK / 2] = fmaf(d, (float)(x[i].qs[j] >> 4), m);
         }
     }
 }
 
-// 6-bit scale and min of sub-block j from Q4_K's packed 12 bytes.
-static inline void q4_k_scale_min(int j, const uint8_t *q, uint8_t *sc, uint8_t *m) {
-    if (j < 4) {
-        *sc = q[j] & 63;
-        *m = q[j + 4] & 63;
-    } else {
-        *sc = (q[j + 4] & 0x0F) | ((q[j - 4] >> 6) << 4);
-        *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
-    }
-}
-
-static void dequant_q4_k(const ck_block_q4_k *x, float *y, int64_t nb) {
+CK_VECTOR_CLONES static void dequant_q4_k(const ck_block_q4_k *x, float *y, int64_t nb) {
     for (int64_t i = 0; i < nb; i++) {
         const uint8_t *q = x[i].qs;
         const float d = ck_half_to_float(x[i].d);
         const float dmin = ck_half_to_float(x[i].dmin);
         for (int c = 0; c < 4; c++) {  // 4 chunks of 64: low nibbles, then high nibbles
             uint8_t sc, m;
-            q4_k_scale_min(2 * c, x[i].scales, &sc, &m);
+            ck_q4_k_scale_min(2 * c, x[i].scales, &sc, &m);
             const float d1 = d * sc, m1 = dmin * m;
-            q4_k_scale_min(2 * c + 1, x[i].scales, &sc, &m);
+            ck_q4_k_scale_min(2 * c + 1, x[i].scales, &sc, &m);
             const float d2 = d * sc, m2 = dmin * m;
-            for (int l = 0; l < 32; l++) *y++ = d1 * (q[l] & 0x0F) - m1;
-            for (int l = 0; l < 32; l++) *y++ = d2 * (q[l] >> 4) - m2;
+            for (int l = 0; l < 32; l++) *y++ = fmaf(d1, (float)(q[l] & 0x0F), -m1);
+            for (int l = 0; l < 32; l++) *y++ = fmaf(d2, (float)(q[l] >> 4), -m2);
             q += 32;
         }
     }
@@ -207,82 +196,57 @@ void ck_dequantize_q8_0(const ck_block_q8_0 *src, int rows, int k, float *dst) {
     }
 }
 
-int ck_q8_panels(int rows) { return ck_div_up(rows, CK_PANEL); }
-
-size_t ck_q8_packed_bytes(int rows, int k) {
-    return (size_t)ck_q8_panels(rows) * (size_t)ck_q8_blocks_per_row(k) * sizeof(ck_panel_block);
-}
-
-void ck_q8_pack(const ck_block_q8_0 *src, int rows, int k, ck_panel_block *dst) {
-    const int kb = ck_q8_blocks_per_row(k), panels = ck_q8_panels(rows);
-    for (int p = 0; p < panels; p++) {
+// ggml's quantize_row_q4_0_ref: d = (the block's value of largest magnitude)/−8 stored as
+// fp16, q = min(15, trunc(x/d + 8.5)); a zero-padded tail block, non-finite values as 0.
+CK_VECTOR_CLONES int ck_quantize_q4_0(const float *src, int rows, int k, ck_block_q4_0 *dst) {
+    const int kb = ck_div_up(k, CK_QK);
+    int nonfinite = 0;
+    for (int r = 0; r < rows; r++) {
         for (int b = 0; b < kb; b++) {
-            ck_panel_block *out = &dst[(size_t)p * kb + b];
-            for (int r = 0; r < CK_PANEL; r++) {
-                const int row = p * CK_PANEL + r;
-                const ck_block_q8_0 *blk = row < rows ? &src[(size_t)row * kb + b] : NULL;
-                out->d[r] = blk ? blk->d : 0;
-                for (int j = 0; j < CK_QK; j++)
-                    out->q[j / 4][r][j % 4] = (uint8_t)((blk ? blk->qs[j] : 0) + 128);
+            float v[CK_QK] = {0};
+            const int len = k - b * CK_QK < CK_QK ? k - b * CK_QK : CK_QK;
+            memcpy(v, src + (size_t)r * k + b * CK_QK, (size_t)len * sizeof(float));
+            float amax = 0, max = 0;
+            for (int j = 0; j < CK_QK; j++) {
+                const int bad = !isfinite(v[j]);
+                nonfinite += bad;
+                v[j] = bad ? 0.0f : v[j];
+                if (amax < fabsf(v[j])) amax = fabsf(v[j]), max = v[j];
+            }
+            const float d = max / -8.0f;
+            const float id = d ? 1.0f / d : 0.0f;
+            ck_block_q4_0 *out = &dst[(size_t)r * kb + b];
+            out->d = ck_float_to_half(d);
+            for (int j = 0; j < CK_QK / 2; j++) {
+                const int lo = (int)(int8_t)(v[j] * id + 8.5f), hi = (int)(int8_t)(v[j + CK_QK / 2] * id + 8.5f);
+                out->qs[j] = (uint8_t)((lo < 15 ? lo : 15) | (hi < 15 ? hi : 15) << 4);
             }
         }
     }
+    return nonfinite;
 }
 
-void ck_q8_unpack(const ck_panel_block *src, int rows, int k, ck_block_q8_0 *dst) {
-    const int kb = ck_q8_blocks_per_row(k);
-    for (int row = 0; row < rows; row++) {
-        const int p = row / CK_PANEL, r = row % CK_PANEL;
-        for (int b = 0; b < kb; b++) {
-            const ck_panel_block *in = &src[(size_t)p * kb + b];
-            ck_block_q8_0 *out = &dst[(size_t)row * kb + b];
-            out->d = in->d[r];
-            for (int j = 0; j < CK_QK; j++) out->qs[j] = (int8_t)(in->q[j / 4][r][j % 4] - 128);
-        }
-    }
-}
+static inline int half_nonfinite(ck_half h) { return (h & 0x7C00) == 0x7C00; }
 
-void ck_q8_pack_transposed(const ck_block_q8_0 *src, int rows, int k, ck_panel_block *dst) {
-    const int kb = ck_q8_blocks_per_row(k);
-    const int t_kb = ck_q8_blocks_per_row(rows), t_panels = ck_q8_panels(k);
-    for (int p = 0; p < t_panels; p++) {
-        for (int b = 0; b < t_kb; b++) {
-            ck_panel_block *out = &dst[(size_t)p * t_kb + b];
-            for (int r = 0; r < CK_PANEL; r++) {
-                const int col = p * CK_PANEL + r;  // row of W^T = column of W
-                float v[CK_QK] = {0}, amax = 0;
-                for (int j = 0; j < CK_QK; j++) {
-                    const int row = b * CK_QK + j;
-                    if (row >= rows || col >= k) continue;
-                    const ck_block_q8_0 *blk = &src[(size_t)row * kb + col / CK_QK];
-                    v[j] = ck_half_to_float(blk->d) * blk->qs[col % CK_QK];
-                    amax = fmaxf(amax, fabsf(v[j]));
-                }
-                // as ggml's Q8_0: q from the f32 scale, the scale stored as fp16
-                const float d = amax / 127.0f;
-                const float id = d ? 1.0f / d : 0.0f;
-                out->d[r] = ck_float_to_half(d);
-                for (int j = 0; j < CK_QK; j++)
-                    out->q[j / 4][r][j % 4] = (uint8_t)((int)roundf(v[j] * id) + 128);
-            }
+int64_t ck_blocks_nonfinite(ck_type type, const void *blocks, int64_t count) {
+    int64_t bad = 0;
+    for (int64_t i = 0; i < count; i++) {
+        switch (type) {
+        case CK_TYPE_Q8_0: bad += half_nonfinite(((const ck_block_q8_0 *)blocks)[i].d); break;
+        case CK_TYPE_Q4_0: bad += half_nonfinite(((const ck_block_q4_0 *)blocks)[i].d); break;
+        case CK_TYPE_Q4_1: {
+            const ck_block_q4_1 *b = (const ck_block_q4_1 *)blocks + i;
+            bad += half_nonfinite(b->d) || half_nonfinite(b->m);
+            break;
+        }
+        case CK_TYPE_Q4_K: {
+            const ck_block_q4_k *b = (const ck_block_q4_k *)blocks + i;
+            bad += half_nonfinite(b->d) || half_nonfinite(b->dmin);
+            break;
+        }
+        case CK_TYPE_Q6_K: bad += half_nonfinite(((const ck_block_q6_k *)blocks)[i].d); break;
+        default: return 0;
         }
     }
-}
-
-void ck_q8_packed_dequantize(const ck_panel_block *src, int rows, int k, int row0, int nrows,
-                             int col0, int ncols, float *dst, int ldd) {
-    const int kb = ck_q8_blocks_per_row(k);
-    for (int i = 0; i < nrows; i++) {
-        const int row = row0 + i, p = row / CK_PANEL, r = row % CK_PANEL;
-        float *out = dst + (size_t)i * ldd;
-        if (row >= rows) {
-            memset(out, 0, (size_t)ncols * sizeof(float));
-            continue;
-        }
-        for (int c = 0; c < ncols; c++) {
-            const int col = col0 + c, j = col % CK_QK;
-            const ck_panel_block *in = &src[(size_t)p * kb + col / CK_QK];
-            out[c] = col < k ? ck_half_to_float(in->d[r]) * (float)(in->q[j / 4][r][j % 4] - 128) : 0.0f;
-        }
-    }
+    return bad;
 }

@@ -21,7 +21,7 @@ extension KernelSettingsTests {
                     let w = PackedWeights(rows: shape.n, cols: shape.k, rng: &rng)
                     let x = rng.floats(shape.m * shape.k, in: -3...3)
                     var expected = [Float](repeating: 0, count: shape.m * shape.n)
-                    ck_gemm_q8_ref(x, Int32(shape.m), Int32(shape.k), w.packed, Int32(shape.n), &expected, CK_ACT_INT8)
+                    ck_gemm_ref(CK_TYPE_Q8_0, x, Int32(shape.m), Int32(shape.k), w.packed, Int32(shape.n), &expected, CK_ACT_INT8)
                     let got = withKernels(isa: isa) { gemmQ8(x, m: shape.m, k: shape.k, w.packed, n: shape.n, mode: CK_ACT_INT8) }
                     let (_, magnitude) = referenceProduct(x, m: shape.m, k: shape.k, w.dequantized, n: shape.n)
                     // Same integer block dots and the same f32 FMA order: only a few ulps of the
@@ -139,9 +139,10 @@ extension KernelSettingsTests {
                 let x = rng.floats(shape.m * shape.k)
                 let r = rng.floats(shape.m * shape.n)
                 var dx = [Float](repeating: .nan, count: shape.m * shape.k)
-                var workspace = [UInt8](repeating: 0, count: ck_gemm_q8_bwd_f32_workspace_size(Int32(shape.n)))
+                var workspace = [UInt8](repeating: 0, count: ck_gemm_bwd_f32_workspace_size(Int32(shape.n)))
                 let status = workspace.withUnsafeMutableBytes { ws in
-                    ck_gemm_q8_bwd_f32(r, Int32(shape.m), Int32(shape.n), w.packed, Int32(shape.k), &dx, ws.baseAddress, ws.count)
+                    ck_gemm_bwd_f32(
+                        CK_TYPE_Q8_0, r, Int32(shape.m), Int32(shape.n), w.packed, Int32(shape.k), &dx, ws.baseAddress, ws.count)
                 }
                 #expect(status == CK_OK)
                 checkGradient(x, dx, "backward-data \(shape)") { x in
@@ -158,7 +159,7 @@ extension KernelSettingsTests {
             var blocks = [ck_block_q8_0](repeating: ck_block_q8_0(), count: 1)
             _ = ck_quantize_q8_0([Float](repeating: 1, count: k), 1, Int32(k), &blocks)
             var packed = [ck_panel_block](repeating: ck_panel_block(), count: 1)
-            ck_q8_pack(blocks, 1, Int32(k), &packed)
+            ck_pack(CK_TYPE_Q8_0, blocks, 1, Int32(k), &packed)
             let got = withKernels(isa: isa) { gemmQ8(x, m: 1, k: k, packed, n: 1, mode: CK_ACT_INT8) }
             // Half to even: 127 + 2 + 4 - 2 + 0 - 0 + 2 = 133, each times the weight's 127.
             let weightScale = Float(1.0 / 127.0).roundedToHalf()
@@ -172,12 +173,13 @@ extension KernelSettingsTests {
             var y = [Float](repeating: 0, count: 2 * 20)
             var small = [UInt8](repeating: 0, count: 8)
             #expect(
-                small.withUnsafeMutableBytes { ck_gemm_q8(x, 2, 40, w.packed, 20, &y, CK_ACT_INT8, $0.baseAddress, $0.count) }
+                small.withUnsafeMutableBytes { ck_gemm(CK_TYPE_Q8_0, x, 2, 40, w.packed, 20, &y, CK_ACT_INT8, $0.baseAddress, $0.count) }
                     == CK_ERR_WORKSPACE)
-            #expect(ck_gemm_q8(x, -1, 40, w.packed, 20, &y, CK_ACT_INT8, nil, 0) == CK_ERR_SHAPE)
-            var ws = [UInt8](repeating: 0, count: ck_gemm_q8_workspace_size(2, 40, CK_ACT_INT8))
+            #expect(ck_gemm(CK_TYPE_Q8_0, x, -1, 40, w.packed, 20, &y, CK_ACT_INT8, nil, 0) == CK_ERR_SHAPE)
+            var ws = [UInt8](repeating: 0, count: ck_gemm_workspace_size(2, 40, CK_ACT_INT8))
             #expect(
-                ws.withUnsafeMutableBytes { ck_gemm_q8(nil, 2, 40, w.packed, 20, &y, CK_ACT_INT8, $0.baseAddress, $0.count) } == CK_ERR_NULL
+                ws.withUnsafeMutableBytes { ck_gemm(CK_TYPE_Q8_0, nil, 2, 40, w.packed, 20, &y, CK_ACT_INT8, $0.baseAddress, $0.count) }
+                    == CK_ERR_NULL
             )
             #expect(ck_set_isa(ck_isa(rawValue: 99)) == CK_ERR_UNSUPPORTED)
         }

@@ -160,7 +160,7 @@ import Testing
             let original = w.blocks.withUnsafeBytes { Array($0) }
             #expect(unpacked.withUnsafeBytes { Array($0) } == original, "\(rows)x\(cols)")
             var deq = [Float](repeating: .nan, count: rows * cols)
-            ck_q8_packed_dequantize(w.packed, Int32(rows), Int32(cols), 0, Int32(rows), 0, Int32(cols), &deq, Int32(cols))
+            ck_packed_dequantize(CK_TYPE_Q8_0, w.packed, Int32(rows), Int32(cols), 0, Int32(rows), 0, Int32(cols), &deq, Int32(cols))
             #expect(deq == w.dequantized, "\(rows)x\(cols)")
         }
     }

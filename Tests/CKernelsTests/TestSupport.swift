@@ -75,18 +75,18 @@ struct PackedWeights {
         _ = ck_quantize_q8_0(values, Int32(rows), Int32(cols), &blocks)
         dequantized = Array(repeating: 0, count: rows * cols)
         ck_dequantize_q8_0(blocks, Int32(rows), Int32(cols), &dequantized)
-        let panelBlocks = Int(ck_q8_packed_bytes(Int32(rows), Int32(cols))) / MemoryLayout<ck_panel_block>.stride
+        let panelBlocks = Int(ck_packed_bytes(CK_TYPE_Q8_0, Int32(rows), Int32(cols))) / MemoryLayout<ck_panel_block>.stride
         packed = Array(repeating: ck_panel_block(), count: panelBlocks)
-        ck_q8_pack(blocks, Int32(rows), Int32(cols), &packed)
+        ck_pack(CK_TYPE_Q8_0, blocks, Int32(rows), Int32(cols), &packed)
     }
 
     /// W^T packed for the backward-data product, and its dequantized values [cols, rows].
     func transposedPack() -> (packed: [ck_panel_block], dequantized: [Float]) {
-        let count = Int(ck_q8_packed_bytes(Int32(cols), Int32(rows))) / MemoryLayout<ck_panel_block>.stride
+        let count = Int(ck_packed_bytes(CK_TYPE_Q8_0, Int32(cols), Int32(rows))) / MemoryLayout<ck_panel_block>.stride
         var packedT = Array(repeating: ck_panel_block(), count: count)
         ck_q8_pack_transposed(blocks, Int32(rows), Int32(cols), &packedT)
         var deq = Array(repeating: Float(0), count: cols * rows)
-        ck_q8_packed_dequantize(packedT, Int32(cols), Int32(rows), 0, Int32(cols), 0, Int32(rows), &deq, Int32(rows))
+        ck_packed_dequantize(CK_TYPE_Q8_0, packedT, Int32(cols), Int32(rows), 0, Int32(cols), 0, Int32(rows), &deq, Int32(rows))
         return (packedT, deq)
     }
 }
@@ -94,9 +94,9 @@ struct PackedWeights {
 /// Runs ck_gemm_q8 with a workspace of exactly the size it asks for.
 func gemmQ8(_ x: [Float], m: Int, k: Int, _ w: [ck_panel_block], n: Int, mode: ck_act_mode) -> [Float] {
     var y = Array(repeating: Float.nan, count: m * n)
-    var workspace = [UInt8](repeating: 0, count: ck_gemm_q8_workspace_size(Int32(m), Int32(k), mode))
+    var workspace = [UInt8](repeating: 0, count: ck_gemm_workspace_size(Int32(m), Int32(k), mode))
     let status = workspace.withUnsafeMutableBytes { ws in
-        ck_gemm_q8(x, Int32(m), Int32(k), w, Int32(n), &y, mode, ws.baseAddress, ws.count)
+        ck_gemm(CK_TYPE_Q8_0, x, Int32(m), Int32(k), w, Int32(n), &y, mode, ws.baseAddress, ws.count)
     }
     #expect(status == CK_OK)
     return y

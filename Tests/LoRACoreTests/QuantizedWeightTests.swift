@@ -8,15 +8,18 @@ import Testing
         #expect(w.blocksPerRow == 3)
         let blocks = w.q8_0Blocks()
         #expect(blocks.count == 37 * 3 * 34)
-        let reloaded = try blocks.withUnsafeBytes { try QuantizedWeight(q8_0Blocks: $0, rows: 37, cols: 70, name: "w") }
+        let reloaded = try blocks.withUnsafeBytes { try QuantizedWeight(blocks: $0, type: .q8_0, rows: 37, cols: 70, name: "w") }
         #expect(reloaded.q8_0Blocks() == blocks)
         #expect(reloaded.dequantized().scalars == w.dequantized().scalars)
     }
 
     @Test func truncatedBlocksAreATypedErrorNamingTheTensor() {
         let bytes = [UInt8](repeating: 0, count: 33)
-        #expect(throws: LoRAError.quantizedSizeMismatch(what: "blk.0.attn_q.weight [1, 32]", expected: 34, actual: 33)) {
-            try bytes.withUnsafeBytes { try QuantizedWeight(q8_0Blocks: $0, rows: 1, cols: 32, name: "blk.0.attn_q.weight") }
+        #expect(throws: LoRAError.quantizedSizeMismatch(what: "blk.0.attn_q.weight [1, 32] Q8_0", expected: 34, actual: 33)) {
+            try bytes.withUnsafeBytes { try QuantizedWeight(blocks: $0, type: .q8_0, rows: 1, cols: 32, name: "blk.0.attn_q.weight") }
+        }
+        #expect(throws: LoRAError.quantizedSizeMismatch(what: "blk.0.ffn_down.weight [2, 256] Q4_K", expected: 288, actual: 33)) {
+            try bytes.withUnsafeBytes { try QuantizedWeight(blocks: $0, type: .q4_K, rows: 2, cols: 256, name: "blk.0.ffn_down.weight") }
         }
     }
 
@@ -35,15 +38,20 @@ import Testing
         #expect(int8Error > 0) // the int8 path really quantizes
     }
 
-    @Test func backwardDataAgreesWithTheTransposedProduct() {
-        let w = QuantizedWeight(quantizing: Tensor.uniform([40, 70], seed: 4))
+    @Test(arguments: [TensorDataType.q8_0, .q4_0])
+    func backwardDataAgreesWithTheTransposedProduct(type: TensorDataType) {
+        let w = QuantizedWeight(quantizing: Tensor.uniform([40, 70], seed: 4), type: type)
         let dy = Tensor.uniform([5, 40], seed: 5)
         let exact = Kernels.matmul(dy, w.dequantized())
-        let f32 = Kernels.matmulBackwardData(dy, w, activations: .f32)
-        let int8 = Kernels.matmulBackwardData(dy, w)
-        #expect(f32.shape == [5, 70] && int8.shape == [5, 70])
-        #expect(zip(f32.scalars, exact.scalars).map { abs($0 - $1) }.max()! < 1e-5)
-        #expect(zip(int8.scalars, exact.scalars).map { abs($0 - $1) }.max()! < 40 * 1.0 / 127)
+        func worst(_ mode: BackwardDataMode) -> Float {
+            let dx = Kernels.matmulBackwardData(dy, w, mode: mode)
+            #expect(dx.shape == [5, 70])
+            return zip(dx.scalars, exact.scalars).map { abs($0 - $1) }.max()!
+        }
+        #expect(worst(.exact) < 1e-5)
+        // dY·scale rounded to int8 per block of 32: |dY| <= 1 times |w| <= 1 over 40 outputs
+        #expect(worst(.direct) < 40 * 1.0 / 127)
+        if type == .q8_0 { #expect(worst(.transposedCopy) < 40 * 1.0 / 127) }
     }
 
     /// A [2, 3, 32] input is six rows: the product keeps the leading dimensions and each row

@@ -1,11 +1,12 @@
 // Matrix products. Weights W are [n, k] row-major (out x in, as in HF and GGUF) and held
-// as packed int8 panels; activations are f32 row-major.
+// as packed panels of a block type (ck_quant.h); activations are f32 row-major.
 #ifndef CK_GEMM_H
 #define CK_GEMM_H
 
 #include <stddef.h>
 #include "ck_blocks.h"
 #include "ck_cpu.h"
+#include "ck_quant.h"
 
 typedef enum {
     // Activations quantized on the fly to int8 blocks of 32 (one f32 scale each, as
@@ -16,20 +17,28 @@ typedef enum {
     CK_ACT_F32 = 1,
 } ck_act_mode;
 
-// Workspace bytes ck_gemm_q8 needs for an [m, k] input under the current thread count.
-size_t ck_gemm_q8_workspace_size(int m, int k, ck_act_mode mode);
+// Workspace bytes ck_gemm needs for an [m, k] input under the current thread count.
+size_t ck_gemm_workspace_size(int m, int k, ck_act_mode mode);
 
-// Y[m, n] = X[m, k] · W^T with W packed (ck_q8_pack). With a transposed pack
-// (ck_q8_pack_transposed of W [n', k']: n = k', k = n') this is the backward-data
-// product dX = dY · W. m == 1 runs the GEMV path.
-ck_status ck_gemm_q8(const float *x, int m, int k, const ck_panel_block *w, int n, float *y,
-                     ck_act_mode mode, void *workspace, size_t workspace_size);
+// Y[m, n] = X[m, k] · W^T with W [n, k] packed (ck_pack) in `type`: Q8_0, Q4_0, Q4_1,
+// Q4_K or Q6_K (CK_ERR_UNSUPPORTED otherwise). With a transposed Q8_0 pack
+// (ck_q8_pack_transposed of W [n', k']: n = k', k = n') this is the backward-data product
+// dX = dY · W. m == 1 runs the GEMV path. Every ISA path gives the same bits.
+ck_status ck_gemm(ck_type type, const float *x, int m, int k, const void *w, int n, float *y, ck_act_mode mode,
+                  void *workspace, size_t workspace_size);
+
+// Backward-data product dX[m, k] = dY[m, n] · W on the forward pack of W [n, k], without a
+// transposed copy: dY times each row's scale is quantized to int8 per 32 outputs and the
+// weights are read exactly as stored (gemm_bwd.c). Same bits for any thread count and path.
+size_t ck_gemm_bwd_workspace_size(int n);
+ck_status ck_gemm_bwd(ck_type type, const float *dy, int m, int n, const void *w, int k, float *dx, void *workspace,
+                      size_t workspace_size);
 
 // Exact backward-data product dX[m, k] = dY[m, n] · W on the forward pack: weight column
 // tiles are dequantized per thread and multiplied in f32 (reference runs and tests).
-size_t ck_gemm_q8_bwd_f32_workspace_size(int n);
-ck_status ck_gemm_q8_bwd_f32(const float *dy, int m, int n, const ck_panel_block *w, int k,
-                             float *dx, void *workspace, size_t workspace_size);
+size_t ck_gemm_bwd_f32_workspace_size(int n);
+ck_status ck_gemm_bwd_f32(ck_type type, const float *dy, int m, int n, const void *w, int k, float *dx, void *workspace,
+                          size_t workspace_size);
 
 // C[m, n] = alpha · op(A) · op(B) + beta · C, row-major, f32, through OpenBLAS when it is
 // available (the work split over our OpenMP threads), else a blocked plain-C GEMM.
@@ -43,8 +52,8 @@ ck_status ck_sgemm_openblas_threaded(int trans_a, int trans_b, int m, int n, int
 const char *ck_blas_backend(void);
 
 // Plain references, used by tests: the meaning of the fast kernels.
-void ck_gemm_q8_ref(const float *x, int m, int k, const ck_panel_block *w, int n, float *y,
-                    ck_act_mode mode);
+void ck_gemm_ref(ck_type type, const float *x, int m, int k, const void *w, int n, float *y, ck_act_mode mode);
+void ck_gemm_bwd_ref(ck_type type, const float *dy, int m, int n, const void *w, int k, float *dx);
 void ck_sgemm_ref(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a,
                   int lda, const float *b, int ldb, float beta, float *c, int ldc);
 

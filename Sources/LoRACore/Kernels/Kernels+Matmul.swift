@@ -1,6 +1,18 @@
 import CKernels
 
-/// How a product with int8 weights treats its activations.
+/// How the backward-data product dX = dY · W reads a frozen weight.
+public enum BackwardDataMode: String, Sendable, Codable, CaseIterable {
+    /// dY times each weight row's scale, quantized to int8 per 32 outputs, against the
+    /// forward blocks as stored: no memory beyond the weights.
+    case direct
+    /// The forward int8 kernel on Wᵀ requantized to Q8_0, built once per weight: faster, at
+    /// the cost of a second copy of every weight the backward pass runs through (int8 only).
+    case transposedCopy = "copy"
+    /// f32 products on dequantized tiles: exact for the stored weights (reference runs).
+    case exact
+}
+
+/// How a product with quantized weights treats its activations.
 public enum ActivationPrecision: Sendable {
     /// Quantized on the fly to int8 blocks of 32 (llama.cpp's Q8_0 × Q8_0): fast.
     case int8
@@ -29,64 +41,63 @@ public enum Kernels {
         precondition(
             x.rank >= 1 && x.rowLength == w.cols,
             "matmul: x \(x.shape) does not end in the weight's \(w.cols) input features (weight [\(w.rows), \(w.cols)])")
-        let m = x.rowCount
-        var y = Tensor(uninitialized: Array(x.shape.dropLast()) + [w.rows])
-        let size = ck_gemm_q8_workspace_size(Int32(m), Int32(w.cols), activations.cValue)
-        let status = withWorkspace(bytes: size) { workspace, count in
-            x.withUnsafeBufferPointer { xp in
-                y.withUnsafeMutableBufferPointer { yp in
-                    ck_gemm_q8(
-                        xp.baseAddress, Int32(m), Int32(w.cols), w.panels, Int32(w.rows), yp.baseAddress,
-                        activations.cValue, workspace, count)
-                }
-            }
+        return product(x, rows: w.cols, into: w.rows, w: "weight [\(w.rows), \(w.cols)] \(w.type.rawValue)") { x, m, y, workspace in
+            ck_gemm(
+                w.type.cValue, x, Int32(m), Int32(w.cols), w.panels, Int32(w.rows), y, activations.cValue, workspace.pointer,
+                workspace.count)
+        } workspace: { m in
+            ck_gemm_workspace_size(Int32(m), Int32(w.cols), activations.cValue)
         }
-        check(status, "matmul x \(x.shape) weight [\(w.rows), \(w.cols)]")
-        return y
     }
 
     /// dX = dY · W, the backward-data product of `matmul`: dY [..., w.rows] → dX [..., w.cols].
-    /// `.int8` runs the forward kernel on Wᵀ requantized in blocks along W's rows.
-    public static func matmulBackwardData(
-        _ dy: Tensor, _ w: QuantizedWeight,
-        activations: ActivationPrecision = .int8
-    ) -> Tensor {
+    public static func matmulBackwardData(_ dy: Tensor, _ w: QuantizedWeight, mode: BackwardDataMode) -> Tensor {
         precondition(
             dy.rank >= 1 && dy.rowLength == w.rows,
             "matmulBackwardData: dy \(dy.shape) does not end in the weight's \(w.rows) outputs (weight [\(w.rows), \(w.cols)])")
-        let m = dy.rowCount
-        // the int8 kernel writes every element; the f32 path accumulates
-        var dx =
-            activations == .int8
-            ? Tensor(uninitialized: Array(dy.shape.dropLast()) + [w.cols]) : Tensor(zeros: Array(dy.shape.dropLast()) + [w.cols])
-        let status: ck_status
-        switch activations {
-        case .int8:
-            let panelsT = w.transposedPanels()
-            let size = ck_gemm_q8_workspace_size(Int32(m), Int32(w.rows), CK_ACT_INT8)
-            status = withWorkspace(bytes: size) { workspace, count in
-                dy.withUnsafeBufferPointer { dyp in
-                    dx.withUnsafeMutableBufferPointer { dxp in
-                        ck_gemm_q8(
-                            dyp.baseAddress, Int32(m), Int32(w.rows), panelsT, Int32(w.cols), dxp.baseAddress,
-                            CK_ACT_INT8, workspace, count)
-                    }
-                }
+        precondition(
+            mode != .transposedCopy || w.type == .q8_0, "matmulBackwardData: a transposed copy needs int8 weights, not \(w.type.rawValue)")
+        let what = "weight [\(w.rows), \(w.cols)] \(w.type.rawValue)"
+        let (n, k, type) = (Int32(w.rows), Int32(w.cols), w.type.cValue)
+        switch mode {
+        case .direct:
+            return product(dy, rows: w.rows, into: w.cols, w: what) { dy, m, dx, ws in
+                ck_gemm_bwd(type, dy, Int32(m), n, w.panels, k, dx, ws.pointer, ws.count)
+            } workspace: { _ in
+                ck_gemm_bwd_workspace_size(n)
             }
-        case .f32:
-            let size = ck_gemm_q8_bwd_f32_workspace_size(Int32(w.rows))
-            status = withWorkspace(bytes: size) { workspace, count in
-                dy.withUnsafeBufferPointer { dyp in
-                    dx.withUnsafeMutableBufferPointer { dxp in
-                        ck_gemm_q8_bwd_f32(
-                            dyp.baseAddress, Int32(m), Int32(w.rows), w.panels, Int32(w.cols),
-                            dxp.baseAddress, workspace, count)
-                    }
-                }
+        case .transposedCopy:
+            let panelsT = w.transposedPanels()
+            return product(dy, rows: w.rows, into: w.cols, w: what) { dy, m, dx, ws in
+                ck_gemm(CK_TYPE_Q8_0, dy, Int32(m), n, panelsT, k, dx, CK_ACT_INT8, ws.pointer, ws.count)
+            } workspace: { m in
+                ck_gemm_workspace_size(Int32(m), n, CK_ACT_INT8)
+            }
+        case .exact:
+            return product(dy, rows: w.rows, into: w.cols, w: what) { dy, m, dx, ws in
+                ck_gemm_bwd_f32(type, dy, Int32(m), n, w.panels, k, dx, ws.pointer, ws.count)
+            } workspace: { _ in
+                ck_gemm_bwd_f32_workspace_size(n)
             }
         }
-        check(status, "matmulBackwardData dy \(dy.shape) weight [\(w.rows), \(w.cols)]")
-        return dx
+    }
+
+    /// Runs one packed-weight kernel over x [..., rows] into a new y [..., outputs] (every
+    /// element written) with the workspace it asks for; a failure traps naming the shapes.
+    private static func product(
+        _ x: Tensor, rows: Int, into outputs: Int, w: @autoclosure () -> String,
+        _ kernel: (UnsafePointer<Float>?, Int, UnsafeMutablePointer<Float>?, (pointer: UnsafeMutableRawPointer, count: Int)) -> ck_status,
+        workspace size: (Int) -> Int
+    ) -> Tensor {
+        let m = x.rowCount
+        var y = Tensor(uninitialized: Array(x.shape.dropLast()) + [outputs])
+        let status = withWorkspace(bytes: size(m)) { pointer, count in
+            x.withUnsafeBufferPointer { xp in
+                y.withUnsafeMutableBufferPointer { yp in kernel(xp.baseAddress, m, yp.baseAddress, (pointer, count)) }
+            }
+        }
+        check(status, "x \(x.shape) · \(w())")
+        return y
     }
 
     /// C = alpha · op(A) · op(B) for f32 matrices (OpenBLAS): the LoRA factors and attention.
@@ -200,14 +211,14 @@ public enum Kernels {
         }
     }
 
-    /// Rows `ids` of an int8 matrix, dequantized → [ids, cols].
+    /// Rows `ids` of a quantized matrix, dequantized → [ids, cols].
     public static func gatherRows(_ table: QuantizedWeight, _ ids: [Int32]) -> Tensor {
         precondition(ids.allSatisfy { $0 >= 0 && Int($0) < table.rows }, "gatherRows: an id is outside the table's \(table.rows) rows")
         var result = Tensor(uninitialized: [ids.count, table.cols])
         result.withUnsafeMutableBufferPointer { dst in
             for (i, id) in ids.enumerated() {
-                ck_q8_packed_dequantize(
-                    table.panels, Int32(table.rows), Int32(table.cols), id, 1, 0, Int32(table.cols),
+                ck_packed_dequantize(
+                    table.type.cValue, table.panels, Int32(table.rows), Int32(table.cols), id, 1, 0, Int32(table.cols),
                     dst.baseAddress! + i * table.cols, Int32(table.cols))
             }
         }

@@ -9,7 +9,7 @@ public final class Embedding: @unchecked Sendable {
     /// Rows of the table for `tokens` → [tokens, dim]. Ids are checked by the caller.
     public func callAsFunction(_ tokens: [Int32]) -> Tensor {
         switch table {
-        case .int8(let w): Kernels.gatherRows(w, tokens)
+        case .quantized(let w): Kernels.gatherRows(w, tokens)
         case .f32(let w): Kernels.gatherRows(w, tokens)
         }
     }

@@ -7,23 +7,24 @@ public protocol LinearAdapter: AnyObject, Sendable {
     func addOutput(of x: Tensor, to y: Tensor)
 }
 
-/// A frozen projection y = x·Wᵀ (W [out, in], no bias: Llama has none), in int8 blocks for
-/// speed or in f32 for exact reference runs, with an optional adapter on its output.
+/// A frozen projection y = x·Wᵀ (W [out, in], no bias: Llama has none), in quantized blocks
+/// (int8 or 4-bit) for speed or in f32 for exact reference runs, with an optional adapter on
+/// its output.
 public final class Linear: @unchecked Sendable {
     public enum Weight: Sendable {
-        case int8(QuantizedWeight)
+        case quantized(QuantizedWeight)
         case f32(Tensor) // [out, in]
 
         public var inFeatures: Int {
             switch self {
-            case .int8(let w): w.cols
+            case .quantized(let w): w.cols
             case .f32(let w): w.shape[1]
             }
         }
 
         public var outFeatures: Int {
             switch self {
-            case .int8(let w): w.rows
+            case .quantized(let w): w.rows
             case .f32(let w): w.shape[0]
             }
         }
@@ -31,7 +32,7 @@ public final class Linear: @unchecked Sendable {
         /// Bytes the weight takes in memory.
         public var byteCount: Int {
             switch self {
-            case .int8(let w): w.byteCount
+            case .quantized(let w): w.byteCount
             case .f32(let w): w.count * MemoryLayout<Float>.size
             }
         }
@@ -64,7 +65,7 @@ public final class Linear: @unchecked Sendable {
     public func callAsFunction(_ x: Tensor) -> Tensor {
         let y: Tensor
         switch weight {
-        case .int8(let w):
+        case .quantized(let w):
             y = Kernels.matmul(x, w)
         case .f32(let w):
             precondition(x.rowLength == w.shape[1], "Linear: x \(x.shape) for weight \(w.shape)")
@@ -78,8 +79,8 @@ public final class Linear: @unchecked Sendable {
     /// dx = dy·W through the frozen weight only (an adapter's share is the adapter's own backward).
     public func backwardData(_ dy: Tensor) -> Tensor {
         switch weight {
-        case .int8(let w):
-            return Kernels.matmulBackwardData(dy, w)
+        case .quantized(let w):
+            return Kernels.matmulBackwardData(dy, w, mode: w.backwardMode)
         case .f32(let w):
             precondition(dy.rowLength == w.shape[0], "Linear.backwardData: dy \(dy.shape) for weight \(w.shape)")
             return Kernels.matmul(dy.reshaped([dy.rowCount, dy.rowLength]), w)

@@ -13,7 +13,7 @@ public struct RMSNorm: Sendable {
     }
 }
 
-/// Projections that read the same input, with their int8 weights stacked into one matrix
+/// Projections that read the same input, with their quantized weights stacked into one matrix
 /// (q, k, v; gate, up): one fused product instead of several, which matters most when
 /// decoding, where each product is a short GEMV. Each projection's own weight is a view of
 /// its rows in the stack, and its adapter still applies to its own slice of the output.
@@ -21,7 +21,7 @@ struct StackedProjections: Sendable {
     let linears: [Linear]
     let stack: QuantizedWeight?
 
-    /// `stack`, when given, holds the int8 weights of every part (each part a view of it).
+    /// `stack`, when given, holds the quantized weights of every part (each part a view of it).
     init(_ weights: [Linear.Weight], stack: QuantizedWeight?) {
         linears = weights.map(Linear.init)
         self.stack = stack
@@ -45,7 +45,7 @@ struct StackedProjections: Sendable {
     func backward(_ dys: [Tensor], input x: Tensor, inputGradient: Bool) -> Tensor? {
         var dx: Tensor?
         if inputGradient, let stack {
-            dx = Kernels.matmulBackwardData(Tensor(concatenatingColumns: dys), stack)
+            dx = Kernels.matmulBackwardData(Tensor(concatenatingColumns: dys), stack, mode: stack.backwardMode)
         } else if inputGradient {
             dx = zip(linears, dys).map { $0.backwardData($1) }.reduce(nil) { sum, part in
                 guard let sum else { return part }

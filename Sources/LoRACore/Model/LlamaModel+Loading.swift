@@ -2,8 +2,39 @@
 public enum WeightPrecision: String, Sendable, Codable, CaseIterable {
     /// int8 blocks of 32 (Q8_0): GGUF Q8_0 data as is, every other type requantized.
     case int8
+    /// A GGUF's own 4- and 6-bit blocks as stored (Q4_0, Q4_1, Q4_K, Q6_K; Q8_0 as is, any
+    /// other type requantized to Q8_0); a Hugging Face checkpoint's f32/f16/bf16 weights
+    /// quantized to Q4_0 at load.
+    case q4
     /// Exact f32 values of the stored weights: reference runs.
     case f32
+
+    /// The block type a matrix stored as `stored` is held in, nil for f32: one rule for the
+    /// loader and the memory plan.
+    func heldType(stored: TensorDataType, names: LlamaTensorNames) -> TensorDataType? {
+        switch self {
+        case .f32: nil
+        case .int8: .q8_0
+        case .q4:
+            if QuantizedWeight.types.contains(stored) {
+                stored
+            } else {
+                names == .huggingFace ? .q4_0 : .q8_0
+            }
+        }
+    }
+}
+
+/// How many matrices of each stored type a load held in each block type ("Q4_K → Q4_K",
+/// "F16 → Q8_0"), for the load line.
+public struct WeightConversions: Sendable, Equatable, CustomStringConvertible {
+    public private(set) var counts: [String: Int] = [:]
+
+    mutating func add(stored: TensorDataType, held: TensorDataType?) {
+        counts["\(stored.rawValue) → \(held?.rawValue ?? "F32")", default: 0] += 1
+    }
+
+    public var description: String { counts.sorted { $0.key < $1.key }.map { "\($0.key) ×\($0.value)" }.joined(separator: ", ") }
 }
 
 /// A checkpoint's tensors by name, whatever the file format.
@@ -48,6 +79,7 @@ extension LlamaModel {
     ) throws(LoRAError) {
         let dim = config.hiddenSize
         let total = 9 * config.numHiddenLayers + 2 + (config.tieWordEmbeddings ? 0 : 1)
+        var conversions = WeightConversions()
         var done = 0
         func step() {
             done += 1
@@ -60,10 +92,9 @@ extension LlamaModel {
             }
             return slice
         }
-        /// Converts a tensor into `target` (int8) or returns its exact f32 values; a tensor
-        /// holding a NaN or an infinity is refused.
-        func convert(_ name: String, _ shape: [Int], into target: QuantizedWeight?) throws(LoRAError) -> Linear.Weight {
-            let slice = try read(name, shape)
+        /// Converts a tensor into `target` or returns its exact f32 values (no target); a
+        /// tensor holding a NaN or an infinity is refused.
+        func convert(_ slice: TensorSlice, into target: QuantizedWeight?) throws(LoRAError) -> Linear.Weight {
             defer {
                 tensors.release(slice)
                 step()
@@ -71,33 +102,42 @@ extension LlamaModel {
             let nonFinite: Int
             let weight: Linear.Weight
             if let target {
-                if slice.type == .q8_0 {
-                    try target.fill(q8_0Blocks: slice.bytes, name: name)
-                    nonFinite = QuantizedWeight.nonFiniteScales(q8_0Blocks: slice.bytes)
+                if slice.type == target.type {
+                    try target.fill(blocks: slice.bytes, name: slice.name)
+                    nonFinite = QuantizedWeight.nonFiniteScales(blocks: slice.bytes, type: slice.type)
                 } else {
                     nonFinite = target.fill { rows, values in slice.dequantize(rows: rows, into: values) }
                 }
-                weight = .int8(target)
+                weight = .quantized(target)
             } else {
                 let values = slice.dequantized()
                 nonFinite = values.nonFiniteCount
                 weight = .f32(values)
             }
-            guard nonFinite == 0 else { throw .nonFiniteValues(file: tensors.path, tensor: name, count: nonFinite) }
+            conversions.add(stored: slice.type, held: target?.type)
+            guard nonFinite == 0 else { throw .nonFiniteValues(file: tensors.path, tensor: slice.name, count: nonFinite) }
             return weight
         }
         func matrix(_ name: String, _ shape: [Int]) throws(LoRAError) -> Linear.Weight {
-            try convert(name, shape, into: precision == .int8 ? QuantizedWeight(rows: shape[0], cols: shape[1]) : nil)
+            let slice = try read(name, shape)
+            let held = precision.heldType(stored: slice.type, names: names)
+            return try convert(slice, into: held.map { QuantizedWeight(type: $0, rows: shape[0], cols: shape[1]) })
         }
-        /// Projections of one input, converted straight into one stacked int8 matrix.
+        /// Projections of one input, converted straight into one stacked matrix when they are
+        /// held in one block type.
         func stacked(_ parts: [(name: String, shape: [Int])]) throws(LoRAError) -> StackedProjections {
-            guard precision == .int8, let (stack, views) = QuantizedWeight.stack(partRows: parts.map { $0.shape[0] }, cols: dim) else {
+            var slices: [TensorSlice] = []
+            for part in parts { slices.append(try read(part.name, part.shape)) }
+            let held = Set(slices.map { precision.heldType(stored: $0.type, names: names) })
+            guard held.count == 1, let type = held.first ?? nil,
+                let (stack, views) = QuantizedWeight.stack(type: type, partRows: parts.map { $0.shape[0] }, cols: dim)
+            else {
                 var weights: [Linear.Weight] = []
                 for part in parts { weights.append(try matrix(part.name, part.shape)) }
                 return StackedProjections(weights, stack: nil)
             }
             var weights: [Linear.Weight] = []
-            for (part, view) in zip(parts, views) { weights.append(try convert(part.name, part.shape, into: view)) }
+            for (slice, view) in zip(slices, views) { weights.append(try convert(slice, into: view)) }
             return StackedProjections(weights, stack: stack)
         }
         func vector(_ name: String) throws(LoRAError) -> Tensor {
@@ -136,7 +176,7 @@ extension LlamaModel {
         let head = config.tieWordEmbeddings ? Linear(embedding.table) : Linear(try matrix(names.output, [config.vocabSize, dim]))
         self.init(
             config: config, ropeLayout: ropeLayout, ropeFrequencies: ropeFrequencies, embedTokens: embedding,
-            layers: layers, norm: norm, lmHead: head)
+            layers: layers, norm: norm, lmHead: head, conversions: conversions)
     }
 }
 
@@ -171,10 +211,15 @@ extension LlamaModel {
 
 extension LlamaModel {
     /// Bytes the weights of `config` take once loaded at `precision`: what the loader
-    /// allocates, matrix by matrix (a stack takes what its parts would), with the norms.
+    /// allocates, matrix by matrix (a stack takes what its parts would), with the norms. For
+    /// `.q4` every matrix counts as Q4_0 (what a Hugging Face checkpoint is quantized to).
     static func weightByteCount(config: LlamaConfig, precision: WeightPrecision) -> Int {
         func matrix(_ rows: Int, _ cols: Int) -> Int {
-            precision == .int8 ? QuantizedWeight.byteCount(rows: rows, cols: cols) : rows * cols * MemoryLayout<Float>.size
+            switch precision {
+            case .int8: QuantizedWeight.byteCount(type: .q8_0, rows: rows, cols: cols)
+            case .q4: QuantizedWeight.byteCount(type: .q4_0, rows: rows, cols: cols)
+            case .f32: rows * cols * MemoryLayout<Float>.size
+            }
         }
         let layer = Projection.allCases.reduce(0) { sum, projection in
             let shape = projection.shape(config)
@@ -191,14 +236,15 @@ extension LlamaModel {
     /// needed below it), and the output head's. None for f32 weights.
     static func backwardCopyByteCount(config: LlamaConfig, precision: WeightPrecision, lowest: Int) -> Int {
         guard precision == .int8 else { return 0 }
-        var bytes = QuantizedWeight.byteCount(rows: config.hiddenSize, cols: config.vocabSize)
+        func copy(rows: Int, cols: Int) -> Int { QuantizedWeight.byteCount(type: .q8_0, rows: rows, cols: cols) }
+        var bytes = copy(rows: config.hiddenSize, cols: config.vocabSize)
         for layer in lowest..<config.numHiddenLayers {
             for group in Projection.storage where !(layer == lowest && group.contains(.q)) {
                 let shapes = group.map { $0.shape(config) }
                 if group.count > 1, QuantizedWeight.canStack(partRows: shapes.map(\.outFeatures)) {
-                    bytes += QuantizedWeight.byteCount(rows: shapes[0].inFeatures, cols: shapes.reduce(0) { $0 + $1.outFeatures })
+                    bytes += copy(rows: shapes[0].inFeatures, cols: shapes.reduce(0) { $0 + $1.outFeatures })
                 } else {
-                    bytes += shapes.reduce(0) { $0 + QuantizedWeight.byteCount(rows: $1.inFeatures, cols: $1.outFeatures) }
+                    bytes += shapes.reduce(0) { $0 + copy(rows: $1.inFeatures, cols: $1.outFeatures) }
                 }
             }
         }
@@ -208,7 +254,7 @@ extension LlamaModel {
     /// Bytes of the transposed int8 copies the backward passes have built so far, measured
     /// (what `TrainingMemory.backwardCopies` plans).
     public var transposedCopyBytes: Int {
-        func held(_ weight: Linear.Weight) -> Int { if case .int8(let w) = weight { w.transposedByteCount } else { 0 } }
+        func held(_ weight: Linear.Weight) -> Int { if case .quantized(let w) = weight { w.transposedByteCount } else { 0 } }
         func held(_ stacked: StackedProjections) -> Int {
             stacked.stack?.transposedByteCount ?? stacked.linears.reduce(0) { $0 + held($1.weight) }
         }

@@ -9,11 +9,14 @@ public final class LlamaModel: @unchecked Sendable {
     /// The output head [vocab, dim]; shares the embedding table when embeddings are tied.
     public let lmHead: Linear
     let ropeFrequencies: [Float]
+    /// The block type each matrix of the checkpoint was held in, by stored type.
+    public let conversions: WeightConversions
 
     init(
         config: LlamaConfig, ropeLayout: RoPELayout, ropeFrequencies: [Float], embedTokens: Embedding,
-        layers: [LlamaDecoderLayer], norm: RMSNorm, lmHead: Linear
+        layers: [LlamaDecoderLayer], norm: RMSNorm, lmHead: Linear, conversions: WeightConversions = WeightConversions()
     ) {
+        self.conversions = conversions
         self.config = config
         self.ropeLayout = ropeLayout
         self.ropeFrequencies = ropeFrequencies

@@ -1,0 +1,260 @@
+// AVX2 path: no VNNI, so block dots run on VPMADDUBSW (u8 × s8 pairs into int16) then
+// VPMADDWD. Nibbles and 6-bit values are small enough for that directly; int8 weights use
+// llama.cpp's sign trick (|w| as unsigned, x with w's sign), and |q| <= 127 keeps the int16
+// pair sums below saturation. Bit-identical to the scalar path in gemm.c.
+#include <immintrin.h>
+#include <string.h>
+#include "ck_internal.h"
+#include "include/ck_quant.h"
+
+#define TARGET __attribute__((target("avx2,fma,f16c")))
+#define INLINE static inline __attribute__((always_inline))
+
+INLINE size_t block_bytes(const ck_format f) {
+    switch (f) {
+    case CK_F_Q8_0: return sizeof(ck_panel_block);
+    case CK_F_Q4_0: return sizeof(ck_panel_q4_0);
+    case CK_F_Q4_1: return sizeof(ck_panel_q4_1);
+    case CK_F_Q4_K: return sizeof(ck_panel_q4_k);
+    default: return sizeof(ck_panel_q6_k);
+    }
+}
+
+INLINE int super(const ck_format f) { return f == CK_F_Q4_K || f == CK_F_Q6_K; }
+
+// Group g of x block b for rows 8h..8h+7 of a panel: unsigned bytes (Q8_0: signed w).
+TARGET INLINE __m256i weights(const ck_format f, const char *panel, int b, int g, int h) {
+    const __m256i nib = _mm256_set1_epi8(0x0F);
+    switch (f) {
+    case CK_F_Q8_0:
+        // stored w+128 -> signed w is a flip of the top bit
+        return _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)((const ck_panel_block *)panel)[b].q[g][8 * h]),
+                                _mm256_set1_epi8((char)0x80));
+    case CK_F_Q4_0:
+    case CK_F_Q4_1: {
+        const uint8_t *qs = f == CK_F_Q4_0 ? ((const ck_panel_q4_0 *)panel)[b].qs[g & 3][8 * h]
+                                           : ((const ck_panel_q4_1 *)panel)[b].qs[g & 3][8 * h];
+        const __m256i v = _mm256_loadu_si256((const __m256i *)qs);
+        return g < 4 ? _mm256_and_si256(v, nib) : _mm256_and_si256(_mm256_srli_epi16(v, 4), nib);
+    }
+    case CK_F_Q4_K: {
+        const ck_panel_q4_k *p = (const ck_panel_q4_k *)panel + b / 8;
+        const int s = b % 8;
+        const __m256i v = _mm256_loadu_si256((const __m256i *)p->qs[s / 2][g][8 * h]);
+        return s & 1 ? _mm256_and_si256(_mm256_srli_epi16(v, 4), nib) : _mm256_and_si256(v, nib);
+    }
+    default: {
+        const ck_panel_q6_k *p = (const ck_panel_q6_k *)panel + b / 8;
+        const int s = b % 8, hh = s / 4, j = s % 4;
+        const __m256i vl = _mm256_loadu_si256((const __m256i *)p->ql[hh][j & 1][g][8 * h]);
+        const __m256i vh = _mm256_loadu_si256((const __m256i *)p->qh[hh][g][8 * h]);
+        const __m256i lo = j < 2 ? _mm256_and_si256(vl, nib) : _mm256_and_si256(_mm256_srli_epi16(vl, 4), nib);
+        const __m256i hi = _mm256_and_si256(_mm256_srl_epi16(vh, _mm_cvtsi32_si128(2 * j)), _mm256_set1_epi8(3));
+        return _mm256_or_si256(lo, _mm256_slli_epi16(hi, 4));
+    }
+    }
+}
+
+// sum over each 4 bytes of w·x, added to dot (w unsigned, or signed for Q8_0).
+TARGET INLINE __m256i dot4(const ck_format f, __m256i dot, __m256i w, __m256i x) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    const __m256i p16 = f == CK_F_Q8_0 ? _mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(x, w))
+                                       : _mm256_maddubs_epi16(w, x);
+    return _mm256_add_epi32(dot, _mm256_madd_epi16(p16, ones));
+}
+
+TARGET INLINE __m256 halves(const ck_half *h) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)h)); }
+
+TARGET INLINE __m256i bytes8(const uint8_t *p, int is_signed) {
+    const __m128i v = _mm_loadl_epi64((const __m128i *)p);
+    return is_signed ? _mm256_cvtepi8_epi32(v) : _mm256_cvtepu8_epi32(v);
+}
+
+// MR rows x one panel (16 columns as two ymm halves).
+TARGET INLINE void tile(const ck_format f, const ck_act_q8 *x, int i0, const int MR, const void *w, int p, int b0, int b1,
+                        int n, float *y, int ldy) {
+    const int kb = x->kb;
+    const size_t row_bytes = (size_t)(super(f) ? ck_div_up(kb, 8) : kb) * block_bytes(f);
+    const char *pw = (const char *)w + (size_t)p * row_bytes;
+    const int col = p * CK_PANEL, valid = n - col < CK_PANEL ? n - col : CK_PANEL;
+    __m256 acc[2][2];
+    for (int i = 0; i < MR; i++) {
+        float start[CK_PANEL] = {0};
+        if (b0 > 0) memcpy(start, y + (size_t)(i0 + i) * ldy + col, (size_t)valid * sizeof(float));
+        acc[i][0] = _mm256_loadu_ps(start);
+        acc[i][1] = _mm256_loadu_ps(start + 8);
+    }
+    for (int b = b0; b < b1; b++) {
+        __m256i dot[2][2], dot_hi[2][2];
+        for (int i = 0; i < MR; i++) {
+            const size_t at = (size_t)(i0 + i) * kb + b;
+            const int32_t sum = x->sum[at], lo = x->sum_lo[at];
+            // Q8_0's sign trick yields signed dots: no offset to cancel
+            const int32_t start = f == CK_F_Q4_0 ? -8 * sum : f == CK_F_Q6_K ? -32 * lo : 0;
+            for (int h = 0; h < 2; h++) {
+                dot[i][h] = _mm256_set1_epi32(start);
+                dot_hi[i][h] = _mm256_set1_epi32(-32 * (sum - lo));
+            }
+        }
+        for (int g = 0; g < CK_QK / 4; g++) {
+            const __m256i w0 = weights(f, pw, b, g, 0), w1 = weights(f, pw, b, g, 1);
+            for (int i = 0; i < MR; i++) {
+                int32_t four;
+                memcpy(&four, x->q + ((size_t)(i0 + i) * kb + b) * CK_QK + g * 4, 4);
+                const __m256i xv = _mm256_set1_epi32(four);
+                if (f == CK_F_Q6_K && g >= 4) {
+                    dot_hi[i][0] = dot4(f, dot_hi[i][0], w0, xv);
+                    dot_hi[i][1] = dot4(f, dot_hi[i][1], w1, xv);
+                } else {
+                    dot[i][0] = dot4(f, dot[i][0], w0, xv);
+                    dot[i][1] = dot4(f, dot[i][1], w1, xv);
+                }
+            }
+        }
+        for (int h = 0; h < 2; h++) {
+            for (int i = 0; i < MR; i++) {
+                const size_t at = (size_t)(i0 + i) * kb + b;
+                const __m256 xd = _mm256_set1_ps(x->d[at]);
+                switch (f) {
+                case CK_F_Q8_0:
+                    acc[i][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot[i][h]),
+                                                _mm256_mul_ps(halves(((const ck_panel_block *)pw)[b].d + 8 * h), xd), acc[i][h]);
+                    break;
+                case CK_F_Q4_0:
+                    acc[i][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot[i][h]),
+                                                _mm256_mul_ps(halves(((const ck_panel_q4_0 *)pw)[b].d + 8 * h), xd), acc[i][h]);
+                    break;
+                case CK_F_Q4_1: {
+                    const ck_panel_q4_1 *pb = (const ck_panel_q4_1 *)pw + b;
+                    acc[i][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot[i][h]), _mm256_mul_ps(halves(pb->d + 8 * h), xd), acc[i][h]);
+                    acc[i][h] = _mm256_fmadd_ps(_mm256_set1_ps((float)x->sum[at]), _mm256_mul_ps(halves(pb->m + 8 * h), xd), acc[i][h]);
+                    break;
+                }
+                case CK_F_Q4_K: {
+                    const ck_panel_q4_k *pb = (const ck_panel_q4_k *)pw + b / 8;
+                    const int s = b % 8;
+                    const __m256i sc = bytes8(pb->sc[s] + 8 * h, 0), m = bytes8(pb->m[s] + 8 * h, 0);
+                    acc[i][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_mullo_epi32(sc, dot[i][h])),
+                                                _mm256_mul_ps(halves(pb->d + 8 * h), xd), acc[i][h]);
+                    acc[i][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_mullo_epi32(m, _mm256_set1_epi32(-x->sum[at]))),
+                                                _mm256_mul_ps(halves(pb->dmin + 8 * h), xd), acc[i][h]);
+                    break;
+                }
+                default: {
+                    const ck_panel_q6_k *pb = (const ck_panel_q6_k *)pw + b / 8;
+                    const int s = b % 8;
+                    const __m256i sc_lo = bytes8((const uint8_t *)pb->sc[2 * s] + 8 * h, 1);
+                    const __m256i sc_hi = bytes8((const uint8_t *)pb->sc[2 * s + 1] + 8 * h, 1);
+                    const __m256i total = _mm256_add_epi32(_mm256_mullo_epi32(sc_lo, dot[i][h]), _mm256_mullo_epi32(sc_hi, dot_hi[i][h]));
+                    acc[i][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(total), _mm256_mul_ps(halves(pb->d + 8 * h), xd), acc[i][h]);
+                }
+                }
+            }
+        }
+    }
+    for (int i = 0; i < MR; i++) {
+        float out[CK_PANEL];
+        _mm256_storeu_ps(out, acc[i][0]);
+        _mm256_storeu_ps(out + 8, acc[i][1]);
+        memcpy(y + (size_t)(i0 + i) * ldy + col, out, (size_t)valid * sizeof(float));
+    }
+}
+
+TARGET INLINE void tiles(const ck_format f, const ck_act_q8 *x, int m0, int m1, const void *w, int p0, int p1, int b0,
+                         int b1, int n, float *y, int ldy) {
+    for (int p = p0; p < p1; p++) {
+        int i = m0;
+        for (; i + 2 <= m1; i += 2) tile(f, x, i, 2, w, p, b0, b1, n, y, ldy);
+        if (i < m1) tile(f, x, i, 1, w, p, b0, b1, n, y, ldy);
+    }
+}
+
+#define AVX2_TILE(name, format)                                                                                  \
+    TARGET void ck_tile_##name##_avx2(const ck_act_q8 *x, int m0, int m1, const void *w, int p0, int p1, int b0, \
+                                      int b1, int n, float *y, int ldy) {                                        \
+        tiles(format, x, m0, m1, w, p0, p1, b0, b1, n, y, ldy);                                                  \
+    }
+AVX2_TILE(q8_0, CK_F_Q8_0)
+AVX2_TILE(q4_0, CK_F_Q4_0)
+AVX2_TILE(q4_1, CK_F_Q4_1)
+AVX2_TILE(q4_k, CK_F_Q4_K)
+AVX2_TILE(q6_k, CK_F_Q6_K)
+
+TARGET void ck_quantize_act_row_avx2(const float *x, int k, int8_t *q, float *d, int32_t *sum, int32_t *sum_lo) {
+    const int kb = ck_q8_blocks_per_row(k);
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    for (int b = 0; b < kb; b++) {
+        const int len = k - b * CK_QK < CK_QK ? k - b * CK_QK : CK_QK;
+        float v[CK_QK] = {0};
+        memcpy(v, x + b * CK_QK, (size_t)len * sizeof(float));
+        __m256 vx[4], mx = _mm256_setzero_ps();
+        for (int h = 0; h < 4; h++) {
+            vx[h] = _mm256_loadu_ps(v + 8 * h);
+            mx = _mm256_max_ps(mx, _mm256_andnot_ps(sign, vx[h]));
+        }
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        const float scale = _mm_cvtss_f32(m4) / 127.0f;
+        const __m256 inv = _mm256_set1_ps(scale ? 1.0f / scale : 0.0f);
+        int32_t ints[CK_QK], total = 0, lo = 0;
+        for (int h = 0; h < 4; h++)
+            _mm256_storeu_si256((__m256i *)(ints + 8 * h), _mm256_cvtps_epi32(_mm256_mul_ps(vx[h], inv)));
+        for (int j = 0; j < CK_QK; j++) {
+            q[b * CK_QK + j] = (int8_t)ints[j];
+            total += ints[j];
+            lo += j < CK_QK / 2 ? ints[j] : 0;
+        }
+        d[b] = scale;
+        sum[b] = total;
+        sum_lo[b] = lo;
+    }
+}
+
+// MR rows of the backward strip: 4 ymm of 8 columns.
+TARGET INLINE void strip_rows(const ck_strip *s, const ck_strip_row *z, const int MR, const float *bias, float *dx,
+                              int ldx, int cols) {
+    const int sign_trick = s->offset == 128;  // int8 weights: u − 128 can reach 127, too big for VPMADDUBSW
+    __m256 acc[2][4];
+    for (int i = 0; i < MR; i++)
+        for (int v = 0; v < 4; v++) acc[i][v] = _mm256_setzero_ps();
+    for (int c = 0; c < s->nb; c++) {
+        __m256i dot[2][4];
+        for (int i = 0; i < MR; i++)
+            for (int v = 0; v < 4; v++) dot[i][v] = _mm256_set1_epi32(sign_trick ? 0 : -s->offset * z[i].sum[v / 2][c]);
+        for (int q = 0; q < CK_QK / 4; q++) {
+            const uint8_t *u = s->u + (size_t)(c * (CK_QK / 4) + q) * 4 * CK_QK;
+            __m256i uv[4];
+            for (int v = 0; v < 4; v++) {
+                uv[v] = _mm256_loadu_si256((const __m256i *)(u + 32 * v));
+                if (sign_trick) uv[v] = _mm256_xor_si256(uv[v], _mm256_set1_epi8((char)0x80));
+            }
+            for (int i = 0; i < MR; i++) {
+                for (int v = 0; v < 4; v++) {
+                    int32_t four;
+                    memcpy(&four, z[i].q[v / 2] + c * CK_QK + 4 * q, 4);
+                    const __m256i xv = _mm256_set1_epi32(four);
+                    dot[i][v] = sign_trick ? dot4(CK_F_Q8_0, dot[i][v], uv[v], xv) : dot4(CK_F_Q4_1, dot[i][v], uv[v], xv);
+                }
+            }
+        }
+        for (int i = 0; i < MR; i++)
+            for (int v = 0; v < 4; v++)
+                acc[i][v] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot[i][v]), _mm256_set1_ps(z[i].d[v / 2][c]), acc[i][v]);
+    }
+    for (int i = 0; i < MR; i++) {
+        float out[CK_QK];
+        for (int v = 0; v < 4; v++) {
+            if (bias) acc[i][v] = _mm256_add_ps(acc[i][v], _mm256_set1_ps(bias[i]));
+            _mm256_storeu_ps(out + 8 * v, acc[i][v]);
+        }
+        memcpy(dx + (size_t)i * ldx, out, (size_t)cols * sizeof(float));
+    }
+}
+
+TARGET void ck_strip_tile_avx2(const ck_strip *s, const ck_strip_row *z, int rows, const float *bias, float *dx, int ldx,
+                               int cols) {
+    int i = 0;
+    for (; i + 2 <= rows; i += 2) strip_rows(s, z + i, 2, bias ? bias + i : NULL, dx + (size_t)i * ldx, ldx, cols);
+    if (i < rows) strip_rows(s, z + i, 1, bias ? bias + i : NULL, dx + (size_t)i * ldx, ldx, cols);
+}

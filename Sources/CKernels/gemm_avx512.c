@@ -1,0 +1,241 @@
+// AVX-512 VNNI path: unsigned weights (offset-binary int8, nibbles, 6-bit values) times
+// int8 activations with VPDPBUSD, 16 rows of a panel per register, bit-identical to the
+// scalar path in gemm.c (same integer block dots, same float operations per lane).
+#include <immintrin.h>
+#include <string.h>
+#include "ck_internal.h"
+#include "include/ck_quant.h"
+
+#define TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,fma,f16c")))
+#define INLINE static inline __attribute__((always_inline))
+
+INLINE size_t block_bytes(const ck_format f) {
+    switch (f) {
+    case CK_F_Q8_0: return sizeof(ck_panel_block);
+    case CK_F_Q4_0: return sizeof(ck_panel_q4_0);
+    case CK_F_Q4_1: return sizeof(ck_panel_q4_1);
+    case CK_F_Q4_K: return sizeof(ck_panel_q4_k);
+    default: return sizeof(ck_panel_q6_k);
+    }
+}
+
+INLINE int super(const ck_format f) { return f == CK_F_Q4_K || f == CK_F_Q6_K; }
+
+// Group g (weights 4g..4g+3) of x block b for the 16 rows of a panel, as unsigned bytes.
+TARGET INLINE __m512i weights(const ck_format f, const char *panel, int b, int g) {
+    const __m512i nib = _mm512_set1_epi8(0x0F);
+    switch (f) {
+    case CK_F_Q8_0: return _mm512_loadu_si512(((const ck_panel_block *)panel)[b].q[g]);
+    case CK_F_Q4_0:
+    case CK_F_Q4_1: {
+        const uint8_t *qs = f == CK_F_Q4_0 ? ((const ck_panel_q4_0 *)panel)[b].qs[g & 3][0]
+                                           : ((const ck_panel_q4_1 *)panel)[b].qs[g & 3][0];
+        const __m512i v = _mm512_loadu_si512(qs);
+        return g < 4 ? _mm512_and_si512(v, nib) : _mm512_and_si512(_mm512_srli_epi16(v, 4), nib);
+    }
+    case CK_F_Q4_K: {
+        const ck_panel_q4_k *p = (const ck_panel_q4_k *)panel + b / 8;
+        const int s = b % 8;
+        const __m512i v = _mm512_loadu_si512(p->qs[s / 2][g]);
+        return s & 1 ? _mm512_and_si512(_mm512_srli_epi16(v, 4), nib) : _mm512_and_si512(v, nib);
+    }
+    default: {
+        const ck_panel_q6_k *p = (const ck_panel_q6_k *)panel + b / 8;
+        const int s = b % 8, h = s / 4, j = s % 4;
+        const __m512i vl = _mm512_loadu_si512(p->ql[h][j & 1][g]), vh = _mm512_loadu_si512(p->qh[h][g]);
+        const __m512i lo = j < 2 ? _mm512_and_si512(vl, nib) : _mm512_and_si512(_mm512_srli_epi16(vl, 4), nib);
+        const __m512i hi = _mm512_and_si512(_mm512_srl_epi16(vh, _mm_cvtsi32_si128(2 * j)), _mm512_set1_epi8(3));
+        return _mm512_or_si512(lo, _mm512_slli_epi16(hi, 4));
+    }
+    }
+}
+
+TARGET INLINE __m512 halves(const ck_half *h) { return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)h)); }
+
+// One register tile: MR rows of X x NV panels (16 columns each). With MR=4, NV=2 that is 8
+// independent VPDPBUSD chains per x block (16 for Q6_K, which sums each half block
+// apart), enough to cover its latency. Constant f/MR/NV after inlining keep it in zmm.
+TARGET INLINE void tile(const ck_format f, const ck_act_q8 *x, int i0, const int MR, const void *w, int p, const int NV,
+                        int b0, int b1, int n, float *y, int ldy) {
+    const int kb = x->kb;
+    const size_t row_bytes = (size_t)(super(f) ? ck_div_up(kb, 8) : kb) * block_bytes(f);
+    const char *pw[2] = {(const char *)w + (size_t)p * row_bytes, (const char *)w + (size_t)(p + 1) * row_bytes};
+    __mmask16 mask[2];
+    for (int v = 0; v < NV; v++) {
+        const int valid = n - (p + v) * CK_PANEL;
+        mask[v] = (__mmask16)(valid >= CK_PANEL ? 0xFFFF : (1u << valid) - 1);
+    }
+    __m512 acc[4][2];
+    for (int i = 0; i < MR; i++)
+        for (int v = 0; v < NV; v++)
+            acc[i][v] = b0 > 0 ? _mm512_maskz_loadu_ps(mask[v], y + (size_t)(i0 + i) * ldy + (p + v) * CK_PANEL)
+                               : _mm512_setzero_ps();
+
+    for (int b = b0; b < b1; b++) {
+        __m512i dot[4][2], dot_hi[4][2];
+        for (int i = 0; i < MR; i++) {
+            const size_t at = (size_t)(i0 + i) * kb + b;
+            const int32_t sum = x->sum[at], lo = x->sum_lo[at];
+            // starting from −offset·sum(x) cancels the offset of the stored weights
+            const int32_t start = f == CK_F_Q8_0 ? -128 * sum : f == CK_F_Q4_0 ? -8 * sum : f == CK_F_Q6_K ? -32 * lo : 0;
+            for (int v = 0; v < NV; v++) {
+                dot[i][v] = _mm512_set1_epi32(start);
+                dot_hi[i][v] = _mm512_set1_epi32(-32 * (sum - lo));
+            }
+        }
+        for (int g = 0; g < CK_QK / 4; g++) {
+            __m512i wv[2];
+            for (int v = 0; v < NV; v++) wv[v] = weights(f, pw[v], b, g);
+            for (int i = 0; i < MR; i++) {
+                int32_t four;
+                memcpy(&four, x->q + ((size_t)(i0 + i) * kb + b) * CK_QK + g * 4, 4);
+                const __m512i xv = _mm512_set1_epi32(four);
+                for (int v = 0; v < NV; v++) {
+                    if (f == CK_F_Q6_K && g >= 4) dot_hi[i][v] = _mm512_dpbusd_epi32(dot_hi[i][v], wv[v], xv);
+                    else dot[i][v] = _mm512_dpbusd_epi32(dot[i][v], wv[v], xv);
+                }
+            }
+        }
+        for (int v = 0; v < NV; v++) {
+            const char *panel = pw[v];
+            for (int i = 0; i < MR; i++) {
+                const size_t at = (size_t)(i0 + i) * kb + b;
+                const __m512 xd = _mm512_set1_ps(x->d[at]);
+                switch (f) {
+                case CK_F_Q8_0:
+                    acc[i][v] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[i][v]),
+                                                _mm512_mul_ps(halves(((const ck_panel_block *)panel)[b].d), xd), acc[i][v]);
+                    break;
+                case CK_F_Q4_0:
+                    acc[i][v] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[i][v]),
+                                                _mm512_mul_ps(halves(((const ck_panel_q4_0 *)panel)[b].d), xd), acc[i][v]);
+                    break;
+                case CK_F_Q4_1: {
+                    const ck_panel_q4_1 *pb = (const ck_panel_q4_1 *)panel + b;
+                    acc[i][v] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[i][v]), _mm512_mul_ps(halves(pb->d), xd), acc[i][v]);
+                    acc[i][v] = _mm512_fmadd_ps(_mm512_set1_ps((float)x->sum[at]), _mm512_mul_ps(halves(pb->m), xd), acc[i][v]);
+                    break;
+                }
+                case CK_F_Q4_K: {
+                    const ck_panel_q4_k *pb = (const ck_panel_q4_k *)panel + b / 8;
+                    const int s = b % 8;
+                    const __m512i sc = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)pb->sc[s]));
+                    const __m512i m = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)pb->m[s]));
+                    acc[i][v] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_mullo_epi32(sc, dot[i][v])),
+                                                _mm512_mul_ps(halves(pb->d), xd), acc[i][v]);
+                    acc[i][v] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_mullo_epi32(m, _mm512_set1_epi32(-x->sum[at]))),
+                                                _mm512_mul_ps(halves(pb->dmin), xd), acc[i][v]);
+                    break;
+                }
+                default: {
+                    const ck_panel_q6_k *pb = (const ck_panel_q6_k *)panel + b / 8;
+                    const int s = b % 8;
+                    const __m512i sc_lo = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)pb->sc[2 * s]));
+                    const __m512i sc_hi = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)pb->sc[2 * s + 1]));
+                    const __m512i total = _mm512_add_epi32(_mm512_mullo_epi32(sc_lo, dot[i][v]), _mm512_mullo_epi32(sc_hi, dot_hi[i][v]));
+                    acc[i][v] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(total), _mm512_mul_ps(halves(pb->d), xd), acc[i][v]);
+                }
+                }
+            }
+        }
+    }
+    for (int v = 0; v < NV; v++)
+        for (int i = 0; i < MR; i++)
+            _mm512_mask_storeu_ps(y + (size_t)(i0 + i) * ldy + (p + v) * CK_PANEL, mask[v], acc[i][v]);
+}
+
+TARGET INLINE void panel_rows(const ck_format f, const ck_act_q8 *x, int m0, int m1, const void *w, int p, const int NV,
+                              int b0, int b1, int n, float *y, int ldy) {
+    int i = m0;
+    for (; i + 4 <= m1; i += 4) tile(f, x, i, 4, w, p, NV, b0, b1, n, y, ldy);
+    switch (m1 - i) {
+    case 3: tile(f, x, i, 3, w, p, NV, b0, b1, n, y, ldy); break;
+    case 2: tile(f, x, i, 2, w, p, NV, b0, b1, n, y, ldy); break;
+    case 1: tile(f, x, i, 1, w, p, NV, b0, b1, n, y, ldy); break;
+    }
+}
+
+TARGET INLINE void tiles(const ck_format f, const ck_act_q8 *x, int m0, int m1, const void *w, int p0, int p1, int b0,
+                         int b1, int n, float *y, int ldy) {
+    for (int p = p0; p < p1; p += 2) {
+        if (p + 1 < p1) panel_rows(f, x, m0, m1, w, p, 2, b0, b1, n, y, ldy);
+        else panel_rows(f, x, m0, m1, w, p, 1, b0, b1, n, y, ldy);
+    }
+}
+
+#define AVX512_TILE(name, format)                                                                                  \
+    TARGET void ck_tile_##name##_avx512(const ck_act_q8 *x, int m0, int m1, const void *w, int p0, int p1, int b0, \
+                                        int b1, int n, float *y, int ldy) {                                        \
+        tiles(format, x, m0, m1, w, p0, p1, b0, b1, n, y, ldy);                                                    \
+    }
+AVX512_TILE(q8_0, CK_F_Q8_0)
+AVX512_TILE(q4_0, CK_F_Q4_0)
+AVX512_TILE(q4_1, CK_F_Q4_1)
+AVX512_TILE(q4_k, CK_F_Q4_K)
+AVX512_TILE(q6_k, CK_F_Q6_K)
+
+TARGET void ck_quantize_act_row_avx512(const float *x, int k, int8_t *q, float *d, int32_t *sum, int32_t *sum_lo) {
+    const int kb = ck_q8_blocks_per_row(k);
+    for (int b = 0; b < kb; b++) {
+        const int len = k - b * CK_QK < CK_QK ? k - b * CK_QK : CK_QK;
+        const __mmask16 lo = (__mmask16)(len >= 16 ? 0xFFFF : (1u << len) - 1);
+        const __mmask16 hi = (__mmask16)(len >= 32 ? 0xFFFF : len > 16 ? (1u << (len - 16)) - 1 : 0);
+        const __m512 v0 = _mm512_maskz_loadu_ps(lo, x + b * CK_QK);
+        const __m512 v1 = _mm512_maskz_loadu_ps(hi, x + b * CK_QK + 16);
+        const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+        const float scale = amax / 127.0f;
+        const __m512 inv = _mm512_set1_ps(scale ? 1.0f / scale : 0.0f);
+        const __m512i i0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, inv));
+        const __m512i i1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, inv));
+        _mm_storeu_si128((__m128i *)(q + b * CK_QK), _mm512_cvtsepi32_epi8(i0));
+        _mm_storeu_si128((__m128i *)(q + b * CK_QK + 16), _mm512_cvtsepi32_epi8(i1));
+        d[b] = scale;
+        sum_lo[b] = _mm512_reduce_add_epi32(i0);
+        sum[b] = sum_lo[b] + _mm512_reduce_add_epi32(i1);
+    }
+}
+
+// MR rows of the backward strip: 2 vectors of 16 columns, VPDPBUSD over 4 outputs a lane.
+TARGET INLINE void strip_rows(const ck_strip *s, const ck_strip_row *z, const int MR, const float *bias, float *dx,
+                              int ldx, __mmask16 mask[2]) {
+    __m512 acc[4][2];
+    for (int i = 0; i < MR; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+    for (int c = 0; c < s->nb; c++) {
+        __m512i dot[4][2];
+        for (int i = 0; i < MR; i++)
+            for (int v = 0; v < 2; v++) dot[i][v] = _mm512_set1_epi32(-s->offset * z[i].sum[v][c]);
+        for (int q = 0; q < CK_QK / 4; q++) {
+            const uint8_t *u = s->u + (size_t)(c * (CK_QK / 4) + q) * 4 * CK_QK;
+            const __m512i u0 = _mm512_loadu_si512(u), u1 = _mm512_loadu_si512(u + 64);
+            for (int i = 0; i < MR; i++) {
+                int32_t four[2];
+                memcpy(&four[0], z[i].q[0] + c * CK_QK + 4 * q, 4);
+                memcpy(&four[1], z[i].q[1] + c * CK_QK + 4 * q, 4);
+                dot[i][0] = _mm512_dpbusd_epi32(dot[i][0], u0, _mm512_set1_epi32(four[0]));
+                dot[i][1] = _mm512_dpbusd_epi32(dot[i][1], u1, _mm512_set1_epi32(four[1]));
+            }
+        }
+        for (int i = 0; i < MR; i++)
+            for (int v = 0; v < 2; v++)
+                acc[i][v] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[i][v]), _mm512_set1_ps(z[i].d[v][c]), acc[i][v]);
+    }
+    for (int i = 0; i < MR; i++) {
+        for (int v = 0; v < 2; v++) {
+            if (bias) acc[i][v] = _mm512_add_ps(acc[i][v], _mm512_set1_ps(bias[i]));
+            _mm512_mask_storeu_ps(dx + (size_t)i * ldx + 16 * v, mask[v], acc[i][v]);
+        }
+    }
+}
+
+TARGET void ck_strip_tile_avx512(const ck_strip *s, const ck_strip_row *z, int rows, const float *bias, float *dx, int ldx,
+                                 int cols) {
+    __mmask16 mask[2] = {(__mmask16)(cols >= 16 ? 0xFFFF : (1u << cols) - 1),
+                         (__mmask16)(cols >= 32 ? 0xFFFF : cols > 16 ? (1u << (cols - 16)) - 1 : 0)};
+    int i = 0;
+    for (; i + 4 <= rows; i += 4) strip_rows(s, z + i, 4, bias ? bias + i : NULL, dx + (size_t)i * ldx, ldx, mask);
+    switch (rows - i) {
+    case 3: strip_rows(s, z + i, 3, bias ? bias + i : NULL, dx + (size_t)i * ldx, ldx, mask); break;
+    case 2: strip_rows(s, z + i, 2, bias ? bias + i : NULL, dx + (size_t)i * ldx, ldx, mask); break;
+    case 1: strip_rows(s, z + i, 1, bias ? bias + i : NULL, dx + (size_t)i * ldx, ldx, mask); break;
+    }
+}

@@ -1,0 +1,186 @@
+// Backward-data product dX = dY · W on the forward panels, without a transposed copy.
+//
+// A weight's scale varies along the summed dimension (one per output row and block), so
+// integer dots over outputs need it folded into dY first: for each 32-column strip of W,
+// z[o] = dY[o] · scale[o] is quantized over outputs in blocks of 32 (the activation
+// quantizer), the strip's weights are decoded to unsigned bytes in transposed order, and
+// dX[j] = sum over blocks c of d_z[c] · sum_o z_q[o] · (u[o][j] − offset), plus
+// sum_o dY[o] · min[o] for the formats with a per-block minimum (Q4_1, Q4_K). The weights
+// stay exact; only z is rounded, to int8 per block of 32, as activations are forward.
+// Every dX element comes from one strip and one row, in one order: bit-identical for any
+// thread count and on every path.
+#include <math.h>
+#include <string.h>
+#include "ck_internal.h"
+#include "include/ck_quant.h"
+
+#define ROW_GROUP 16  // rows of dY quantized together, then run against the strip held in L1/L2
+
+static inline size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
+
+// Decodes column strip cb (columns 32cb..32cb+31) of all n rows: u in transposed order,
+// the scale of each row for columns 0..15 and 16..31, and its minimum. Returns the offset,
+// and whether the format has minimums in *has_min.
+static int decode_strip(ck_type type, const void *w, int n, int k, int cb, uint8_t *u, float *scale0, float *scale1,
+                        float *min, int *has_min) {
+    const ck_format f = (ck_format)ck_format_of(type);
+    const int nb = ck_div_up(n, CK_QK), kb = ck_q8_blocks_per_row(k);
+    const size_t bytes = ck_packed_block_bytes(type);
+    const int per_row = f == CK_F_Q4_K || f == CK_F_Q6_K ? ck_div_up(kb, 8) : kb;
+    memset(u, 0, (size_t)nb * CK_QK * CK_QK);
+    *has_min = f == CK_F_Q4_1 || f == CK_F_Q4_K;
+    for (int o = 0; o < nb * CK_QK; o++) {
+        uint8_t *lane = u + (size_t)(o / 4) * 4 * CK_QK + o % 4;  // u[o/4][j][o%4] at lane + 4j
+        if (o >= n) {
+            scale0[o] = scale1[o] = min[o] = 0;
+            continue;
+        }
+        const int p = o / CK_PANEL, r = o % CK_PANEL;
+        const char *panel = (const char *)w + (size_t)p * per_row * bytes;
+        switch (f) {
+        case CK_F_Q8_0: {
+            const ck_panel_block *b = (const ck_panel_block *)panel + cb;
+            for (int j = 0; j < CK_QK; j++) lane[4 * j] = b->q[j / 4][r][j % 4];
+            break;
+        }
+        case CK_F_Q4_0:
+        case CK_F_Q4_1: {
+            const ck_panel_q4_0 *b0 = (const ck_panel_q4_0 *)panel + cb;
+            const ck_panel_q4_1 *b1 = (const ck_panel_q4_1 *)panel + cb;
+            for (int j = 0; j < CK_QK / 2; j++) {
+                const uint8_t q = f == CK_F_Q4_0 ? b0->qs[j / 4][r][j % 4] : b1->qs[j / 4][r][j % 4];
+                lane[4 * j] = q & 0x0F;
+                lane[4 * (j + 16)] = q >> 4;
+            }
+            break;
+        }
+        case CK_F_Q4_K: {
+            const ck_panel_q4_k *b = (const ck_panel_q4_k *)panel + cb / 8;
+            const int s = cb % 8;
+            for (int j = 0; j < CK_QK; j++) {
+                const uint8_t q = b->qs[s / 2][j / 4][r][j % 4];
+                lane[4 * j] = s & 1 ? q >> 4 : q & 0x0F;
+            }
+            break;
+        }
+        default: {
+            const ck_panel_q6_k *b = (const ck_panel_q6_k *)panel + cb / 8;
+            const int s = cb % 8, h = s / 4, jj = s % 4;
+            for (int j = 0; j < CK_QK; j++) {
+                const uint8_t ql = b->ql[h][jj & 1][j / 4][r][j % 4], qh = b->qh[h][j / 4][r][j % 4];
+                lane[4 * j] = (uint8_t)((jj < 2 ? ql & 0x0F : ql >> 4) | ((qh >> (2 * jj)) & 3) << 4);
+            }
+        }
+        }
+        // the second half's scale differs only for Q6_K (the minimum never differs)
+        float unused;
+        ck_packed_scale(type, w, n, k, o, CK_QK * cb, &scale0[o], &min[o]);
+        ck_packed_scale(type, w, n, k, o, CK_QK * cb + 16, &scale1[o], &unused);
+    }
+    return f == CK_F_Q8_0 ? 128 : f == CK_F_Q4_0 ? 8 : f == CK_F_Q6_K ? 32 : 0;
+}
+
+// Per-thread scratch: the strip, its per-row scales and minimums, one row of z, and the
+// quantized z of ROW_GROUP rows for both halves.
+static size_t thread_bytes(int n) {
+    const int nb = ck_div_up(n, CK_QK), np = nb * CK_QK;
+    return align64((size_t)nb * CK_QK * CK_QK) + 4 * align64((size_t)np * sizeof(float)) +
+           2 * ck_act_q8_bytes(ROW_GROUP, nb) + align64(ROW_GROUP * sizeof(float));
+}
+
+size_t ck_gemm_bwd_workspace_size(int n) { return n < 0 ? 0 : (size_t)ck_threads() * thread_bytes(n); }
+
+// dX rows [i0, i1), columns of strip cb.
+static void strip_rows(ck_type type, const float *dy, int i0, int i1, int n, const void *w, int k, int cb, float *dx,
+                       char *scratch, ck_strip_tile_fn strip_tile, ck_quantize_act_row_fn quantize) {
+    const int nb = ck_div_up(n, CK_QK), np = nb * CK_QK;
+    uint8_t *u = (uint8_t *)scratch;
+    float *scale[2] = {(float *)(scratch + align64((size_t)nb * CK_QK * CK_QK)), NULL};
+    scale[1] = scale[0] + align64((size_t)np * sizeof(float)) / sizeof(float);
+    float *min = scale[1] + align64((size_t)np * sizeof(float)) / sizeof(float);
+    float *z = min + align64((size_t)np * sizeof(float)) / sizeof(float);
+    char *zq_base = (char *)z + align64((size_t)np * sizeof(float));
+    float *bias = (float *)(zq_base + 2 * ck_act_q8_bytes(ROW_GROUP, nb));
+    int has_min;
+    const int offset = decode_strip(type, w, n, k, cb, u, scale[0], scale[1], min, &has_min);
+    const int halves = type == CK_TYPE_Q6_K ? 2 : 1;
+    const ck_act_q8 zq[2] = {ck_act_q8_in(zq_base, ROW_GROUP, nb), ck_act_q8_in(zq_base + ck_act_q8_bytes(ROW_GROUP, nb), ROW_GROUP, nb)};
+    const ck_strip strip = {u, nb, offset};
+    const int cols = k - CK_QK * cb < CK_QK ? k - CK_QK * cb : CK_QK;
+    for (int g0 = i0; g0 < i1; g0 += ROW_GROUP) {
+        const int rows = i1 - g0 < ROW_GROUP ? i1 - g0 : ROW_GROUP;
+        ck_strip_row z_rows[ROW_GROUP];
+        for (int i = 0; i < rows; i++) {
+            const float *row = dy + (size_t)(g0 + i) * n;
+            for (int h = 0; h < halves; h++) {
+                for (int o = 0; o < n; o++) z[o] = row[o] * scale[h][o];
+                const size_t at = (size_t)i * nb;
+                quantize(z, n, (int8_t *)zq[h].q + at * CK_QK, (float *)zq[h].d + at, (int32_t *)zq[h].sum + at,
+                         (int32_t *)zq[h].sum_lo + at);
+            }
+            const int h1 = halves - 1;
+            z_rows[i] = (ck_strip_row){{zq[0].q + (size_t)i * nb * CK_QK, zq[h1].q + (size_t)i * nb * CK_QK},
+                                       {zq[0].d + (size_t)i * nb, zq[h1].d + (size_t)i * nb},
+                                       {zq[0].sum + (size_t)i * nb, zq[h1].sum + (size_t)i * nb}};
+            if (has_min) {
+                float acc = 0;
+                for (int o = 0; o < n; o++) acc = fmaf(row[o], min[o], acc);
+                bias[i] = acc;
+            }
+        }
+        strip_tile(&strip, z_rows, rows, has_min ? bias : NULL, dx + (size_t)g0 * k + CK_QK * cb, k, cols);
+    }
+}
+
+void ck_strip_tile_scalar(const ck_strip *s, const ck_strip_row *z, int rows, const float *bias, float *dx, int ldx,
+                          int cols) {
+    for (int i = 0; i < rows; i++) {
+        for (int j = 0; j < cols; j++) {
+            const int h = j / 16;
+            float acc = 0;
+            for (int c = 0; c < s->nb; c++) {
+                int32_t dot = -s->offset * z[i].sum[h][c];
+                for (int o = c * CK_QK; o < (c + 1) * CK_QK; o++) dot += s->u[(size_t)(o / 4) * 4 * CK_QK + 4 * j + o % 4] * z[i].q[h][o];
+                acc = fmaf((float)dot, z[i].d[h][c], acc);
+            }
+            dx[(size_t)i * ldx + j] = bias ? acc + bias[i] : acc;
+        }
+    }
+}
+
+static ck_status gemm_bwd(ck_type type, const float *dy, int m, int n, const void *w, int k, float *dx, void *workspace,
+                          size_t workspace_size, ck_strip_tile_fn strip_tile, ck_quantize_act_row_fn quantize, int nt) {
+    if (ck_format_of(type) < 0) return CK_ERR_UNSUPPORTED;
+    if (m < 0 || k < 0 || n < 0) return CK_ERR_SHAPE;
+    if (m == 0 || k == 0) return CK_OK;
+    if (!dy || !w || !dx) return CK_ERR_NULL;
+    if (!workspace || workspace_size < (size_t)nt * thread_bytes(n)) return CK_ERR_WORKSPACE;
+    const int strips = ck_q8_blocks_per_row(k);
+    // enough jobs for every thread: rows split only when there are fewer strips than 2 per thread
+    const int row_parts = strips >= 2 * nt ? 1 : ck_div_up(2 * nt, strips);
+    const int rows_per = ck_div_up(ck_div_up(m, row_parts), 4) * 4;
+    const int parts = ck_div_up(m, rows_per), jobs = strips * parts;
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1 && jobs > 1 && (long)m * n * k >= (1L << 18))
+    for (int j = 0; j < jobs; j++) {
+        int rank, team;
+        ck_team(&rank, &team);
+        const int cb = j / parts, i0 = (j % parts) * rows_per, i1 = i0 + rows_per < m ? i0 + rows_per : m;
+        strip_rows(type, dy, i0, i1, n, w, k, cb, dx, (char *)workspace + (size_t)rank * thread_bytes(n), strip_tile,
+                   quantize);
+    }
+    return CK_OK;
+}
+
+ck_status ck_gemm_bwd(ck_type type, const float *dy, int m, int n, const void *w, int k, float *dx, void *workspace,
+                      size_t workspace_size) {
+    ck_init();
+    return gemm_bwd(type, dy, m, n, w, k, dx, workspace, workspace_size, ck_kernels.strip_tile, ck_kernels.quantize_act_row,
+                    ck_threads());
+}
+
+void ck_gemm_bwd_ref(ck_type type, const float *dy, int m, int n, const void *w, int k, float *dx) {
+    const size_t bytes = thread_bytes(n);
+    char work[bytes + 64];
+    void *aligned = (void *)(((uintptr_t)work + 63) & ~(uintptr_t)63);
+    gemm_bwd(type, dy, m, n, w, k, dx, aligned, bytes, ck_strip_tile_scalar, ck_quantize_act_row_scalar, 1);
+}
