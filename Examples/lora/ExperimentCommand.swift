@@ -9,7 +9,7 @@ struct ExperimentCommand: ParsableCommand {
         abstract: "The whole loop in one run: evaluate the base, fine-tune, evaluate the adapter and every checkpoint, write the report.",
         discussion: """
             The config is a JSON object:
-              {"model": PATH (default $SWIFT_LORA_MODEL), "precision": "int8" | "f32",
+              {"model": PATH (default $SWIFT_LORA_MODEL), "precision": "int8" | "q4" | "f32",
                "train": {"data": FILE, OPTION: VALUE, …}   (finetune's options by name, e.g. "rank": 16, "lr": 0.001,
                                                             "eval-data": FILE, "pack": true, "targets": "q,v"),
                "evaluations": [{"kind": "overrefusal", "data": FILE, "limit": 50, "classifier": "xstest",

@@ -48,9 +48,15 @@ struct FinetuneCommand: ParsableCommand {
     @Option(help: "Random seed: adapter initialization, data order, dropout.") var seed: UInt64 = 0
     @Option(help: "Checkpoint every N steps (and at the end).") var checkpointEvery: Int?
     @Flag(help: "Continue from the newest checkpoint in --out.") var resume = false
-    @Option(help: "Recompute layers in the backward pass: auto (when activations exceed --memory-budget), always or never.")
+    @Option(help: "Recompute layers in the backward pass: auto (when keeping activations exceeds --memory-budget), always or never.")
     var recompute = RecomputeChoice.auto
-    @Option(help: "GiB the activations of a micro-batch may take before layers are recomputed.") var memoryBudget: Double?
+    @Option(
+        help:
+            "How the backward pass reads the frozen weights: direct (the forward blocks), copy (int8 only: transposed copies, faster, more memory) or exact (f32); default: copy when it fits --memory-budget."
+    )
+    var backwardData: BackwardDataMode?
+    @Option(help: "GiB the run may take: beyond it layers are recomputed and no transposed copies are built (default: 3/4 of the RAM).")
+    var memoryBudget: Double?
     @Flag(help: "Print the plan (data, steps, memory) and exit without training.") var dryRun = false
     @Flag(help: "With --dry-run: the memory plan as one JSON object on standard output (total_bytes: the run's peak).")
     var json = false
@@ -85,6 +91,7 @@ struct FinetuneCommand: ParsableCommand {
         settings.checkpointEvery = checkpointEvery
         settings.seed = seed
         settings.recompute = recompute.setting
+        settings.backwardData = backwardData
         if let memoryBudget { settings.memoryBudget = Int(memoryBudget * 1_073_741_824) }
         var job = TrainingJob(data: data, settings: settings)
         job.heldOutData = evalData
@@ -98,7 +105,7 @@ struct FinetuneCommand: ParsableCommand {
             let lm = try modelOptions.load()
             let (trainer, train, heldOut) = try job.makeTrainer(model: lm, output: out)
             printPlan(trainer, train: train, heldOut: heldOut)
-            if json { print(trainer.memory.plan(trainer.settings).json) }
+            if json { print(trainer.memoryPlan.json) }
             if dryRun { return }
             try runTraining(trainer, resume: resume)
         }
@@ -119,7 +126,7 @@ func printPlan(_ trainer: LoRATrainer, train: TrainingDataset, heldOut: Training
             + "\(trainer.memory.adapterParameters) parameters",
     ]
     if let heldOut { lines.append("held out: \(heldOut.examples.count) examples, \(heldOut.learnedTokenCount) learned tokens") }
-    lines.append("memory (batch \(s.batchSize) × \(s.sequenceLength) tokens):\n" + trainer.memory.report(recompute: trainer.recompute))
+    lines.append("memory (batch \(s.batchSize) × \(s.sequenceLength) tokens):\n" + trainer.memory.report(trainer.memoryPlan))
     FileHandle.standardError.write(Data((lines.joined(separator: "\n") + "\n").utf8))
 }
 

@@ -4,6 +4,7 @@ import Foundation
 import LoRACore
 
 extension WeightPrecision: ExpressibleByArgument {}
+extension BackwardDataMode: ExpressibleByArgument {}
 extension LearningRateSchedule.Shape: ExpressibleByArgument {}
 extension RecomputeChoice: ExpressibleByArgument {}
 extension EvaluationKind: ExpressibleByArgument {}
@@ -13,7 +14,10 @@ struct ModelOptions: ParsableArguments {
     @Option(help: "Model: a GGUF file or a Hugging Face checkpoint folder (default: $SWIFT_LORA_MODEL).")
     var model: String?
 
-    @Option(help: "How the big matrices are held: int8 blocks (default) or exact f32 (reference runs).")
+    @Option(
+        help:
+            "How the big matrices are held: int8 blocks (default), q4 (a GGUF's own 4/6-bit blocks; Q4_0 for safetensors) or exact f32 (reference runs)."
+    )
     var precision: WeightPrecision?
 
     @Flag(help: "Shorthand for --precision f32.")

@@ -12,9 +12,14 @@ struct PlanCommand: ParsableCommand {
     @Option(help: "LoRA rank.") var rank = 16
     @Option(help: "Sequences per micro-batch.") var batch = 4
     @Option(help: "Sequence length.") var seqLen = 512
-    @Option(help: "Recompute layers in the backward pass: auto (when activations exceed --memory-budget), always or never.")
+    @Option(help: "Recompute layers in the backward pass: auto (when keeping activations exceeds --memory-budget), always or never.")
     var recompute = RecomputeChoice.auto
-    @Option(help: "GiB the activations of a micro-batch may take before layers are recomputed (default: half the RAM).")
+    @Option(
+        help:
+            "How the backward pass reads the frozen weights: direct, copy (int8 only) or exact; default: copy when it fits --memory-budget."
+    )
+    var backwardData: BackwardDataMode?
+    @Option(help: "GiB the run may take: beyond it layers are recomputed and no transposed copies are built (default: 3/4 of the RAM).")
     var memoryBudget: Double?
     @Flag(help: "Print the plan as one JSON object (total_bytes: the peak the run needs, with its parts).") var json = false
 
@@ -30,6 +35,7 @@ struct PlanCommand: ParsableCommand {
             settings.batchSize = batch
             settings.sequenceLength = seqLen
             settings.recompute = recompute.setting
+            settings.backwardData = backwardData
             if let memoryBudget { settings.memoryBudget = Int(memoryBudget * 1_073_741_824) }
             try settings.validate(model: llama)
             let plan = TrainingMemory(config: llama, settings: settings, precision: precision).plan(settings)
@@ -37,7 +43,7 @@ struct PlanCommand: ParsableCommand {
             print(
                 "\(config): \(llama.numHiddenLayers) layers, hidden \(llama.hiddenSize); "
                     + "rank \(rank), all projections, batch \(batch) × \(seqLen), \(precision.rawValue) base")
-            print(plan.parts.report(recompute: plan.recompute))
+            print(plan.parts.report(plan))
         }
     }
 }

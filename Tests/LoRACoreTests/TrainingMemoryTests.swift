@@ -25,10 +25,14 @@ import Testing
         #expect(model.keptActivationBytes(batch, recompute: false) == plan.layerActivations)
         #expect(model.keptActivationBytes(batch, recompute: true) == plan.layerInput)
 
+        // transposed copies exist for int8 weights only, built by the first backward pass
         #expect(model.transposedCopyBytes == 0)
+        if precision == .int8 { model.backwardData = .transposedCopy }
         _ = model.accumulateGradients(batch, lossScale: 1, recompute: false)
-        #expect(model.transposedCopyBytes == plan.backwardCopies)
-        #expect(precision == .f32 ? plan.backwardCopies == 0 : plan.backwardCopies > 0)
+        #expect(model.transposedCopyBytes == (precision == .int8 ? plan.backwardCopies : 0))
+        #expect(precision == .int8 ? plan.backwardCopies > 0 : plan.backwardCopies == 0)
+        model.backwardData = .direct
+        #expect(model.transposedCopyBytes == 0)
     }
 
     @Test(arguments: [("7b", 6_738_415_616), ("13b", 13_015_864_320), ("70b", 68_976_648_192)])
@@ -51,16 +55,31 @@ import Testing
         let perToken = 2 * d + 2 * config.queryWidth + 2 * config.keyValueWidth + 2 * config.intermediateSize + 2
         #expect(memory.layerActivations == (tokens * perToken + 4 * config.numAttentionHeads * 512 * 512) * 4)
         #expect(memory.layerInput == tokens * d * 4)
-        print("Llama 2 \(size), rank 16, batch 4 × 512:\n\(memory.report(recompute: false))")
-        // the plan a budget makes: recompute when the kept activations exceed it, the peak summed from the parts
-        for (budget, recompute) in [(memory.activationsKept, false), (memory.activationsKept - 1, true)] {
+        print("Llama 2 \(size), rank 16, batch 4 × 512:\n\(memory.report(memory.plan(settings)))")
+        // the plan a budget makes: recompute when keeping activations takes the run past it,
+        // transposed copies only when they fit too; the peak summed from the parts
+        let keptTotal = memory.total(recompute: false, copies: false)
+        let recomputedTotal = memory.total(recompute: true, copies: false)
+        let cases: [(budget: Int, recompute: Bool, copies: Bool)] = [
+            (keptTotal, false, false), (keptTotal + memory.backwardCopies, false, true),
+            (recomputedTotal, true, false), (recomputedTotal + memory.backwardCopies, true, true),
+        ]
+        for (budget, recompute, copies) in cases where recompute == (budget < keptTotal) {
             settings.memoryBudget = budget
             let plan = memory.plan(settings)
             let activations = recompute ? memory.activationsRecomputed : memory.activationsKept
-            #expect(plan.recompute == recompute)
-            #expect(plan.totalBytes == memory.baseWeights + memory.backwardCopies + memory.adapter + memory.optimizer + activations)
+            #expect(plan.recompute == recompute && plan.backwardData == (copies ? .transposedCopy : .direct))
+            #expect(
+                plan.totalBytes == memory.baseWeights + (copies ? memory.backwardCopies : 0) + memory.adapter + memory.optimizer
+                    + activations)
+            #expect(plan.totalBytesWithCopies == plan.totalBytesWithoutCopies + memory.backwardCopies)
             let decoded = try JSONDecoder().decode(MemoryPlan.self, from: Data(plan.json.utf8))
             #expect(decoded == plan && plan.json.contains("\"total_bytes\":\(plan.totalBytes)"))
         }
+        // a 4-bit base reads its blocks directly whatever the budget: no copies to plan
+        settings.memoryBudget = Int.max
+        let q4 = TrainingMemory(config: config, settings: settings, precision: .q4)
+        #expect(q4.plan(settings).backwardData == .direct && q4.plan(settings).totalBytesWithCopies == nil && q4.backwardCopies == 0)
+        #expect(abs(Double(q4.baseWeights) / (Double(parameters) * 18 / 32) - 1) < 0.001)
     }
 }

@@ -3,7 +3,7 @@ import LoRACore
 
 /// An experiment's JSON config:
 ///
-///     {"model": PATH, "precision": "int8" | "f32" (or "f32": true),
+///     {"model": PATH, "precision": "int8" | "q4" | "f32" (or "f32": true),
 ///      "train": {"data": FILE, "eval-data": FILE, "rank": 16, "lr": 0.0003, …},
 ///      "evaluations": [{"kind": "overrefusal", "data": FILE, …}, …],
 ///      "checkpoints": true}
@@ -111,6 +111,7 @@ struct TrainingJobConfig: Decodable {
             case "checkpoint-every": s.checkpointEvery = try value(Int.self)
             case "seed": s.seed = try value(UInt64.self)
             case "recompute": s.recompute = try value(RecomputeChoice.self).setting
+            case "backward-data": s.backwardData = try value(BackwardDataMode.self)
             case "memory-budget": s.memoryBudget = Int(try value(Double.self) * 1_073_741_824)
             default:
                 throw DecodingError.dataCorruptedError(forKey: key, in: c, debugDescription: "not an option of lora finetune")

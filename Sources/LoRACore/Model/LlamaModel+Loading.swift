@@ -251,15 +251,26 @@ extension LlamaModel {
         return bytes
     }
 
-    /// Bytes of the transposed int8 copies the backward passes have built so far, measured
-    /// (what `TrainingMemory.backwardCopies` plans).
-    public var transposedCopyBytes: Int {
-        func held(_ weight: Linear.Weight) -> Int { if case .quantized(let w) = weight { w.transposedByteCount } else { 0 } }
-        func held(_ stacked: StackedProjections) -> Int {
-            stacked.stack?.transposedByteCount ?? stacked.linears.reduce(0) { $0 + held($1.weight) }
-        }
-        return layers.reduce(held(lmHead.weight)) { sum, layer in
-            sum + held(layer.selfAttn.qkv) + held(layer.selfAttn.oProj.weight) + held(layer.mlp.gateUp) + held(layer.mlp.downProj.weight)
+    /// Every quantized matrix the model multiplies with: each stack or its parts, and the head.
+    var quantizedWeights: [QuantizedWeight] {
+        func weights(_ linear: Linear) -> [QuantizedWeight] { if case .quantized(let w) = linear.weight { [w] } else { [] } }
+        func weights(_ stacked: StackedProjections) -> [QuantizedWeight] { stacked.stack.map { [$0] } ?? stacked.linears.flatMap(weights) }
+        return layers.reduce(weights(lmHead)) { all, layer in
+            all + weights(layer.selfAttn.qkv) + weights(layer.selfAttn.oProj) + weights(layer.mlp.gateUp) + weights(layer.mlp.downProj)
         }
     }
+
+    /// How backward passes read the frozen weights (`TrainingMemory.backwardData` chooses);
+    /// a transposed copy is built on a weight's first backward pass and freed when this
+    /// changes to another mode. Weights in f32 always multiply exactly.
+    public var backwardData: BackwardDataMode {
+        get { quantizedWeights.first?.backwardMode ?? .exact }
+        set {
+            for weight in quantizedWeights where newValue != .transposedCopy || weight.type == .q8_0 { weight.backwardMode = newValue }
+        }
+    }
+
+    /// Bytes of the transposed int8 copies the backward passes have built so far, measured
+    /// (what `TrainingMemory.backwardCopies` plans).
+    public var transposedCopyBytes: Int { quantizedWeights.reduce(0) { $0 + $1.transposedByteCount } }
 }

@@ -43,7 +43,9 @@ public final class LoRATrainer: @unchecked Sendable {
     public let heldOut: TrainingDataset?
     public let output: String
     public let memory: TrainingMemory
-    public let recompute: Bool
+    /// The memory plan's choices: recomputation and how the backward pass reads the weights.
+    public let memoryPlan: MemoryPlan
+    public var recompute: Bool { memoryPlan.recompute }
     private(set) var optimizer: AdamW
     private var adapters: [(path: String, adapter: LoRAAdapter)]
 
@@ -58,7 +60,12 @@ public final class LoRATrainer: @unchecked Sendable {
         self.heldOut = heldOut
         self.output = output
         memory = TrainingMemory(config: model.model.config, settings: settings, precision: model.summary.precision)
-        recompute = memory.recompute(settings)
+        memoryPlan = memory.plan(settings)
+        if memoryPlan.backwardData == .transposedCopy && model.summary.precision != .int8 {
+            throw .invalidTrainingSetting(
+                setting: "backwardData", problem: "transposed copies need int8 weights, not \(model.summary.precision.rawValue)")
+        }
+        model.model.backwardData = memoryPlan.backwardData
         adapters = model.model.attachLoRA(settings.lora, seed: settings.seed)
         optimizer = AdamW(adapters: adapters, settings: settings.optimizer)
     }

@@ -69,44 +69,75 @@ public struct TrainingMemory: Sendable, Codable, Equatable {
         case activationsRecomputed = "activations_recomputed"
     }
 
-    /// Whether to recompute, as `settings` asks or as the budget decides.
-    public func recompute(_ settings: TrainingSettings) -> Bool { settings.recompute ?? (activationsKept > settings.memoryBudget) }
-
-    public func total(recompute: Bool) -> Int {
-        baseWeights + backwardCopies + adapter + optimizer + (recompute ? activationsRecomputed : activationsKept)
+    /// Whether to recompute, as `settings` asks or as the budget decides (without copies).
+    public func recompute(_ settings: TrainingSettings) -> Bool {
+        settings.recompute ?? (total(recompute: false, copies: false) > settings.memoryBudget)
     }
 
-    /// The plan `settings` make of this memory: the recomputation chosen and the peak it needs.
+    /// How the backward pass reads the weights, as `settings` asks or as the budget decides:
+    /// int8 weights take their transposed copies when the run still fits with them.
+    public func backwardData(_ settings: TrainingSettings) -> BackwardDataMode {
+        if let chosen = settings.backwardData { return chosen }
+        let fits = total(recompute: recompute(settings), copies: true) <= settings.memoryBudget
+        return precision == .int8 && fits ? .transposedCopy : .direct
+    }
+
+    /// The peak of a run: the base, the transposed copies when built, the adapter with its
+    /// gradients and moments, and the activations kept or recomputed.
+    public func total(recompute: Bool, copies: Bool) -> Int {
+        baseWeights + (copies ? backwardCopies : 0) + adapter + optimizer + (recompute ? activationsRecomputed : activationsKept)
+    }
+
+    /// The plan `settings` make of this memory: the choices and the peak they need.
     public func plan(_ settings: TrainingSettings) -> MemoryPlan {
         let recompute = recompute(settings)
-        return MemoryPlan(recompute: recompute, totalBytes: total(recompute: recompute), parts: self)
+        let backward = backwardData(settings)
+        return MemoryPlan(
+            recompute: recompute, backwardData: backward, totalBytes: total(recompute: recompute, copies: backward == .transposedCopy),
+            totalBytesWithoutCopies: total(recompute: recompute, copies: false),
+            totalBytesWithCopies: precision == .int8 ? total(recompute: recompute, copies: true) : nil, parts: self)
     }
 
-    /// A table of the figures, in MiB.
-    public func report(recompute chosen: Bool) -> String {
+    /// A table of the figures, in MiB, with both backward variants and the one chosen.
+    public func report(_ plan: MemoryPlan) -> String {
         func mib(_ bytes: Int) -> String { String(format: "%10.1f MiB", Double(bytes) / 1_048_576) }
-        return """
-            base weights            \(mib(baseWeights))
-            backward copies (Wᵀ)    \(mib(backwardCopies))
-            adapter + gradients     \(mib(adapter))  (\(adapterParameters) parameters)
-            AdamW moments           \(mib(optimizer))
-            activations, kept       \(mib(activationsKept))
-            activations, recomputed \(mib(activationsRecomputed))
-            total                   \(mib(total(recompute: chosen)))  (\(chosen ? "recomputing layers" : "keeping activations"))
-            """
+        let copies =
+            precision == .int8 ? mib(backwardCopies) + (plan.backwardData == .transposedCopy ? "  (built)" : "  (not built)") : mib(0)
+        var lines = [
+            "base weights            \(mib(baseWeights))  (\(precision.rawValue))",
+            "backward copies (Wᵀ)    \(copies)",
+            "adapter + gradients     \(mib(adapter))  (\(adapterParameters) parameters)",
+            "AdamW moments           \(mib(optimizer))",
+            "activations, kept       \(mib(activationsKept))",
+            "activations, recomputed \(mib(activationsRecomputed))",
+            "total, direct backward  \(mib(plan.totalBytesWithoutCopies))",
+        ]
+        if let withCopies = plan.totalBytesWithCopies { lines.append("total, with copies      \(mib(withCopies))") }
+        let layers = plan.recompute ? "recomputing layers" : "keeping activations"
+        let backward = plan.backwardData == .transposedCopy ? "transposed copies" : "\(plan.backwardData.rawValue) backward"
+        lines.append("total                   \(mib(plan.totalBytes))  (\(layers), \(backward))")
+        return lines.joined(separator: "\n")
     }
 }
 
 /// A run's memory plan as `lora plan --json` and `lora finetune --dry-run --json` print it:
-/// the peak the run will need (`total_bytes`) with the choice behind it and every part.
+/// the peak the run will need (`total_bytes`) with the choices behind it, the peak of each
+/// backward variant and every part.
 public struct MemoryPlan: Sendable, Codable, Equatable {
     public let recompute: Bool
+    public let backwardData: BackwardDataMode
     public let totalBytes: Int
+    /// The peak with each backward variant (with copies: int8 bases only).
+    public let totalBytesWithoutCopies: Int
+    public let totalBytesWithCopies: Int?
     public let parts: TrainingMemory
 
     enum CodingKeys: String, CodingKey {
         case recompute
+        case backwardData = "backward_data"
         case totalBytes = "total_bytes"
+        case totalBytesWithoutCopies = "total_bytes_direct"
+        case totalBytesWithCopies = "total_bytes_with_copies"
         case parts
     }
 

@@ -21,11 +21,16 @@ public struct TrainingSettings: Sendable, Codable, Equatable {
     public var evalEvery: Int?
     public var checkpointEvery: Int?
     public var seed: UInt64 = 0
-    /// nil: recompute layers in the backward pass only when the kept activations would
-    /// exceed `memoryBudget`.
+    /// nil: recompute layers in the backward pass only when keeping their activations would
+    /// take the run past `memoryBudget`.
     public var recompute: Bool?
-    /// Bytes the activations of one micro-batch may take before recomputation is chosen.
-    public var memoryBudget = Int(ProcessInfo.processInfo.physicalMemory / 2)
+    /// How the backward pass reads the frozen weights; nil: int8 weights build their
+    /// transposed copies (faster) when the run still fits `memoryBudget` with them, every
+    /// other base reads its blocks directly.
+    public var backwardData: BackwardDataMode?
+    /// Bytes the whole run may take (`TrainingMemory.total`): what decides recomputation and
+    /// the transposed copies. Default: three quarters of the RAM.
+    public var memoryBudget = Int(ProcessInfo.processInfo.physicalMemory / 4 * 3)
 
     public init() {}
 
