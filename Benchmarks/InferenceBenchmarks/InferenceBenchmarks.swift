@@ -31,19 +31,26 @@ final class InferenceBenchmarks: XCTestCase {
     func testPrefillAndDecode() throws {
         let path = BenchmarkEnvironment.modelPath
         print("# \(KernelRuntime.instructionSet.rawValue), \(KernelRuntime.threads) threads, \(KernelRuntime.blasBackend), \(path)")
+        let q4 = try LanguageModel.load(path: path, precision: .q4)
         let int8 = try LanguageModel.load(path: path, precision: .int8)
         let rssAfterLoad = BenchmarkEnvironment.peakRSS()
         let text = String(repeating: "The library opens at nine in the morning and closes at six in the evening. ", count: 80)
         let prompt = Array(int8.tokenizer.encode(text, parseSpecial: false, addBOS: nil).prefix(512))
         XCTAssertEqual(prompt.count, 512)
         let fast = measure(int8, prompt: prompt)
+        let fourBit = measure(q4, prompt: prompt)
         let rss = BenchmarkEnvironment.peakRSS()
         let f32 = try LanguageModel.load(path: path, precision: .f32)
         let exact = measure(f32, prompt: prompt)
         Self.report.emit(
             "prefill_512_int8", fast.prefill, unit: "tok/s", baseline: "prefill_512_f32_openblas", baselineValue: exact.prefill)
         Self.report.emit("decode_128_int8", fast.decode, unit: "tok/s", baseline: "decode_128_f32_openblas", baselineValue: exact.decode)
-        Self.report.emit("peak_rss_int8", rss, unit: "MiB", baseline: "peak_rss_after_load", baselineValue: rssAfterLoad)
+        Self.report.emit("prefill_512_q4", fourBit.prefill, unit: "tok/s", baseline: "prefill_512_int8", baselineValue: fast.prefill)
+        Self.report.emit("decode_128_q4", fourBit.decode, unit: "tok/s", baseline: "decode_128_int8", baselineValue: fast.decode)
+        Self.report.emit("peak_rss_int8_and_q4", rss, unit: "MiB", baseline: "peak_rss_after_load", baselineValue: rssAfterLoad)
+        Self.report.emit(
+            "decode_128_q4_weight_stream", Double(q4.summary.modelBytes) * fourBit.decode / 1e9, unit: "GB/s",
+            baseline: "gemv_int8_128MiB_stream", baselineValue: Self.weightStreamRate())
         // Each decoded token streams every int8 weight once (the model is several times L3):
         // the rate that implies, against what a GEMV alone streams from memory.
         Self.report.emit(

@@ -25,8 +25,10 @@ final class TrainingBenchmarks: XCTestCase {
     /// One optimizer step (forward, loss, backward, AdamW) a few times; the best of each
     /// phase. The forward (with the head's loss) is timed on its own; backward = step −
     /// forward − optimizer.
-    func measure(_ lm: LanguageModel, steps: Int) -> Phases {
+    func measure(_ lm: LanguageModel, steps: Int, backward: BackwardDataMode) -> Phases {
         let model = lm.model
+        model.backwardData = backward
+        defer { model.backwardData = .direct }
         let adapters = model.attachLoRA(LoRAConfiguration(rank: 16, alpha: 32), seed: 1)
         defer { model.detachAdapters() }
         let optimizer = AdamW(adapters: adapters, settings: .init())
@@ -54,15 +56,35 @@ final class TrainingBenchmarks: XCTestCase {
     func testLoRAStepThroughput() throws {
         try XCTSkipUnless(
             FileManager.default.fileExists(atPath: BenchmarkEnvironment.modelPath), "no model at \(BenchmarkEnvironment.modelPath)")
+        // the 4-bit model first, freed before the int8 one loads: peak RSS only grows
+        let (fourBit, q4RSS, q4Bytes) = try {
+            let q4 = try LanguageModel.load(path: BenchmarkEnvironment.modelPath, precision: .q4)
+            return (measure(q4, steps: 4, backward: .direct), BenchmarkEnvironment.peakRSS(), q4.summary.modelBytes)
+        }()
         let int8 = try LanguageModel.load(path: BenchmarkEnvironment.modelPath, precision: .int8)
-        let quantized = measure(int8, steps: 4)
+        let noCopy = measure(int8, steps: 4, backward: .direct)
+        let quantized = measure(int8, steps: 4, backward: .transposedCopy)
         let rss = BenchmarkEnvironment.peakRSS()
-        XCTAssert(quantized.loss.isFinite && quantized.loss > 0)
-        let exact = measure(try LanguageModel.load(path: BenchmarkEnvironment.modelPath, precision: .f32), steps: 2)
+        XCTAssert(quantized.loss.isFinite && quantized.loss > 0 && fourBit.loss.isFinite && noCopy.loss.isFinite)
+        let exact = measure(try LanguageModel.load(path: BenchmarkEnvironment.modelPath, precision: .f32), steps: 2, backward: .exact)
         let tokens = 1024.0
         Self.report.emit(
             "train_step_int8_r16_b4x256", tokens / quantized.step, unit: "tok/s", baseline: "same step, exact f32 weights (OpenBLAS)",
             baselineValue: tokens / exact.step)
+        Self.report.emit(
+            "train_step_int8_nocopy_r16_b4x256", tokens / noCopy.step, unit: "tok/s", baseline: "train_step_int8_r16_b4x256",
+            baselineValue: tokens / quantized.step)
+        Self.report.emit(
+            "train_step_q4_r16_b4x256", tokens / fourBit.step, unit: "tok/s", baseline: "train_step_int8_r16_b4x256",
+            baselineValue: tokens / quantized.step)
+        Self.report.emit(
+            "train_backward_int8_nocopy", (noCopy.step - noCopy.forward - noCopy.optimizer) * 1000, unit: "ms",
+            baseline: "with copies", baselineValue: (quantized.step - quantized.forward - quantized.optimizer) * 1000)
+        Self.report.emit(
+            "train_backward_q4", (fourBit.step - fourBit.forward - fourBit.optimizer) * 1000, unit: "ms",
+            baseline: "int8 with copies", baselineValue: (quantized.step - quantized.forward - quantized.optimizer) * 1000)
+        Self.report.emit(
+            "train_peak_rss_q4", q4RSS, unit: "MiB", baseline: "q4 weights in memory", baselineValue: Double(q4Bytes) / 1_048_576)
         let backward = quantized.step - quantized.forward - quantized.optimizer
         let exactBackward = exact.step - exact.forward - exact.optimizer
         Self.report.emit(

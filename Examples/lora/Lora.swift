@@ -4,11 +4,11 @@ import ArgumentParser
 struct Lora: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "lora",
-        abstract: "Load Llama-family chat models, fine-tune LoRA adapters on int8 weights, measure the result.",
+        abstract: "Load Llama-family chat models, fine-tune LoRA adapters on int8 or 4-bit weights, measure the result.",
         subcommands: [
             FinetuneCommand.self, EvalCommand.self, ExperimentCommand.self, ReportCommand.self, MergeCommand.self,
             ExportAdapterCommand.self, PlanCommand.self, GenerateCommand.self, ChatCommand.self, LogprobsCommand.self, TokenizeCommand.self,
-            InspectCommand.self, KernelsCommand.self,
+            InspectCommand.self, KernelsCommand.self, SynthesizeCommand.self,
         ]
     )
 }

@@ -18,7 +18,7 @@ struct MergeCommand: ParsableCommand {
     @Option(help: "The base model: a GGUF file or a Hugging Face checkpoint folder.") var model: String
     @Option(help: "The PEFT adapter folder.") var adapter: String
     @Option(help: "The merged GGUF file or folder to write.") var out: String
-    @Option(help: "Storage of the merged weights (GGUF: f16, f32, q8_0; folder: auto, f32, f16, bf16).") var type: String?
+    @Option(help: "Storage of the merged weights (GGUF: f16, f32, q8_0, q4_0; folder: auto, f32, f16, bf16).") var type: String?
 
     // merging keeps the source's format; converting between formats is llama.cpp's converter's job
     func validate() throws {
@@ -32,7 +32,8 @@ struct MergeCommand: ParsableCommand {
         }
         if let type, folder ? MergedModel.HuggingFaceType(rawValue: type) == nil : GGUFWriter.TensorType(rawValue: type) == nil {
             throw ValidationError(
-                "--type: \"\(type)\" is not one of \(folder ? "auto, f32, f16, bf16 for a folder" : "f16, f32, q8_0 for a GGUF file")")
+                "--type: \"\(type)\" is not one of \(folder ? "auto, f32, f16, bf16 for a folder" : "f16, f32, q8_0, q4_0 for a GGUF file")"
+            )
         }
     }
 

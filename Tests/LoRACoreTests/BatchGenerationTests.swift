@@ -53,6 +53,11 @@ struct BatchGenerationTests {
         try Self.expectTextIndependentOfTheBatch(RealModel.int8, batchSizes: (3, 5))
     }
 
+    /// And on the file's own 4-bit blocks.
+    @Test func q4TextDoesNotDependOnTheBatch() throws {
+        try Self.expectTextIndependentOfTheBatch(RealModel.q4, batchSizes: (2, 7))
+    }
+
     /// With an adapter too (its own model: RealModel's is shared): the adapter's output is
     /// summed row by row in a fixed order, so evaluating a fine-tune resumes to the same text.
     @Test func int8TextWithAnAdapterDoesNotDependOnTheBatch() throws {

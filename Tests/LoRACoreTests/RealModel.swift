@@ -21,6 +21,8 @@ enum RealModel {
 
     static let int8: LanguageModel = try! LanguageModel.load(path: path!, precision: .int8)
     static let f32: LanguageModel = try! LanguageModel.load(path: path!, precision: .f32)
+    /// The file's own Q4_1 blocks (and its Q8_0 embedding table) as stored.
+    static let q4: LanguageModel = try! LanguageModel.load(path: path!, precision: .q4)
 }
 
 enum Fixtures {

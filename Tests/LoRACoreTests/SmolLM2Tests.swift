@@ -64,7 +64,7 @@ struct SmolLM2Tests {
         return try Fixtures.json("smollm2-logits.json", as: Text.self).text
     }
 
-    @Test func int8PerplexityStaysWithinOnePercentOfF32() throws {
+    @Test func quantizedPerplexityStaysWithinOnePercentOfF32() throws {
         let text = try Fixtures.text("apache-2.0.txt")
         let ids = Array(RealModel.int8.tokenizer.encode(text, parseSpecial: false, addBOS: false).prefix(2000))
         #expect(ids.count == 2000)
@@ -76,9 +76,15 @@ struct SmolLM2Tests {
         let reference = try Fixtures.json("smollm2-logits.json", as: LogitsFixture.self).perplexity2000
         let f32 = perplexity(RealModel.f32)
         let int8 = perplexity(RealModel.int8)
-        print("SmolLM2 perplexity of 2000 tokens: f32 \(f32), int8 \(int8), transformers \(reference)")
+        let q4 = perplexity(RealModel.q4)
+        print("SmolLM2 perplexity of 2000 tokens: f32 \(f32), int8 \(int8), q4 \(q4), transformers \(reference)")
         #expect(abs(f32 - reference) / reference < 1e-4)
         #expect(abs(int8 - f32) / f32 < 0.01)
+        #expect(abs(q4 - f32) / f32 < 0.01)
+        // the q4 model holds the file's blocks: its weights are the f32 model's exactly
+        #expect(RealModel.q4.summary.conversions.counts == ["Q4_1 → Q4_1": 210, "Q8_0 → Q8_0": 1])
+        let q4Weight = RealModel.q4.model.layers[3].mlp.downProj.weight.dequantized()
+        #expect(q4Weight.scalars == RealModel.f32.model.layers[3].mlp.downProj.weight.dequantized().scalars)
     }
 
     /// Prefill then one token at a time through the cache gives the logits of one batch. In
@@ -102,16 +108,19 @@ struct SmolLM2Tests {
             return (worst, full)
         }
         let (f32Worst, f32Batch) = try cachedVersusBatch(RealModel.f32.model)
-        let (int8Worst, int8Batch) = try cachedVersusBatch(RealModel.int8.model)
-        var int8Distance: Float = 0
-        for t in 30..<40 {
-            let a = int8Batch.rows(t..<t + 1).scalars
-            let b = f32Batch.rows(t..<t + 1).scalars
-            int8Distance = max(int8Distance, zip(a, b).map { abs($0 - $1) }.max()! / (b.max()! - b.min()!))
-        }
-        print("SmolLM2 cached decode vs one batch, worst |diff| / range: f32 \(f32Worst), int8 \(int8Worst) (int8 vs f32: \(int8Distance))")
         #expect(f32Worst <= 1e-5)
-        #expect(int8Worst <= 2 * int8Distance)
+        for (name, model) in [("int8", RealModel.int8), ("q4", RealModel.q4)] {
+            let (worst, batch) = try cachedVersusBatch(model.model)
+            var distance: Float = 0
+            for t in 30..<40 {
+                let a = batch.rows(t..<t + 1).scalars
+                let b = f32Batch.rows(t..<t + 1).scalars
+                distance = max(distance, zip(a, b).map { abs($0 - $1) }.max()! / (b.max()! - b.min()!))
+            }
+            print(
+                "SmolLM2 cached decode vs one batch, worst |diff| / range: f32 \(f32Worst), \(name) \(worst) (\(name) vs f32: \(distance))")
+            #expect(worst <= 2 * distance, "\(name)")
+        }
     }
 
     /// Exact text checks run on the f32 model: int8 rounding noise moves logits by up to

@@ -9,6 +9,30 @@ import Testing
         try LanguageModel.load(path: Fixtures.url("tiny-llama2/tiny-llama2.q8_0.gguf").path, precision: precision)
     }
 
+    /// The tiny model with its matrices requantized to Q4_0 blocks (GGUFWriter), which the
+    /// q4 precision keeps as stored.
+    static let q4File: String = {
+        let path = folder("q4-model") + "/tiny-llama2.q4_0.gguf"
+        let source = try! GGUFFile(path: Fixtures.url("tiny-llama2/tiny-llama2.f16.gguf").path)
+        var writer = GGUFWriter()
+        writer.copyMetadata(of: source)
+        writer.set("general.file_type", .uint32(2))
+        for info in source.tensors {
+            if info.shape.count == 2 {
+                writer.add(info.name, shape: info.shape, type: .q4_0) { () throws(LoRAError) -> Tensor in try source.values(of: info.name) }
+            } else {
+                try! writer.copy(info.name, from: source)
+            }
+        }
+        try! writer.write(to: path)
+        return path
+    }()
+
+    /// The bases training runs on: int8 with each backward variant, and 4-bit blocks.
+    static let variants: [(precision: WeightPrecision, backward: BackwardDataMode)] = [
+        (.int8, .transposedCopy), (.int8, .direct), (.q4, .direct),
+    ]
+
     static func folder(_ name: String) -> String {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("swift-lora-trainer-\(getpid())/\(name)").path
         try? FileManager.default.removeItem(atPath: path)
@@ -82,16 +106,19 @@ import Testing
         return settings
     }
 
-    static func train(_ output: String, resume: Bool = false, stopAfter: Int? = nil, threads: Int = 2) throws -> (
-        reports: [TrainingStepReport], adapter: Data
-    ) {
-        let lm = try model()
+    static func train(
+        _ output: String, resume: Bool = false, stopAfter: Int? = nil, threads: Int = 2,
+        variant: (precision: WeightPrecision, backward: BackwardDataMode) = (.int8, .transposedCopy)
+    ) throws -> (reports: [TrainingStepReport], adapter: Data) {
+        let lm = variant.precision == .q4 ? try LanguageModel.load(path: q4File, precision: .q4) : try model(variant.precision)
         let data = try TrainingDataset.load(path: write(lines, "train"), model: lm, sequenceLength: 64)
         let (train, heldOut) = data.split(heldOut: 0.25, seed: 1)
         let previous = KernelRuntime.threads
         KernelRuntime.threads = threads
         defer { KernelRuntime.threads = previous }
-        let trainer = try LoRATrainer(model: lm, settings: settings(), train: train, heldOut: heldOut, output: output)
+        var settings = settings()
+        settings.backwardData = variant.backward
+        let trainer = try LoRATrainer(model: lm, settings: settings, train: train, heldOut: heldOut, output: output)
         var steps = 0
         let reports = try trainer.run(
             resume: resume, shouldStop: { steps >= (stopAfter ?? .max) },
@@ -103,25 +130,42 @@ import Testing
     }
 
     /// Training learns, and the same settings give the same adapter bit for bit with one
-    /// thread or two.
-    @Test func runsAreReproducibleAcrossThreadCounts() throws {
-        let (reports, adapter) = try Self.train(Self.folder("two-threads"))
+    /// thread or two, on every base and backward variant.
+    @Test(arguments: 0..<variants.count)
+    func runsAreReproducibleAcrossThreadCounts(variant: Int) throws {
+        let v = Self.variants[variant]
+        let (reports, adapter) = try Self.train(Self.folder("two-threads"), variant: v)
         #expect(reports.count == 8 && reports.last!.loss < reports.first!.loss && reports.last!.evalLoss != nil)
         #expect(!adapter.isEmpty)
-        let (again, oneThread) = try Self.train(Self.folder("one-thread"), threads: 1)
-        #expect(oneThread == adapter)
+        let (again, oneThread) = try Self.train(Self.folder("one-thread"), threads: 1, variant: v)
+        #expect(oneThread == adapter, "\(v)")
         #expect(again.map(\.loss) == reports.map(\.loss))
     }
 
+    /// A transposed copy needs int8 weights: asking for one on a 4-bit base is an error
+    /// naming the setting, before any training.
+    @Test func aTransposedCopyOfA4BitBaseIsRefused() throws {
+        let lm = try LanguageModel.load(path: Self.q4File, precision: .q4)
+        #expect(lm.summary.conversions.counts.keys.contains("Q4_0 → Q4_0"))
+        let data = try TrainingDataset.load(path: Self.write(Self.lines, "train"), model: lm, sequenceLength: 64)
+        var settings = Self.settings()
+        settings.backwardData = .transposedCopy
+        #expect(throws: LoRAError.invalidTrainingSetting(setting: "backwardData", problem: "transposed copies need int8 weights, not q4")) {
+            try LoRATrainer(model: lm, settings: settings, train: data, heldOut: nil, output: Self.folder("refused"))
+        }
+    }
+
     /// Stopped after 3 steps (as Ctrl-C does) and resumed: the adapter and the log equal an
-    /// uninterrupted run's.
-    @Test func aResumedRunEqualsAnUninterruptedOne() throws {
-        let whole = try Self.train(Self.folder("whole"))
+    /// uninterrupted run's, on every base.
+    @Test(arguments: 0..<variants.count)
+    func aResumedRunEqualsAnUninterruptedOne(variant: Int) throws {
+        let v = Self.variants[variant]
+        let whole = try Self.train(Self.folder("whole"), variant: v)
         let output = Self.folder("interrupted")
-        let first = try Self.train(output, stopAfter: 3)
+        let first = try Self.train(output, stopAfter: 3, variant: v)
         #expect(first.reports.count == 3 && first.adapter.isEmpty)
         #expect(FileManager.default.fileExists(atPath: "\(output)/checkpoint-3/optimizer.safetensors"))
-        let rest = try Self.train(output, resume: true)
+        let rest = try Self.train(output, resume: true, variant: v)
         #expect(rest.reports.first?.step == 4 && rest.adapter == whole.adapter)
         let log = try String(contentsOfFile: "\(output)/train_log.jsonl", encoding: .utf8).split(separator: "\n")
         #expect(log.count == 8)

@@ -18,8 +18,9 @@ public enum MergedModel {
                 try writer.copy(info.name, from: model)
                 continue
             }
-            guard type != .q8_0 || info.shape[1] % 32 == 0 else {
-                throw .invalidMetadata(file: path, key: info.name, problem: "rows of \(info.shape[1]) values do not fill Q8_0 blocks of 32")
+            guard info.shape[1] % type.stored.blockSize == 0 else {
+                throw .invalidMetadata(
+                    file: path, key: info.name, problem: "rows of \(info.shape[1]) values do not fill \(type.stored.rawValue) blocks")
             }
             writer.add(info.name, shape: info.shape, type: type) { () throws(LoRAError) -> Tensor in
                 let weight = try model.values(of: info.name)

@@ -12,32 +12,32 @@ public struct GGUFWriter {
         case uint32(UInt32)
         case float32(Float)
         case bool(Bool)
+        case strings([String])
+        case float32s([Float])
+        case int32s([Int32])
     }
 
     /// How a tensor is stored.
     public enum TensorType: String, Sendable, CaseIterable {
-        case f32, f16, q8_0
+        case f32, f16, q8_0, q4_0
 
-        var ggmlType: UInt32 {
+        var stored: TensorDataType {
             switch self {
-            case .f32: 0
-            case .f16: 1
-            case .q8_0: 8
+            case .f32: .f32
+            case .f16: .f16
+            case .q8_0: .q8_0
+            case .q4_0: .q4_0
             }
         }
 
-        func byteCount(shape: [Int]) -> Int {
-            let count = shape.reduce(1, *)
-            return switch self {
-            case .f32: 4 * count
-            case .f16: 2 * count
-            case .q8_0: count / 32 * MemoryLayout<ck_block_q8_0>.stride
-            }
-        }
+        var ggmlType: UInt32 { stored.cValue.rawValue }
+
+        func byteCount(shape: [Int]) -> Int { stored.byteCount(shape: shape) ?? 0 }
     }
 
     private enum Payload {
         case values(TensorType, () throws(LoRAError) -> Tensor)
+        case blocks(() -> Data)
         case copied(GGUFFile, GGUFTensorInfo)
     }
 
@@ -55,6 +55,14 @@ public struct GGUFWriter {
         case .uint32(let v): bytes += Self.u32(4) + Self.u32(v)
         case .float32(let v): bytes += Self.u32(6) + Self.u32(v.bitPattern)
         case .bool(let v): bytes += Self.u32(7) + Data([v ? 1 : 0])
+        // arrays: type 9, then the element type, the count and the elements
+        case .strings(let a):
+            bytes += Self.u32(9) + Self.u32(8) + Self.u64(UInt64(a.count)) + a.reduce(into: Data()) { $0 += Self.string($1) }
+        case .float32s(let a):
+            bytes += Self.u32(9) + Self.u32(6) + Self.u64(UInt64(a.count)) + a.reduce(into: Data()) { $0 += Self.u32($1.bitPattern) }
+        case .int32s(let a):
+            bytes +=
+                Self.u32(9) + Self.u32(5) + Self.u64(UInt64(a.count)) + a.reduce(into: Data()) { $0 += Self.u32(UInt32(bitPattern: $1)) }
         }
         put(key, bytes)
     }
@@ -74,8 +82,18 @@ public struct GGUFWriter {
     /// A tensor of `shape` (outermost first, [out, in]) whose values `make` produces when the
     /// file is written. Q8_0 needs rows that are a multiple of 32 long.
     public mutating func add(_ name: String, shape: [Int], type: TensorType, _ make: @escaping () throws(LoRAError) -> Tensor) {
-        precondition(type != .q8_0 || (shape.last ?? 0) % 32 == 0, "GGUFWriter: Q8_0 rows of \(shape.last ?? 0) values")
+        precondition(
+            (shape.last ?? 0) % type.stored.blockSize == 0, "GGUFWriter: \(type.stored.rawValue) rows of \(shape.last ?? 0) values")
         tensors.append((name, shape, type.ggmlType, type.byteCount(shape: shape), .values(type, make)))
+    }
+
+    /// A tensor of `shape` whose GGUF blocks of `type` (rows of whole blocks) `make` writes
+    /// when the file is written.
+    public mutating func add(_ name: String, shape: [Int], blocks type: TensorDataType, _ make: @escaping () -> Data) {
+        guard let byteCount = type.byteCount(shape: shape) else {
+            preconditionFailure("GGUFWriter: \(name) \(shape) does not split into \(type.rawValue) blocks")
+        }
+        tensors.append((name, shape, type.cValue.rawValue, byteCount, .blocks(make)))
     }
 
     /// A tensor copied byte for byte from `source` (its stored type kept).
@@ -104,6 +122,11 @@ public struct GGUFWriter {
                 var bytes: Data
                 switch tensor.payload {
                 case .copied(let source, let info): bytes = Data(source.file.bytes[info.byteRange!])
+                case .blocks(let make):
+                    bytes = make()
+                    guard bytes.count == tensor.byteCount else {
+                        throw .quantizedSizeMismatch(what: "\(path): \(tensor.name)", expected: tensor.byteCount, actual: bytes.count)
+                    }
                 case .values(let type, let make):
                     let values = try make()
                     guard values.shape.reduce(1, *) == tensor.shape.reduce(1, *) else {
@@ -127,9 +150,13 @@ public struct GGUFWriter {
             case .f16: return v.map { ck_float_to_half($0) }.withUnsafeBytes { Data($0) }
             case .q8_0:
                 let cols = shape.last!
-                let rows = v.count / cols
                 var blocks = [ck_block_q8_0](repeating: ck_block_q8_0(), count: v.count / 32)
-                _ = ck_quantize_q8_0(v.baseAddress, Int32(rows), Int32(cols), &blocks)
+                _ = ck_quantize_q8_0(v.baseAddress, Int32(v.count / cols), Int32(cols), &blocks)
+                return blocks.withUnsafeBytes { Data($0) }
+            case .q4_0:
+                let cols = shape.last!
+                var blocks = [ck_block_q4_0](repeating: ck_block_q4_0(), count: v.count / 32)
+                _ = ck_quantize_q4_0(v.baseAddress, Int32(v.count / cols), Int32(cols), &blocks)
                 return blocks.withUnsafeBytes { Data($0) }
             }
         }

@@ -86,6 +86,8 @@ public struct CheckpointSummary: Sendable, CustomStringConvertible {
     public let storedTypes: [String: Int]
     public let parameters: Int
     public let precision: WeightPrecision
+    /// The block type each matrix was held in, by stored type.
+    public let conversions: WeightConversions
     public let modelBytes: Int
 
     init(path: String, format: String, fileBytes: Int, storedTypes: [String: Int], model: LlamaModel, precision: WeightPrecision) {
@@ -95,6 +97,7 @@ public struct CheckpointSummary: Sendable, CustomStringConvertible {
         self.storedTypes = storedTypes
         parameters = model.parameterCount
         self.precision = precision
+        conversions = model.conversions
         modelBytes = model.byteCount
     }
 
@@ -102,6 +105,6 @@ public struct CheckpointSummary: Sendable, CustomStringConvertible {
         let types = storedTypes.sorted { $0.key < $1.key }.map { "\($0.key)×\($0.value)" }.joined(separator: " ")
         return "\(path): \(format), \(String(format: "%.1f", Double(fileBytes) / 1_048_576)) MiB (\(types)); "
             + "\(String(format: "%.1f", Double(parameters) / 1e6))M parameters, \(precision.rawValue) weights "
-            + "\(String(format: "%.1f", Double(modelBytes) / 1_048_576)) MiB in memory"
+            + "\(String(format: "%.1f", Double(modelBytes) / 1_048_576)) MiB in memory (\(conversions))"
     }
 }

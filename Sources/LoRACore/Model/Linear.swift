@@ -29,6 +29,14 @@ public final class Linear: @unchecked Sendable {
             }
         }
 
+        /// The exact f32 values of the weight.
+        public func dequantized() -> Tensor {
+            switch self {
+            case .quantized(let w): w.dequantized()
+            case .f32(let w): w
+            }
+        }
+
         /// Bytes the weight takes in memory.
         public var byteCount: Int {
             switch self {
