@@ -16,7 +16,8 @@ struct ModelOptions: ParsableArguments {
 
     @Option(
         help:
-            "How the big matrices are held: int8 blocks (default), q4 (a GGUF's own 4/6-bit blocks; Q4_0 for safetensors) or exact f32 (reference runs)."
+            "How the big matrices are held: int8 blocks (default), q4 (a GGUF's own 4/6-bit blocks; "
+            + "Q4_0 for safetensors) or exact f32 (reference runs)."
     )
     var precision: WeightPrecision?
 
