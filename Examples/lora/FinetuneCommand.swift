@@ -51,8 +51,9 @@ struct FinetuneCommand: ParsableCommand {
     @Option(help: "Recompute layers in the backward pass: auto (when keeping activations exceeds --memory-budget), always or never.")
     var recompute = RecomputeChoice.auto
     @Option(
-        help:
-            "How the backward pass reads the frozen weights: direct (the forward blocks), copy (int8 only: transposed copies, faster, more memory) or exact (f32); default: copy when it fits --memory-budget."
+        help: ArgumentHelp(
+            "How the backward pass reads the frozen weights: direct (the forward blocks), copy (int8 only: transposed copies, "
+                + "faster, more memory) or exact (f32); default: copy when it fits --memory-budget.")
     )
     var backwardData: BackwardDataMode?
     @Option(help: "GiB the run may take: beyond it layers are recomputed and no transposed copies are built (default: 3/4 of the RAM).")

@@ -15,9 +15,9 @@ struct ModelOptions: ParsableArguments {
     var model: String?
 
     @Option(
-        help:
+        help: ArgumentHelp(
             "How the big matrices are held: int8 blocks (default), q4 (a GGUF's own 4/6-bit blocks; "
-            + "Q4_0 for safetensors) or exact f32 (reference runs)."
+                + "Q4_0 for safetensors) or exact f32 (reference runs).")
     )
     var precision: WeightPrecision?
 

@@ -37,9 +37,10 @@ struct LlamaCppQualityTests {
         }
         let (f32, int8, q4) = (perplexity(RealModel.f32), perplexity(RealModel.int8), perplexity(RealModel.q4))
         let llamaCpp = Self.fixture.perplexity
+        func percent(_ a: Double, _ b: Double) -> String { String(format: "%+.3f%%", 100 * (a / b - 1)) }
         print(
-            "SmolLM2 Q4_1 perplexity of 2000 tokens: llama.cpp \(llamaCpp), q4 \(q4) (\(String(format: "%+.3f", 100 * (q4 / llamaCpp - 1)))%), "
-                + "int8 \(int8), f32 \(f32) (q4 vs f32 \(String(format: "%+.3f", 100 * (q4 / f32 - 1)))%)")
+            "SmolLM2 Q4_1 perplexity of 2000 tokens: llama.cpp \(llamaCpp), q4 \(q4) (\(percent(q4, llamaCpp))), "
+                + "int8 \(int8), f32 \(f32) (q4 vs f32 \(percent(q4, f32)))")
         #expect(abs(q4 - llamaCpp) / llamaCpp < 0.005)
         #expect(abs(q4 - f32) / f32 < 0.01)
     }
