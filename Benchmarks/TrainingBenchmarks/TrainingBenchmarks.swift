@@ -81,6 +81,8 @@ final class TrainingBenchmarks: XCTestCase {
             "train_backward_int8_nocopy", (noCopy.step - noCopy.forward - noCopy.optimizer) * 1000, unit: "ms",
             baseline: "with copies", baselineValue: (quantized.step - quantized.forward - quantized.optimizer) * 1000)
         Self.report.emit(
+            "train_forward_and_loss_q4", fourBit.forward * 1000, unit: "ms", baseline: "int8", baselineValue: quantized.forward * 1000)
+        Self.report.emit(
             "train_backward_q4", (fourBit.step - fourBit.forward - fourBit.optimizer) * 1000, unit: "ms",
             baseline: "int8 with copies", baselineValue: (quantized.step - quantized.forward - quantized.optimizer) * 1000)
         Self.report.emit(

@@ -6,6 +6,7 @@
 #include "include/ck_blocks.h"
 #include "include/ck_cpu.h"
 #include "include/ck_gemm.h"
+#include "include/ck_quant.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -34,8 +35,10 @@ typedef struct {
 // b0 and b1 are multiples of 8 (whole super-blocks).
 typedef void (*ck_tile_fn)(const ck_act_q8 *x, int m0, int m1, const void *w, int p0, int p1, int b0, int b1,
                            int n, float *y, int ldy);
-// Quantizes one row of k values into kb blocks (zero-padded tail).
-typedef void (*ck_quantize_act_row_fn)(const float *x, int k, int8_t *q, float *d, int32_t *sum, int32_t *sum_lo);
+// Quantizes one row of k values (x[j]·scale[j] when scale is not NULL) into kb blocks
+// (zero-padded tail).
+typedef void (*ck_quantize_act_row_fn)(const float *x, const float *scale, int k, int8_t *q, float *d, int32_t *sum,
+                                       int32_t *sum_lo);
 
 // The backward-data product reads the forward panels one 32-column strip at a time,
 // decoded to unsigned bytes in the transposed order u[o/4][j][o%4] (j = 0..31, the strip's
@@ -77,7 +80,8 @@ extern ck_dispatch_table ck_kernels;
     void ck_tile_q4_1_##isa(const ck_act_q8 *, int, int, const void *, int, int, int, int, int, float *, int);    \
     void ck_tile_q4_k_##isa(const ck_act_q8 *, int, int, const void *, int, int, int, int, int, float *, int);    \
     void ck_tile_q6_k_##isa(const ck_act_q8 *, int, int, const void *, int, int, int, int, int, float *, int);    \
-    void ck_quantize_act_row_##isa(const float *x, int k, int8_t *q, float *d, int32_t *sum, int32_t *sum_lo);   \
+    void ck_quantize_act_row_##isa(const float *x, const float *scale, int k, int8_t *q, float *d, int32_t *sum,  \
+                                   int32_t *sum_lo);                                                             \
     void ck_strip_tile_##isa(const ck_strip *s, const ck_strip_row *z, int rows, const float *bias, float *dx,    \
                              int ldx, int cols);
 CK_ISA_KERNELS(scalar)
@@ -147,6 +151,32 @@ static inline void ck_team_share(int64_t n, int64_t *lo, int64_t *hi) {
     *hi = n * (rank + 1) / team;
 }
 static inline int ck_div_up(int a, int b) { return (a + b - 1) / b; }
+
+// The scale and minimum of row r of a panel block at weight `sub` of the block (see
+// ck_packed_scale): inline, for the backward product's per-strip decoding.
+static inline void ck_panel_scale(ck_type type, const char *block, int r, int sub, float *scale, float *min) {
+    *min = 0;
+    switch (type) {
+    case CK_TYPE_Q8_0: *scale = ck_half_to_float(((const ck_panel_block *)block)->d[r]); break;
+    case CK_TYPE_Q4_0: *scale = ck_half_to_float(((const ck_panel_q4_0 *)block)->d[r]); break;
+    case CK_TYPE_Q4_1:
+        *scale = ck_half_to_float(((const ck_panel_q4_1 *)block)->d[r]);
+        *min = ck_half_to_float(((const ck_panel_q4_1 *)block)->m[r]);
+        break;
+    case CK_TYPE_Q4_K: {
+        const ck_panel_q4_k *p = (const ck_panel_q4_k *)block;
+        *scale = ck_half_to_float(p->d[r]) * p->sc[sub / CK_QK][r];  // exact: 11 × 6 bits
+        *min = -(ck_half_to_float(p->dmin[r]) * p->m[sub / CK_QK][r]);
+        break;
+    }
+    case CK_TYPE_Q6_K: {
+        const ck_panel_q6_k *p = (const ck_panel_q6_k *)block;
+        *scale = ck_half_to_float(p->d[r]) * p->sc[sub / 16][r];  // exact: 11 × 8 bits
+        break;
+    }
+    default: *scale = 0;
+    }
+}
 
 // 6-bit scale and min of sub-block j from Q4_K's packed 12 bytes.
 static inline void ck_q4_k_scale_min(int j, const uint8_t *q, uint8_t *sc, uint8_t *m) {

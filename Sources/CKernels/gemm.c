@@ -55,11 +55,13 @@ size_t ck_gemm_bwd_f32_workspace_size(int n) {
     return (size_t)ck_threads() * (size_t)(n > 0 ? n : 0) * F32_CHUNK * sizeof(float);
 }
 
-void ck_quantize_act_row_scalar(const float *x, int k, int8_t *q, float *d, int32_t *sum, int32_t *sum_lo) {
+void ck_quantize_act_row_scalar(const float *x, const float *scale_by, int k, int8_t *q, float *d, int32_t *sum,
+                                int32_t *sum_lo) {
     const int kb = ck_q8_blocks_per_row(k);
     for (int b = 0; b < kb; b++) {
         const int len = k - b * CK_QK < CK_QK ? k - b * CK_QK : CK_QK;
-        const float *xb = x + b * CK_QK;
+        float xb[CK_QK];
+        for (int j = 0; j < len; j++) xb[j] = scale_by ? x[b * CK_QK + j] * scale_by[b * CK_QK + j] : x[b * CK_QK + j];
         float amax = 0;
         for (int j = 0; j < len; j++) amax = fmaxf(amax, fabsf(xb[j]));
         const float scale = amax / 127.0f;
@@ -82,7 +84,7 @@ void ck_quantize_act_ref(const float *x, int m, int k, int8_t *q, float *d) {
     const int kb = ck_q8_blocks_per_row(k);
     int32_t s[kb > 0 ? kb : 1], lo[kb > 0 ? kb : 1];
     for (int i = 0; i < m; i++)
-        ck_quantize_act_row_scalar(x + (size_t)i * k, k, q + (size_t)i * kb * CK_QK, d + (size_t)i * kb, s, lo);
+        ck_quantize_act_row_scalar(x + (size_t)i * k, NULL, k, q + (size_t)i * kb * CK_QK, d + (size_t)i * kb, s, lo);
 }
 
 // Row r's integer dot with x block b over the weights u[j] of one block of 32 (u unsigned,
@@ -220,7 +222,7 @@ ck_status ck_gemm(ck_type type, const float *x, int m, int k, const void *w, int
             int64_t lo, hi;
             ck_team_share(m, &lo, &hi);
             for (int64_t i = lo; i < hi; i++)
-                ck_kernels.quantize_act_row(x + i * k, k, q + i * kb * CK_QK, d + i * kb, sum + i * kb, sum_lo + i * kb);
+                ck_kernels.quantize_act_row(x + i * k, NULL, k, q + i * kb * CK_QK, d + i * kb, sum + i * kb, sum_lo + i * kb);
 #pragma omp barrier
             ck_team_share(ck_div_up(panels, 2), &lo, &hi);
             const int p0 = 2 * (int)lo, p1 = 2 * (int)hi < panels ? 2 * (int)hi : panels;
@@ -231,7 +233,7 @@ ck_status ck_gemm(ck_type type, const float *x, int m, int k, const void *w, int
 
 #pragma omp parallel for schedule(static) num_threads(nt) if (parallel)
     for (int i = 0; i < m; i++)
-        ck_kernels.quantize_act_row(x + (size_t)i * k, k, q + (size_t)i * kb * CK_QK, d + (size_t)i * kb,
+        ck_kernels.quantize_act_row(x + (size_t)i * k, NULL, k, q + (size_t)i * kb * CK_QK, d + (size_t)i * kb,
                                     sum + (size_t)i * kb, sum_lo + (size_t)i * kb);
 
     // Many rows: groups of 8 panels, each thread keeping its weight slice hot in L2.
@@ -291,7 +293,7 @@ void ck_gemm_ref(ck_type type, const float *x, int m, int k, const void *w, int 
     void *aligned = (void *)(((uintptr_t)work + 63) & ~(uintptr_t)63);
     const ck_act_q8 act = ck_act_q8_in(aligned, m, kb);
     for (int i = 0; i < m; i++)
-        ck_quantize_act_row_scalar(x + (size_t)i * k, k, (int8_t *)act.q + (size_t)i * kb * CK_QK, (float *)act.d + (size_t)i * kb,
+        ck_quantize_act_row_scalar(x + (size_t)i * k, NULL, k, (int8_t *)act.q + (size_t)i * kb * CK_QK, (float *)act.d + (size_t)i * kb,
                                    (int32_t *)act.sum + (size_t)i * kb, (int32_t *)act.sum_lo + (size_t)i * kb);
     scalar_tile(format, &act, 0, m, w, 0, ck_q8_panels(n), 0, kb, n, y, n);
 }

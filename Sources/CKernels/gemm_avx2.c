@@ -180,16 +180,20 @@ AVX2_TILE(q4_1, CK_F_Q4_1)
 AVX2_TILE(q4_k, CK_F_Q4_K)
 AVX2_TILE(q6_k, CK_F_Q6_K)
 
-TARGET void ck_quantize_act_row_avx2(const float *x, int k, int8_t *q, float *d, int32_t *sum, int32_t *sum_lo) {
+TARGET void ck_quantize_act_row_avx2(const float *x, const float *s, int k, int8_t *q, float *d, int32_t *sum,
+                                     int32_t *sum_lo) {
     const int kb = ck_q8_blocks_per_row(k);
     const __m256 sign = _mm256_set1_ps(-0.0f);
     for (int b = 0; b < kb; b++) {
         const int len = k - b * CK_QK < CK_QK ? k - b * CK_QK : CK_QK;
         float v[CK_QK] = {0};
         memcpy(v, x + b * CK_QK, (size_t)len * sizeof(float));
+        float sv[CK_QK] = {0};
+        if (s) memcpy(sv, s + b * CK_QK, (size_t)len * sizeof(float));
         __m256 vx[4], mx = _mm256_setzero_ps();
         for (int h = 0; h < 4; h++) {
             vx[h] = _mm256_loadu_ps(v + 8 * h);
+            if (s) vx[h] = _mm256_mul_ps(vx[h], _mm256_loadu_ps(sv + 8 * h));
             mx = _mm256_max_ps(mx, _mm256_andnot_ps(sign, vx[h]));
         }
         __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));

@@ -174,14 +174,70 @@ AVX512_TILE(q4_1, CK_F_Q4_1)
 AVX512_TILE(q4_k, CK_F_Q4_K)
 AVX512_TILE(q6_k, CK_F_Q6_K)
 
-TARGET void ck_quantize_act_row_avx512(const float *x, int k, int8_t *q, float *d, int32_t *sum, int32_t *sum_lo) {
+// Reduces 16 vectors to one whose lane c is the reduction of v[c]: four rounds of pairing
+// lanes across two vectors (45 shuffles and ops for 16 rows instead of 16 full reductions).
+#define REDUCE16(v, op, permute)                                                                             \
+    do {                                                                                                       \
+        static const int32_t rounds[4][16] = {{0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23},          \
+                                              {0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27},        \
+                                              {0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20, 21, 24, 25, 28, 29},        \
+                                              {0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30}};      \
+        static const int shift[4] = {8, 4, 2, 1};                                                              \
+        for (int round = 0, count = 16; round < 4; round++, count /= 2) {                                      \
+            const __m512i first = _mm512_loadu_si512(rounds[round]);                                           \
+            const __m512i second = _mm512_add_epi32(first, _mm512_set1_epi32(shift[round]));                   \
+            for (int i = 0; i < count / 2; i++)                                                                \
+                v[i] = op(permute(v[2 * i], first, v[2 * i + 1]), permute(v[2 * i], second, v[2 * i + 1]));      \
+        }                                                                                                      \
+    } while (0)
+
+// 16 whole blocks of 32 at once: the same values, scales and sums as one block at a time.
+TARGET INLINE void quantize_16_blocks(const float *x, const float *s, int8_t *q, float *d, int32_t *sum, int32_t *sum_lo) {
+    __m512 v[16][2], m[16];
+    for (int c = 0; c < 16; c++) {
+        v[c][0] = _mm512_loadu_ps(x + c * CK_QK);
+        v[c][1] = _mm512_loadu_ps(x + c * CK_QK + 16);
+        if (s) {
+            v[c][0] = _mm512_mul_ps(v[c][0], _mm512_loadu_ps(s + c * CK_QK));
+            v[c][1] = _mm512_mul_ps(v[c][1], _mm512_loadu_ps(s + c * CK_QK + 16));
+        }
+        m[c] = _mm512_max_ps(_mm512_abs_ps(v[c][0]), _mm512_abs_ps(v[c][1]));
+    }
+    REDUCE16(m, _mm512_max_ps, _mm512_permutex2var_ps);
+    const __m512 scale = _mm512_div_ps(m[0], _mm512_set1_ps(127.0f));
+    const __mmask16 nonzero = _mm512_cmpneq_ps_mask(scale, _mm512_setzero_ps());
+    const __m512 inv = _mm512_maskz_div_ps(nonzero, _mm512_set1_ps(1.0f), scale);
+    _mm512_storeu_ps(d, scale);
+    __m512i lo[16], hi[16];
+    for (int c = 0; c < 16; c++) {
+        const __m512 ic = _mm512_permutexvar_ps(_mm512_set1_epi32(c), inv);
+        lo[c] = _mm512_cvtps_epi32(_mm512_mul_ps(v[c][0], ic));
+        hi[c] = _mm512_cvtps_epi32(_mm512_mul_ps(v[c][1], ic));
+        _mm_storeu_si128((__m128i *)(q + c * CK_QK), _mm512_cvtsepi32_epi8(lo[c]));
+        _mm_storeu_si128((__m128i *)(q + c * CK_QK + 16), _mm512_cvtsepi32_epi8(hi[c]));
+    }
+    REDUCE16(lo, _mm512_add_epi32, _mm512_permutex2var_epi32);
+    REDUCE16(hi, _mm512_add_epi32, _mm512_permutex2var_epi32);
+    _mm512_storeu_si512(sum_lo, lo[0]);
+    _mm512_storeu_si512(sum, _mm512_add_epi32(lo[0], hi[0]));
+}
+
+TARGET void ck_quantize_act_row_avx512(const float *x, const float *s, int k, int8_t *q, float *d, int32_t *sum,
+                                       int32_t *sum_lo) {
     const int kb = ck_q8_blocks_per_row(k);
-    for (int b = 0; b < kb; b++) {
+    int b = 0;
+    for (; (b + 16) * CK_QK <= k; b += 16)
+        quantize_16_blocks(x + b * CK_QK, s ? s + b * CK_QK : NULL, q + b * CK_QK, d + b, sum + b, sum_lo + b);
+    for (; b < kb; b++) {
         const int len = k - b * CK_QK < CK_QK ? k - b * CK_QK : CK_QK;
         const __mmask16 lo = (__mmask16)(len >= 16 ? 0xFFFF : (1u << len) - 1);
         const __mmask16 hi = (__mmask16)(len >= 32 ? 0xFFFF : len > 16 ? (1u << (len - 16)) - 1 : 0);
-        const __m512 v0 = _mm512_maskz_loadu_ps(lo, x + b * CK_QK);
-        const __m512 v1 = _mm512_maskz_loadu_ps(hi, x + b * CK_QK + 16);
+        __m512 v0 = _mm512_maskz_loadu_ps(lo, x + b * CK_QK);
+        __m512 v1 = _mm512_maskz_loadu_ps(hi, x + b * CK_QK + 16);
+        if (s) {
+            v0 = _mm512_mul_ps(v0, _mm512_maskz_loadu_ps(lo, s + b * CK_QK));
+            v1 = _mm512_mul_ps(v1, _mm512_maskz_loadu_ps(hi, s + b * CK_QK + 16));
+        }
         const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
         const float scale = amax / 127.0f;
         const __m512 inv = _mm512_set1_ps(scale ? 1.0f / scale : 0.0f);
@@ -196,8 +252,8 @@ TARGET void ck_quantize_act_row_avx512(const float *x, int k, int8_t *q, float *
 }
 
 // MR rows of the backward strip: 2 vectors of 16 columns, VPDPBUSD over 4 outputs a lane.
-TARGET INLINE void strip_rows(const ck_strip *s, const ck_strip_row *z, const int MR, const float *bias, float *dx,
-                              int ldx, __mmask16 mask[2]) {
+TARGET INLINE void strip_rows(const ck_strip *s, const ck_strip_row *z, const int MR, const int SHARED, const float *bias,
+                              float *dx, int ldx, __mmask16 mask[2]) {
     __m512 acc[4][2];
     for (int i = 0; i < MR; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
     for (int c = 0; c < s->nb; c++) {
@@ -208,11 +264,13 @@ TARGET INLINE void strip_rows(const ck_strip *s, const ck_strip_row *z, const in
             const uint8_t *u = s->u + (size_t)(c * (CK_QK / 4) + q) * 4 * CK_QK;
             const __m512i u0 = _mm512_loadu_si512(u), u1 = _mm512_loadu_si512(u + 64);
             for (int i = 0; i < MR; i++) {
+                // both halves share one z unless the format's scales change within 32 columns
                 int32_t four[2];
                 memcpy(&four[0], z[i].q[0] + c * CK_QK + 4 * q, 4);
-                memcpy(&four[1], z[i].q[1] + c * CK_QK + 4 * q, 4);
-                dot[i][0] = _mm512_dpbusd_epi32(dot[i][0], u0, _mm512_set1_epi32(four[0]));
-                dot[i][1] = _mm512_dpbusd_epi32(dot[i][1], u1, _mm512_set1_epi32(four[1]));
+                if (!SHARED) memcpy(&four[1], z[i].q[1] + c * CK_QK + 4 * q, 4);
+                const __m512i x0 = _mm512_set1_epi32(four[0]), x1 = SHARED ? x0 : _mm512_set1_epi32(four[1]);
+                dot[i][0] = _mm512_dpbusd_epi32(dot[i][0], u0, x0);
+                dot[i][1] = _mm512_dpbusd_epi32(dot[i][1], u1, x1);
             }
         }
         for (int i = 0; i < MR; i++)
@@ -227,15 +285,21 @@ TARGET INLINE void strip_rows(const ck_strip *s, const ck_strip_row *z, const in
     }
 }
 
+TARGET INLINE void strip_tiles(const ck_strip *s, const ck_strip_row *z, int rows, const int SHARED, const float *bias,
+                               float *dx, int ldx, __mmask16 mask[2]) {
+    int i = 0;
+    for (; i + 4 <= rows; i += 4) strip_rows(s, z + i, 4, SHARED, bias ? bias + i : NULL, dx + (size_t)i * ldx, ldx, mask);
+    switch (rows - i) {
+    case 3: strip_rows(s, z + i, 3, SHARED, bias ? bias + i : NULL, dx + (size_t)i * ldx, ldx, mask); break;
+    case 2: strip_rows(s, z + i, 2, SHARED, bias ? bias + i : NULL, dx + (size_t)i * ldx, ldx, mask); break;
+    case 1: strip_rows(s, z + i, 1, SHARED, bias ? bias + i : NULL, dx + (size_t)i * ldx, ldx, mask); break;
+    }
+}
+
 TARGET void ck_strip_tile_avx512(const ck_strip *s, const ck_strip_row *z, int rows, const float *bias, float *dx, int ldx,
                                  int cols) {
     __mmask16 mask[2] = {(__mmask16)(cols >= 16 ? 0xFFFF : (1u << cols) - 1),
                          (__mmask16)(cols >= 32 ? 0xFFFF : cols > 16 ? (1u << (cols - 16)) - 1 : 0)};
-    int i = 0;
-    for (; i + 4 <= rows; i += 4) strip_rows(s, z + i, 4, bias ? bias + i : NULL, dx + (size_t)i * ldx, ldx, mask);
-    switch (rows - i) {
-    case 3: strip_rows(s, z + i, 3, bias ? bias + i : NULL, dx + (size_t)i * ldx, ldx, mask); break;
-    case 2: strip_rows(s, z + i, 2, bias ? bias + i : NULL, dx + (size_t)i * ldx, ldx, mask); break;
-    case 1: strip_rows(s, z + i, 1, bias ? bias + i : NULL, dx + (size_t)i * ldx, ldx, mask); break;
-    }
+    if (rows > 0 && z[0].q[0] == z[0].q[1]) strip_tiles(s, z, rows, 1, bias, dx, ldx, mask);
+    else strip_tiles(s, z, rows, 0, bias, dx, ldx, mask);
 }

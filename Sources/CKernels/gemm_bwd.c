@@ -18,11 +18,11 @@
 
 static inline size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
 
-// Decodes column strip cb (columns 32cb..32cb+31) of all n rows: u in transposed order,
-// the scale of each row for columns 0..15 and 16..31, and its minimum. Returns the offset,
-// and whether the format has minimums in *has_min.
+// Decodes column strip cb (columns 32cb..32cb+31) of all n rows: u in transposed order
+// and the scale of each row for columns 0..15 and 16..31. Returns the offset, and whether
+// the format has minimums in *has_min.
 static int decode_strip(ck_type type, const void *w, int n, int k, int cb, uint8_t *u, float *scale0, float *scale1,
-                        float *min, int *has_min) {
+                        int *has_min) {
     const ck_format f = (ck_format)ck_format_of(type);
     const int nb = ck_div_up(n, CK_QK), kb = ck_q8_blocks_per_row(k);
     const size_t bytes = ck_packed_block_bytes(type);
@@ -32,7 +32,7 @@ static int decode_strip(ck_type type, const void *w, int n, int k, int cb, uint8
     for (int o = 0; o < nb * CK_QK; o++) {
         uint8_t *lane = u + (size_t)(o / 4) * 4 * CK_QK + o % 4;  // u[o/4][j][o%4] at lane + 4j
         if (o >= n) {
-            scale0[o] = scale1[o] = min[o] = 0;
+            scale0[o] = scale1[o] = 0;
             continue;
         }
         const int p = o / CK_PANEL, r = o % CK_PANEL;
@@ -72,37 +72,67 @@ static int decode_strip(ck_type type, const void *w, int n, int k, int cb, uint8
             }
         }
         }
-        // the second half's scale differs only for Q6_K (the minimum never differs)
-        float unused;
-        ck_packed_scale(type, w, n, k, o, CK_QK * cb, &scale0[o], &min[o]);
-        ck_packed_scale(type, w, n, k, o, CK_QK * cb + 16, &scale1[o], &unused);
+        // the second half's scale differs only for Q6_K; the minimums come from the driver
+        const char *block = panel + (size_t)(f == CK_F_Q4_K || f == CK_F_Q6_K ? cb / 8 : cb) * bytes;
+        const int sub = f == CK_F_Q4_K || f == CK_F_Q6_K ? CK_QK * (cb % 8) : 0;
+        float min;
+        ck_panel_scale(type, block, r, sub, &scale0[o], &min);
+        ck_panel_scale(type, block, r, sub + 16, &scale1[o], &min);
     }
     return f == CK_F_Q8_0 ? 128 : f == CK_F_Q4_0 ? 8 : f == CK_F_Q6_K ? 32 : 0;
 }
 
-// Per-thread scratch: the strip, its per-row scales and minimums, one row of z, and the
-// quantized z of ROW_GROUP rows for both halves.
+// Per-thread scratch: the strip, its per-row scales for both halves, and the quantized z of
+// ROW_GROUP rows for both halves with their minimums' share.
 static size_t thread_bytes(int n) {
     const int nb = ck_div_up(n, CK_QK), np = nb * CK_QK;
-    return align64((size_t)nb * CK_QK * CK_QK) + 4 * align64((size_t)np * sizeof(float)) +
+    return align64((size_t)nb * CK_QK * CK_QK) + 2 * align64((size_t)np * sizeof(float)) +
            2 * ck_act_q8_bytes(ROW_GROUP, nb) + align64(ROW_GROUP * sizeof(float));
 }
 
-size_t ck_gemm_bwd_workspace_size(int n) { return n < 0 ? 0 : (size_t)ck_threads() * thread_bytes(n); }
+// Shared scratch: every row's minimum of every strip, and every row of dY's sum over them.
+static inline int mins_stride(int k) { return ck_div_up(ck_q8_blocks_per_row(k), 16) * 16; }
+
+static size_t shared_bytes(int m, int n, int k) {
+    const int strips = ck_q8_blocks_per_row(k);
+    return align64((size_t)n * mins_stride(k) * sizeof(float)) + align64((size_t)m * strips * sizeof(float));
+}
+
+size_t ck_gemm_bwd_workspace_size(int m, int n, int k) {
+    return m < 0 || n < 0 || k < 0 ? 0 : shared_bytes(m, n, k) + (size_t)ck_threads() * thread_bytes(n);
+}
+
+#define BIAS_ROWS 8  // rows summed side by side: independent FMA chains, the same order for each
+
+// bias[r][b] = sum over o of dy[r][o] · mins[o][b] for the strips b of `rows` rows, in o's
+// order: the minimums' share of dX (Q4_1, Q4_K). Lanes are 16 strips (mins rows padded to
+// `stride`, a multiple of 16), so the sums stay in registers.
+CK_VECTOR_CLONES static void bias_rows(const float *dy, int rows, int n, const float *mins, int strips, int stride,
+                                       float *bias) {
+    for (int b0 = 0; b0 < strips; b0 += 16) {
+        ck_v16 acc[BIAS_ROWS];
+        for (int r = 0; r < BIAS_ROWS; r++) acc[r] = (ck_v16)0;
+        for (int o = 0; o < n; o++) {
+            ck_v16 m;
+            memcpy(&m, mins + (size_t)o * stride + b0, sizeof m);
+            for (int r = 0; r < rows; r++) acc[r] = __builtin_elementwise_fma((ck_v16)dy[(size_t)r * n + o], m, acc[r]);
+        }
+        const int width = strips - b0 < 16 ? strips - b0 : 16;
+        for (int r = 0; r < rows; r++) memcpy(bias + (size_t)r * strips + b0, &acc[r], (size_t)width * sizeof(float));
+    }
+}
 
 // dX rows [i0, i1), columns of strip cb.
 static void strip_rows(ck_type type, const float *dy, int i0, int i1, int n, const void *w, int k, int cb, float *dx,
-                       char *scratch, ck_strip_tile_fn strip_tile, ck_quantize_act_row_fn quantize) {
+                       const float *biases, char *scratch, ck_strip_tile_fn strip_tile, ck_quantize_act_row_fn quantize) {
     const int nb = ck_div_up(n, CK_QK), np = nb * CK_QK;
     uint8_t *u = (uint8_t *)scratch;
     float *scale[2] = {(float *)(scratch + align64((size_t)nb * CK_QK * CK_QK)), NULL};
     scale[1] = scale[0] + align64((size_t)np * sizeof(float)) / sizeof(float);
-    float *min = scale[1] + align64((size_t)np * sizeof(float)) / sizeof(float);
-    float *z = min + align64((size_t)np * sizeof(float)) / sizeof(float);
-    char *zq_base = (char *)z + align64((size_t)np * sizeof(float));
+    char *zq_base = (char *)(scale[1] + align64((size_t)np * sizeof(float)) / sizeof(float));
     float *bias = (float *)(zq_base + 2 * ck_act_q8_bytes(ROW_GROUP, nb));
     int has_min;
-    const int offset = decode_strip(type, w, n, k, cb, u, scale[0], scale[1], min, &has_min);
+    const int offset = decode_strip(type, w, n, k, cb, u, scale[0], scale[1], &has_min);
     const int halves = type == CK_TYPE_Q6_K ? 2 : 1;
     const ck_act_q8 zq[2] = {ck_act_q8_in(zq_base, ROW_GROUP, nb), ck_act_q8_in(zq_base + ck_act_q8_bytes(ROW_GROUP, nb), ROW_GROUP, nb)};
     const ck_strip strip = {u, nb, offset};
@@ -113,20 +143,15 @@ static void strip_rows(ck_type type, const float *dy, int i0, int i1, int n, con
         for (int i = 0; i < rows; i++) {
             const float *row = dy + (size_t)(g0 + i) * n;
             for (int h = 0; h < halves; h++) {
-                for (int o = 0; o < n; o++) z[o] = row[o] * scale[h][o];
                 const size_t at = (size_t)i * nb;
-                quantize(z, n, (int8_t *)zq[h].q + at * CK_QK, (float *)zq[h].d + at, (int32_t *)zq[h].sum + at,
+                quantize(row, scale[h], n, (int8_t *)zq[h].q + at * CK_QK, (float *)zq[h].d + at, (int32_t *)zq[h].sum + at,
                          (int32_t *)zq[h].sum_lo + at);
             }
             const int h1 = halves - 1;
             z_rows[i] = (ck_strip_row){{zq[0].q + (size_t)i * nb * CK_QK, zq[h1].q + (size_t)i * nb * CK_QK},
                                        {zq[0].d + (size_t)i * nb, zq[h1].d + (size_t)i * nb},
                                        {zq[0].sum + (size_t)i * nb, zq[h1].sum + (size_t)i * nb}};
-            if (has_min) {
-                float acc = 0;
-                for (int o = 0; o < n; o++) acc = fmaf(row[o], min[o], acc);
-                bias[i] = acc;
-            }
+            if (has_min) bias[i] = biases[(size_t)(g0 + i) * ck_q8_blocks_per_row(k) + cb];
         }
         strip_tile(&strip, z_rows, rows, has_min ? bias : NULL, dx + (size_t)g0 * k + CK_QK * cb, k, cols);
     }
@@ -154,8 +179,32 @@ static ck_status gemm_bwd(ck_type type, const float *dy, int m, int n, const voi
     if (m < 0 || k < 0 || n < 0) return CK_ERR_SHAPE;
     if (m == 0 || k == 0) return CK_OK;
     if (!dy || !w || !dx) return CK_ERR_NULL;
-    if (!workspace || workspace_size < (size_t)nt * thread_bytes(n)) return CK_ERR_WORKSPACE;
+    const size_t shared = shared_bytes(m, n, k);
+    if (!workspace || workspace_size < shared + (size_t)nt * thread_bytes(n)) return CK_ERR_WORKSPACE;
     const int strips = ck_q8_blocks_per_row(k);
+    const int stride = mins_stride(k);
+    float *mins = workspace, *biases = (float *)((char *)workspace + align64((size_t)n * stride * sizeof(float)));
+    char *scratch = (char *)workspace + shared;
+    if (type == CK_TYPE_Q4_1 || type == CK_TYPE_Q4_K) {
+        const size_t bytes = ck_packed_block_bytes(type);
+        const int per_row = type == CK_TYPE_Q4_K ? ck_div_up(strips, 8) : strips;  // panel blocks per row
+        for (int o = 0; o < n; o++) {
+            const char *panel = (const char *)w + (size_t)(o / CK_PANEL) * per_row * bytes;
+            for (int b = 0; b < stride; b++) {
+                float scale, *min = &mins[(size_t)o * stride + b];
+                *min = 0;  // past k
+                if (b >= strips) continue;
+                const char *block = panel + (size_t)(type == CK_TYPE_Q4_K ? b / 8 : b) * bytes;
+                ck_panel_scale(type, block, o % CK_PANEL, type == CK_TYPE_Q4_K ? CK_QK * (b % 8) : 0, &scale, min);
+            }
+        }
+        const int groups = ck_div_up(m, BIAS_ROWS);
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1 && (long)m * n * strips >= (1L << 18))
+        for (int g = 0; g < groups; g++) {
+            const int i = g * BIAS_ROWS, rows = m - i < BIAS_ROWS ? m - i : BIAS_ROWS;
+            bias_rows(dy + (size_t)i * n, rows, n, mins, strips, stride, biases + (size_t)i * strips);
+        }
+    }
     // enough jobs for every thread: rows split only when there are fewer strips than 2 per thread
     const int row_parts = strips >= 2 * nt ? 1 : ck_div_up(2 * nt, strips);
     const int rows_per = ck_div_up(ck_div_up(m, row_parts), 4) * 4;
@@ -165,8 +214,7 @@ static ck_status gemm_bwd(ck_type type, const float *dy, int m, int n, const voi
         int rank, team;
         ck_team(&rank, &team);
         const int cb = j / parts, i0 = (j % parts) * rows_per, i1 = i0 + rows_per < m ? i0 + rows_per : m;
-        strip_rows(type, dy, i0, i1, n, w, k, cb, dx, (char *)workspace + (size_t)rank * thread_bytes(n), strip_tile,
-                   quantize);
+        strip_rows(type, dy, i0, i1, n, w, k, cb, dx, biases, scratch + (size_t)rank * thread_bytes(n), strip_tile, quantize);
     }
     return CK_OK;
 }
@@ -179,7 +227,7 @@ ck_status ck_gemm_bwd(ck_type type, const float *dy, int m, int n, const void *w
 }
 
 void ck_gemm_bwd_ref(ck_type type, const float *dy, int m, int n, const void *w, int k, float *dx) {
-    const size_t bytes = thread_bytes(n);
+    const size_t bytes = shared_bytes(m, n, k) + thread_bytes(n);
     char work[bytes + 64];
     void *aligned = (void *)(((uintptr_t)work + 63) & ~(uintptr_t)63);
     gemm_bwd(type, dy, m, n, w, k, dx, aligned, bytes, ck_strip_tile_scalar, ck_quantize_act_row_scalar, 1);

@@ -211,29 +211,9 @@ void ck_packed_scale(ck_type type, const void *src, int rows, int k, int row, in
     const panel_format *f = format_of(type);
     *scale = *min = 0;
     if (!f || row < 0 || row >= rows || col < 0 || col >= k) return;
-    const int kb = ck_div_up(k, f->block_values), r = row % CK_PANEL;
+    const int kb = ck_div_up(k, f->block_values);
     const char *block = (const char *)src + ((size_t)(row / CK_PANEL) * kb + col / f->block_values) * f->panel_bytes;
-    const int sub = col % f->block_values;
-    switch (type) {
-    case CK_TYPE_Q8_0: *scale = ck_half_to_float(((const ck_panel_block *)block)->d[r]); break;
-    case CK_TYPE_Q4_0: *scale = ck_half_to_float(((const ck_panel_q4_0 *)block)->d[r]); break;
-    case CK_TYPE_Q4_1:
-        *scale = ck_half_to_float(((const ck_panel_q4_1 *)block)->d[r]);
-        *min = ck_half_to_float(((const ck_panel_q4_1 *)block)->m[r]);
-        break;
-    case CK_TYPE_Q4_K: {
-        const ck_panel_q4_k *p = (const ck_panel_q4_k *)block;
-        *scale = ck_half_to_float(p->d[r]) * p->sc[sub / CK_QK][r];  // exact: 11 × 6 bits
-        *min = -(ck_half_to_float(p->dmin[r]) * p->m[sub / CK_QK][r]);
-        break;
-    }
-    case CK_TYPE_Q6_K: {
-        const ck_panel_q6_k *p = (const ck_panel_q6_k *)block;
-        *scale = ck_half_to_float(p->d[r]) * p->sc[sub / 16][r];  // exact: 11 × 8 bits
-        break;
-    }
-    default: break;
-    }
+    ck_panel_scale(type, block, row % CK_PANEL, col % f->block_values, scale, min);
 }
 
 void ck_q8_unpack(const ck_panel_block *src, int rows, int k, ck_block_q8_0 *dst) {

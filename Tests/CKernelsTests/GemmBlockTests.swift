@@ -88,7 +88,7 @@ func gemm(_ type: ck_type, _ x: [Float], m: Int, k: Int, _ w: [UInt8], n: Int, m
 /// ck_gemm_bwd: dX [m, k] = dY [m, n] · W on the forward pack.
 func gemmBackward(_ type: ck_type, _ dy: [Float], m: Int, n: Int, _ w: [UInt8], k: Int) -> [Float] {
     var dx = [Float](repeating: .nan, count: m * k)
-    var workspace = [UInt8](repeating: 0, count: ck_gemm_bwd_workspace_size(Int32(n)))
+    var workspace = [UInt8](repeating: 0, count: ck_gemm_bwd_workspace_size(Int32(m), Int32(n), Int32(k)))
     let status = workspace.withUnsafeMutableBytes { ws in
         ck_gemm_bwd(type, dy, Int32(m), Int32(n), w, Int32(k), &dx, ws.baseAddress, ws.count)
     }

@@ -63,8 +63,8 @@ public enum Kernels {
         case .direct:
             return product(dy, rows: w.rows, into: w.cols, w: what) { dy, m, dx, ws in
                 ck_gemm_bwd(type, dy, Int32(m), n, w.panels, k, dx, ws.pointer, ws.count)
-            } workspace: { _ in
-                ck_gemm_bwd_workspace_size(n)
+            } workspace: { m in
+                ck_gemm_bwd_workspace_size(Int32(m), n, k)
             }
         case .transposedCopy:
             let panelsT = w.transposedPanels()
