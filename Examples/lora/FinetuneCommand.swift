@@ -103,6 +103,21 @@ struct FinetuneCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
+            // a run that cannot fit stops before the weights are read
+            let job = self.job
+            let projected = try TrainingMemory(
+                checkpoint: try modelOptions.path, settings: job.settings, precision: modelOptions.weightPrecision)
+            let plan = projected.plan(job.settings)
+            let ram = Int(ProcessInfo.processInfo.physicalMemory)
+            if plan.totalBytes > ram {
+                throw ValidationError(
+                    String(
+                        format: "the run needs %.1f GiB (base %.1f GiB, activations %.1f GiB) but this machine has %.1f GiB: "
+                            + "try --recompute always, --precision q4, or a smaller --batch or --seq-len",
+                        Double(plan.totalBytes) / 1_073_741_824, Double(projected.baseWeights) / 1_073_741_824,
+                        Double(plan.recompute ? projected.activationsRecomputed : projected.activationsKept) / 1_073_741_824,
+                        Double(ram) / 1_073_741_824))
+            }
             let lm = try modelOptions.load()
             let (trainer, train, heldOut) = try job.makeTrainer(model: lm, output: out)
             printPlan(trainer, train: train, heldOut: heldOut)

@@ -43,6 +43,9 @@ import Testing
         #expect(q4.tokenizer.decode(ids) == text)
         for precision in [WeightPrecision.q4, .int8] {
             let model = precision == .q4 ? q4 : try LanguageModel.load(path: path, precision: precision)
+            // the plan from the file's tensor table alone is what the loader allocated
+            let projected = try TrainingMemory(checkpoint: path, settings: TrainingSettings(), precision: precision)
+            #expect(projected.baseWeights == model.model.byteCount, "\(precision)")
             let logits = try #require(model.model.forward(ids, logits: .last))
             #expect(logits.shape == [1, 600] && logits.nonFiniteCount == 0, "\(precision)")
         }

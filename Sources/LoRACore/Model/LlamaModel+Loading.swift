@@ -210,6 +210,28 @@ extension LlamaModel {
 }
 
 extension LlamaModel {
+    /// Bytes the weights of a GGUF file take once loaded at `precision`, from its tensor table
+    /// alone (no weight is read): each matrix in the block type the loader holds its stored
+    /// type in, the norms in f32.
+    static func weightByteCount(gguf: GGUFFile, config: LlamaConfig, precision: WeightPrecision) throws(LoRAError) -> Int {
+        let names = LlamaTensorNames.gguf
+        var matrices = [names.embedding] + (config.tieWordEmbeddings ? [] : [names.output])
+        for layer in 0..<config.numHiddenLayers { matrices += Projection.allCases.map { names.projection($0, layer: layer) } }
+        var bytes = (2 * config.numHiddenLayers + 1) * config.hiddenSize * MemoryLayout<Float>.size
+        for name in matrices {
+            guard let info = gguf.tensor(named: name), info.shape.count == 2 else { throw .missingTensor(file: gguf.path, tensor: name) }
+            guard let stored = info.type else {
+                throw .unsupportedTensorType(file: gguf.path, tensor: name, type: "ggml type \(info.typeID)")
+            }
+            if let held = precision.heldType(stored: stored, names: names) {
+                bytes += QuantizedWeight.byteCount(type: held, rows: info.shape[0], cols: info.shape[1])
+            } else {
+                bytes += info.shape[0] * info.shape[1] * MemoryLayout<Float>.size
+            }
+        }
+        return bytes
+    }
+
     /// Bytes the weights of `config` take once loaded at `precision`: what the loader
     /// allocates, matrix by matrix (a stack takes what its parts would), with the norms. For
     /// `.q4` every matrix counts as Q4_0 (what a Hugging Face checkpoint is quantized to).

@@ -59,7 +59,8 @@ public final class LoRATrainer: @unchecked Sendable {
         plan = BatchPlan(dataset: train, settings: settings)
         self.heldOut = heldOut
         self.output = output
-        memory = TrainingMemory(config: model.model.config, settings: settings, precision: model.summary.precision)
+        memory = TrainingMemory(
+            config: model.model.config, settings: settings, precision: model.summary.precision, baseWeights: model.model.byteCount)
         memoryPlan = memory.plan(settings)
         if memoryPlan.backwardData == .transposedCopy && model.summary.precision != .int8 {
             throw .invalidTrainingSetting(

@@ -29,13 +29,15 @@ public struct TrainingMemory: Sendable, Codable, Equatable {
 
     /// For `config` loaded at `precision` and these settings: a micro-batch of `batchSize`
     /// sequences of `sequenceLength` tokens.
-    public init(config: LlamaConfig, settings: TrainingSettings, precision: WeightPrecision = .int8) {
+    /// `baseWeights`: the loaded model's bytes when known (its blocks' types decide them),
+    /// else what `config` takes at `precision` (a 4-bit base as Q4_0).
+    public init(config: LlamaConfig, settings: TrainingSettings, precision: WeightPrecision = .int8, baseWeights: Int? = nil) {
         self.precision = precision
         let layers = config.numHiddenLayers
         // the backward pass runs from the top layer down to the lowest one with an adapter
         let lowest = min(settings.lora.layers?.min() ?? 0, layers)
         let trainedLayers = layers - lowest
-        baseWeights = LlamaModel.weightByteCount(config: config, precision: precision)
+        self.baseWeights = baseWeights ?? LlamaModel.weightByteCount(config: config, precision: precision)
         backwardCopies = lowest < layers ? LlamaModel.backwardCopyByteCount(config: config, precision: precision, lowest: lowest) : 0
         let perLayer = settings.lora.targets.compactMap(Projection.init(rawValue:)).reduce(0) { sum, projection in
             let shape = projection.shape(config)
@@ -54,6 +56,22 @@ public struct TrainingMemory: Sendable, Codable, Equatable {
             + 2 * LlamaModel.headRows * config.vocabSize * float + 2 * tokens * config.hiddenSize * float
         activationsKept = trainedLayers * layerActivations + workingSet
         activationsRecomputed = trainedLayers * layerInput + min(trainedLayers, 1) * layerActivations + workingSet
+    }
+
+    /// The plan of a run on the checkpoint at `path` (a GGUF file or a Hugging Face folder),
+    /// from its header or config alone: what decides, before any weight is read, whether the
+    /// run fits.
+    public init(checkpoint path: String, settings: TrainingSettings, precision: WeightPrecision) throws(LoRAError) {
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
+            self.init(config: try LlamaConfig(huggingFaceConfig: "\(path)/config.json"), settings: settings, precision: precision)
+        } else {
+            let gguf = try GGUFFile(path: path)
+            let config = try LlamaConfig(gguf: gguf)
+            self.init(
+                config: config, settings: settings, precision: precision,
+                baseWeights: try LlamaModel.weightByteCount(gguf: gguf, config: config, precision: precision))
+        }
     }
 
     enum CodingKeys: String, CodingKey {
