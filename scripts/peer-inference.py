@@ -9,6 +9,7 @@ Swift suites: prefill tok/s for a 512-token prompt, decode tok/s for 128 greedy 
         llama-cpp-python==0.3.36 torch transformers accelerate gguf
     swift build -c release --product lora
     /tmp/peers/bin/python scripts/peer-inference.py "$(scripts/fetch-model)"
+    /tmp/peers/bin/python scripts/peer-inference.py 7b-q4_0.gguf --large   # lora synthesize's file
 """
 import ctypes
 import json
@@ -20,7 +21,8 @@ import time
 
 THREADS = int(os.environ.get("SWIFT_LORA_THREADS", "2"))
 TEXT = "The library opens at nine in the morning and closes at six in the evening. " * 80
-PROMPT_TOKENS, DECODE_TOKENS = 512, 128
+# a 7B-shaped file (--large) decodes about 5 tokens a second here: a shorter prompt and run
+PROMPT_TOKENS, DECODE_TOKENS = (128, 32) if "--large" in sys.argv else (512, 128)
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 
 
@@ -98,9 +100,9 @@ def child(kind, model_path, ids):
     return prefill, decode, int(re.search(r"maxrss (\d+)", out.stderr).group(1)) / 1024
 
 
-def swift_lora(model_path, ids):
-    """`lora generate` on the same prompt: best of 3 runs (the peers' prefill is best of 3
-    within one process; each of ours is a fresh process), largest peak RSS."""
+def swift_lora(model_path, ids, precision):
+    """`lora generate --precision P` on the same prompt: best of 3 runs (the peers' prefill is
+    best of 3 within one process; each of ours is a fresh process), largest peak RSS."""
     from llama_cpp import Llama
 
     text = Llama(model_path=model_path, vocab_only=True, verbose=False).detokenize(ids).decode()
@@ -108,7 +110,8 @@ def swift_lora(model_path, ids):
     runs = []
     for _ in range(3):
         out = subprocess.run(["/usr/bin/time", "-f", "maxrss %M", lora, "generate", "--model", model_path, "--raw", "--prompt",
-                              text, "--max-tokens", str(DECODE_TOKENS + 1), "--stop-token", "99999", "--threads", str(THREADS)],
+                              text, "--max-tokens", str(DECODE_TOKENS + 1), "--stop-token", "99999", "--threads", str(THREADS),
+                              "--precision", precision],
                              capture_output=True, text=True, check=True)
         stats = re.search(r"\[(\d+) prompt tokens ([\d.]+) tok/s, (\d+) generated ([\d.]+) tok/s", out.stderr)
         assert stats and int(stats.group(1)) == len(ids), out.stderr
@@ -116,13 +119,14 @@ def swift_lora(model_path, ids):
     return max(r[0] for r in runs), max(r[1] for r in runs), max(r[2] for r in runs)
 
 
-def main(model_path):
+def main(model_path, large=False):
+    """`large`: a 7B-shaped file (lora synthesize): no Q8_0 requantization nor PyTorch run."""
     import llama_cpp
 
     ids = prompt_ids(model_path)
     assert len(ids) == PROMPT_TOKENS
     q8 = os.path.splitext(model_path)[0] + ".Q8_0-requantized.gguf"
-    if not os.path.exists(q8):
+    if not large and not os.path.exists(q8):
         params = llama_cpp.llama_model_quantize_default_params()
         params.ftype = 7  # LLAMA_FTYPE_MOSTLY_Q8_0
         params.allow_requantize = True
@@ -130,10 +134,12 @@ def main(model_path):
         assert llama_cpp.llama_model_quantize(model_path.encode(), partial.encode(), ctypes.byref(params)) == 0
         os.replace(partial, q8)
     print(f"# {THREADS} threads, prompt {len(ids)} tokens, {DECODE_TOKENS} decode tokens", flush=True)
-    for label, run in [("swift-lora_int8", lambda: swift_lora(model_path, ids)),
-                       ("llama.cpp_q4_1", lambda: child("llama.cpp", model_path, ids)),
-                       ("llama.cpp_q8_0", lambda: child("llama.cpp", q8, ids)),
-                       ("pytorch_f32", lambda: child("torch", model_path, ids))]:
+    runs = [("swift-lora_q4", lambda: swift_lora(model_path, ids, "q4")),
+            ("swift-lora_int8", lambda: swift_lora(model_path, ids, "int8")),
+            ("llama.cpp_file", lambda: child("llama.cpp", model_path, ids))]
+    if not large:
+        runs += [("llama.cpp_q8_0", lambda: child("llama.cpp", q8, ids)), ("pytorch_f32", lambda: child("torch", model_path, ids))]
+    for label, run in runs:
         prefill, decode, rss = run()
         emit(f"{label}_prefill_{PROMPT_TOKENS}", prefill, "tok/s")
         emit(f"{label}_decode_{DECODE_TOKENS}", decode, "tok/s")
@@ -144,4 +150,4 @@ if __name__ == "__main__":
     if sys.argv[1] == "--worker":
         worker(sys.argv[2], sys.argv[3], json.loads(sys.argv[4]))
     else:
-        main(sys.argv[1])
+        main(sys.argv[1], large="--large" in sys.argv[2:])

@@ -28,6 +28,10 @@ public enum BenchmarkEnvironment {
         return environment["SWIFT_LORA_MODEL"] ?? "\(cache)/SmolLM2-135M-Instruct.Q4_1.gguf"
     }
 
+    /// $SWIFT_LORA_LARGE_MODEL: a 7B-shaped GGUF (`lora synthesize`) for the suites' large
+    /// lines, which run only when it is set (not part of `make test`).
+    public static var largeModelPath: String? { ProcessInfo.processInfo.environment["SWIFT_LORA_LARGE_MODEL"] }
+
     /// Peak resident memory of this process so far, MiB.
     public static func peakRSS() -> Double {
         var usage = rusage()

@@ -58,6 +58,23 @@ final class InferenceBenchmarks: XCTestCase {
             baseline: "gemv_int8_128MiB_stream", baselineValue: Self.weightStreamRate())
     }
 
+    /// Decoding a 7B-shaped model ($SWIFT_LORA_LARGE_MODEL) on its 4-bit blocks and on int8:
+    /// tok/s against the ceiling the weight stream sets (the model's bytes once per token at
+    /// the rate a one-row product streams from memory, measured in the same run).
+    func testLargeModelDecode() throws {
+        let path = try XCTUnwrap(BenchmarkEnvironment.largeModelPath, "SWIFT_LORA_LARGE_MODEL is not set")
+        let stream = Self.weightStreamRate() * 1e9
+        for precision in [WeightPrecision.q4, .int8] {
+            let model = try LanguageModel.load(path: path, precision: precision)
+            let generator = Generator(model: model.model, tokenizer: model.tokenizer)
+            let prompt = model.tokenizer.encode("The library opens at nine.", parseSpecial: false, addBOS: nil)
+            let summary = generator.generate(prompt: prompt, stop: StopConditions(maxTokens: 33, stopTokens: []))
+            Self.report.emit(
+                "decode_32_large_\(precision.rawValue)", summary.decodeTokensPerSecond, unit: "tok/s", baseline: "weight_stream_ceiling",
+                baselineValue: stream / Double(model.summary.modelBytes))
+        }
+    }
+
     /// GB/s of int8 weights a one-row product reads: a 128 MiB matrix, four times L3, so
     /// every weight comes from memory; best of 6.
     static func weightStreamRate() -> Double {

@@ -12,12 +12,12 @@ import XCTest
 final class TrainingBenchmarks: XCTestCase {
     static let report = BenchmarkReport(suite: "training")
 
-    /// 4 sequences of 256 token ids, every position learned.
-    static func batch(vocab: Int) -> TrainingBatch {
+    /// `count` sequences of `length` token ids, every position learned.
+    static func batch(vocab: Int, count: Int = 4, length: Int = 256) -> TrainingBatch {
         var generator = SeededGenerator(seed: 1)
-        let tokens = (0..<1024).map { _ in Int32(generator.next() % UInt64(vocab)) }
-        let targets = tokens.indices.map { t in t % 256 == 255 ? -1 : tokens[t + 1] }
-        return TrainingBatch(tokens: tokens, targets: targets, sequences: [256, 256, 256, 256])
+        let tokens = (0..<count * length).map { _ in Int32(generator.next() % UInt64(vocab)) }
+        let targets = tokens.indices.map { t in t % length == length - 1 ? -1 : tokens[t + 1] }
+        return TrainingBatch(tokens: tokens, targets: targets, sequences: Array(repeating: length, count: count))
     }
 
     struct Phases { var step = 0.0, forward = 0.0, optimizer = 0.0, loss = 0.0 }
@@ -25,14 +25,14 @@ final class TrainingBenchmarks: XCTestCase {
     /// One optimizer step (forward, loss, backward, AdamW) a few times; the best of each
     /// phase. The forward (with the head's loss) is timed on its own; backward = step −
     /// forward − optimizer.
-    func measure(_ lm: LanguageModel, steps: Int, backward: BackwardDataMode) -> Phases {
+    func measure(_ lm: LanguageModel, steps: Int, backward: BackwardDataMode, batch: TrainingBatch? = nil) -> Phases {
         let model = lm.model
         model.backwardData = backward
         defer { model.backwardData = .direct }
         let adapters = model.attachLoRA(LoRAConfiguration(rank: 16, alpha: 32), seed: 1)
         defer { model.detachAdapters() }
         let optimizer = AdamW(adapters: adapters, settings: .init())
-        let batch = Self.batch(vocab: model.config.vocabSize)
+        let batch = batch ?? Self.batch(vocab: model.config.vocabSize)
         var best = Phases(step: .infinity, forward: .infinity, optimizer: .infinity)
         for _ in 0..<steps {
             var start = Date()
@@ -96,5 +96,25 @@ final class TrainingBenchmarks: XCTestCase {
         Self.report.emit(
             "train_peak_rss_int8", rss, unit: "MiB", baseline: "int8 weights in memory",
             baselineValue: Double(int8.summary.modelBytes) / 1_048_576)
+    }
+
+    /// A 7B-shaped model ($SWIFT_LORA_LARGE_MODEL): one step of batch 1 × 512 on the 4-bit
+    /// blocks, then on int8 (the file requantized), without transposed copies; tok/s and the
+    /// peak RSS after each, against the weights' own size.
+    func testLargeModelStep() throws {
+        let path = try XCTUnwrap(BenchmarkEnvironment.largeModelPath, "SWIFT_LORA_LARGE_MODEL is not set")
+        for precision in [WeightPrecision.q4, .int8] {
+            let (phases, bytes) = try {
+                let model = try LanguageModel.load(path: path, precision: precision)
+                let batch = Self.batch(vocab: model.model.config.vocabSize, count: 1, length: 512)
+                return (measure(model, steps: 1, backward: .direct, batch: batch), model.summary.modelBytes)
+            }()
+            Self.report.emit(
+                "train_step_large_\(precision.rawValue)_r16_b1x512", 512 / phases.step, unit: "tok/s", baseline: "forward and loss",
+                baselineValue: 512 / phases.forward)
+            Self.report.emit(
+                "train_peak_rss_large_\(precision.rawValue)", BenchmarkEnvironment.peakRSS(), unit: "MiB",
+                baseline: "weights in memory", baselineValue: Double(bytes) / 1_048_576)
+        }
     }
 }
