@@ -78,6 +78,8 @@ fixtures: model
 	$(SWIFT) build -c release --product lora
 	$(PEERS)/bin/python scripts/make-peft-interop-fixtures.py "$$(scripts/fetch-model)"
 	$(PEERS)/bin/python scripts/make-llama-cpp-export-fixtures.py
+	$(PEERS)/bin/python scripts/make-llama-cpp-quality-fixtures.py "$$(scripts/fetch-model)"
+	$(PEERS)/bin/python scripts/make-synthetic-llama-cpp-fixtures.py
 
 clean:
 	rm -rf .build
