@@ -99,7 +99,7 @@ public final class QuantizedWeight: @unchecked Sendable {
     public convenience init(quantizing weight: Tensor, type: TensorDataType = .q8_0) {
         precondition(weight.rank == 2, "QuantizedWeight: expected a matrix, got \(weight.shape)")
         self.init(type: type, rows: weight.shape[0], cols: weight.shape[1])
-        weight.withUnsafeBufferPointer { values in
+        _ = weight.withUnsafeBufferPointer { values in
             fill { rows, out in
                 _ = out.initialize(fromContentsOf: UnsafeBufferPointer(rebasing: values[rows.lowerBound * cols..<rows.upperBound * cols]))
             }
