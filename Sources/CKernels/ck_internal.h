@@ -152,6 +152,22 @@ static inline void ck_team_share(int64_t n, int64_t *lo, int64_t *hi) {
 }
 static inline int ck_div_up(int a, int b) { return (a + b - 1) / b; }
 
+// Bytes of one panel block of a format (32 weights of 16 rows; 256 for the K-quants).
+static inline size_t ck_format_block_bytes(ck_format f) {
+    switch (f) {
+    case CK_F_Q8_0: return sizeof(ck_panel_block);
+    case CK_F_Q4_0: return sizeof(ck_panel_q4_0);
+    case CK_F_Q4_1: return sizeof(ck_panel_q4_1);
+    case CK_F_Q4_K: return sizeof(ck_panel_q4_k);
+    default: return sizeof(ck_panel_q6_k);
+    }
+}
+
+// Bytes of one panel (16 rows) of rows of kb blocks of 32: a K-quant block holds 8 of them.
+static inline size_t ck_format_panel_bytes(ck_format f, int kb) {
+    return (size_t)(f == CK_F_Q4_K || f == CK_F_Q6_K ? ck_div_up(kb, 8) : kb) * ck_format_block_bytes(f);
+}
+
 // The scale and minimum of row r of a panel block at weight `sub` of the block (see
 // ck_packed_scale): inline, for the backward product's per-strip decoding.
 static inline void ck_panel_scale(ck_type type, const char *block, int r, int sub, float *scale, float *min) {

@@ -149,16 +149,14 @@ static inline float block_update(ck_format f, const void *panel, int b, int r, c
 
 static void scalar_tile(ck_format f, const ck_act_q8 *x, int m0, int m1, const void *w, int p0, int p1, int b0,
                         int b1, int n, float *y, int ldy) {
-    static const int block_bytes[CK_F_COUNT] = {sizeof(ck_panel_block), sizeof(ck_panel_q4_0), sizeof(ck_panel_q4_1),
-                                                sizeof(ck_panel_q4_k), sizeof(ck_panel_q6_k)};
     const int kb = x->kb;
-    const int per_row = f == CK_F_Q4_K || f == CK_F_Q6_K ? ck_div_up(kb, 8) : kb;  // panel blocks per row
+    const size_t panel_bytes = ck_format_panel_bytes(f, kb);
     for (int i = m0; i < m1; i++) {
         const int8_t *xq = x->q + (size_t)i * kb * CK_QK;
         const float *xd = x->d + (size_t)i * kb;
         const int32_t *sum = x->sum + (size_t)i * kb, *sum_lo = x->sum_lo + (size_t)i * kb;
         for (int p = p0; p < p1; p++) {
-            const char *panel = (const char *)w + (size_t)p * per_row * block_bytes[f];
+            const char *panel = (const char *)w + (size_t)p * panel_bytes;
             for (int r = 0; r < CK_PANEL && p * CK_PANEL + r < n; r++) {
                 float *out = &y[(size_t)i * ldy + p * CK_PANEL + r];
                 float acc = b0 > 0 ? *out : 0.0f;

@@ -10,18 +10,6 @@
 #define TARGET __attribute__((target("avx2,fma,f16c")))
 #define INLINE static inline __attribute__((always_inline))
 
-INLINE size_t block_bytes(const ck_format f) {
-    switch (f) {
-    case CK_F_Q8_0: return sizeof(ck_panel_block);
-    case CK_F_Q4_0: return sizeof(ck_panel_q4_0);
-    case CK_F_Q4_1: return sizeof(ck_panel_q4_1);
-    case CK_F_Q4_K: return sizeof(ck_panel_q4_k);
-    default: return sizeof(ck_panel_q6_k);
-    }
-}
-
-INLINE int super(const ck_format f) { return f == CK_F_Q4_K || f == CK_F_Q6_K; }
-
 // Group g of x block b for rows 8h..8h+7 of a panel: unsigned bytes (Q8_0: signed w).
 TARGET INLINE __m256i weights(const ck_format f, const char *panel, int b, int g, int h) {
     const __m256i nib = _mm256_set1_epi8(0x0F);
@@ -74,7 +62,7 @@ TARGET INLINE __m256i bytes8(const uint8_t *p, int is_signed) {
 TARGET INLINE void tile(const ck_format f, const ck_act_q8 *x, int i0, const int MR, const void *w, int p, int b0, int b1,
                         int n, float *y, int ldy) {
     const int kb = x->kb;
-    const size_t row_bytes = (size_t)(super(f) ? ck_div_up(kb, 8) : kb) * block_bytes(f);
+    const size_t row_bytes = ck_format_panel_bytes(f, kb);
     const char *pw = (const char *)w + (size_t)p * row_bytes;
     const int col = p * CK_PANEL, valid = n - col < CK_PANEL ? n - col : CK_PANEL;
     __m256 acc[2][2];

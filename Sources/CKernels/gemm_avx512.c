@@ -9,18 +9,6 @@
 #define TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,fma,f16c")))
 #define INLINE static inline __attribute__((always_inline))
 
-INLINE size_t block_bytes(const ck_format f) {
-    switch (f) {
-    case CK_F_Q8_0: return sizeof(ck_panel_block);
-    case CK_F_Q4_0: return sizeof(ck_panel_q4_0);
-    case CK_F_Q4_1: return sizeof(ck_panel_q4_1);
-    case CK_F_Q4_K: return sizeof(ck_panel_q4_k);
-    default: return sizeof(ck_panel_q6_k);
-    }
-}
-
-INLINE int super(const ck_format f) { return f == CK_F_Q4_K || f == CK_F_Q6_K; }
-
 // Group g (weights 4g..4g+3) of x block b for the 16 rows of a panel, as unsigned bytes.
 TARGET INLINE __m512i weights(const ck_format f, const char *panel, int b, int g) {
     const __m512i nib = _mm512_set1_epi8(0x0F);
@@ -58,7 +46,7 @@ TARGET INLINE __m512 halves(const ck_half *h) { return _mm512_cvtph_ps(_mm256_lo
 TARGET INLINE void tile(const ck_format f, const ck_act_q8 *x, int i0, const int MR, const void *w, int p, const int NV,
                         int b0, int b1, int n, float *y, int ldy) {
     const int kb = x->kb;
-    const size_t row_bytes = (size_t)(super(f) ? ck_div_up(kb, 8) : kb) * block_bytes(f);
+    const size_t row_bytes = ck_format_panel_bytes(f, kb);
     const char *pw[2] = {(const char *)w + (size_t)p * row_bytes, (const char *)w + (size_t)(p + 1) * row_bytes};
     __mmask16 mask[2];
     for (int v = 0; v < NV; v++) {

@@ -25,8 +25,7 @@ static int decode_strip(ck_type type, const void *w, int n, int k, int cb, uint8
                         int *has_min) {
     const ck_format f = (ck_format)ck_format_of(type);
     const int nb = ck_div_up(n, CK_QK), kb = ck_q8_blocks_per_row(k);
-    const size_t bytes = ck_packed_block_bytes(type);
-    const int per_row = f == CK_F_Q4_K || f == CK_F_Q6_K ? ck_div_up(kb, 8) : kb;
+    const size_t bytes = ck_format_block_bytes(f), panel_bytes = ck_format_panel_bytes(f, kb);
     memset(u, 0, (size_t)nb * CK_QK * CK_QK);
     *has_min = f == CK_F_Q4_1 || f == CK_F_Q4_K;
     for (int o = 0; o < nb * CK_QK; o++) {
@@ -36,7 +35,7 @@ static int decode_strip(ck_type type, const void *w, int n, int k, int cb, uint8
             continue;
         }
         const int p = o / CK_PANEL, r = o % CK_PANEL;
-        const char *panel = (const char *)w + (size_t)p * per_row * bytes;
+        const char *panel = (const char *)w + (size_t)p * panel_bytes;
         switch (f) {
         case CK_F_Q8_0: {
             const ck_panel_block *b = (const ck_panel_block *)panel + cb;
@@ -186,10 +185,10 @@ static ck_status gemm_bwd(ck_type type, const float *dy, int m, int n, const voi
     float *mins = workspace, *biases = (float *)((char *)workspace + align64((size_t)n * stride * sizeof(float)));
     char *scratch = (char *)workspace + shared;
     if (type == CK_TYPE_Q4_1 || type == CK_TYPE_Q4_K) {
-        const size_t bytes = ck_packed_block_bytes(type);
-        const int per_row = type == CK_TYPE_Q4_K ? ck_div_up(strips, 8) : strips;  // panel blocks per row
+        const ck_format f = (ck_format)ck_format_of(type);
+        const size_t bytes = ck_format_block_bytes(f), panel_bytes = ck_format_panel_bytes(f, strips);
         for (int o = 0; o < n; o++) {
-            const char *panel = (const char *)w + (size_t)(o / CK_PANEL) * per_row * bytes;
+            const char *panel = (const char *)w + (size_t)(o / CK_PANEL) * panel_bytes;
             for (int b = 0; b < stride; b++) {
                 float scale, *min = &mins[(size_t)o * stride + b];
                 *min = 0;  // past k
