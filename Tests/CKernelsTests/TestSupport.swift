@@ -1,5 +1,6 @@
 import CKernels
 import Foundation
+import KernelTestSupport
 import Testing
 
 /// SplitMix64: a seeded generator so every failure reproduces.
@@ -23,13 +24,18 @@ func supportedISAs() -> [ck_isa] {
     [CK_ISA_SCALAR, CK_ISA_AVX2, CK_ISA_AVX512_VNNI].filter { ck_isa_supported($0) != 0 }
 }
 
-/// Every suite that forces a CPU path or thread count nests in this one: the dispatch
-/// table is process-wide, and `.serialized` reaches nested suites, not sibling ones.
+/// Every suite that forces a CPU path or thread count nests in this one, so this target's
+/// suites wait in order rather than on `KernelSettingsLock`: `.serialized` reaches nested
+/// suites, not sibling ones.
 @Suite(.serialized) enum KernelSettingsTests {}
 
 /// Runs `body` with the dispatch table forced to `isa` and `threads` threads, then
-/// restores the defaults. Kernel tests share global dispatch state, so they are serialized.
+/// restores the defaults, holding `KernelSettingsLock` throughout.
 func withKernels<T>(isa: ck_isa, threads: Int = 2, _ body: () throws -> T) rethrows -> T {
+    try KernelSettingsLock.holding { try forcingKernels(isa: isa, threads: threads, body) }
+}
+
+private func forcingKernels<T>(isa: ck_isa, threads: Int, _ body: () throws -> T) rethrows -> T {
     let previousThreads = ck_get_num_threads()
     #expect(ck_set_isa(isa) == CK_OK)
     ck_set_num_threads(Int32(threads))

@@ -1,4 +1,5 @@
 import Foundation
+import KernelTestSupport
 import LoRACore
 import Testing
 
@@ -113,18 +114,20 @@ import Testing
         let lm = variant.precision == .q4 ? try LanguageModel.load(path: q4File, precision: .q4) : try model(variant.precision)
         let data = try TrainingDataset.load(path: write(lines, "train"), model: lm, sequenceLength: 64)
         let (train, heldOut) = data.split(heldOut: 0.25, seed: 1)
-        let previous = KernelRuntime.threads
-        KernelRuntime.threads = threads
-        defer { KernelRuntime.threads = previous }
         var settings = settings()
         settings.backwardData = variant.backward
         let trainer = try LoRATrainer(model: lm, settings: settings, train: train, heldOut: heldOut, output: output)
         var steps = 0
-        let reports = try trainer.run(
-            resume: resume, shouldStop: { steps >= (stopAfter ?? .max) },
-            onEvent: { event in
-                if case .step = event { steps += 1 }
-            })
+        let reports = try KernelSettingsLock.holding {
+            let previous = KernelRuntime.threads
+            KernelRuntime.threads = threads
+            defer { KernelRuntime.threads = previous }
+            return try trainer.run(
+                resume: resume, shouldStop: { steps >= (stopAfter ?? .max) },
+                onEvent: { event in
+                    if case .step = event { steps += 1 }
+                })
+        }
         let adapter = FileManager.default.contents(atPath: "\(output)/adapter_model.safetensors") ?? Data()
         return (reports, adapter)
     }
