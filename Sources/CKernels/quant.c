@@ -36,8 +36,8 @@ ck_half ck_float_to_half(float f) {
 int ck_type_block_size(ck_type type) {
     switch (type) {
     case CK_TYPE_F32: case CK_TYPE_F16: case CK_TYPE_BF16: return 1;
-    case CK_TYPE_Q8_0: case CK_TYPE_Q4_0: case CK_TYPE_Q4_1: return CK_QK;
-    case CK_TYPE_Q4_K: case CK_TYPE_Q6_K: return CK_QK_K;
+    case CK_TYPE_Q8_0: case CK_TYPE_Q4_0: case CK_TYPE_Q4_1: case CK_TYPE_Q5_0: case CK_TYPE_Q5_1: return CK_QK;
+    case CK_TYPE_Q4_K: case CK_TYPE_Q5_K: case CK_TYPE_Q6_K: return CK_QK_K;
     }
     return 0;
 }
@@ -49,7 +49,10 @@ size_t ck_type_block_bytes(ck_type type) {
     case CK_TYPE_Q8_0: return sizeof(ck_block_q8_0);
     case CK_TYPE_Q4_0: return sizeof(ck_block_q4_0);
     case CK_TYPE_Q4_1: return sizeof(ck_block_q4_1);
+    case CK_TYPE_Q5_0: return sizeof(ck_block_q5_0);
+    case CK_TYPE_Q5_1: return sizeof(ck_block_q5_1);
     case CK_TYPE_Q4_K: return sizeof(ck_block_q4_k);
+    case CK_TYPE_Q5_K: return sizeof(ck_block_q5_k);
     case CK_TYPE_Q6_K: return sizeof(ck_block_q6_k);
     }
     return 0;
@@ -101,6 +104,59 @@ CK_VECTOR_CLONES static void dequant_q4_k(const ck_block_q4_k *x, float *y, int6
     }
 }
 
+// Q5_0/Q5_1: bit j of qh is weight j's fifth bit (the low nibbles' weights 0…15, the high
+// nibbles' 16…31).
+static inline uint32_t q5_high_bits(const uint8_t qh[4]) {
+    return (uint32_t)qh[0] | (uint32_t)qh[1] << 8 | (uint32_t)qh[2] << 16 | (uint32_t)qh[3] << 24;
+}
+
+static void dequant_q5_0(const ck_block_q5_0 *x, float *y, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++) {
+        const float d = ck_half_to_float(x[i].d);
+        const uint32_t qh = q5_high_bits(x[i].qh);
+        for (int j = 0; j < CK_QK / 2; j++) {
+            const int lo = (x[i].qs[j] & 0x0F) | ((qh >> j) & 1) << 4;
+            const int hi = (x[i].qs[j] >> 4) | ((qh >> (j + CK_QK / 2)) & 1) << 4;
+            y[i * CK_QK + j] = d * (lo - 16);
+            y[i * CK_QK + j + CK_QK / 2] = d * (hi - 16);
+        }
+    }
+}
+
+CK_VECTOR_CLONES static void dequant_q5_1(const ck_block_q5_1 *x, float *y, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++) {
+        const float d = ck_half_to_float(x[i].d);
+        const float m = ck_half_to_float(x[i].m);
+        const uint32_t qh = q5_high_bits(x[i].qh);
+        for (int j = 0; j < CK_QK / 2; j++) {
+            const int lo = (x[i].qs[j] & 0x0F) | ((qh >> j) & 1) << 4;
+            const int hi = (x[i].qs[j] >> 4) | ((qh >> (j + CK_QK / 2)) & 1) << 4;
+            y[i * CK_QK + j] = fmaf(d, (float)lo, m);
+            y[i * CK_QK + j + CK_QK / 2] = fmaf(d, (float)hi, m);
+        }
+    }
+}
+
+// Q5_K: Q4_K's scales and nibbles; chunk c's low-nibble weights take bit 2c of qh[l], its
+// high-nibble weights bit 2c+1.
+CK_VECTOR_CLONES static void dequant_q5_k(const ck_block_q5_k *x, float *y, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++) {
+        const uint8_t *q = x[i].qs, *qh = x[i].qh;
+        const float d = ck_half_to_float(x[i].d);
+        const float dmin = ck_half_to_float(x[i].dmin);
+        for (int c = 0; c < 4; c++) {
+            uint8_t sc, m;
+            ck_q4_k_scale_min(2 * c, x[i].scales, &sc, &m);
+            const float d1 = d * sc, m1 = dmin * m;
+            ck_q4_k_scale_min(2 * c + 1, x[i].scales, &sc, &m);
+            const float d2 = d * sc, m2 = dmin * m;
+            for (int l = 0; l < 32; l++) *y++ = fmaf(d1, (float)((q[l] & 0x0F) | ((qh[l] >> (2 * c)) & 1) << 4), -m1);
+            for (int l = 0; l < 32; l++) *y++ = fmaf(d2, (float)((q[l] >> 4) | ((qh[l] >> (2 * c + 1)) & 1) << 4), -m2);
+            q += 32;
+        }
+    }
+}
+
 static void dequant_q6_k(const ck_block_q6_k *x, float *y, int64_t nb) {
     for (int64_t i = 0; i < nb; i++) {
         const float d = ck_half_to_float(x[i].d);
@@ -146,7 +202,10 @@ ck_status ck_dequantize(ck_type type, const void *src, float *dst, int64_t n) {
     case CK_TYPE_Q8_0: dequant_q8_0(src, dst, nb); break;
     case CK_TYPE_Q4_0: dequant_q4_0(src, dst, nb); break;
     case CK_TYPE_Q4_1: dequant_q4_1(src, dst, nb); break;
+    case CK_TYPE_Q5_0: dequant_q5_0(src, dst, nb); break;
+    case CK_TYPE_Q5_1: dequant_q5_1(src, dst, nb); break;
     case CK_TYPE_Q4_K: dequant_q4_k(src, dst, nb); break;
+    case CK_TYPE_Q5_K: dequant_q5_k(src, dst, nb); break;
     case CK_TYPE_Q6_K: dequant_q6_k(src, dst, nb); break;
     }
     return CK_OK;
@@ -241,6 +300,17 @@ int64_t ck_blocks_nonfinite(ck_type type, const void *blocks, int64_t count) {
         }
         case CK_TYPE_Q4_K: {
             const ck_block_q4_k *b = (const ck_block_q4_k *)blocks + i;
+            bad += half_nonfinite(b->d) || half_nonfinite(b->dmin);
+            break;
+        }
+        case CK_TYPE_Q5_0: bad += half_nonfinite(((const ck_block_q5_0 *)blocks)[i].d); break;
+        case CK_TYPE_Q5_1: {
+            const ck_block_q5_1 *b = (const ck_block_q5_1 *)blocks + i;
+            bad += half_nonfinite(b->d) || half_nonfinite(b->m);
+            break;
+        }
+        case CK_TYPE_Q5_K: {
+            const ck_block_q5_k *b = (const ck_block_q5_k *)blocks + i;
             bad += half_nonfinite(b->d) || half_nonfinite(b->dmin);
             break;
         }

@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 import LoRACore
 import Testing
@@ -47,6 +48,84 @@ struct GGUFFileTests {
         let a = try #require(int8.model.forward(ids)).scalars
         let b = try #require(exact.model.forward(ids)).scalars
         #expect(zip(a, b).map { abs($0 - $1) }.max()! <= 0.05 * (b.max()! - b.min()!))
+    }
+
+    /// Q5_0, Q5_1 and Q5_K blocks as gguf-py writes them decode to gguf-py's own values
+    /// (scripts/make-q5-dequant-fixtures.py). Q5_0 exactly; Q5_1 and Q5_K within one
+    /// rounding of the tensor's largest value, since gguf-py rounds d·q before adding the
+    /// minimum and this library rounds the fused d·q + m once.
+    @Test func q5BlocksDecodeAsGGUFPyDecodesThem() throws {
+        struct Reference: Decodable {
+            let rows: Int, cols: Int
+            let values: [String: [Float]]
+        }
+        let reference = try Fixtures.json("q5-blocks.json", as: Reference.self)
+        let gguf = try GGUFFile(path: Fixtures.url("q5-blocks.gguf").path)
+        #expect(reference.values.count == 3 && gguf.tensors.count == 3)
+        for (name, expected) in reference.values.sorted(by: { $0.key < $1.key }) {
+            let info = try #require(gguf.tensor(named: name))
+            let type = try #require(TensorDataType(rawValue: name.uppercased()))
+            #expect(info.type == type && info.shape == [reference.rows, reference.cols])
+            let values = try gguf.values(of: name).scalars
+            let largest = expected.map(abs).max()!
+            let worst = zip(values, expected).map { abs($0 - $1) }.max()!
+            #expect(values.count == expected.count && worst <= (type == .q5_0 ? 0 : Float.ulpOfOne * largest), "\(name): \(worst)")
+            print("\(type.rawValue) vs gguf-py: worst |Δ| \(worst), largest |w| \(largest)")
+        }
+    }
+
+    /// A file mixing Q5 tensors into 4-bit ones (as llama.cpp's Q4_K_M files do where a row
+    /// does not split into 256s, and Q5_K_M files throughout) loads at every precision: Q5
+    /// tensors are held as Q8_0, the load line counts them, the plan from the tensor table
+    /// is what the loader allocated, and int8 and q4 compute what f32 does.
+    @Test func q5TensorsAreHeldAsQ8_0() throws {
+        let base = SyntheticModelTests.file("q5-base")
+        try SyntheticModel.write(config: try SyntheticModelTests.config(), recipe: .q4_0, to: base, seed: 4)
+        let source = try GGUFFile(path: base)
+        var writer = GGUFWriter()
+        writer.copyMetadata(of: source)
+        let q5: [String: TensorDataType] = ["attn_v.weight": .q5_K, "attn_output.weight": .q5_1, "ffn_down.weight": .q5_0]
+        var state: UInt64 = 7
+        for info in source.tensors {
+            guard let type = q5.first(where: { info.name.hasSuffix($0.key) })?.value else {
+                try writer.copy(info.name, from: source)
+                continue
+            }
+            let count = info.shape[0] * info.shape[1] / type.blockSize
+            var blocks = Data(
+                (0..<count * type.blockBytes).map { _ in
+                    state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+                    return UInt8(truncatingIfNeeded: state >> 33)
+                })
+            // sane scales, every other bit random: d, then Q5_1's minimum or Q5_K's dmin
+            let scales: [Float] = type == .q5_0 ? [0.002] : type == .q5_1 ? [0.002, -0.032] : [1e-4, 1e-4]
+            for b in 0..<count {
+                for (i, scale) in scales.enumerated() {
+                    withUnsafeBytes(of: ck_float_to_half(scale).littleEndian) {
+                        blocks.replaceSubrange((b * type.blockBytes + 2 * i)..<(b * type.blockBytes + 2 * i + 2), with: $0)
+                    }
+                }
+            }
+            writer.add(info.name, shape: info.shape, blocks: type) { blocks }
+        }
+        let path = SyntheticModelTests.file("q5")
+        try writer.write(to: path)
+        let ids: [Int32] = [1, 40, 50, 60, 70]
+        let exact = try LanguageModel.load(path: path, precision: .f32)
+        let reference = try #require(exact.model.forward(ids)).scalars
+        let range = reference.max()! - reference.min()!
+        for precision in [WeightPrecision.q4, .int8] {
+            let model = try LanguageModel.load(path: path, precision: precision)
+            let q4 = precision == .q4 ? "Q4_0" : "Q8_0"
+            #expect(
+                model.summary.conversions.counts
+                    == ["Q4_0 → \(q4)": 34, "Q5_0 → Q8_0": 8, "Q5_1 → Q8_0": 8, "Q5_K → Q8_0": 8], "\(precision)")
+            let projected = try TrainingMemory(checkpoint: path, settings: TrainingSettings(), precision: precision)
+            #expect(projected.baseWeights == model.model.byteCount, "\(precision)")
+            let logits = try #require(model.model.forward(ids)).scalars
+            let worst = zip(logits, reference).map { abs($0 - $1) }.max()!
+            #expect(worst <= 0.05 * range, "\(precision): \(worst) of \(range)")
+        }
     }
 
     /// Version 2 has version 3's layout (both use 64-bit counts); only the number differs.
@@ -149,13 +228,13 @@ struct GGUFFileTests {
             expectNonFinite(path, .f32)
         }
 
-        // an unknown type id (Q5_K = 13) on a tensor the model needs
+        // an unknown type id (IQ2_XXS = 16) on a tensor the model needs
         var bytes = TinyLlamaGGUF.writer().data()
         let name = Array("blk.0.ffn_gate.weight".utf8)
         let at = bytes.firstRange(of: name)!.upperBound + 4 + 16 // rank, two dims
-        bytes[at] = 13
+        bytes[at] = 16
         try expectError(bytes, name: "type.gguf") {
-            $0 == .unsupportedTensorType(file: $0.file, tensor: "blk.0.ffn_gate.weight", type: "ggml type 13")
+            $0 == .unsupportedTensorType(file: $0.file, tensor: "blk.0.ffn_gate.weight", type: "ggml type 16")
         }
     }
 

@@ -16,12 +16,20 @@ typedef struct { ck_half d; int8_t qs[CK_QK]; } ck_block_q8_0;
 typedef struct { ck_half d; uint8_t qs[CK_QK / 2]; } ck_block_q4_0;
 typedef struct { ck_half d; ck_half m; uint8_t qs[CK_QK / 2]; } ck_block_q4_1;
 typedef struct { ck_half d; ck_half dmin; uint8_t scales[12]; uint8_t qs[CK_QK_K / 2]; } ck_block_q4_k;
+// Q5 blocks: a Q4 block's nibbles plus one high bit a weight in qh. Read (dequantized), not
+// computed with: the loader requantizes them to Q8_0.
+typedef struct { ck_half d; uint8_t qh[4]; uint8_t qs[CK_QK / 2]; } ck_block_q5_0;
+typedef struct { ck_half d; ck_half m; uint8_t qh[4]; uint8_t qs[CK_QK / 2]; } ck_block_q5_1;
+typedef struct { ck_half d; ck_half dmin; uint8_t scales[12]; uint8_t qh[CK_QK_K / 8]; uint8_t qs[CK_QK_K / 2]; } ck_block_q5_k;
 typedef struct { uint8_t ql[CK_QK_K / 2]; uint8_t qh[CK_QK_K / 4]; int8_t scales[CK_QK_K / 16]; ck_half d; } ck_block_q6_k;
 
 _Static_assert(sizeof(ck_block_q8_0) == 34, "Q8_0 block is 34 bytes");
 _Static_assert(sizeof(ck_block_q4_0) == 18, "Q4_0 block is 18 bytes");
 _Static_assert(sizeof(ck_block_q4_1) == 20, "Q4_1 block is 20 bytes");
 _Static_assert(sizeof(ck_block_q4_k) == 144, "Q4_K block is 144 bytes");
+_Static_assert(sizeof(ck_block_q5_0) == 22, "Q5_0 block is 22 bytes");
+_Static_assert(sizeof(ck_block_q5_1) == 24, "Q5_1 block is 24 bytes");
+_Static_assert(sizeof(ck_block_q5_k) == 176, "Q5_K block is 176 bytes");
 _Static_assert(sizeof(ck_block_q6_k) == 210, "Q6_K block is 210 bytes");
 
 // One 32-wide K block of a packed panel of CK_PANEL weight rows.

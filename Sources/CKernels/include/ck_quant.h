@@ -14,8 +14,11 @@ typedef enum {
     CK_TYPE_F16 = 1,
     CK_TYPE_Q4_0 = 2,
     CK_TYPE_Q4_1 = 3,
+    CK_TYPE_Q5_0 = 6,
+    CK_TYPE_Q5_1 = 7,
     CK_TYPE_Q8_0 = 8,
     CK_TYPE_Q4_K = 12,
+    CK_TYPE_Q5_K = 13,
     CK_TYPE_Q6_K = 14,
     CK_TYPE_BF16 = 30,
 } ck_type;

@@ -1,7 +1,8 @@
 import CKernels
 
 /// How a checkpoint stores a tensor's values: the element types of safetensors and the
-/// GGUF block types this library reads (ggml's ids, as GGUF stores them).
+/// GGUF block types this library reads (ggml's ids, as GGUF stores them). The Q5 types are
+/// read but not computed with: every precision converts them (to Q8_0, or f32).
 public enum TensorDataType: String, Sendable, CaseIterable {
     case f32 = "F32"
     case f16 = "F16"
@@ -9,7 +10,10 @@ public enum TensorDataType: String, Sendable, CaseIterable {
     case q8_0 = "Q8_0"
     case q4_0 = "Q4_0"
     case q4_1 = "Q4_1"
+    case q5_0 = "Q5_0"
+    case q5_1 = "Q5_1"
     case q4_K = "Q4_K"
+    case q5_K = "Q5_K"
     case q6_K = "Q6_K"
 
     init?(ggmlType: UInt32) {
@@ -25,7 +29,10 @@ public enum TensorDataType: String, Sendable, CaseIterable {
         case .q8_0: CK_TYPE_Q8_0
         case .q4_0: CK_TYPE_Q4_0
         case .q4_1: CK_TYPE_Q4_1
+        case .q5_0: CK_TYPE_Q5_0
+        case .q5_1: CK_TYPE_Q5_1
         case .q4_K: CK_TYPE_Q4_K
+        case .q5_K: CK_TYPE_Q5_K
         case .q6_K: CK_TYPE_Q6_K
         }
     }
