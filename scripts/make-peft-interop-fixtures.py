@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
-"""Does an adapter swift-lora trains load in PEFT and mean the same there? This fine-tunes a
-small adapter with `lora finetune` on the GGUF model (int8 base, the q/k rows GGUF permutes
-for RoPE: the saved lora_B must be back in Hugging Face order), loads it with
-`PeftModel.from_pretrained` onto transformers' model from the same GGUF (dequantized, f32),
-and records the log-probabilities of a text. The Swift test attaches the committed adapter
-to its own f32 model and compares. Dev-time only.
+"""Does an adapter swift-lora trains load in PEFT and mean the same there? For each base
+precision (int8, and the file's own 4-bit blocks) this fine-tunes a small adapter with
+`lora finetune` on the GGUF model (the q/k rows GGUF permutes for RoPE: the saved lora_B
+must be back in Hugging Face order), loads it with `PeftModel.from_pretrained` onto
+transformers' model from the same GGUF (dequantized, f32), and records the
+log-probabilities of a text. The Swift test attaches each committed adapter to its own f32
+model and compares. Dev-time only.
 
     swift build -c release --product lora
     .build/peers/bin/python scripts/make-peft-interop-fixtures.py "$(scripts/fetch-model)"
@@ -21,16 +22,23 @@ from peft import PeftModel
 from transformers import AutoModelForCausalLM
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
-OUT = os.path.join(ROOT, "Tests", "LoRACoreTests", "Fixtures", "smollm2-trained-adapter")
+FIXTURES = os.path.join(ROOT, "Tests", "LoRACoreTests", "Fixtures")
+# base precision -> fixture folder
+OUTPUTS = {"int8": "smollm2-trained-adapter", "q4": "smollm2-trained-adapter-q4"}
 # token ids of a benign chat exchange in SmolLM2's vocabulary, from `lora tokenize`
 TEXT = ("<|im_start|>user\nWhat is the capital of Italy?<|im_end|>\n<|im_start|>assistant\n"
         "{\"answer\": \"Rome\", \"topic\": \"geography\"}<|im_end|>\n")
 
 
 def main(gguf_path):
+    for precision, folder in OUTPUTS.items():
+        write_fixture(gguf_path, precision, os.path.join(FIXTURES, folder))
+
+
+def write_fixture(gguf_path, precision, out):
     lora = os.path.join(ROOT, ".build", "release", "lora")
     work = tempfile.mkdtemp()
-    subprocess.run([lora, "finetune", "--model", gguf_path, "--data", os.path.join(ROOT, "Examples", "data", "format-train.jsonl"),
+    subprocess.run([lora, "finetune", "--model", gguf_path, "--precision", precision, "--data", os.path.join(ROOT, "Examples", "data", "format-train.jsonl"),
                     "--out", work + "/adapter", "--steps", "12", "--batch", "4", "--seq-len", "96", "--rank", "4", "--alpha", "8",
                     "--targets", "q,k,v,o,down", "--layers", "0,15,29", "--lr", "3e-3", "--seed", "7"],
                    check=True, stdout=subprocess.DEVNULL)
@@ -50,16 +58,17 @@ def main(gguf_path):
     adapted = logprobs(model)
     with model.disable_adapter():
         plain = logprobs(model)
-    os.makedirs(OUT, exist_ok=True)
+    os.makedirs(out, exist_ok=True)
     for file in ["adapter_model.safetensors", "adapter_config.json"]:
-        shutil.copy(os.path.join(work, "adapter", file), OUT)
-    with open(os.path.join(OUT, "peft-logprobs.json"), "w") as f:
+        shutil.copy(os.path.join(work, "adapter", file), out)
+    with open(os.path.join(out, "peft-logprobs.json"), "w") as f:
         json.dump({"source": f"peft {__import__('peft').__version__}, transformers {__import__('transformers').__version__}, "
-                             f"torch {torch.__version__}: PeftModel.from_pretrained on {name} (dequantized, f32)",
+                             f"torch {torch.__version__}: PeftModel.from_pretrained on {name} (dequantized, f32); "
+                             f"adapter trained by lora finetune --precision {precision}",
                    "ids": ids, "logprobs": adapted, "base_logprobs": plain}, f)
     shutil.rmtree(work)
     change = max(abs(a - b) for a, b in zip(adapted, plain))
-    print(f"wrote {OUT}: {len(ids)} tokens, the adapter moves log-probabilities by up to {change:.3f}")
+    print(f"wrote {out}: {len(ids)} tokens, the adapter moves log-probabilities by up to {change:.3f}")
 
 
 if __name__ == "__main__":

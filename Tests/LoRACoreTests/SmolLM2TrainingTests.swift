@@ -64,30 +64,32 @@ import Testing
         #expect(config?["peft_type"] as? String == "LORA" && config?["layers_to_transform"] as? [Int] == [0, 14, 29])
     }
 
-    /// An adapter this library trained on the GGUF model (int8 base, permuted Q/K rows) and
-    /// saved, loaded by PEFT (`PeftModel.from_pretrained`, scripts/make-peft-interop-fixtures.py):
-    /// PEFT's log-probabilities and ours with the same files agree, so the saved tensors mean
-    /// in PEFT what they meant here.
-    @Test func trainedAdapterMeansTheSameInPEFT() throws {
+    /// Adapters this library trained on the GGUF model (on the int8 base and on the file's
+    /// own 4-bit blocks; permuted Q/K rows) and saved, loaded by PEFT onto the f32 model
+    /// (`PeftModel.from_pretrained`, scripts/make-peft-interop-fixtures.py): PEFT's
+    /// log-probabilities and ours with the same files agree, so the saved tensors mean in
+    /// PEFT what they meant here.
+    @Test(arguments: ["smollm2-trained-adapter", "smollm2-trained-adapter-q4"])
+    func trainedAdapterMeansTheSameInPEFT(fixture: String) throws {
         struct Reference: Decodable {
             let ids: [Int32]
             let logprobs: [Float]
             let base_logprobs: [Float]
         }
-        let reference = try Fixtures.json("smollm2-trained-adapter/peft-logprobs.json", as: Reference.self)
+        let reference = try Fixtures.json("\(fixture)/peft-logprobs.json", as: Reference.self)
         let model = try LanguageModel.load(path: RealModel.path!, precision: .f32).model
         func logprobs() throws -> [Float] {
             let logits = try #require(model.forward(reference.ids, logits: .all))
             return Kernels.logProbabilities(logits: logits.rows(0..<reference.ids.count - 1), targets: Array(reference.ids.dropFirst()))
         }
         let base = try logprobs()
-        try model.attach(PEFTAdapter(folder: Fixtures.url("smollm2-trained-adapter").path))
+        try model.attach(PEFTAdapter(folder: Fixtures.url(fixture).path))
         let adapted = try logprobs()
         let worstBase = zip(base, reference.base_logprobs).map { abs($0 - $1) }.max()!
         let worst = zip(adapted, reference.logprobs).map { abs($0 - $1) }.max()!
         let moved = zip(reference.logprobs, reference.base_logprobs).map { abs($0 - $1) }.max()!
         print(
-            "trained adapter in PEFT vs here: worst log-prob |diff| \(worst) (base \(worstBase)); the adapter moves them by up to \(moved)")
+            "\(fixture) in PEFT vs here: worst log-prob |diff| \(worst) (base \(worstBase)); the adapter moves them by up to \(moved)")
         #expect(moved > 1 && worst <= 2e-3 && worstBase <= 2e-3)
     }
 
