@@ -102,11 +102,16 @@ struct FinetuneCommand: ParsableCommand {
     }
 
     func run() throws {
+        try inLaunchedJob { group in try run(in: group) }
+    }
+
+    func run(in group: ProcessGroup) throws {
         try reportingErrors {
             // a run that cannot fit stops before the weights are read
             let job = self.job
             let projected = try TrainingMemory(
-                checkpoint: try modelOptions.path, settings: job.settings, precision: modelOptions.weightPrecision)
+                checkpoint: try modelOptions.path, settings: job.settings, precision: modelOptions.weightPrecision,
+                processes: group.size)
             let plan = projected.plan(job.settings)
             let ram = Int(ProcessInfo.processInfo.physicalMemory)
             if plan.totalBytes > ram {
@@ -119,7 +124,7 @@ struct FinetuneCommand: ParsableCommand {
                         Double(ram) / 1_073_741_824))
             }
             let lm = try modelOptions.load()
-            let (trainer, train, heldOut) = try job.makeTrainer(model: lm, output: out)
+            let (trainer, train, heldOut) = try job.makeTrainer(model: lm, output: out, group: group)
             printPlan(trainer, train: train, heldOut: heldOut)
             if json { print(trainer.memoryPlan.json) }
             if dryRun { return }
@@ -192,6 +197,7 @@ extension FinetuneCommand {
             throw ExitCode(130)
         }
         progress.finish("adapter written to \(out)")
+        guard trainer.group.isLeader else { return } // rank 0 wrote the log
         let log = try trainer.log()
         if let first = log.first, let last = log.last {
             print(

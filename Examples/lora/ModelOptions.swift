@@ -87,7 +87,7 @@ let settingFlags: [String: String] = [
 /// exits non-zero (no stack trace for bad input).
 func reportingErrors<T>(_ body: () throws -> T) throws -> T {
     func fail(_ message: String) -> ExitCode {
-        FileHandle.standardError.write(Data("error: \(message)\n".utf8))
+        errorOutput.write(Data("error: \(errorPrefix)\(message)\n".utf8))
         return ExitCode.failure
     }
     do {

@@ -291,7 +291,8 @@ extension LoRAError {
             .unsupportedArchitecture(let f, _), .invalidTokenizer(let f, _), .unwritableFile(let f, _), .invalidExample(let f, _, _),
             .malformedRecord(let f, _, _):
             return f
-        case .unsupportedInstructionSet, .valueCountMismatch, .quantizedSizeMismatch, .invalidTrainingSetting:
+        case .unsupportedInstructionSet, .valueCountMismatch, .quantizedSizeMismatch, .invalidTrainingSetting, .processGroup,
+            .ranksDisagree:
             return ""
         }
     }

@@ -5,3 +5,4 @@
 #include "ck_gemm.h"
 #include "ck_ops.h"
 #include "ck_attention.h"
+#include "ck_mpi.h"

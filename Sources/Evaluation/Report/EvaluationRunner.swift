@@ -69,7 +69,7 @@ public struct EvaluationRunner {
             if let adapter {
                 do { try model.model.attach(adapter) } catch { throw .model(error) }
                 identity = .init(
-                    path: adapter.folder, sha256: try SHA256.hex(ofFile: "\(adapter.folder)/adapter_model.safetensors"),
+                    path: adapter.folder, sha256: try digest(ofFile: "\(adapter.folder)/adapter_model.safetensors"),
                     rank: adapter.rank, alpha: adapter.alpha, step: step)
             }
             defer { model.model.detachAdapters() }
@@ -98,7 +98,7 @@ public struct EvaluationRunner {
 
         init(_ options: EvaluationOptions, model: LanguageModel) throws(EvaluationError) {
             self.options = options
-            sha256 = TextFile.isFolder(options.data) ? try Self.folderDigest(options.data) : try SHA256.hex(ofFile: options.data)
+            sha256 = TextFile.isFolder(options.data) ? try Self.folderDigest(options.data) : try digest(ofFile: options.data)
             var prompts: [EvaluationPrompt] = []
             var items: [MultipleChoiceItem] = []
             var tokens: [Int32] = []
@@ -144,7 +144,7 @@ public struct EvaluationRunner {
             let files = ((try? FileManager.default.subpathsOfDirectory(atPath: path)) ?? []).sorted()
             var listing = ""
             for file in files where !TextFile.isFolder("\(path)/\(file)") {
-                listing += "\(file) \(try SHA256.hex(ofFile: "\(path)/\(file)"))\n"
+                listing += "\(file) \(try digest(ofFile: "\(path)/\(file)"))\n"
             }
             return SHA256.hex(of: Array(listing.utf8))
         }
@@ -194,5 +194,15 @@ public struct EvaluationRunner {
                     refusal: nil, multipleChoice: nil, perplexity: result)
             }
         }
+    }
+}
+
+/// A file's SHA-256, its failure an evaluation's error.
+func digest(ofFile path: String) throws(EvaluationError) -> String {
+    do {
+        return try SHA256.hex(ofFile: path)
+    } catch {
+        guard case .unreadableFile(_, let reason) = error else { throw .model(error) }
+        throw .unreadableFile(file: path, reason: reason)
     }
 }

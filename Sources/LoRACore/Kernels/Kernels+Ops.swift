@@ -223,6 +223,14 @@ extension Kernels {
         }
     }
 
+    /// x += y, elementwise, for flat vectors (gradients summed across micro-batches).
+    static func add(_ y: ArraySlice<Float>, into x: inout [Float]) {
+        precondition(x.count == y.count, "add: \(y.count) values into \(x.count)")
+        y.withUnsafeBufferPointer { yp in
+            x.withUnsafeMutableBufferPointer { ck_add(yp.baseAddress, Int64(yp.count), $0.baseAddress) }
+        }
+    }
+
     /// Inverted dropout of x: each element kept with probability 1 − p and scaled by 1/(1 − p),
     /// the mask a pure function of (seed, element index).
     public static func dropout(_ x: Tensor, probability p: Float, seed: UInt64) -> Tensor {

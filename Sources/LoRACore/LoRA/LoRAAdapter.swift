@@ -110,6 +110,23 @@ public final class LoRAAdapter: LinearAdapter, @unchecked Sendable {
         }
     }
 
+    /// dL/dA then dL/dB, appended to one flat vector (a step's gradients, summed across
+    /// micro-batches and ranks in `LoRATrainer`).
+    func appendGradients(to flat: inout [Float]) {
+        gradientA.withUnsafeBufferPointer { flat += $0 }
+        gradientB.withUnsafeBufferPointer { flat += $0 }
+    }
+
+    /// Sets dL/dA and dL/dB from the front of `flat` (as `appendGradients` laid them out) and
+    /// returns the rest.
+    func setGradients(from flat: ArraySlice<Float>) -> ArraySlice<Float> {
+        let countA = gradientA.count
+        let countB = gradientB.count
+        gradientA = try! Tensor(shape: a.shape, values: Array(flat.prefix(countA)))
+        gradientB = try! Tensor(shape: b.shape, values: Array(flat.dropFirst(countA).prefix(countB)))
+        return flat.dropFirst(countA + countB)
+    }
+
     /// Clears the gradients (after an optimizer step).
     public func zeroGradients() {
         gradientA = Tensor(zeros: a.shape)

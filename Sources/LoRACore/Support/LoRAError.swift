@@ -36,6 +36,10 @@ public enum LoRAError: Error, Equatable, CustomStringConvertible {
     /// Training settings that cannot work, named by the setting (`TrainingSettings`' property
     /// path, e.g. `lora.rank`, `learningRate`).
     case invalidTrainingSetting(setting: String, problem: String)
+    /// The processes of a multi-process job cannot work together (MPI missing or failing).
+    case processGroup(problem: String)
+    /// A rank of a multi-process job has another model, data or settings than rank 0.
+    case ranksDisagree(rank: Int, what: String, leader: String, other: String)
 
     public var description: String {
         switch self {
@@ -73,6 +77,10 @@ public enum LoRAError: Error, Equatable, CustomStringConvertible {
             return "\(file):\(line): \(problem)"
         case .invalidTrainingSetting(let setting, let problem):
             return "\(setting): \(problem)"
+        case .processGroup(let problem):
+            return "multi-process job: \(problem)"
+        case .ranksDisagree(let rank, let what, let leader, let other):
+            return "rank \(rank) disagrees with rank 0 on the \(what) (\(other) against \(leader)): every rank must run the same job"
         }
     }
 }

@@ -27,7 +27,7 @@ public struct TrainingBatch: Sendable, Equatable {
 }
 
 /// The summed loss of a pass and how many targets it counted (mean = sum / counted).
-public struct LossSum: Sendable, Equatable {
+public struct LossSum: Sendable, Equatable, Codable {
     public var sum: Double
     public var counted: Int
 

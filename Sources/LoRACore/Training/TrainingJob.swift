@@ -15,9 +15,9 @@ public struct TrainingJob: Sendable, Equatable {
         self.settings = settings
     }
 
-    /// The datasets, loaded and split, and a trainer writing into `output`: every setting
-    /// and every line of data checked before any training.
-    public func makeTrainer(model: LanguageModel, output: String) throws(LoRAError)
+    /// The datasets, loaded and split, and a trainer writing into `output` (for the ranks of
+    /// `group`): every setting and every line of data checked before any training.
+    public func makeTrainer(model: LanguageModel, output: String, group: ProcessGroup = .single) throws(LoRAError)
         -> (trainer: LoRATrainer, train: TrainingDataset, heldOut: TrainingDataset?)
     {
         if heldOutData != nil && heldOutFraction != nil {
@@ -37,7 +37,7 @@ public struct TrainingJob: Sendable, Equatable {
             }
             (train, heldOut) = train.split(heldOut: heldOutFraction, seed: settings.seed)
         }
-        let trainer = try LoRATrainer(model: model, settings: settings, train: train, heldOut: heldOut, output: output)
+        let trainer = try LoRATrainer(model: model, settings: settings, train: train, heldOut: heldOut, output: output, group: group)
         return (trainer, train, heldOut)
     }
 }

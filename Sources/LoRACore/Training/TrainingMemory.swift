@@ -14,6 +14,11 @@ public struct TrainingMemory: Sendable, Codable, Equatable {
     public let adapterParameters: Int
     public let adapter: Int
     public let optimizer: Int
+    /// A step's gradients summed across micro-batches and processes (in order, see
+    /// `ProcessGroup.OrderedSum`): nothing for one micro-batch in one process; else the
+    /// running sum and one micro-batch's copy, or, across N processes, this rank's share of
+    /// micro-batch gradients, the segments it receives and the gathered sum.
+    public let gradientSum: Int
     /// What one trained layer keeps for its backward pass, and what it keeps when it is
     /// recomputed instead (its input).
     public let layerActivations: Int
@@ -30,8 +35,12 @@ public struct TrainingMemory: Sendable, Codable, Equatable {
     /// For `config` loaded at `precision` and these settings: a micro-batch of `batchSize`
     /// sequences of `sequenceLength` tokens.
     /// `baseWeights`: the loaded model's bytes when known (its blocks' types decide them),
-    /// else what `config` takes at `precision` (a 4-bit base as Q4_0).
-    public init(config: LlamaConfig, settings: TrainingSettings, precision: WeightPrecision = .int8, baseWeights: Int? = nil) {
+    /// else what `config` takes at `precision` (a 4-bit base as Q4_0). `processes`: the
+    /// ranks of a data-parallel job.
+    public init(
+        config: LlamaConfig, settings: TrainingSettings, precision: WeightPrecision = .int8, baseWeights: Int? = nil,
+        processes: Int = 1
+    ) {
         self.precision = precision
         let layers = config.numHiddenLayers
         // the backward pass runs from the top layer down to the lowest one with an adapter
@@ -46,6 +55,13 @@ public struct TrainingMemory: Sendable, Codable, Equatable {
         adapterParameters = (settings.lora.layers.map { Set($0).count } ?? layers) * perLayer
         adapter = 2 * adapterParameters * MemoryLayout<Float>.size // values and gradients
         optimizer = 2 * adapterParameters * MemoryLayout<Float>.size // AdamW's two moments
+        let count = settings.gradientAccumulation
+        let mine = (count + processes - 1) / processes
+        let vectors =
+            processes == 1
+            ? (count == 1 ? 0 : 2) // running sum, one micro-batch's copy
+            : mine + 1 + 2 + (count + processes - 1) / processes // share, copy, result and restored, received segments
+        gradientSum = vectors * adapterParameters * MemoryLayout<Float>.size
         let sequences = Array(repeating: settings.sequenceLength, count: settings.batchSize)
         let tokens = settings.batchSize * settings.sequenceLength
         let float = MemoryLayout<Float>.size
@@ -61,16 +77,18 @@ public struct TrainingMemory: Sendable, Codable, Equatable {
     /// The plan of a run on the checkpoint at `path` (a GGUF file or a Hugging Face folder),
     /// from its header or config alone: what decides, before any weight is read, whether the
     /// run fits.
-    public init(checkpoint path: String, settings: TrainingSettings, precision: WeightPrecision) throws(LoRAError) {
+    public init(checkpoint path: String, settings: TrainingSettings, precision: WeightPrecision, processes: Int = 1) throws(LoRAError) {
         var isDirectory: ObjCBool = false
         if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
-            self.init(config: try LlamaConfig(huggingFaceConfig: "\(path)/config.json"), settings: settings, precision: precision)
+            self.init(
+                config: try LlamaConfig(huggingFaceConfig: "\(path)/config.json"), settings: settings, precision: precision,
+                processes: processes)
         } else {
             let gguf = try GGUFFile(path: path)
             let config = try LlamaConfig(gguf: gguf)
             self.init(
                 config: config, settings: settings, precision: precision,
-                baseWeights: try LlamaModel.weightByteCount(gguf: gguf, config: config, precision: precision))
+                baseWeights: try LlamaModel.weightByteCount(gguf: gguf, config: config, precision: precision), processes: processes)
         }
     }
 
@@ -80,6 +98,7 @@ public struct TrainingMemory: Sendable, Codable, Equatable {
         case backwardCopies = "backward_copies"
         case adapterParameters = "adapter_parameters"
         case adapter, optimizer
+        case gradientSum = "gradient_sum"
         case layerActivations = "layer_activations"
         case layerInput = "layer_input"
         case workingSet = "working_set"
@@ -101,9 +120,10 @@ public struct TrainingMemory: Sendable, Codable, Equatable {
     }
 
     /// The peak of a run: the base, the transposed copies when built, the adapter with its
-    /// gradients and moments, and the activations kept or recomputed.
+    /// gradients and moments, the gradient sums, and the activations kept or recomputed.
     public func total(recompute: Bool, copies: Bool) -> Int {
-        baseWeights + (copies ? backwardCopies : 0) + adapter + optimizer + (recompute ? activationsRecomputed : activationsKept)
+        baseWeights + (copies ? backwardCopies : 0) + adapter + optimizer + gradientSum
+            + (recompute ? activationsRecomputed : activationsKept)
     }
 
     /// The plan `settings` make of this memory: the choices and the peak they need.
@@ -126,6 +146,7 @@ public struct TrainingMemory: Sendable, Codable, Equatable {
             "backward copies (Wᵀ)    \(copies)",
             "adapter + gradients     \(mib(adapter))  (\(adapterParameters) parameters)",
             "AdamW moments           \(mib(optimizer))",
+            "gradient sums           \(mib(gradientSum))",
             "activations, kept       \(mib(activationsKept))",
             "activations, recomputed \(mib(activationsRecomputed))",
             "total, direct backward  \(mib(plan.totalBytesWithoutCopies))",

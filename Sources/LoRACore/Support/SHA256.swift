@@ -1,6 +1,7 @@
 import Foundation
 
-/// SHA-256 (FIPS 180-4) of files, to identify data, models and adapters in results files.
+/// SHA-256 (FIPS 180-4) of files, to identify data, models and adapters in results files and
+/// to check that the processes of a job train on the same ones.
 /// A few dozen lines here instead of swift-crypto, measured: its BoringSSL build adds about
 /// 54 s to every cold build (CI builds cold), while what is hashed here is small next to
 /// the work it identifies: 64 MiB hash in 0.30 s here against 0.035 s with swift-crypto
@@ -71,7 +72,7 @@ public struct SHA256 {
     }
 
     /// The digest of a file, read 4 MiB at a time.
-    public static func hex(ofFile path: String) throws(EvaluationError) -> String {
+    public static func hex(ofFile path: String) throws(LoRAError) -> String {
         guard let handle = FileHandle(forReadingAtPath: path) else { throw .unreadableFile(file: path, reason: "cannot open") }
         defer { try? handle.close() }
         var hasher = SHA256()
