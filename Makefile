@@ -23,6 +23,7 @@ test: model
 	$(SWIFT) build -c release --build-tests
 	SWIFT_LORA_MODEL="$$(scripts/fetch-model)" $(SWIFT) test -c release --skip-build --skip Benchmarks
 	scripts/test-cli
+	scripts/test-mpi
 	scripts/test-consumer
 	scripts/check-docs
 
