@@ -72,10 +72,14 @@ struct EvalCommand: ParsableCommand {
     }
 
     func run() throws {
+        try inLaunchedJob { group in try run(in: group) }
+    }
+
+    func run(in group: ProcessGroup) throws {
         try reportingErrors {
             let model = try modelOptions.load()
             let labelled = labelledAdapters
-            let results = try evaluate(options, model: model, adapters: labelled, out: out)
+            let results = try evaluate(options, model: model, adapters: labelled, out: out, group: group)
             print(EvalCommand.summaryLines(results).joined(separator: "\n"))
             if results.runs.contains(where: { !$0.complete }) || results.runs.count < adapters.count + 1 {
                 FileHandle.standardError.write(Data("interrupted: run the same command again to resume\n".utf8))
@@ -119,14 +123,16 @@ final class EvaluationProgress {
     }
 }
 
-/// Runs one evaluation with a progress line per run and Ctrl-C stopping cleanly.
-func evaluate(_ options: EvaluationOptions, model: LanguageModel, adapters: [EvaluationRunner.Adapter], out: String) throws
-    -> EvaluationResults
-{
+/// Runs one evaluation (shared by the ranks of `group`) with a progress line per run and
+/// Ctrl-C stopping cleanly.
+func evaluate(
+    _ options: EvaluationOptions, model: LanguageModel, adapters: [EvaluationRunner.Adapter], out: String, group: ProcessGroup = .single
+) throws -> EvaluationResults {
     let lines = EvaluationProgress()
     return try stoppingOnInterrupt { flag in
         var runner = EvaluationRunner(model: model, output: out)
         runner.shouldStop = flag.get
+        runner.group = group
         runner.progress = { label, progress in lines.update(name: options.resultsName, label: label, progress) }
         return try runner.run(options, adapters: adapters)
     }

@@ -30,6 +30,10 @@ struct ExperimentCommand: ParsableCommand {
     }
 
     func run() throws {
+        try inLaunchedJob { group in try run(in: group) }
+    }
+
+    func run(in group: ProcessGroup) throws {
         try reportingErrors {
             let experiment = try Experiment.load(config: config)
             if let threads { KernelRuntime.threads = threads }
@@ -37,7 +41,7 @@ struct ExperimentCommand: ParsableCommand {
             let training = ProgressLine("training")
             let evaluations = EvaluationProgress()
             let outcome = try stoppingOnInterrupt { flag in
-                try experiment.run(model: model, output: out, shouldStop: flag.get) { event in
+                try experiment.run(model: model, output: out, group: group, shouldStop: flag.get) { event in
                     switch event {
                     case .trainingPlanned(let trainer, let train, let heldOut): printPlan(trainer, train: train, heldOut: heldOut)
                     case .training(let event): trainingProgress(training)(event)

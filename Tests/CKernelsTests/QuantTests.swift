@@ -116,7 +116,7 @@ import Testing
 
     @Test func unknownTypeAndBadCountAreErrors() {
         var out = [Float](repeating: 0, count: 32)
-        #expect(ck_dequantize(ck_type(rawValue: 13), [UInt8](repeating: 0, count: 176), &out, 32) == CK_ERR_UNSUPPORTED)
+        #expect(ck_dequantize(ck_type(rawValue: 16), [UInt8](repeating: 0, count: 176), &out, 32) == CK_ERR_UNSUPPORTED)
         #expect(ck_dequantize(CK_TYPE_Q8_0, [UInt8](repeating: 0, count: 34), &out, 31) == CK_ERR_SHAPE)
         #expect(ck_type_block_bytes(CK_TYPE_Q4_K) == 144 && ck_type_block_size(CK_TYPE_Q6_K) == 256)
     }

@@ -50,29 +50,28 @@ struct ModelEvaluationTests {
         #expect(summary.questions == 40 && abs(summary.accStderr - (summary.acc * (1 - summary.acc) / 39).squareRoot()) < 1e-12)
     }
 
-    /// A stopped run resumed into the same file ends with exactly the records of a run
-    /// that was never stopped (int8, batched: the remaining prompts batch differently).
+    /// A stopped run resumed into the same file ends with exactly the lines of a run that was
+    /// never stopped, in prompt order (int8, batched: the remaining prompts batch
+    /// differently). Rounds are 4 batches of 3: the stop comes after the first 12 prompts.
     @Test func refusalEvaluationResumesToTheSameResults() throws {
-        let prompts = Array(try PromptSet.load(exampleData("overrefusal-prompts.jsonl")).prefix(7))
+        let prompts = Array(try PromptSet.load(exampleData("overrefusal-prompts.jsonl")).prefix(14))
         let evaluation = RefusalEvaluation(
             model: RealModel.int8, classifier: RefusalPhrases.xsTest,
             settings: GenerationSettings(maxTokens: 24, batchSize: 3))
         let scratch = Scratch()
         let whole = try evaluation.run(prompts: prompts, responsesFile: "\(scratch.folder)/whole.jsonl", model: "m", dataSHA256: "d")
-        #expect(whole.complete && whole.summary.overall.refusal.total == 7)
+        #expect(whole.complete && whole.summary.overall.refusal.total == 14)
         let calls = Counter()
         let stopped = try evaluation.run(
             prompts: prompts, responsesFile: "\(scratch.folder)/parts.jsonl", model: "m", dataSHA256: "d",
             shouldStop: { calls.next() >= 2 })
-        #expect(!stopped.complete)
+        #expect(!stopped.complete && stopped.summary.overall.refusal.total == 12)
         let resumed = try evaluation.run(prompts: prompts, responsesFile: "\(scratch.folder)/parts.jsonl", model: "m", dataSHA256: "d")
         #expect(resumed.complete && resumed.summary == whole.summary)
         func records(_ name: String) throws -> [String] {
             try String(contentsOfFile: "\(scratch.folder)/\(name)", encoding: .utf8).split(separator: "\n").map(String.init)
         }
-        let sortedWhole = try records("whole.jsonl").dropFirst().sorted()
-        let sortedParts = try records("parts.jsonl").dropFirst().sorted()
-        #expect(sortedWhole == sortedParts)
+        #expect(try records("whole.jsonl") == records("parts.jsonl"))
         // other settings into the same file: an error, not a mixed file
         let other = RefusalEvaluation(model: RealModel.int8, classifier: RefusalPhrases.xsTest, settings: GenerationSettings(maxTokens: 25))
         #expect(throws: EvaluationError.self) {
@@ -93,7 +92,7 @@ struct ModelEvaluationTests {
         let model = RealModel.f32
         let text = "The library opens at nine in the morning and closes at six in the evening, except on holidays. "
         let tokens = Array(model.tokenizer.encode(String(repeating: text, count: 8), parseSpecial: false, addBOS: nil).prefix(150))
-        let (result, logProbabilities) = PerplexityEvaluation(model: model, window: 64, stride: 32).run(tokens: tokens)
+        let (result, logProbabilities) = try PerplexityEvaluation(model: model, window: 64, stride: 32).run(tokens: tokens)
         #expect(result.scoredTokens == tokens.count - 1 && logProbabilities.count == tokens.count - 1)
         // by hand: window w starts at 32w; the tokens it adds are those past the previous window's end
         var expected: [Float] = []
@@ -110,7 +109,7 @@ struct ModelEvaluationTests {
         }
         let worst = zip(expected, logProbabilities).map { abs($0 - $1) }.max()!
         #expect(worst < 1e-4, "worst log-probability difference \(worst)")
-        let full = PerplexityEvaluation(model: model, window: 2048).run(tokens: tokens).result
+        let full = try PerplexityEvaluation(model: model, window: 2048).run(tokens: tokens).result
         #expect(full.perplexity < result.perplexity * 1.05) // more context never hurts much on repeated text
     }
 }

@@ -47,20 +47,24 @@ public struct Experiment: Sendable, Equatable {
     public static func trainingFolder(in output: String) -> String { "\(output)/train" }
 
     /// Runs the experiment on `model` (loaded by the caller from `self.model` at
-    /// `precision`) into `output`, resuming whatever is already there.
+    /// `precision`) into `output`, resuming whatever is already there; with the ranks of
+    /// `group` sharing the training and the evaluations (rank 0 writes).
     public func run(
-        model: LanguageModel, output: String, shouldStop: @escaping @Sendable () -> Bool = { false },
+        model: LanguageModel, output: String, group: ProcessGroup = .single, shouldStop: @escaping @Sendable () -> Bool = { false },
         onEvent: @escaping (Event) -> Void = { _ in }
     ) throws(EvaluationError) -> Outcome {
         guard !evaluations.isEmpty else { throw .invalidOption(option: "evaluations", problem: "no evaluations") }
         let trainFolder = Self.trainingFolder(in: output)
-        do {
-            try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)
-        } catch {
-            throw .unreadableFile(file: output, reason: "cannot create the folder: \(error.localizedDescription)")
+        if group.isLeader {
+            do {
+                try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)
+            } catch {
+                throw .unreadableFile(file: output, reason: "cannot create the folder: \(error.localizedDescription)")
+            }
         }
         var runner = EvaluationRunner(model: model, output: output)
         runner.shouldStop = shouldStop
+        runner.group = group
         func evaluate(_ adapters: [EvaluationRunner.Adapter]) throws(EvaluationError) -> Bool {
             for options in evaluations {
                 runner.progress = { label, progress in onEvent(.evaluating(name: options.resultsName, label: label, progress)) }
@@ -74,22 +78,29 @@ public struct Experiment: Sendable, Equatable {
         guard try evaluate([]) else { return .interrupted }
         // 2. the fine-tune, continued from its newest checkpoint
         do {
-            let (trainer, train, heldOut) = try training.makeTrainer(model: model, output: trainFolder)
+            let (trainer, train, heldOut) = try training.makeTrainer(model: model, output: trainFolder, group: group)
             onEvent(.trainingPlanned(trainer, train: train, heldOut: heldOut))
             try trainer.run(resume: true, shouldStop: shouldStop) { onEvent(.training($0)) }
             model.model.detachAdapters()
-            if !FileManager.default.fileExists(atPath: "\(trainFolder)/adapter_model.safetensors") { return .interrupted }
+            // rank 0 wrote the adapter: the other ranks take its word (and its listing below)
+            let trained = try group.fromLeader(FileManager.default.fileExists(atPath: "\(trainFolder)/adapter_model.safetensors"))
+            if !trained { return .interrupted }
         } catch {
             model.model.detachAdapters()
             throw .model(error)
         }
         // 3. every checkpoint and the final adapter
-        let saved = CheckpointFolder.all(in: trainFolder)
+        let saved: [CheckpointFolder]
+        do { saved = try group.fromLeader(CheckpointFolder.all(in: trainFolder)) } catch { throw .model(error) }
         var adapters = checkpoints ? saved.dropLast().map { EvaluationRunner.Adapter(folder: $0.path) } : []
         adapters.append(EvaluationRunner.Adapter(label: "adapter", folder: trainFolder, step: saved.last?.step))
         guard try evaluate(adapters) else { return .interrupted }
+        guard group.isLeader else {
+            do { return .finished(try group.fromLeader(nil as ExperimentReport?)!) } catch { throw .model(error) }
+        }
         let report = try ExperimentReport.load(folder: output)
         try report.write(to: output)
+        do { _ = try group.fromLeader(report as ExperimentReport?) } catch { throw .model(error) }
         return .finished(report)
     }
 }

@@ -89,10 +89,11 @@ public struct MultipleChoiceEvaluation: Sendable {
         return pairs.map { model.model.score(context: $0.context, continuations: [$0.continuation])[0].logLikelihood }
     }
 
-    /// Runs the items not yet in `itemsFile` (JSONL, resumable as refusal evaluation is).
+    /// Runs the items not yet in `itemsFile` (JSONL, resumable as refusal evaluation is),
+    /// dealt out one a rank across the ranks of `group`.
     public func run(
         items: [MultipleChoiceItem], itemsFile: String, model identity: String, adapters: [String] = [], dataSHA256: String,
-        shots: Int, progress: ((WorkProgress) -> Void)? = nil,
+        shots: Int, group: ProcessGroup = .single, progress: ((WorkProgress) -> Void)? = nil,
         shouldStop: () -> Bool = { false }
     ) throws(EvaluationError) -> (summary: MultipleChoiceSummary, complete: Bool) {
         struct Identity: Codable, Equatable {
@@ -105,19 +106,25 @@ public struct MultipleChoiceEvaluation: Sendable {
             path: itemsFile,
             header: Identity(
                 evaluation: "mc", model: identity, adapters: adapters,
-                data: dataSHA256, shots: shots))
+                data: dataSHA256, shots: shots), group: group)
         let done = Set(log.records.map(\.id))
         progress?(WorkProgress(completed: done.count, total: items.count, unit: "questions"))
-        for item in items where !done.contains(item.id) {
-            if shouldStop() { break }
-            let scores = logLikelihoods(item)
-            let normalized = zip(scores, item.choices).map { $0 / Double(max($1.unicodeScalars.count, 1)) } // Python len: code points
-            try log.append(
-                MultipleChoiceRecord(
-                    id: item.id, subject: item.subject, gold: item.gold, logLikelihoods: scores,
-                    acc: Self.firstArgmax(scores) == item.gold, accNorm: Self.firstArgmax(normalized) == item.gold))
-            progress?(WorkProgress(completed: log.records.count, total: items.count, unit: "questions"))
-        }
+        _ = try ItemRounds(group: group, perRank: 1).run(
+            items.filter { !done.contains($0.id) }, shouldStop: shouldStop,
+            compute: { mine in
+                mine.map { item in
+                    let scores = logLikelihoods(item)
+                    // Python len: code points
+                    let normalized = zip(scores, item.choices).map { $0 / Double(max($1.unicodeScalars.count, 1)) }
+                    return MultipleChoiceRecord(
+                        id: item.id, subject: item.subject, gold: item.gold, logLikelihoods: scores,
+                        acc: Self.firstArgmax(scores) == item.gold, accNorm: Self.firstArgmax(normalized) == item.gold)
+                }
+            },
+            record: { (records: [MultipleChoiceRecord]) throws(EvaluationError) in
+                for record in records { try log.append(record) }
+                progress?(WorkProgress(completed: log.records.count, total: items.count, unit: "questions"))
+            })
         let ids = Set(items.map(\.id))
         let records = log.records.filter { ids.contains($0.id) }.sorted { $0.id < $1.id }
         return (MultipleChoiceSummary(records: records), records.count == items.count)

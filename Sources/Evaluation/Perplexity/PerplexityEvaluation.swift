@@ -37,20 +37,31 @@ public struct PerplexityEvaluation: Sendable {
 
     /// The result and each token's log-probability (`logProbabilities[i]` predicts token
     /// i + 1 of `tokens`).
-    public func run(tokens: [Int32], progress: ((WorkProgress) -> Void)? = nil) -> (result: PerplexityResult, logProbabilities: [Float]) {
-        var logProbabilities: [Float] = []
+    public func run(tokens: [Int32], group: ProcessGroup = .single, progress: ((WorkProgress) -> Void)? = nil) throws(EvaluationError)
+        -> (result: PerplexityResult, logProbabilities: [Float])
+    {
+        // the windows, each with the first position it scores (the ones before were scored by
+        // the previous window): a fixed list, dealt out across the ranks of `group`
+        var windows: [(start: Int, end: Int, firstScored: Int)] = []
         var scoredUpTo = 1 // token 0 has nothing to be predicted from
         var start = 0
-        progress?(WorkProgress(completed: 0, total: tokens.count, unit: "tokens"))
         while scoredUpTo < tokens.count {
             let end = min(start + window, tokens.count)
-            let windowLogProbabilities = model.model.tokenLogProbabilities(Array(tokens[start..<end]))
-            // entry j predicts token start + j + 1: keep those not scored yet
-            logProbabilities += windowLogProbabilities[(scoredUpTo - start - 1)...]
+            windows.append((start, end, scoredUpTo))
             scoredUpTo = end
             start += stride
-            progress?(WorkProgress(completed: scoredUpTo, total: tokens.count, unit: "tokens"))
         }
+        progress?(WorkProgress(completed: 0, total: tokens.count, unit: "tokens"))
+        var mine: [[Float]] = []
+        for index in group.share(of: windows.count) {
+            let (start, end, firstScored) = windows[index]
+            let windowLogProbabilities = model.model.tokenLogProbabilities(Array(tokens[start..<end]))
+            // entry j predicts token start + j + 1: keep those not scored yet
+            mine.append(Array(windowLogProbabilities[(firstScored - start - 1)...]))
+            progress?(WorkProgress(completed: min(end * group.size, tokens.count), total: tokens.count, unit: "tokens"))
+        }
+        let logProbabilities: [Float]
+        do { logProbabilities = try group.gatherItems(mine, count: windows.count).flatMap { $0 } } catch { throw .model(error) }
         // a fixed-order double sum: the same figure with any thread count
         let total = logProbabilities.reduce(0.0) { $0 + Double($1) }
         let mean = logProbabilities.isEmpty ? 0 : total / Double(logProbabilities.count)

@@ -117,16 +117,18 @@ public struct RefusalEvaluation: Sendable {
     /// data for the file's header; `shouldStop` ends the run early (the file keeps what is done).
     public func run(
         prompts: [EvaluationPrompt], responsesFile: String, model identity: String, adapters: [String] = [],
-        dataSHA256: String, progress: ((WorkProgress) -> Void)? = nil,
+        dataSHA256: String, group: ProcessGroup = .single, progress: ((WorkProgress) -> Void)? = nil,
         shouldStop: @escaping @Sendable () -> Bool = { false }
     ) throws(EvaluationError) -> (summary: RefusalSummary, complete: Bool) {
         let header = Identity(
             evaluation: "refusal", model: identity, adapters: adapters, data: dataSHA256, classifier: classifier.name,
             settings: settings)
-        let log = try ResultsLog<RefusalRecord>(path: responsesFile, header: header)
+        let log = try ResultsLog<RefusalRecord>(path: responsesFile, header: header, group: group)
         let done = Set(log.records.map(\.id))
         let remaining = prompts.filter { !done.contains($0.id) }
-        let encoded = try remaining.map { prompt throws(EvaluationError) -> [Int32] in
+        // every prompt checked before any generation
+        var encoded: [Int: [Int32]] = [:]
+        for prompt in remaining {
             var messages: [ChatMessage] = settings.systemPrompt.map { [.system($0)] } ?? []
             messages.append(.user(prompt.text))
             let ids = model.encodeChat(messages)
@@ -135,31 +137,31 @@ public struct RefusalEvaluation: Sendable {
                     file: "prompt \(prompt.id)", line: prompt.id + 1,
                     problem: "\(ids.count) tokens: no room left in the model's context of \(model.model.config.maxPositionEmbeddings)")
             }
-            return ids
+            encoded[prompt.id] = ids
         }
         let generator = Generator(model: model.model, tokenizer: model.tokenizer)
-        var failure: EvaluationError?
         progress?(WorkProgress(completed: done.count, total: prompts.count, unit: "prompts"))
-        generator.generate(
-            prompts: encoded, sampling: SamplingParameters(temperature: settings.temperature, seed: settings.seed),
-            stop: StopConditions(maxTokens: settings.maxTokens), batchSize: settings.batchSize
-        ) { index, summary in
-            let prompt = remaining[index]
-            do throws(EvaluationError) {
-                let classification = try classifier.classify(prompt: prompt.text, response: summary.text)
-                try log.append(
-                    RefusalRecord(
+        // rounds of a few batches a rank: each rank decodes its prompts together; the file
+        // gets each round's responses in prompt order
+        _ = try ItemRounds(group: group, perRank: 4 * max(1, settings.batchSize)).run(
+            remaining, shouldStop: shouldStop,
+            compute: { (mine: [EvaluationPrompt]) throws(EvaluationError) -> [RefusalRecord] in
+                let responses = generator.generate(
+                    prompts: mine.map { encoded[$0.id]! },
+                    sampling: SamplingParameters(temperature: settings.temperature, seed: settings.seed),
+                    stop: StopConditions(maxTokens: settings.maxTokens), batchSize: settings.batchSize)
+                return try zip(mine, responses).map { (prompt, summary) throws(EvaluationError) -> RefusalRecord in
+                    let classification = try classifier.classify(prompt: prompt.text, response: summary.text)
+                    return RefusalRecord(
                         id: prompt.id, category: prompt.category, prompt: prompt.text, response: summary.text,
                         verdict: classification.verdict, reason: classification.reason,
-                        generatedTokens: summary.generatedTokens, finish: summary.reason.rawValue))
-            } catch {
-                failure = error
-                return false
-            }
-            progress?(WorkProgress(completed: log.records.count, total: prompts.count, unit: "prompts"))
-            return !shouldStop()
-        }
-        if let failure { throw failure }
+                        generatedTokens: summary.generatedTokens, finish: summary.reason.rawValue)
+                }
+            },
+            record: { (records: [RefusalRecord]) throws(EvaluationError) in
+                for record in records { try log.append(record) }
+                progress?(WorkProgress(completed: log.records.count, total: prompts.count, unit: "prompts"))
+            })
         let ids = Set(prompts.map(\.id))
         let records = log.records.filter { ids.contains($0.id) }.sorted { $0.id < $1.id }
         return (RefusalSummary(records: records), records.count == prompts.count)

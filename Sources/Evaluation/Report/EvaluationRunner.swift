@@ -13,6 +13,9 @@ public struct EvaluationRunner {
     public var progress: ((String, WorkProgress) -> Void)?
     /// Checked between items: true stops the evaluation (what is done stays on disk).
     public var shouldStop: @Sendable () -> Bool = { false }
+    /// The processes sharing the work: items are dealt out across the ranks and merged in
+    /// order; rank 0 writes every file, the same bytes as one process would.
+    public var group: ProcessGroup = .single
 
     public init(model: LanguageModel, output: String) {
         self.model = model
@@ -75,10 +78,10 @@ public struct EvaluationRunner {
             defer { model.model.detachAdapters() }
             let run = try work.run(
                 label: label, adapter: identity, model: model, modelIdentity: "\(summary.path) (\(summary.fileBytes) bytes)",
-                folder: "\(output)/\(name)", progress: progress.map { report in { report(label, $0) } },
+                folder: "\(output)/\(name)", group: group, progress: progress.map { report in { report(label, $0) } },
                 shouldStop: shouldStop)
             results.runs.append(run)
-            try results.write(to: resultsPath)
+            if group.isLeader { try results.write(to: resultsPath) }
             if !run.complete { break }
         }
         return results
@@ -151,7 +154,7 @@ public struct EvaluationRunner {
 
         func run(
             label: String, adapter: EvaluationResults.AdapterIdentity?, model: LanguageModel, modelIdentity: String, folder: String,
-            progress: ((WorkProgress) -> Void)?, shouldStop: @escaping @Sendable () -> Bool
+            group: ProcessGroup, progress: ((WorkProgress) -> Void)?, shouldStop: @escaping @Sendable () -> Bool
         ) throws(EvaluationError) -> EvaluationResults.Run {
             let adapters = adapter.map { ["\($0.path) \($0.sha256)"] } ?? []
             switch options.kind {
@@ -160,7 +163,7 @@ public struct EvaluationRunner {
                 let evaluation = RefusalEvaluation(model: model, classifier: classifier!, settings: options.generation)
                 let (summary, complete) = try evaluation.run(
                     prompts: prompts, responsesFile: "\(folder)/\(file)", model: modelIdentity,
-                    adapters: adapters, dataSHA256: sha256, progress: progress, shouldStop: shouldStop)
+                    adapters: adapters, dataSHA256: sha256, group: group, progress: progress, shouldStop: shouldStop)
                 return .init(
                     label: label, adapter: adapter, complete: complete, items: "\(URL(fileURLWithPath: folder).lastPathComponent)/\(file)",
                     refusal: summary, multipleChoice: nil, perplexity: nil)
@@ -168,26 +171,28 @@ public struct EvaluationRunner {
                 let file = "\(label).jsonl"
                 let (summary, complete) = try MultipleChoiceEvaluation(model: model).run(
                     items: items, itemsFile: "\(folder)/\(file)", model: modelIdentity, adapters: adapters, dataSHA256: sha256,
-                    shots: options.shots ?? -1, progress: progress, shouldStop: shouldStop)
+                    shots: options.shots ?? -1, group: group, progress: progress, shouldStop: shouldStop)
                 return .init(
                     label: label, adapter: adapter, complete: complete, items: "\(URL(fileURLWithPath: folder).lastPathComponent)/\(file)",
                     refusal: nil, multipleChoice: summary, perplexity: nil)
             case .ppl:
                 let file = "\(label).logprobs.json"
-                let (result, logProbabilities) = PerplexityEvaluation(model: model, window: options.window, stride: options.stride)
-                    .run(tokens: tokens, progress: progress)
+                let (result, logProbabilities) = try PerplexityEvaluation(model: model, window: options.window, stride: options.stride)
+                    .run(tokens: tokens, group: group, progress: progress)
                 struct TokenLogProbabilities: Encodable {
                     let ids: [Int32]
                     let logprobs: [Float]
                 }
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.sortedKeys]
-                do {
-                    try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-                    try AtomicFile.write(
-                        try encoder.encode(TokenLogProbabilities(ids: tokens, logprobs: logProbabilities)), to: "\(folder)/\(file)")
-                } catch {
-                    throw .unreadableFile(file: "\(folder)/\(file)", reason: "cannot write: \(error)")
+                if group.isLeader {
+                    do {
+                        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+                        try AtomicFile.write(
+                            try encoder.encode(TokenLogProbabilities(ids: tokens, logprobs: logProbabilities)), to: "\(folder)/\(file)")
+                    } catch {
+                        throw .unreadableFile(file: "\(folder)/\(file)", reason: "cannot write: \(error)")
+                    }
                 }
                 return .init(
                     label: label, adapter: adapter, complete: true, items: "\(URL(fileURLWithPath: folder).lastPathComponent)/\(file)",

@@ -1,13 +1,17 @@
 import Foundation
+import LoRACore
 
 /// A JSONL file of per-item results written as they are produced, so an interrupted run
 /// loses nothing: a header line (the evaluation's identity), then one line per item. On
 /// reopening, a matching header resumes after the items already there; a different one is
 /// an error rather than a silently mixed file. A last line cut off by a kill is dropped.
+///
+/// In a multi-process job rank 0 alone reads and writes the file; every rank holds the same
+/// records (rank 0's on opening, then each appended one, which all ranks append in order).
 final class ResultsLog<Record: Codable> {
     let path: String
     private(set) var records: [Record] = []
-    private let handle: FileHandle
+    private let handle: FileHandle?
     /// Keys sorted: the same record, the same line.
     private let encoder: JSONEncoder = {
         let encoder = JSONEncoder()
@@ -17,8 +21,20 @@ final class ResultsLog<Record: Codable> {
 
     private struct Header<H: Codable>: Codable { let header: H }
 
-    init<H: Codable>(path: String, header: H) throws(EvaluationError) {
+    init<H: Codable>(path: String, header: H, group: ProcessGroup = .single) throws(EvaluationError) {
         self.path = path
+        guard group.isLeader else {
+            handle = nil
+            do { records = try group.fromLeader([Record]()) } catch { throw .model(error) }
+            return
+        }
+        handle = try Self.open(path: path, header: header, encoder: encoder, records: &records)
+        do { _ = try group.fromLeader(records) } catch { throw .model(error) }
+    }
+
+    private static func open<H: Codable>(path: String, header: H, encoder: JSONEncoder, records: inout [Record]) throws(EvaluationError)
+        -> FileHandle
+    {
         let fileManager = FileManager.default
         var kept = Data()
         if let data = fileManager.contents(atPath: path), !data.isEmpty {
@@ -48,21 +64,22 @@ final class ResultsLog<Record: Codable> {
         do {
             try fileManager.createDirectory(at: URL(fileURLWithPath: path).deletingLastPathComponent(), withIntermediateDirectories: true)
             try kept.write(to: URL(fileURLWithPath: path), options: .atomic)
-            handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+            let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
             try handle.seekToEnd()
+            return handle
         } catch {
             throw .unreadableFile(file: path, reason: "cannot write: \(error.localizedDescription)")
         }
     }
 
-    deinit { try? handle.close() }
+    deinit { try? handle?.close() }
 
-    /// Appends one record as one line, in one write.
+    /// Appends one record as one line, in one write (rank 0 writes, every rank keeps it).
     func append(_ record: Record) throws(EvaluationError) {
         do {
             var line = try encoder.encode(record)
             line.append(UInt8(ascii: "\n"))
-            try handle.write(contentsOf: line)
+            try handle?.write(contentsOf: line)
         } catch {
             throw .unreadableFile(file: path, reason: "cannot write: \(error.localizedDescription)")
         }

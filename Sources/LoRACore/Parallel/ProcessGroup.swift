@@ -99,6 +99,23 @@ public final class ProcessGroup: @unchecked Sendable {
         return values
     }
 
+    /// Rank 0's `value` on every rank (what the other ranks pass is ignored): state only
+    /// rank 0 reads, such as the items a resumed evaluation already has.
+    public func fromLeader<T: Codable>(_ value: T) throws(LoRAError) -> T {
+        guard size > 1 else { return value }
+        var bytes = isLeader ? (try? JSONEncoder().encode(value)).map(Array.init) ?? [] : []
+        var length = UInt64(bytes.count)
+        guard ck_mpi_bcast(&length, 8, 0) == 0 else { throw .processGroup(problem: "MPI_Bcast failed") }
+        if !isLeader { bytes = [UInt8](repeating: 0, count: Int(length)) }
+        guard bytes.withUnsafeMutableBytes({ ck_mpi_bcast($0.baseAddress, $0.count, 0) }) == 0 else {
+            throw .processGroup(problem: "MPI_Bcast of \(length) bytes failed")
+        }
+        guard let decoded = try? JSONDecoder().decode(T.self, from: Data(bytes)) else {
+            throw .processGroup(problem: "rank \(rank) cannot read rank 0's \(T.self)")
+        }
+        return decoded
+    }
+
     /// The values of `count` work items, each computed by the rank `share(of:)` gave it,
     /// in index order on every rank. `mine` holds this rank's, in its share's order.
     public func gatherItems<T: Codable>(_ mine: [T], count: Int) throws(LoRAError) -> [T] {

@@ -55,7 +55,7 @@ public enum TrainingLog {
 
 /// A trainer's `checkpoint-N` folder: the adapter, AdamW's moments and the trainer state
 /// after optimizer step N. The one place that names and parses these folders.
-public struct CheckpointFolder: Sendable, Equatable {
+public struct CheckpointFolder: Sendable, Equatable, Codable {
     public let step: Int
     public let path: String
 
