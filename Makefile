@@ -24,6 +24,7 @@ test: model
 	SWIFT_LORA_MODEL="$$(scripts/fetch-model)" $(SWIFT) test -c release --skip-build --skip Benchmarks
 	scripts/test-cli
 	scripts/test-mpi
+	scripts/test-mpi-two-hosts
 	scripts/test-consumer
 	scripts/check-docs
 

@@ -120,6 +120,11 @@ let package = Package(
             path: "Examples/lora"
         ),
         .executableTarget(
+            name: "gradient-sum",
+            dependencies: ["LoRACore"],
+            path: "Examples/gradient-sum"
+        ),
+        .executableTarget(
             name: "quantized-matmul",
             dependencies: ["LoRACore"],
             path: "Examples/quantized-matmul"

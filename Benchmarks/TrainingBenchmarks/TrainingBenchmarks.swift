@@ -25,7 +25,7 @@ final class TrainingBenchmarks: XCTestCase {
     /// One optimizer step (forward, loss, backward, AdamW) a few times; the best of each
     /// phase. The forward (with the head's loss) is timed on its own; backward = step −
     /// forward − optimizer.
-    func measure(_ lm: LanguageModel, steps: Int, backward: BackwardDataMode, batch: TrainingBatch? = nil) -> Phases {
+    static func measure(_ lm: LanguageModel, steps: Int, backward: BackwardDataMode, batch: TrainingBatch? = nil) -> Phases {
         let model = lm.model
         model.backwardData = backward
         defer { model.backwardData = .direct }
@@ -59,14 +59,14 @@ final class TrainingBenchmarks: XCTestCase {
         // the 4-bit model first, freed before the int8 one loads: peak RSS only grows
         let (fourBit, q4RSS, q4Bytes) = try {
             let q4 = try LanguageModel.load(path: BenchmarkEnvironment.modelPath, precision: .q4)
-            return (measure(q4, steps: 4, backward: .direct), BenchmarkEnvironment.peakRSS(), q4.summary.modelBytes)
+            return (Self.measure(q4, steps: 4, backward: .direct), BenchmarkEnvironment.peakRSS(), q4.summary.modelBytes)
         }()
         let int8 = try LanguageModel.load(path: BenchmarkEnvironment.modelPath, precision: .int8)
-        let noCopy = measure(int8, steps: 4, backward: .direct)
-        let quantized = measure(int8, steps: 4, backward: .transposedCopy)
+        let noCopy = Self.measure(int8, steps: 4, backward: .direct)
+        let quantized = Self.measure(int8, steps: 4, backward: .transposedCopy)
         let rss = BenchmarkEnvironment.peakRSS()
         XCTAssert(quantized.loss.isFinite && quantized.loss > 0 && fourBit.loss.isFinite && noCopy.loss.isFinite)
-        let exact = measure(try LanguageModel.load(path: BenchmarkEnvironment.modelPath, precision: .f32), steps: 2, backward: .exact)
+        let exact = Self.measure(try LanguageModel.load(path: BenchmarkEnvironment.modelPath, precision: .f32), steps: 2, backward: .exact)
         let tokens = 1024.0
         Self.report.emit(
             "train_step_int8_r16_b4x256", tokens / quantized.step, unit: "tok/s", baseline: "same step, exact f32 weights (OpenBLAS)",
@@ -107,7 +107,7 @@ final class TrainingBenchmarks: XCTestCase {
             let (phases, bytes) = try {
                 let model = try LanguageModel.load(path: path, precision: precision)
                 let batch = Self.batch(vocab: model.model.config.vocabSize, count: 1, length: 512)
-                return (measure(model, steps: 1, backward: .direct, batch: batch), model.summary.modelBytes)
+                return (Self.measure(model, steps: 1, backward: .direct, batch: batch), model.summary.modelBytes)
             }()
             Self.report.emit(
                 "train_step_large_\(precision.rawValue)_r16_b1x512", 512 / phases.step, unit: "tok/s", baseline: "forward and loss",
@@ -116,5 +116,69 @@ final class TrainingBenchmarks: XCTestCase {
                 "train_peak_rss_large_\(precision.rawValue)", BenchmarkEnvironment.peakRSS(), unit: "MiB",
                 baseline: "weights in memory", baselineValue: Double(bytes) / 1_048_576)
         }
+    }
+}
+
+/// The data-parallel trainer's one collective a step, against the step it follows.
+final class GradientSumBenchmarks: XCTestCase {
+    static let report = BenchmarkReport(suite: "training")
+
+    /// Summing a 7B rank-16 adapter's gradients (40M floats) across 2 and 4 ranks over
+    /// loopback TCP (Examples/gradient-sum under mpirun, best of 5), as a share of the step
+    /// it follows: a 7B step of batch 1 × 512 on the 4-bit base, from 1- and 2-layer slices
+    /// of the 7B shape measured here (the rest + 32 × a layer).
+    func testGradientSumOfA7BAdapter() throws {
+        let mpirun = ["/usr/bin/mpirun", "/usr/local/bin/mpirun"].first { FileManager.default.isExecutableFile(atPath: $0) }
+        guard let mpirun else { throw XCTSkip("mpirun not found (Debian's openmpi-bin)") }
+        let folder = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        let binary = folder.appendingPathComponent("gradient-sum").path
+        guard FileManager.default.isExecutableFile(atPath: binary) else { throw XCTSkip("\(binary) not built") }
+        let step = try projected7BStep()
+        for ranks in [2, 4] {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: mpirun)
+            process.arguments = [
+                "-np", "\(ranks)", "--oversubscribe", "--mca", "btl", "self,tcp", "--mca", "btl_tcp_if_include", "lo", binary,
+            ]
+            var environment = ProcessInfo.processInfo.environment
+            environment["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
+            environment["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
+            process.environment = environment
+            let output = Pipe()
+            process.standardOutput = output
+            try process.run()
+            let data = output.fileHandleForReading.readDataToEndOfFile()
+            process.waitUntilExit()
+            XCTAssertEqual(process.terminationStatus, 0)
+            struct Line: Decodable { let seconds: Double }
+            let line = try JSONDecoder().decode(Line.self, from: data)
+            Self.report.emit(
+                "gradient_sum_7b_r16_\(ranks)_ranks_loopback", line.seconds, unit: "s", baseline: "7B step 1x512 q4 (projected)",
+                baselineValue: step)
+        }
+    }
+
+    /// Seconds of one 7B step (batch 1 × 512, q4, r16 on all projections) from slices of the
+    /// 7B shape with 1 and 2 layers, synthesized here.
+    func projected7BStep() throws -> Double {
+        let source = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .appendingPathComponent("../../Tests/LoRACoreTests/Fixtures/llama2-configs/Llama-2-7b-chat-hf.config.json")
+        var json = try JSONSerialization.jsonObject(with: Data(contentsOf: source)) as! [String: Any]
+        var seconds: [Double] = []
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("swift-lora-bench-\(getpid())")
+        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        for layers in [1, 2] {
+            json["num_hidden_layers"] = layers
+            let configPath = scratch.appendingPathComponent("config-\(layers).json").path
+            try JSONSerialization.data(withJSONObject: json).write(to: URL(fileURLWithPath: configPath))
+            let modelPath = scratch.appendingPathComponent("slice-\(layers).gguf").path
+            try SyntheticModel.write(config: try LlamaConfig(huggingFaceConfig: configPath), recipe: .q4_0, to: modelPath, seed: 1)
+            let model = try LanguageModel.load(path: modelPath, precision: .q4)
+            let batch = TrainingBenchmarks.batch(vocab: model.model.config.vocabSize, count: 1, length: 512)
+            seconds.append(TrainingBenchmarks.measure(model, steps: 2, backward: .direct, batch: batch).step)
+        }
+        let layer = seconds[1] - seconds[0]
+        return seconds[0] - layer + 32 * layer
     }
 }
