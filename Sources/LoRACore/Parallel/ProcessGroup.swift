@@ -7,8 +7,10 @@ import Foundation
 /// item `i` to rank `i % size`, and combined in index order, so results do not depend on
 /// how many processes there are.
 ///
-/// Open MPI is loaded at run time (libmpi.so.40): without a launcher nothing of MPI is
-/// touched, and a build without MPI installed runs as one process.
+/// Every rank must call the same collectives in the same order, and an error on one rank
+/// must end the job (`abort(code:)`): the others would wait for it forever. Open MPI is
+/// loaded at run time (libmpi.so.40): without a launcher nothing of MPI is touched, and a
+/// build without MPI installed runs as one process.
 public final class ProcessGroup: @unchecked Sendable {
     public let rank: Int
     public let size: Int
@@ -155,7 +157,7 @@ public final class ProcessGroup: @unchecked Sendable {
             if group.size > 1 { values = [Float](repeating: 0, count: mine * length) }
         }
 
-        private var mine: Int { group.share(of: count).underestimatedCount }
+        private var mine: Int { items(of: group.rank) }
         private func segment(_ r: Int) -> Range<Int> { bounds[r]..<bounds[r + 1] }
         /// Items of rank r's share.
         private func items(of r: Int) -> Int { (count - r + group.size - 1) / group.size }
