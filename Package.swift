@@ -82,11 +82,9 @@ let package = Package(
         .target(name: "Evaluation", dependencies: ["LoRACore"]),
 
         // MARK: Tests (one per module)
-        // The lock every test that changes the kernels' process-wide settings holds.
-        .target(name: "KernelTestSupport", path: "Tests/KernelTestSupport"),
-        .testTarget(name: "CKernelsTests", dependencies: ["CKernels", "KernelTestSupport"]),
+        .testTarget(name: "CKernelsTests", dependencies: ["CKernels"]),
         // Fixtures: reference outputs of transformers/Jinja2 (scripts/make-*-fixtures.py).
-        .testTarget(name: "LoRACoreTests", dependencies: ["LoRACore", "CKernels", "KernelTestSupport"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "LoRACoreTests", dependencies: ["LoRACore", "CKernels"], resources: [.copy("Fixtures")]),
         // Fixtures: transformers log-likelihoods (scripts/make-mc-fixtures.py).
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "LoRACore"], resources: [.copy("Fixtures")]),
 

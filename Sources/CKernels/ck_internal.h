@@ -71,7 +71,9 @@ typedef struct {
     ck_strip_tile_fn strip_tile;
 } ck_dispatch_table;
 
-extern ck_dispatch_table ck_kernels;
+// The calling thread's table (its own, or the process-wide one): read it before a parallel
+// region, whose workers are other threads.
+const ck_dispatch_table *ck_dispatch(void);
 
 // Per-ISA kernel sets (a path's symbols exist on every build; they run only when chosen).
 #define CK_ISA_KERNELS(isa)                                                                                       \

@@ -11,11 +11,27 @@
     }
 static const ck_dispatch_table scalar_table = ISA_TABLE(scalar), avx2_table = ISA_TABLE(avx2),
                                avx512_table = ISA_TABLE(avx512);
-ck_dispatch_table ck_kernels = ISA_TABLE(scalar);
+static ck_dispatch_table kernels = ISA_TABLE(scalar);
 
 static ck_isa current_isa = CK_ISA_SCALAR;
 static int num_threads = 1;
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+// The calling thread's own settings when set (NULL, 0: the process-wide ones), so a test
+// of one path or thread count never changes what another thread's kernels run with.
+static _Thread_local const ck_dispatch_table *thread_table;
+static _Thread_local ck_isa thread_isa;
+static _Thread_local int thread_threads;
+
+static const ck_dispatch_table *table_of(ck_isa isa) {
+    switch (isa) {
+    case CK_ISA_SCALAR: return &scalar_table;
+    case CK_ISA_AVX2: return &avx2_table;
+    case CK_ISA_AVX512_VNNI: return &avx512_table;
+    }
+    return &scalar_table;
+}
+
+const ck_dispatch_table *ck_dispatch(void) { return thread_table ? thread_table : &kernels; }
 
 int ck_isa_supported(ck_isa isa) {
     __builtin_cpu_init();
@@ -47,11 +63,7 @@ const char *ck_isa_name(ck_isa isa) {
 }
 
 static void fill_table(ck_isa isa) {
-    switch (isa) {
-    case CK_ISA_SCALAR: ck_kernels = scalar_table; break;
-    case CK_ISA_AVX2: ck_kernels = avx2_table; break;
-    case CK_ISA_AVX512_VNNI: ck_kernels = avx512_table; break;
-    }
+    kernels = *table_of(isa);
     current_isa = isa;
 }
 
@@ -70,7 +82,7 @@ void ck_init(void) { pthread_once(&init_once, init_once_body); }
 
 ck_isa ck_get_isa(void) {
     ck_init();
-    return current_isa;
+    return thread_table ? thread_isa : current_isa;
 }
 
 ck_status ck_set_isa(ck_isa isa) {
@@ -89,7 +101,25 @@ void ck_set_num_threads(int n) {
 
 int ck_get_num_threads(void) {
     ck_init();
-    return num_threads;
+    return thread_threads > 0 ? thread_threads : num_threads;
+}
+
+ck_status ck_set_thread_isa(ck_isa isa) {
+    ck_init();
+    if (!ck_isa_supported(isa)) return CK_ERR_UNSUPPORTED;
+    thread_table = table_of(isa);
+    thread_isa = isa;
+    return CK_OK;
+}
+
+void ck_set_thread_num_threads(int n) {
+    ck_init();
+    thread_threads = n > 0 ? n : 1;
+}
+
+void ck_clear_thread_settings(void) {
+    thread_table = NULL;
+    thread_threads = 0;
 }
 
 #ifdef __GLIBC__

@@ -208,7 +208,8 @@ ck_status ck_gemm(ck_type type, const float *x, int m, int k, const void *w, int
     float *d = (float *)act.d;
     int32_t *sum = (int32_t *)act.sum, *sum_lo = (int32_t *)act.sum_lo;
     const int parallel = (long)m * n * k >= PARALLEL_MIN_MACS && nt > 1;
-    const ck_tile_fn tile = ck_kernels.tile[format];
+    const ck_tile_fn tile = ck_dispatch()->tile[format];
+    const ck_quantize_act_row_fn quantize = ck_dispatch()->quantize_act_row;
 
     const int panels = ck_q8_panels(n);
     if (m <= M_CHUNK) {
@@ -220,7 +221,7 @@ ck_status ck_gemm(ck_type type, const float *x, int m, int k, const void *w, int
             int64_t lo, hi;
             ck_team_share(m, &lo, &hi);
             for (int64_t i = lo; i < hi; i++)
-                ck_kernels.quantize_act_row(x + i * k, NULL, k, q + i * kb * CK_QK, d + i * kb, sum + i * kb, sum_lo + i * kb);
+                quantize(x + i * k, NULL, k, q + i * kb * CK_QK, d + i * kb, sum + i * kb, sum_lo + i * kb);
 #pragma omp barrier
             ck_team_share(ck_div_up(panels, 2), &lo, &hi);
             const int p0 = 2 * (int)lo, p1 = 2 * (int)hi < panels ? 2 * (int)hi : panels;
@@ -231,8 +232,8 @@ ck_status ck_gemm(ck_type type, const float *x, int m, int k, const void *w, int
 
 #pragma omp parallel for schedule(static) num_threads(nt) if (parallel)
     for (int i = 0; i < m; i++)
-        ck_kernels.quantize_act_row(x + (size_t)i * k, NULL, k, q + (size_t)i * kb * CK_QK, d + (size_t)i * kb,
-                                    sum + (size_t)i * kb, sum_lo + (size_t)i * kb);
+        quantize(x + (size_t)i * k, NULL, k, q + (size_t)i * kb * CK_QK, d + (size_t)i * kb, sum + (size_t)i * kb,
+                 sum_lo + (size_t)i * kb);
 
     // Many rows: groups of 8 panels, each thread keeping its weight slice hot in L2.
     const int group = 8;

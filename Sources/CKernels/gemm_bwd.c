@@ -221,7 +221,7 @@ static ck_status gemm_bwd(ck_type type, const float *dy, int m, int n, const voi
 ck_status ck_gemm_bwd(ck_type type, const float *dy, int m, int n, const void *w, int k, float *dx, void *workspace,
                       size_t workspace_size) {
     ck_init();
-    return gemm_bwd(type, dy, m, n, w, k, dx, workspace, workspace_size, ck_kernels.strip_tile, ck_kernels.quantize_act_row,
+    return gemm_bwd(type, dy, m, n, w, k, dx, workspace, workspace_size, ck_dispatch()->strip_tile, ck_dispatch()->quantize_act_row,
                     ck_threads());
 }
 

@@ -96,168 +96,166 @@ func gemmBackward(_ type: ck_type, _ dy: [Float], m: Int, n: Int, _ w: [UInt8], 
     return dx
 }
 
-extension KernelSettingsTests {
-    @Suite struct GemmBlockTests {
-        @Test(arguments: blockTypes)
-        func packedPanelsDequantizeAsTheGGUFBlocks(type: ck_type) {
-            for shape in blockShapes {
-                var rng = SeededRandom(seed: 21)
-                let w = RandomBlocks(type: type, rows: shape.n, cols: shape.k, rng: &rng)
-                var got = [Float](repeating: .nan, count: shape.n * shape.k)
-                ck_packed_dequantize(
-                    type, w.packed, Int32(shape.n), Int32(shape.k), 0, Int32(shape.n), 0, Int32(shape.k), &got, Int32(shape.k))
-                #expect(got == w.dequantized, "\(typeName(type)) \(shape)")
-                // every weight is scale·(u − zero) + min with u an integer in the format's range
-                let zero: Float = type == CK_TYPE_Q8_0 ? 128 : type == CK_TYPE_Q4_0 ? 8 : type == CK_TYPE_Q6_K ? 32 : 0
-                let top: Float = type == CK_TYPE_Q8_0 ? 255 : type == CK_TYPE_Q6_K ? 63 : 15
-                for (o, j) in [(0, 0), (shape.n - 1, shape.k - 1), (shape.n / 2, shape.k / 3)] {
-                    let (scale, min) = w.scale(row: o, col: j)
-                    let u = (w.dequantized[o * shape.k + j] - min) / scale + zero
-                    #expect(
-                        abs(u - u.rounded()) < 1e-3 && u.rounded() >= 0 && u.rounded() <= top, "\(typeName(type)) [\(o), \(j)] u = \(u)")
-                }
+@Suite struct GemmBlockTests {
+    @Test(arguments: blockTypes)
+    func packedPanelsDequantizeAsTheGGUFBlocks(type: ck_type) {
+        for shape in blockShapes {
+            var rng = SeededRandom(seed: 21)
+            let w = RandomBlocks(type: type, rows: shape.n, cols: shape.k, rng: &rng)
+            var got = [Float](repeating: .nan, count: shape.n * shape.k)
+            ck_packed_dequantize(
+                type, w.packed, Int32(shape.n), Int32(shape.k), 0, Int32(shape.n), 0, Int32(shape.k), &got, Int32(shape.k))
+            #expect(got == w.dequantized, "\(typeName(type)) \(shape)")
+            // every weight is scale·(u − zero) + min with u an integer in the format's range
+            let zero: Float = type == CK_TYPE_Q8_0 ? 128 : type == CK_TYPE_Q4_0 ? 8 : type == CK_TYPE_Q6_K ? 32 : 0
+            let top: Float = type == CK_TYPE_Q8_0 ? 255 : type == CK_TYPE_Q6_K ? 63 : 15
+            for (o, j) in [(0, 0), (shape.n - 1, shape.k - 1), (shape.n / 2, shape.k / 3)] {
+                let (scale, min) = w.scale(row: o, col: j)
+                let u = (w.dequantized[o * shape.k + j] - min) / scale + zero
+                #expect(
+                    abs(u - u.rounded()) < 1e-3 && u.rounded() >= 0 && u.rounded() <= top, "\(typeName(type)) [\(o), \(j)] u = \(u)")
             }
         }
+    }
 
-        @Test(arguments: blockTypes, supportedISAs())
-        func forwardMatchesTheScalarPathBitForBit(type: ck_type, isa: ck_isa) {
-            for shape in blockShapes {
-                for threads in [1, 2] {
-                    var rng = SeededRandom(seed: 22)
-                    let w = RandomBlocks(type: type, rows: shape.n, cols: shape.k, rng: &rng)
-                    let x = rng.floats(shape.m * shape.k, in: -3...3)
-                    var expected = [Float](repeating: 0, count: shape.m * shape.n)
-                    ck_gemm_ref(type, x, Int32(shape.m), Int32(shape.k), w.packed, Int32(shape.n), &expected, CK_ACT_INT8)
-                    let got = withKernels(isa: isa, threads: threads) { gemm(type, x, m: shape.m, k: shape.k, w.packed, n: shape.n) }
-                    #expect(got == expected, "\(typeName(type)) \(String(cString: ck_isa_name(isa))) \(shape) threads \(threads)")
-                }
-            }
-        }
-
-        @Test(arguments: blockTypes)
-        func forwardIsWithinTheActivationQuantizationBound(type: ck_type) {
-            var worst = 0.0
-            for shape in blockShapes {
-                var rng = SeededRandom(seed: 23)
+    @Test(arguments: blockTypes, supportedISAs())
+    func forwardMatchesTheScalarPathBitForBit(type: ck_type, isa: ck_isa) {
+        for shape in blockShapes {
+            for threads in [1, 2] {
+                var rng = SeededRandom(seed: 22)
                 let w = RandomBlocks(type: type, rows: shape.n, cols: shape.k, rng: &rng)
                 let x = rng.floats(shape.m * shape.k, in: -3...3)
-                let got = gemm(type, x, m: shape.m, k: shape.k, w.packed, n: shape.n)
-                let (exact, magnitude) = referenceProduct(x, m: shape.m, k: shape.k, w.dequantized, n: shape.n)
-                let kb = (shape.k + 31) / 32
-                let d = activationScales(x, m: shape.m, k: shape.k)
-                for i in 0..<shape.m {
-                    for o in 0..<shape.n {
-                        // x moves by at most d/2 on its block's grid; f32 sums of 2 terms per block
-                        var bound = 0.0
-                        for j in 0..<shape.k { bound += Double(d[i * kb + j / 32]) / 2 * Double(abs(w.dequantized[o * shape.k + j])) }
-                        bound += Double(2 * kb + 1) * 1.2e-7 * magnitude[i * shape.n + o]
-                        let error = Double(abs(got[i * shape.n + o] - exact[i * shape.n + o]))
-                        #expect(error <= bound, "\(typeName(type)) \(shape) at [\(i), \(o)]")
-                        worst = max(worst, error / max(bound, 1e-30))
-                    }
-                }
-            }
-            report("\(typeName(type)) GEMM error as a fraction of its quantization bound", worst)
-        }
-
-        @Test(arguments: blockTypes)
-        func exactF32PathMatchesTheDoubleProduct(type: ck_type) {
-            for shape in blockShapes {
-                var rng = SeededRandom(seed: 24)
-                let w = RandomBlocks(type: type, rows: shape.n, cols: shape.k, rng: &rng)
-                let x = rng.floats(shape.m * shape.k)
-                let got = gemm(type, x, m: shape.m, k: shape.k, w.packed, n: shape.n, mode: CK_ACT_F32)
-                let (exact, magnitude) = referenceProduct(x, m: shape.m, k: shape.k, w.dequantized, n: shape.n)
-                let error = worstError(got, exact, scale: magnitude.map { Double(shape.k) * 1.2e-7 * $0 + 1e-30 })
-                #expect(error <= 1, "\(typeName(type)) \(shape)")
+                var expected = [Float](repeating: 0, count: shape.m * shape.n)
+                ck_gemm_ref(type, x, Int32(shape.m), Int32(shape.k), w.packed, Int32(shape.n), &expected, CK_ACT_INT8)
+                let got = withKernels(isa: isa, threads: threads) { gemm(type, x, m: shape.m, k: shape.k, w.packed, n: shape.n) }
+                #expect(got == expected, "\(typeName(type)) \(String(cString: ck_isa_name(isa))) \(shape) threads \(threads)")
             }
         }
+    }
 
-        @Test(arguments: blockTypes, supportedISAs())
-        func backwardMatchesTheScalarPathBitForBit(type: ck_type, isa: ck_isa) {
-            for shape in blockShapes {
-                for threads in [1, 2] {
-                    var rng = SeededRandom(seed: 25)
-                    let w = RandomBlocks(type: type, rows: shape.n, cols: shape.k, rng: &rng)
-                    let dy = rng.floats(shape.m * shape.n)
-                    var expected = [Float](repeating: .nan, count: shape.m * shape.k)
-                    ck_gemm_bwd_ref(type, dy, Int32(shape.m), Int32(shape.n), w.packed, Int32(shape.k), &expected)
-                    let got = withKernels(isa: isa, threads: threads) {
-                        gemmBackward(type, dy, m: shape.m, n: shape.n, w.packed, k: shape.k)
-                    }
-                    #expect(got == expected, "\(typeName(type)) \(String(cString: ck_isa_name(isa))) \(shape) threads \(threads)")
+    @Test(arguments: blockTypes)
+    func forwardIsWithinTheActivationQuantizationBound(type: ck_type) {
+        var worst = 0.0
+        for shape in blockShapes {
+            var rng = SeededRandom(seed: 23)
+            let w = RandomBlocks(type: type, rows: shape.n, cols: shape.k, rng: &rng)
+            let x = rng.floats(shape.m * shape.k, in: -3...3)
+            let got = gemm(type, x, m: shape.m, k: shape.k, w.packed, n: shape.n)
+            let (exact, magnitude) = referenceProduct(x, m: shape.m, k: shape.k, w.dequantized, n: shape.n)
+            let kb = (shape.k + 31) / 32
+            let d = activationScales(x, m: shape.m, k: shape.k)
+            for i in 0..<shape.m {
+                for o in 0..<shape.n {
+                    // x moves by at most d/2 on its block's grid; f32 sums of 2 terms per block
+                    var bound = 0.0
+                    for j in 0..<shape.k { bound += Double(d[i * kb + j / 32]) / 2 * Double(abs(w.dequantized[o * shape.k + j])) }
+                    bound += Double(2 * kb + 1) * 1.2e-7 * magnitude[i * shape.n + o]
+                    let error = Double(abs(got[i * shape.n + o] - exact[i * shape.n + o]))
+                    #expect(error <= bound, "\(typeName(type)) \(shape) at [\(i), \(o)]")
+                    worst = max(worst, error / max(bound, 1e-30))
                 }
             }
         }
+        report("\(typeName(type)) GEMM error as a fraction of its quantization bound", worst)
+    }
 
-        @Test(arguments: blockTypes)
-        func backwardIsWithinTheQuantizationBoundOfDYTimesTheScales(type: ck_type) {
-            var worst = 0.0
-            for shape in blockShapes {
-                var rng = SeededRandom(seed: 26)
+    @Test(arguments: blockTypes)
+    func exactF32PathMatchesTheDoubleProduct(type: ck_type) {
+        for shape in blockShapes {
+            var rng = SeededRandom(seed: 24)
+            let w = RandomBlocks(type: type, rows: shape.n, cols: shape.k, rng: &rng)
+            let x = rng.floats(shape.m * shape.k)
+            let got = gemm(type, x, m: shape.m, k: shape.k, w.packed, n: shape.n, mode: CK_ACT_F32)
+            let (exact, magnitude) = referenceProduct(x, m: shape.m, k: shape.k, w.dequantized, n: shape.n)
+            let error = worstError(got, exact, scale: magnitude.map { Double(shape.k) * 1.2e-7 * $0 + 1e-30 })
+            #expect(error <= 1, "\(typeName(type)) \(shape)")
+        }
+    }
+
+    @Test(arguments: blockTypes, supportedISAs())
+    func backwardMatchesTheScalarPathBitForBit(type: ck_type, isa: ck_isa) {
+        for shape in blockShapes {
+            for threads in [1, 2] {
+                var rng = SeededRandom(seed: 25)
                 let w = RandomBlocks(type: type, rows: shape.n, cols: shape.k, rng: &rng)
                 let dy = rng.floats(shape.m * shape.n)
-                let got = gemmBackward(type, dy, m: shape.m, n: shape.n, w.packed, k: shape.k)
-                var wT = [Float](repeating: 0, count: shape.k * shape.n)
-                for o in 0..<shape.n { for j in 0..<shape.k { wT[j * shape.n + o] = w.dequantized[o * shape.k + j] } }
-                let (exact, magnitude) = referenceProduct(dy, m: shape.m, k: shape.n, wT, n: shape.k)
-                let nb = (shape.n + 31) / 32
-                for i in 0..<shape.m {
-                    for j in 0..<shape.k {
-                        // z = dY·scale is rounded to its block's int8 grid (step amax/127): the
-                        // product moves by at most step/2 · |u − zero| = step/2 · |w − min| / scale
-                        // per output, plus f32 sums of nb blocks and of the minimums' n terms
-                        var bound = Double(nb + shape.n + 1) * 1.2e-7 * magnitude[i * shape.k + j]
-                        for c in 0..<nb {
-                            let outputs = (c * 32)..<min(shape.n, c * 32 + 32)
-                            let amax = outputs.map { Double(abs(dy[i * shape.n + $0] * w.scale(row: $0, col: j).scale)) }.max() ?? 0
-                            for o in outputs {
-                                let (scale, min) = w.scale(row: o, col: j)
-                                guard scale != 0 else { continue }
-                                bound += amax / 254 * Double(abs(w.dequantized[o * shape.k + j] - min)) / Double(abs(scale)) * (1 + 1e-5)
-                            }
+                var expected = [Float](repeating: .nan, count: shape.m * shape.k)
+                ck_gemm_bwd_ref(type, dy, Int32(shape.m), Int32(shape.n), w.packed, Int32(shape.k), &expected)
+                let got = withKernels(isa: isa, threads: threads) {
+                    gemmBackward(type, dy, m: shape.m, n: shape.n, w.packed, k: shape.k)
+                }
+                #expect(got == expected, "\(typeName(type)) \(String(cString: ck_isa_name(isa))) \(shape) threads \(threads)")
+            }
+        }
+    }
+
+    @Test(arguments: blockTypes)
+    func backwardIsWithinTheQuantizationBoundOfDYTimesTheScales(type: ck_type) {
+        var worst = 0.0
+        for shape in blockShapes {
+            var rng = SeededRandom(seed: 26)
+            let w = RandomBlocks(type: type, rows: shape.n, cols: shape.k, rng: &rng)
+            let dy = rng.floats(shape.m * shape.n)
+            let got = gemmBackward(type, dy, m: shape.m, n: shape.n, w.packed, k: shape.k)
+            var wT = [Float](repeating: 0, count: shape.k * shape.n)
+            for o in 0..<shape.n { for j in 0..<shape.k { wT[j * shape.n + o] = w.dequantized[o * shape.k + j] } }
+            let (exact, magnitude) = referenceProduct(dy, m: shape.m, k: shape.n, wT, n: shape.k)
+            let nb = (shape.n + 31) / 32
+            for i in 0..<shape.m {
+                for j in 0..<shape.k {
+                    // z = dY·scale is rounded to its block's int8 grid (step amax/127): the
+                    // product moves by at most step/2 · |u − zero| = step/2 · |w − min| / scale
+                    // per output, plus f32 sums of nb blocks and of the minimums' n terms
+                    var bound = Double(nb + shape.n + 1) * 1.2e-7 * magnitude[i * shape.k + j]
+                    for c in 0..<nb {
+                        let outputs = (c * 32)..<min(shape.n, c * 32 + 32)
+                        let amax = outputs.map { Double(abs(dy[i * shape.n + $0] * w.scale(row: $0, col: j).scale)) }.max() ?? 0
+                        for o in outputs {
+                            let (scale, min) = w.scale(row: o, col: j)
+                            guard scale != 0 else { continue }
+                            bound += amax / 254 * Double(abs(w.dequantized[o * shape.k + j] - min)) / Double(abs(scale)) * (1 + 1e-5)
                         }
-                        let error = Double(abs(got[i * shape.k + j] - exact[i * shape.k + j]))
-                        #expect(error <= bound, "\(typeName(type)) \(shape) at [\(i), \(j)]: \(error) > \(bound)")
-                        worst = max(worst, error / max(bound, 1e-30))
                     }
+                    let error = Double(abs(got[i * shape.k + j] - exact[i * shape.k + j]))
+                    #expect(error <= bound, "\(typeName(type)) \(shape) at [\(i), \(j)]: \(error) > \(bound)")
+                    worst = max(worst, error / max(bound, 1e-30))
                 }
             }
-            report("\(typeName(type)) backward-data error as a fraction of its quantization bound", worst)
         }
+        report("\(typeName(type)) backward-data error as a fraction of its quantization bound", worst)
+    }
 
-        @Test(arguments: blockTypes)
-        func exactBackwardMatchesTheDoubleProduct(type: ck_type) {
-            for shape in blockShapes {
-                var rng = SeededRandom(seed: 27)
-                let w = RandomBlocks(type: type, rows: shape.n, cols: shape.k, rng: &rng)
-                let dy = rng.floats(shape.m * shape.n)
-                var dx = [Float](repeating: .nan, count: shape.m * shape.k)
-                var workspace = [UInt8](repeating: 0, count: ck_gemm_bwd_f32_workspace_size(Int32(shape.n)))
-                let status = workspace.withUnsafeMutableBytes { ws in
-                    ck_gemm_bwd_f32(type, dy, Int32(shape.m), Int32(shape.n), w.packed, Int32(shape.k), &dx, ws.baseAddress, ws.count)
-                }
-                #expect(status == CK_OK)
-                var wT = [Float](repeating: 0, count: shape.k * shape.n)
-                for o in 0..<shape.n { for j in 0..<shape.k { wT[j * shape.n + o] = w.dequantized[o * shape.k + j] } }
-                let (exact, magnitude) = referenceProduct(dy, m: shape.m, k: shape.n, wT, n: shape.k)
-                let error = worstError(dx, exact, scale: magnitude.map { Double(shape.n) * 1.2e-7 * $0 + 1e-30 })
-                #expect(error <= 1, "\(typeName(type)) \(shape)")
+    @Test(arguments: blockTypes)
+    func exactBackwardMatchesTheDoubleProduct(type: ck_type) {
+        for shape in blockShapes {
+            var rng = SeededRandom(seed: 27)
+            let w = RandomBlocks(type: type, rows: shape.n, cols: shape.k, rng: &rng)
+            let dy = rng.floats(shape.m * shape.n)
+            var dx = [Float](repeating: .nan, count: shape.m * shape.k)
+            var workspace = [UInt8](repeating: 0, count: ck_gemm_bwd_f32_workspace_size(Int32(shape.n)))
+            let status = workspace.withUnsafeMutableBytes { ws in
+                ck_gemm_bwd_f32(type, dy, Int32(shape.m), Int32(shape.n), w.packed, Int32(shape.k), &dx, ws.baseAddress, ws.count)
             }
+            #expect(status == CK_OK)
+            var wT = [Float](repeating: 0, count: shape.k * shape.n)
+            for o in 0..<shape.n { for j in 0..<shape.k { wT[j * shape.n + o] = w.dequantized[o * shape.k + j] } }
+            let (exact, magnitude) = referenceProduct(dy, m: shape.m, k: shape.n, wT, n: shape.k)
+            let error = worstError(dx, exact, scale: magnitude.map { Double(shape.n) * 1.2e-7 * $0 + 1e-30 })
+            #expect(error <= 1, "\(typeName(type)) \(shape)")
         }
+    }
 
-        @Test func unsupportedTypesAreRefused() {
-            var y = [Float](repeating: 0, count: 4)
-            var ws = [UInt8](repeating: 0, count: 4096)
-            let x = [Float](repeating: 1, count: 64)
-            #expect(ck_packed_bytes(CK_TYPE_F16, 4, 64) == 0)
-            #expect(ck_pack(CK_TYPE_BF16, x, 4, 64, &ws) == CK_ERR_UNSUPPORTED)
-            #expect(
-                ws.withUnsafeMutableBytes { ck_gemm(CK_TYPE_F32, x, 1, 64, $0.baseAddress, 4, &y, CK_ACT_INT8, $0.baseAddress, $0.count) }
-                    == CK_ERR_UNSUPPORTED)
-            #expect(
-                ws.withUnsafeMutableBytes { ck_gemm_bwd(CK_TYPE_F16, x, 1, 4, $0.baseAddress, 64, &y, $0.baseAddress, $0.count) }
-                    == CK_ERR_UNSUPPORTED)
-        }
+    @Test func unsupportedTypesAreRefused() {
+        var y = [Float](repeating: 0, count: 4)
+        var ws = [UInt8](repeating: 0, count: 4096)
+        let x = [Float](repeating: 1, count: 64)
+        #expect(ck_packed_bytes(CK_TYPE_F16, 4, 64) == 0)
+        #expect(ck_pack(CK_TYPE_BF16, x, 4, 64, &ws) == CK_ERR_UNSUPPORTED)
+        #expect(
+            ws.withUnsafeMutableBytes { ck_gemm(CK_TYPE_F32, x, 1, 64, $0.baseAddress, 4, &y, CK_ACT_INT8, $0.baseAddress, $0.count) }
+                == CK_ERR_UNSUPPORTED)
+        #expect(
+            ws.withUnsafeMutableBytes { ck_gemm_bwd(CK_TYPE_F16, x, 1, 4, $0.baseAddress, 64, &y, $0.baseAddress, $0.count) }
+                == CK_ERR_UNSUPPORTED)
     }
 }

@@ -1,62 +1,60 @@
 import CKernels
 import Testing
 
-extension KernelSettingsTests {
-    @Suite struct LoRAKernelTests {
-        /// Odd sizes (no multiple of 16 but the rank 16; ranks 3, 16 and 40, under and over one
-        /// group of 16) against sums in double, with the output's previous values kept; five
-        /// rows split over the threads, the last shape's one row splits its outputs.
-        @Test(arguments: [
-            (m: 1, in: 37, out: 45, rank: 3), (m: 3, in: 100, out: 33, rank: 40), (m: 5, in: 577, out: 1537, rank: 16),
-            (m: 1, in: 577, out: 4099, rank: 16),
-        ])
-        func addsTheLowRankProduct(shape: (m: Int, in: Int, out: Int, rank: Int)) {
-            let (m, inF, out, rank) = shape
-            let scale: Float = 2.5
-            var rng = SeededRandom(seed: 71)
-            let x = rng.floats(m * inF)
-            let a = rng.floats(rank * inF)
-            let b = rng.floats(out * rank)
-            let y0 = rng.floats(m * out)
-            var y = y0
-            ck_lora_fwd(x, Int32(m), Int32(inF), transpose(a, rows: rank), Int32(rank), transpose(b, rows: out), Int32(out), scale, &y)
-            var expected = [Float](repeating: 0, count: m * out)
-            for i in 0..<m {
-                let u = (0..<rank).map { r in (0..<inF).reduce(0.0) { $0 + Double(a[r * inF + $1]) * Double(x[i * inF + $1]) } }
-                for o in 0..<out {
-                    let dot = (0..<rank).reduce(0.0) { $0 + Double(b[o * rank + $1]) * u[$1] }
-                    expected[i * out + o] = Float(Double(y0[i * out + o]) + Double(scale) * dot)
-                }
+@Suite struct LoRAKernelTests {
+    /// Odd sizes (no multiple of 16 but the rank 16; ranks 3, 16 and 40, under and over one
+    /// group of 16) against sums in double, with the output's previous values kept; five
+    /// rows split over the threads, the last shape's one row splits its outputs.
+    @Test(arguments: [
+        (m: 1, in: 37, out: 45, rank: 3), (m: 3, in: 100, out: 33, rank: 40), (m: 5, in: 577, out: 1537, rank: 16),
+        (m: 1, in: 577, out: 4099, rank: 16),
+    ])
+    func addsTheLowRankProduct(shape: (m: Int, in: Int, out: Int, rank: Int)) {
+        let (m, inF, out, rank) = shape
+        let scale: Float = 2.5
+        var rng = SeededRandom(seed: 71)
+        let x = rng.floats(m * inF)
+        let a = rng.floats(rank * inF)
+        let b = rng.floats(out * rank)
+        let y0 = rng.floats(m * out)
+        var y = y0
+        ck_lora_fwd(x, Int32(m), Int32(inF), transpose(a, rows: rank), Int32(rank), transpose(b, rows: out), Int32(out), scale, &y)
+        var expected = [Float](repeating: 0, count: m * out)
+        for i in 0..<m {
+            let u = (0..<rank).map { r in (0..<inF).reduce(0.0) { $0 + Double(a[r * inF + $1]) * Double(x[i * inF + $1]) } }
+            for o in 0..<out {
+                let dot = (0..<rank).reduce(0.0) { $0 + Double(b[o * rank + $1]) * u[$1] }
+                expected[i * out + o] = Float(Double(y0[i * out + o]) + Double(scale) * dot)
             }
-            let worst = worstError(y, expected)
-            report("lora \(shape)", worst)
-            #expect(worst <= 1e-3)
         }
+        let worst = worstError(y, expected)
+        report("lora \(shape)", worst)
+        #expect(worst <= 1e-3)
+    }
 
-        /// Each row's result is the same bits alone, in a batch, and with one or two threads
-        /// (a row alone splits its 4,099 outputs over two): what keeps a sequence's text with
-        /// an adapter independent of its batch.
-        @Test func aRowGivesTheSameBitsInAnyBatchAndThreadCount() {
-            let (m, inF, out, rank) = (9, 576, 4099, 16)
-            var rng = SeededRandom(seed: 73)
-            let x = rng.floats(m * inF)
-            let aT = transpose(rng.floats(rank * inF), rows: rank)
-            let bT = transpose(rng.floats(out * rank), rows: out)
-            func run(rows: Range<Int>, threads: Int) -> [Float] {
-                withKernels(isa: ck_best_isa(), threads: threads) {
-                    var y = [Float](repeating: 0, count: rows.count * out)
-                    ck_lora_fwd(
-                        Array(x[rows.lowerBound * inF..<rows.upperBound * inF]), Int32(rows.count), Int32(inF), aT,
-                        Int32(rank), bT, Int32(out), 0.5, &y)
-                    return y
-                }
+    /// Each row's result is the same bits alone, in a batch, and with one or two threads
+    /// (a row alone splits its 4,099 outputs over two): what keeps a sequence's text with
+    /// an adapter independent of its batch.
+    @Test func aRowGivesTheSameBitsInAnyBatchAndThreadCount() {
+        let (m, inF, out, rank) = (9, 576, 4099, 16)
+        var rng = SeededRandom(seed: 73)
+        let x = rng.floats(m * inF)
+        let aT = transpose(rng.floats(rank * inF), rows: rank)
+        let bT = transpose(rng.floats(out * rank), rows: out)
+        func run(rows: Range<Int>, threads: Int) -> [Float] {
+            withKernels(isa: ck_best_isa(), threads: threads) {
+                var y = [Float](repeating: 0, count: rows.count * out)
+                ck_lora_fwd(
+                    Array(x[rows.lowerBound * inF..<rows.upperBound * inF]), Int32(rows.count), Int32(inF), aT,
+                    Int32(rank), bT, Int32(out), 0.5, &y)
+                return y
             }
-            let batch = run(rows: 0..<m, threads: 2)
-            #expect(run(rows: 0..<m, threads: 1) == batch)
-            for row in [0, 4, 8] {
-                #expect(run(rows: row..<row + 1, threads: 2) == Array(batch[row * out..<(row + 1) * out]))
-                #expect(run(rows: row..<row + 1, threads: 1) == Array(batch[row * out..<(row + 1) * out]))
-            }
+        }
+        let batch = run(rows: 0..<m, threads: 2)
+        #expect(run(rows: 0..<m, threads: 1) == batch)
+        for row in [0, 4, 8] {
+            #expect(run(rows: row..<row + 1, threads: 2) == Array(batch[row * out..<(row + 1) * out]))
+            #expect(run(rows: row..<row + 1, threads: 1) == Array(batch[row * out..<(row + 1) * out]))
         }
     }
 }

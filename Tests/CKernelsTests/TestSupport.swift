@@ -1,6 +1,5 @@
 import CKernels
 import Foundation
-import KernelTestSupport
 import Testing
 
 /// SplitMix64: a seeded generator so every failure reproduces.
@@ -24,29 +23,13 @@ func supportedISAs() -> [ck_isa] {
     [CK_ISA_SCALAR, CK_ISA_AVX2, CK_ISA_AVX512_VNNI].filter { ck_isa_supported($0) != 0 }
 }
 
-/// Every suite that forces a CPU path or thread count nests in this one, so this target's
-/// suites wait in order rather than on `KernelSettingsLock`: `.serialized` reaches nested
-/// suites, not sibling ones.
-@Suite(.serialized) enum KernelSettingsTests {}
-
-/// Runs `body` with the dispatch table forced to `isa` and `threads` threads, then
-/// restores the defaults, holding `KernelSettingsLock` throughout.
+/// Runs `body` with this thread's kernel calls forced to `isa` and `threads` threads (the
+/// calling thread's own settings: tests running beside it keep theirs), then clears them.
 func withKernels<T>(isa: ck_isa, threads: Int = 2, _ body: () throws -> T) rethrows -> T {
-    try KernelSettingsLock.holding { try forcingKernels(isa: isa, threads: threads, body) }
-}
-
-private func forcingKernels<T>(isa: ck_isa, threads: Int, _ body: () throws -> T) rethrows -> T {
-    let previousThreads = ck_get_num_threads()
-    #expect(ck_set_isa(isa) == CK_OK)
-    ck_set_num_threads(Int32(threads))
-    defer {
-        _ = ck_set_isa(ck_best_isa())
-        ck_set_num_threads(previousThreads)
-    }
-    let result = try body()
-    // A concurrent test that switched the path would make this run meaningless: fail loudly.
-    #expect(ck_get_isa() == isa && ck_get_num_threads() == Int32(threads), "kernel settings changed during the test")
-    return result
+    #expect(ck_set_thread_isa(isa) == CK_OK)
+    ck_set_thread_num_threads(Int32(threads))
+    defer { ck_clear_thread_settings() }
+    return try body()
 }
 
 /// Largest |a - b| / scale over paired elements, reported with the test's name so the

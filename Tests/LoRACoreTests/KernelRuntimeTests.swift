@@ -4,12 +4,31 @@ import Testing
 
 @Suite struct KernelRuntimeTests {
     @Test func reportsTheRuntime() throws {
-        // Read-only here: the C kernel tests force paths and thread counts, and suites of
-        // different targets run concurrently in one process.
         #expect(KernelRuntime.threads >= 1)
         #expect(KernelRuntime.instructionSet.isSupported && KernelRuntime.bestInstructionSet.isSupported)
         #expect(InstructionSet.scalar.isSupported)
         #expect(KernelRuntime.blasBackend.hasPrefix("OpenBLAS"))
+    }
+
+    /// Settings made with `onThisThread` reach the calling thread's kernels only: tests of
+    /// one path or thread count run beside the others without changing what they compute.
+    @Test func thisThreadsSettingsStayOnIt() throws {
+        let threads = KernelRuntime.threads
+        let isa = KernelRuntime.instructionSet
+        try KernelRuntime.onThisThread(threads: threads + 3, isa: .scalar) {
+            #expect(KernelRuntime.threads == threads + 3 && KernelRuntime.instructionSet == .scalar)
+            final class Seen: @unchecked Sendable { var threads = 0, isa = InstructionSet.scalar }
+            let seen = Seen()
+            let done = DispatchSemaphore(value: 0)
+            Thread {
+                seen.threads = KernelRuntime.threads
+                seen.isa = KernelRuntime.instructionSet
+                done.signal()
+            }.start()
+            done.wait()
+            #expect(seen.threads == threads && seen.isa == isa)
+        }
+        #expect(KernelRuntime.threads == threads && KernelRuntime.instructionSet == isa)
     }
 
     /// The Swift wrappers hand the kernels the right pointers and shapes: RoPE, RMSNorm and

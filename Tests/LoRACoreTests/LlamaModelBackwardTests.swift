@@ -1,6 +1,5 @@
 import CKernels
 import Foundation
-import KernelTestSupport
 import LoRACore
 import Testing
 
@@ -123,11 +122,8 @@ import Testing
             let model = try Self.load("tiny-llama2.q8_0.gguf", .int8)
             let attached = Self.attachRandom(model, configuration: LoRAConfiguration(rank: 4, alpha: 8, dropout: 0.1))
             for (index, (_, adapter)) in attached.enumerated() { adapter.dropoutSeed = 50 + UInt64(index) }
-            let loss = KernelSettingsLock.holding {
-                let previous = KernelRuntime.threads
-                KernelRuntime.threads = threads
-                defer { KernelRuntime.threads = previous }
-                return model.accumulateGradients(Self.batch, lossScale: 0.1, recompute: recompute)
+            let loss = try KernelRuntime.onThisThread(threads: threads) {
+                model.accumulateGradients(Self.batch, lossScale: 0.1, recompute: recompute)
             }
             results.append([Float(loss.sum)] + attached.flatMap { $0.adapter.gradientA.scalars + $0.adapter.gradientB.scalars })
         }

@@ -1,5 +1,4 @@
 import Foundation
-import KernelTestSupport
 import LoRACore
 import Testing
 
@@ -118,11 +117,8 @@ import Testing
         settings.backwardData = variant.backward
         let trainer = try LoRATrainer(model: lm, settings: settings, train: train, heldOut: heldOut, output: output)
         var steps = 0
-        let reports = try KernelSettingsLock.holding {
-            let previous = KernelRuntime.threads
-            KernelRuntime.threads = threads
-            defer { KernelRuntime.threads = previous }
-            return try trainer.run(
+        let reports = try KernelRuntime.onThisThread(threads: threads) {
+            try trainer.run(
                 resume: resume, shouldStop: { steps >= (stopAfter ?? .max) },
                 onEvent: { event in
                     if case .step = event { steps += 1 }

@@ -28,6 +28,13 @@ ck_isa ck_best_isa(void);
 ck_isa ck_get_isa(void);
 // Forces every dispatched kernel to one path (tests, comparisons).
 ck_status ck_set_isa(ck_isa isa);
+// The path and thread count of the calling thread's kernel calls only, over the
+// process-wide ones (a test of one path, work that must not change other threads'
+// settings); ck_clear_thread_settings returns the thread to the process-wide ones.
+// ck_get_isa and ck_get_num_threads report the calling thread's settings.
+ck_status ck_set_thread_isa(ck_isa isa);
+void ck_set_thread_num_threads(int n);
+void ck_clear_thread_settings(void);
 const char *ck_isa_name(ck_isa isa);
 
 // One thread count for OpenMP and for the f32 GEMMs (OpenBLAS itself runs single-threaded

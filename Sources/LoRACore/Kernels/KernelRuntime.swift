@@ -42,6 +42,20 @@ public enum KernelRuntime {
         guard ck_set_isa(isa.cValue) == CK_OK else { throw .unsupportedInstructionSet(isa.rawValue) }
     }
 
+    /// Runs `body` with this thread's kernel calls on `threads` threads and the path `isa`
+    /// (each when given), leaving every other thread's settings alone: a comparison of
+    /// paths or thread counts while other work runs in the process. `threads` and
+    /// `instructionSet` report these settings inside `body`.
+    public static func onThisThread<T>(threads: Int? = nil, isa: InstructionSet? = nil, _ body: () throws -> T) throws -> T {
+        if let isa, ck_set_thread_isa(isa.cValue) != CK_OK {
+            ck_clear_thread_settings()
+            throw LoRAError.unsupportedInstructionSet(isa.rawValue)
+        }
+        if let threads { ck_set_thread_num_threads(Int32(threads)) }
+        defer { ck_clear_thread_settings() }
+        return try body()
+    }
+
     /// The f32 GEMM backend, e.g. "OpenBLAS SkylakeX".
     public static var blasBackend: String { String(cString: ck_blas_backend()) }
 }
