@@ -126,7 +126,7 @@ final class EvaluationProgress {
 /// Runs one evaluation (shared by the ranks of `group`) with a progress line per run and
 /// Ctrl-C stopping cleanly.
 func evaluate(
-    _ options: EvaluationOptions, model: LanguageModel, adapters: [EvaluationRunner.Adapter], out: String, group: ProcessGroup = .single
+    _ options: EvaluationOptions, model: LanguageModel, adapters: [EvaluationRunner.Adapter], out: String, group: ProcessGroup
 ) throws -> EvaluationResults {
     let lines = EvaluationProgress()
     return try stoppingOnInterrupt { flag in

@@ -1,6 +1,7 @@
 // Block quantization: fp16, GGUF dequantizers (ggml-quants.c reference semantics) and
 // the Q8_0 and Q4_0 quantizers.
 #include <math.h>
+#include <stddef.h>
 #include <string.h>
 #include "ck_internal.h"
 #include "include/ck_quant.h"
@@ -287,36 +288,34 @@ CK_VECTOR_CLONES int ck_quantize_q4_0(const float *src, int rows, int k, ck_bloc
 
 static inline int half_nonfinite(ck_half h) { return (h & 0x7C00) == 0x7C00; }
 
+// Where a block's fp16 scales sit: the offset of d, and whether a minimum (m, dmin)
+// follows it.
+_Static_assert(offsetof(ck_block_q4_1, m) == 2 && offsetof(ck_block_q5_1, m) == 2, "m follows d");
+_Static_assert(offsetof(ck_block_q4_k, dmin) == 2 && offsetof(ck_block_q5_k, dmin) == 2, "dmin follows d");
+static int block_scales(ck_type type, size_t *offset) {
+    *offset = 0;
+    switch (type) {
+    case CK_TYPE_Q8_0: case CK_TYPE_Q4_0: case CK_TYPE_Q5_0: return 1;
+    case CK_TYPE_Q4_1: case CK_TYPE_Q5_1: case CK_TYPE_Q4_K: case CK_TYPE_Q5_K: return 2;
+    case CK_TYPE_Q6_K: *offset = offsetof(ck_block_q6_k, d); return 1;
+    default: return 0;
+    }
+}
+
 int64_t ck_blocks_nonfinite(ck_type type, const void *blocks, int64_t count) {
+    size_t offset;
+    const int scales = block_scales(type, &offset);
+    const size_t stride = ck_type_block_bytes(type);
+    const uint8_t *bytes = blocks;
     int64_t bad = 0;
-    for (int64_t i = 0; i < count; i++) {
-        switch (type) {
-        case CK_TYPE_Q8_0: bad += half_nonfinite(((const ck_block_q8_0 *)blocks)[i].d); break;
-        case CK_TYPE_Q4_0: bad += half_nonfinite(((const ck_block_q4_0 *)blocks)[i].d); break;
-        case CK_TYPE_Q4_1: {
-            const ck_block_q4_1 *b = (const ck_block_q4_1 *)blocks + i;
-            bad += half_nonfinite(b->d) || half_nonfinite(b->m);
-            break;
+    for (int64_t i = 0; i < count && scales; i++) {
+        int any = 0;
+        for (int s = 0; s < scales; s++) {
+            ck_half h;
+            memcpy(&h, bytes + (size_t)i * stride + offset + 2 * (size_t)s, sizeof h);
+            any |= half_nonfinite(h);
         }
-        case CK_TYPE_Q4_K: {
-            const ck_block_q4_k *b = (const ck_block_q4_k *)blocks + i;
-            bad += half_nonfinite(b->d) || half_nonfinite(b->dmin);
-            break;
-        }
-        case CK_TYPE_Q5_0: bad += half_nonfinite(((const ck_block_q5_0 *)blocks)[i].d); break;
-        case CK_TYPE_Q5_1: {
-            const ck_block_q5_1 *b = (const ck_block_q5_1 *)blocks + i;
-            bad += half_nonfinite(b->d) || half_nonfinite(b->m);
-            break;
-        }
-        case CK_TYPE_Q5_K: {
-            const ck_block_q5_k *b = (const ck_block_q5_k *)blocks + i;
-            bad += half_nonfinite(b->d) || half_nonfinite(b->dmin);
-            break;
-        }
-        case CK_TYPE_Q6_K: bad += half_nonfinite(((const ck_block_q6_k *)blocks)[i].d); break;
-        default: return 0;
-        }
+        bad += any;
     }
     return bad;
 }

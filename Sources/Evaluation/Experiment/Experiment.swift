@@ -95,12 +95,12 @@ public struct Experiment: Sendable, Equatable {
         var adapters = checkpoints ? saved.dropLast().map { EvaluationRunner.Adapter(folder: $0.path) } : []
         adapters.append(EvaluationRunner.Adapter(label: "adapter", folder: trainFolder, step: saved.last?.step))
         guard try evaluate(adapters) else { return .interrupted }
-        guard group.isLeader else {
-            do { return .finished(try group.fromLeader(nil as ExperimentReport?)!) } catch { throw .model(error) }
+        // rank 0 reads the results and writes the report; every rank returns it
+        var report: ExperimentReport?
+        if group.isLeader {
+            report = try ExperimentReport.load(folder: output)
+            try report!.write(to: output)
         }
-        let report = try ExperimentReport.load(folder: output)
-        try report.write(to: output)
-        do { _ = try group.fromLeader(report as ExperimentReport?) } catch { throw .model(error) }
-        return .finished(report)
+        do { return .finished(try group.fromLeader(report)!) } catch { throw .model(error) }
     }
 }

@@ -23,13 +23,8 @@ final class ResultsLog<Record: Codable> {
 
     init<H: Codable>(path: String, header: H, group: ProcessGroup = .single) throws(EvaluationError) {
         self.path = path
-        guard group.isLeader else {
-            handle = nil
-            do { records = try group.fromLeader([Record]()) } catch { throw .model(error) }
-            return
-        }
-        handle = try Self.open(path: path, header: header, encoder: encoder, records: &records)
-        do { _ = try group.fromLeader(records) } catch { throw .model(error) }
+        handle = group.isLeader ? try Self.open(path: path, header: header, encoder: encoder, records: &records) : nil
+        do { records = try group.fromLeader(records) } catch { throw .model(error) }
     }
 
     private static func open<H: Codable>(path: String, header: H, encoder: JSONEncoder, records: inout [Record]) throws(EvaluationError)
