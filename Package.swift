@@ -60,6 +60,8 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        // `lora serve`'s HTTP server (the CLI only; the libraries do not depend on it).
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         // `swift package generate-documentation --target LoRACore` (and Evaluation) builds the
         // DocC catalogs; a plugin only, nothing is linked into the library.
         .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
@@ -114,6 +116,9 @@ let package = Package(
                 "LoRACore",
                 "Evaluation",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
             path: "Examples/lora"
         ),

@@ -40,6 +40,13 @@ public struct GenerationSummary: Sendable {
 
     public var prefillTokensPerSecond: Double { Double(promptTokens - reusedTokens) / max(prefillSeconds, 1e-9) }
     public var decodeTokensPerSecond: Double { Double(max(generatedTokens - 1, 0)) / max(decodeSeconds, 1e-9) }
+
+    /// The summary of a sequence that never started.
+    static func cancelled(promptTokens: Int) -> GenerationSummary {
+        GenerationSummary(
+            reason: .cancelled, promptTokens: promptTokens, reusedTokens: 0, generatedTokens: 0, prefillSeconds: 0,
+            decodeSeconds: 0, text: "")
+    }
 }
 
 /// Autoregressive generation: one prefill of the prompt through the batched int8 GEMM,

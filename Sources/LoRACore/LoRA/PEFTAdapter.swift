@@ -79,13 +79,25 @@ public struct PEFTAdapter: Sendable {
     }
 }
 
+/// A PEFT adapter checked against one model and laid out for it, ready to put on and take
+/// off between forward passes (a server switches between several this way).
+public final class PreparedAdapter: @unchecked Sendable {
+    /// The folder it was read from.
+    public let folder: String
+    fileprivate let modules: [(linear: Linear, adapter: any LinearAdapter)]
+
+    fileprivate init(folder: String, modules: [(linear: Linear, adapter: any LinearAdapter)]) {
+        self.folder = folder
+        self.modules = modules
+    }
+}
+
 extension LlamaModel {
-    /// Puts an adapter on every projection it names (replacing any there), after checking
-    /// each one against the projection's shape. GGUF models keep Q/K rows permuted for
-    /// adjacent-pair RoPE, so the rows of lora_B for q_proj and k_proj are permuted the same
-    /// way (`RoPELayout.outputRows`).
-    public func attach(_ adapter: PEFTAdapter) throws(LoRAError) {
-        var prepared: [(Linear, LoRAAdapter)] = []
+    /// Checks every projection an adapter names against the model's shape and lays the
+    /// adapter out for it. GGUF models keep Q/K rows permuted for adjacent-pair RoPE, so the
+    /// rows of lora_B for q_proj and k_proj are permuted the same way (`RoPELayout.outputRows`).
+    public func prepare(_ adapter: PEFTAdapter) throws(LoRAError) -> PreparedAdapter {
+        var prepared: [(linear: Linear, adapter: any LinearAdapter)] = []
         for (module, lora) in adapter.modules.sorted(by: { $0.key < $1.key }) {
             guard let (layer, projection) = Projection.parse(modulePath: module), layer < layers.count else {
                 throw .invalidMetadata(file: adapter.folder, key: module, problem: "the model has no such projection")
@@ -99,7 +111,25 @@ extension LlamaModel {
             let b = ropeLayout.outputRows(lora.b, of: projection, headDim: config.headDim)
             prepared.append((linear, LoRAAdapter(a: lora.a, b: b, scale: lora.scale, dropout: lora.dropout)))
         }
-        for (linear, lora) in prepared { linear.adapter = lora }
+        return PreparedAdapter(folder: adapter.folder, modules: prepared)
+    }
+
+    /// Puts an adapter on every projection it names (replacing any there), after checking
+    /// each one (`prepare`).
+    public func attach(_ adapter: PEFTAdapter) throws(LoRAError) {
+        for (linear, lora) in try prepare(adapter).modules { linear.adapter = lora }
+    }
+
+    /// The adapters on the model now, to put back with `use`.
+    public var attachedAdapters: PreparedAdapter {
+        PreparedAdapter(folder: "", modules: projections.compactMap { _, linear in linear.adapter.map { (linear, $0) } })
+    }
+
+    /// Runs with exactly this adapter from now on (nil: none). The pointer swap costs
+    /// nothing; `prepare` did the work.
+    public func use(_ adapter: PreparedAdapter?) {
+        detachAdapters()
+        for (linear, lora) in adapter?.modules ?? [] { linear.adapter = lora }
     }
 
     /// Removes every adapter.
