@@ -402,7 +402,9 @@ final class OpenAIAPI: Sendable {
                     if case .finished = update, remaining.decrement() == 0 { continuation.finish() }
                 }
             }
-            continuation.onTermination = { _ in tickets.forEach { $0.cancel() } }
+            continuation.onTermination = { _ in
+                for ticket in tickets { ticket.cancel() }
+            }
         }
     }
 }
