@@ -111,7 +111,9 @@ final class ServerState: @unchecked Sendable {
     private func route(_ request: HTTPRequest, api: OpenAIAPI?, apiKey: String?) async throws(APIError) -> HTTPResponse {
         if request.path == "/health" {
             guard request.method == .GET else { throw APIError(status: 405, message: "\(request.method) is not allowed on /health") }
-            return api == nil ? .json(["status": "loading"], status: 503) : .json(["status": "ok"])
+            guard let api else { return .json(["status": "loading"], status: 503) }
+            let load = api.service.load
+            return .json(["status": "ok", "running": load.running, "waiting": load.waiting])
         }
         if let apiKey, request.headers.first(name: "authorization") != "Bearer \(apiKey)" {
             throw APIError(status: 401, message: "a missing or wrong API key (send Authorization: Bearer KEY)", code: "invalid_api_key")

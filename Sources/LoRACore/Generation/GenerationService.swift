@@ -12,6 +12,7 @@ public final class GenerationService: @unchecked Sendable {
     private let lock = NSCondition()
     private var queue: [(request: GenerationRequest, ticket: Ticket, onUpdate: @Sendable (GenerationUpdate) -> Void)] = []
     private var stopping = false
+    private var running = 0
 
     /// A queued or running request; `cancel()` finishes it as cancelled at the next step
     /// (or drops it if it has not started).
@@ -61,6 +62,9 @@ public final class GenerationService: @unchecked Sendable {
         }
     }
 
+    /// Sequences in the batch now, and requests waiting for a slot.
+    public var load: (running: Int, waiting: Int) { lock.withLock { (running, queue.count) } }
+
     /// Cancels what runs and what waits, and ends the thread (which holds the service
     /// until then).
     public func shutdown() {
@@ -96,7 +100,9 @@ public final class GenerationService: @unchecked Sendable {
                     return !ticket.isCancelled
                 }
             }
+            lock.withLock { running = batch.count }
             if !batch.isEmpty { batch.step() }
+            lock.withLock { running = batch.count }
         }
     }
 }
