@@ -25,6 +25,8 @@ test: model
 	scripts/test-cli
 	scripts/test-mpi
 	scripts/test-mpi-two-hosts
+	scripts/test-server
+	scripts/test-lm-eval
 	scripts/test-consumer
 	scripts/check-docs
 

@@ -24,7 +24,7 @@ public struct TokenLogProbability: Sendable, Equatable {
     /// From a position's logits: log-softmax, the token's entry and the `top` largest. Every
     /// entry is computed the same way, so a token that is the most likely one has exactly
     /// the top entry's value (the harness's greedy test compares them for equality).
-    init(of token: Int32, logits: some Collection<Float>, top count: Int) {
+    public init(of token: Int32, logits: some Collection<Float>, top count: Int) {
         let largest = logits.max() ?? 0
         let sum = logits.reduce(0.0) { $0 + exp(Double($1 - largest)) }
         let logSum = largest + Float(log(sum))
