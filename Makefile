@@ -85,6 +85,7 @@ fixtures: model
 	$(PEERS)/bin/python scripts/make-llama-cpp-quality-fixtures.py "$$(scripts/fetch-model)"
 	$(PEERS)/bin/python scripts/make-synthetic-llama-cpp-fixtures.py
 	$(PEERS)/bin/python scripts/make-q5-dequant-fixtures.py
+	python3 scripts/make-judge-template-fixtures.py
 
 clean:
 	rm -rf .build

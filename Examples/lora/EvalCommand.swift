@@ -7,14 +7,17 @@ import LoRACore
 struct EvalCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "eval",
-        abstract: "Evaluate the base model and the same model with each adapter: refusal, overrefusal, mc or ppl.",
+        abstract:
+            "Evaluate the base model and the same model with each adapter (refusal, overrefusal, mc, ppl), or classify saved responses.",
         discussion: """
             Writes <out>/<kind>.json (schema in the README) and the per-item files beside it \
             (<out>/<kind>/<label>.jsonl). Running the same command again resumes where it stopped.
             Data: refusal/overrefusal take CSV (a `goal` or `prompt` column, optional `category`), JSONL \
             (`prompt`, optional `category`) or RefusalBench's JSON (category → prompts); mc takes MMLU CSV \
             files (or a folder of *_test.csv), HellaSwag JSONL or generic JSONL (question, choices, answer); \
-            ppl takes a text file.
+            ppl takes a text file. classify takes saved prompt/response pairs (CSV or JSONL with a prompt, goal or \
+            behavior column and a response, completion or generation column; XSTest's completion CSVs; HarmBench's \
+            completions JSON; an earlier `lora eval refusal` responses file) and needs no model but a judge's.
             """
     )
 
@@ -30,10 +33,29 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Only the first N prompts or questions.") var limit: Int?
     @Option(help: "Few-shot examples (mc; default 5 for MMLU, 0 otherwise).") var shots: Int?
     @Option(
-        help: "Classifier: advbench, xstest, judge, or a refusalpatterns.json file (default: advbench for refusal, xstest for overrefusal)."
+        help: ArgumentHelp(
+            "Classifier: advbench, xstest, xstest-strmatch (XSTest's own rule, no degenerate verdict), judge, or a "
+                + "refusalpatterns.json file (default: advbench for refusal, xstest for overrefusal and classify).")
     )
     var classifier: String?
     @Option(help: "Judge model for --classifier judge (implies it).") var judge: String?
+    @Option(
+        help: ArgumentHelp(
+            "The judge's prompt: a file with {prompt} and {response} (or HarmBench's {behavior} and {generation}), "
+                + "used as the judge's whole input (HarmBench's Llama-2 classifier prompt works as published)."))
+    var judgeTemplate: String?
+    @Option(
+        help: ArgumentHelp(
+            "The judge's two answers, the refusal one first (default: Yes,No; No,Yes for a template with HarmBench's placeholders).",
+            valueName: "REFUSAL,COMPLIANCE"))
+    var judgeAnswers: String?
+    @Flag(help: "Put the judge template in the judge's chat format as a user turn.") var judgeChat = false
+    @Option(help: "classify: a column (or field) with reference labels to report agreement with.") var labelColumn: String?
+    @Option(
+        help: ArgumentHelp(
+            "classify: how labels read as verdicts, e.g. 1=compliance,0=refusal (default: by their words: *refus* → refusal, "
+                + "*complian*/*follow* → compliance).", valueName: "LABEL=VERDICT,…"))
+    var labelMap: String?
     @Option(help: "System prompt before each prompt.") var system: String?
     @Option(help: "Most tokens generated per prompt.") var maxTokens = 256
     @Option(help: "Sequences generated together.") var batch = 16
@@ -52,10 +74,26 @@ struct EvalCommand: ParsableCommand {
     }
 
     var options: EvaluationOptions {
-        EvaluationOptions(
-            kind: kind, data: data, name: name, limit: limit, shots: shots,
-            generation: GenerationSettings(systemPrompt: system, maxTokens: maxTokens, batchSize: batch),
-            classifier: judge != nil ? "judge" : classifier, judge: judge, window: window, stride: stride)
+        get throws {
+            var map: [String: Verdict]?
+            if let labelMap {
+                map = [:]
+                for pair in labelMap.split(separator: ",") {
+                    let parts = pair.split(separator: "=", maxSplits: 1).map(String.init)
+                    guard parts.count == 2, let verdict = Verdict(rawValue: parts[1]) else {
+                        throw ValidationError("--label-map \(pair): expected LABEL=refusal, LABEL=compliance or LABEL=degenerate")
+                    }
+                    map?[parts[0]] = verdict
+                }
+            }
+            let answers = judgeAnswers?.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+            return EvaluationOptions(
+                kind: kind, data: data, name: name, limit: limit, shots: shots,
+                generation: GenerationSettings(systemPrompt: system, maxTokens: maxTokens, batchSize: batch),
+                classifier: judge != nil ? "judge" : classifier, judge: judge, window: window, stride: stride,
+                judgeTemplate: judgeTemplate, judgeAnswers: answers, judgeChat: judgeChat ? true : nil, labelColumn: labelColumn,
+                labelMap: map)
+        }
     }
 
     /// The adapters with their labels, which name the item files: two adapter folders of the
@@ -76,10 +114,26 @@ struct EvalCommand: ParsableCommand {
     }
 
     func run(in group: ProcessGroup) throws {
+        if kind == .classify {
+            guard adapters.isEmpty else { throw ValidationError("classify runs no model: --with-adapter does not apply") }
+            return try reportingErrors {
+                let options = try options
+                let line = ProgressLine("classify")
+                let results = try stoppingOnInterrupt { flag in
+                    try EvaluationRunner.classify(options, output: out, progress: line.update, shouldStop: flag.get)
+                }
+                line.finish("\(results.data.records) responses")
+                print(EvalCommand.summaryLines(results).joined(separator: "\n"))
+                if results.runs.contains(where: { !$0.complete }) {
+                    FileHandle.standardError.write(Data("interrupted: run the same command again to resume\n".utf8))
+                    throw ExitCode(130)
+                }
+            }
+        }
         try reportingErrors {
             let model = try modelOptions.load()
             let labelled = labelledAdapters
-            let results = try evaluate(options, model: model, adapters: labelled, out: out, group: group)
+            let results = try evaluate(try options, model: model, adapters: labelled, out: out, group: group)
             print(EvalCommand.summaryLines(results).joined(separator: "\n"))
             if results.runs.contains(where: { !$0.complete }) || results.runs.count < adapters.count + 1 {
                 FileHandle.standardError.write(Data("interrupted: run the same command again to resume\n".utf8))
@@ -105,6 +159,11 @@ struct EvalCommand: ParsableCommand {
                         100 * m.accNorm, 100 * m.accNormStderr, m.questions))
             }
             if let p = run.perplexity { figures.append(String(format: "perplexity %.3f over %d tokens", p.perplexity, p.scoredTokens)) }
+            if let a = run.agreement {
+                figures.append(
+                    String(format: "agreement with %@ %.1f%% (%d of %d)", a.column, 100 * a.rate, a.agreed, a.compared)
+                        + (a.unmapped.isEmpty ? "" : "; labels read as no verdict: \(a.unmapped.joined(separator: ", "))"))
+            }
             return "\(results.name) \(run.label): " + figures.joined(separator: "; ")
         }
     }

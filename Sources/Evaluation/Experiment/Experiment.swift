@@ -54,6 +54,10 @@ public struct Experiment: Sendable, Equatable {
         onEvent: @escaping (Event) -> Void = { _ in }
     ) throws(EvaluationError) -> Outcome {
         guard !evaluations.isEmpty else { throw .invalidOption(option: "evaluations", problem: "no evaluations") }
+        if evaluations.contains(where: { $0.kind == .classify }) {
+            throw .invalidOption(
+                option: "evaluations", problem: "classify scores saved responses, not a fine-tune: run `lora eval classify`")
+        }
         let trainFolder = Self.trainingFolder(in: output)
         if group.isLeader {
             do {

@@ -53,11 +53,29 @@ public struct RefusalRecord: Codable, Sendable, Equatable {
     public let response: String
     public let verdict: Verdict
     public let reason: String?
-    public let generatedTokens: Int
-    public let finish: String
+    /// How the response was generated (nil for a saved response classified again).
+    public let generatedTokens: Int?
+    public let finish: String?
+    /// A saved response's reference label, when one was named.
+    public let label: String?
+
+    public init(
+        id: Int, category: String?, prompt: String, response: String, verdict: Verdict, reason: String?, generatedTokens: Int? = nil,
+        finish: String? = nil, label: String? = nil
+    ) {
+        self.id = id
+        self.category = category
+        self.prompt = prompt
+        self.response = response
+        self.verdict = verdict
+        self.reason = reason
+        self.generatedTokens = generatedTokens
+        self.finish = finish
+        self.label = label
+    }
 
     enum CodingKeys: String, CodingKey {
-        case id, category, prompt, response, verdict, reason, finish
+        case id, category, prompt, response, verdict, reason, finish, label
         case generatedTokens = "generated_tokens"
     }
 }

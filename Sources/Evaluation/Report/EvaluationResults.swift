@@ -11,6 +11,9 @@ public enum EvaluationKind: String, Codable, Sendable, CaseIterable {
     case mc
     /// Perplexity of a text file.
     case ppl
+    /// Saved responses (another tool's, or an earlier run's) classified again; no model
+    /// runs but a judge's.
+    case classify
 }
 
 /// What an evaluation is run with; also the shape of an evaluation in an experiment's config.
@@ -32,11 +35,21 @@ public struct EvaluationOptions: Codable, Sendable, Equatable {
     /// Perplexity window and stride in tokens (default: the model's context, half of it).
     public var window: Int?
     public var stride: Int?
+    /// The judge's question (`JudgeTemplate(file:)`) instead of the built-in one, its two
+    /// answers (refusal first), and whether it goes in the judge's chat format.
+    public var judgeTemplate: String?
+    public var judgeAnswers: [String]?
+    public var judgeChat: Bool?
+    /// For `classify`: the column holding a reference label to report agreement with, and
+    /// how its labels read as verdicts (default: by their words, `LabelAgreement.verdict`).
+    public var labelColumn: String?
+    public var labelMap: [String: Verdict]?
 
     public init(
         kind: EvaluationKind, data: String, name: String? = nil, limit: Int? = nil, shots: Int? = nil,
         generation: GenerationSettings = .init(), classifier: String? = nil, judge: String? = nil,
-        window: Int? = nil, stride: Int? = nil
+        window: Int? = nil, stride: Int? = nil, judgeTemplate: String? = nil, judgeAnswers: [String]? = nil, judgeChat: Bool? = nil,
+        labelColumn: String? = nil, labelMap: [String: Verdict]? = nil
     ) {
         self.kind = kind
         self.data = data
@@ -48,11 +61,23 @@ public struct EvaluationOptions: Codable, Sendable, Equatable {
         self.judge = judge
         self.window = window
         self.stride = stride
+        self.judgeTemplate = judgeTemplate
+        self.judgeAnswers = judgeAnswers
+        self.judgeChat = judgeChat
+        self.labelColumn = labelColumn
+        self.labelMap = labelMap
     }
 
     public var resultsName: String { name ?? kind.rawValue }
 
-    enum CodingKeys: String, CodingKey { case kind, data, name, limit, shots, generation, classifier, judge, window, stride }
+    enum CodingKeys: String, CodingKey {
+        case kind, data, name, limit, shots, generation, classifier, judge, window, stride
+        case judgeTemplate = "judge_template"
+        case judgeAnswers = "judge_answers"
+        case judgeChat = "judge_chat"
+        case labelColumn = "label_column"
+        case labelMap = "label_map"
+    }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -62,7 +87,12 @@ public struct EvaluationOptions: Codable, Sendable, Equatable {
             shots: try c.decodeIfPresent(Int.self, forKey: .shots),
             generation: try c.decodeIfPresent(GenerationSettings.self, forKey: .generation) ?? .init(),
             classifier: try c.decodeIfPresent(String.self, forKey: .classifier), judge: try c.decodeIfPresent(String.self, forKey: .judge),
-            window: try c.decodeIfPresent(Int.self, forKey: .window), stride: try c.decodeIfPresent(Int.self, forKey: .stride))
+            window: try c.decodeIfPresent(Int.self, forKey: .window), stride: try c.decodeIfPresent(Int.self, forKey: .stride),
+            judgeTemplate: try c.decodeIfPresent(String.self, forKey: .judgeTemplate),
+            judgeAnswers: try c.decodeIfPresent([String].self, forKey: .judgeAnswers),
+            judgeChat: try c.decodeIfPresent(Bool.self, forKey: .judgeChat),
+            labelColumn: try c.decodeIfPresent(String.self, forKey: .labelColumn),
+            labelMap: try c.decodeIfPresent([String: Verdict].self, forKey: .labelMap))
     }
 }
 
@@ -130,10 +160,12 @@ public struct EvaluationResults: Codable, Sendable, Equatable {
         public let refusal: RefusalSummary?
         public let multipleChoice: MultipleChoiceSummary?
         public let perplexity: PerplexityResult?
+        /// For `classify` with a label column: the verdicts against the labels.
+        public let agreement: LabelAgreement?
 
         public init(
             label: String, adapter: AdapterIdentity?, complete: Bool, items: String, refusal: RefusalSummary?,
-            multipleChoice: MultipleChoiceSummary?, perplexity: PerplexityResult?
+            multipleChoice: MultipleChoiceSummary?, perplexity: PerplexityResult?, agreement: LabelAgreement? = nil
         ) {
             self.label = label
             self.adapter = adapter
@@ -142,10 +174,11 @@ public struct EvaluationResults: Codable, Sendable, Equatable {
             self.refusal = refusal
             self.multipleChoice = multipleChoice
             self.perplexity = perplexity
+            self.agreement = agreement
         }
 
         enum CodingKeys: String, CodingKey {
-            case label, adapter, complete, items, refusal, perplexity
+            case label, adapter, complete, items, refusal, perplexity, agreement
             case multipleChoice = "multiple_choice"
         }
     }
@@ -155,14 +188,16 @@ public struct EvaluationResults: Codable, Sendable, Equatable {
     public let name: String
     public let options: EvaluationOptions
     public let data: DataIdentity
-    public let model: ModelIdentity
+    /// The model evaluated (nil for `classify`, which runs none; a judge is named by the
+    /// classifier).
+    public let model: ModelIdentity?
     /// The classifier's name for refusal evaluations.
     public let classifier: String?
     public var runs: [Run]
 
     public init(
         schema: String = currentSchema, libraryVersion: String = SwiftLoRA.version, name: String, options: EvaluationOptions,
-        data: DataIdentity, model: ModelIdentity, classifier: String?, runs: [Run]
+        data: DataIdentity, model: ModelIdentity?, classifier: String?, runs: [Run]
     ) {
         self.schema = schema
         self.libraryVersion = libraryVersion

@@ -87,6 +87,76 @@ public struct EvaluationRunner {
         return results
     }
 
+    /// The classifier an evaluation names: `advbench` (default for refusal), `xstest`
+    /// (default for over-refusal and classify), `xstest-strmatch` (XSTest's own rule),
+    /// `judge` (with `judge`, and `judgeTemplate` if given), or a `refusalpatterns.json` file.
+    public static func classifier(_ options: EvaluationOptions) throws(EvaluationError) -> any ResponseClassifier {
+        let choice = options.classifier ?? (options.kind == .refusal ? "advbench" : "xstest")
+        if choice != "judge" && (options.judgeTemplate != nil || options.judgeAnswers != nil) {
+            throw .invalidOption(option: "judgeTemplate", problem: "a judge template needs the judge classifier")
+        }
+        switch choice {
+        case "advbench": return RefusalPhrases()
+        case "xstest": return RefusalPhrases.xsTest
+        case "xstest-strmatch": return RefusalPhrases.xsTestStringMatch
+        case "judge":
+            guard let judge = options.judge else {
+                throw .invalidOption(option: "judge", problem: "the judge classifier needs a judge model")
+            }
+            var answers: (refusal: String, compliance: String)?
+            if let given = options.judgeAnswers {
+                guard given.count == 2 else {
+                    throw .invalidOption(option: "judgeAnswers", problem: "two answers, the refusal one first; got \(given.count)")
+                }
+                answers = (given[0], given[1])
+            }
+            let template: JudgeTemplate
+            if let file = options.judgeTemplate {
+                template = try JudgeTemplate(file: file, answers: answers, chat: options.judgeChat ?? false)
+            } else if let answers {
+                template = try JudgeTemplate(
+                    text: JudgeTemplate.builtInQuestion, refusalAnswer: answers.refusal, complianceAnswer: answers.compliance,
+                    chat: options.judgeChat ?? true, name: "built-in")
+            } else {
+                template = .builtIn
+            }
+            let judgeModel: LanguageModel
+            do { judgeModel = try LanguageModel.load(path: judge) } catch { throw .model(error) }
+            return try RefusalJudge(judge: judgeModel, template: template)
+        default: return try RefusalPhrases(patternsFile: choice)
+        }
+    }
+
+    /// `classify`: the saved responses of `options.data` classified again, into
+    /// `<output>/<name>/responses.jsonl` (one verdict line per response, in input order)
+    /// and `<output>/<name>.json`; a rerun resumes.
+    public static func classify(
+        _ options: EvaluationOptions, output: String, progress: ((WorkProgress) -> Void)? = nil,
+        shouldStop: @escaping @Sendable () -> Bool = { false }
+    ) throws(EvaluationError) -> EvaluationResults {
+        let classifier = try classifier(options)
+        var responses = try ResponseSet.load(options.data, labelColumn: options.labelColumn)
+        if let limit = options.limit { responses = Array(responses.prefix(limit)) }
+        let sha256 = try digest(ofFile: options.data)
+        let name = options.resultsName
+        let (summary, agreement, complete) = try ResponseClassification(classifier: classifier).run(
+            responses: responses, verdictsFile: "\(output)/\(name)/responses.jsonl", dataSHA256: sha256,
+            labelColumn: options.labelColumn, labelMap: options.labelMap, progress: progress, shouldStop: shouldStop)
+        let results = EvaluationResults(
+            name: name, options: options,
+            data: .init(
+                path: options.data, sha256: sha256, format: URL(fileURLWithPath: options.data).pathExtension.lowercased(),
+                records: responses.count),
+            model: nil, classifier: classifier.name,
+            runs: [
+                .init(
+                    label: "responses", adapter: nil, complete: complete, items: "\(name)/responses.jsonl", refusal: summary,
+                    multipleChoice: nil, perplexity: nil, agreement: agreement)
+            ])
+        try results.write(to: "\(output)/\(name).json")
+        return results
+    }
+
     /// The loaded data and classifier of one evaluation.
     struct Work {
         let options: EvaluationOptions
@@ -110,19 +180,7 @@ public struct EvaluationRunner {
             case .refusal, .overrefusal:
                 prompts = try PromptSet.load(options.data)
                 format = URL(fileURLWithPath: options.data).pathExtension.lowercased()
-                let choice = options.classifier ?? (options.kind == .refusal ? "advbench" : "xstest")
-                switch choice {
-                case "advbench": classifier = RefusalPhrases()
-                case "xstest": classifier = RefusalPhrases.xsTest
-                case "judge":
-                    guard let judge = options.judge else {
-                        throw .invalidOption(option: "judge", problem: "the judge classifier needs a judge model")
-                    }
-                    let judgeModel: LanguageModel
-                    do { judgeModel = try LanguageModel.load(path: judge) } catch { throw .model(error) }
-                    classifier = try RefusalJudge(judge: judgeModel)
-                default: classifier = try RefusalPhrases(patternsFile: choice)
-                }
+                classifier = try EvaluationRunner.classifier(options)
             case .mc:
                 let loaded = try MultipleChoiceSet.load(options.data, shots: options.shots)
                 items = loaded.items
@@ -131,6 +189,8 @@ public struct EvaluationRunner {
                 tokens = model.tokenizer.encode(try TextFile.read(options.data), parseSpecial: false, addBOS: nil)
                 guard tokens.count >= 2 else { throw .emptyDataset(file: options.data) }
                 format = "text"
+            case .classify:
+                throw .invalidOption(option: "kind", problem: "classify runs no model: use EvaluationRunner.classify")
             }
             if let limit = options.limit {
                 prompts = Array(prompts.prefix(limit))
@@ -175,6 +235,8 @@ public struct EvaluationRunner {
                 return .init(
                     label: label, adapter: adapter, complete: complete, items: "\(URL(fileURLWithPath: folder).lastPathComponent)/\(file)",
                     refusal: nil, multipleChoice: summary, perplexity: nil)
+            case .classify:
+                preconditionFailure("classify runs through EvaluationRunner.classify")
             case .ppl:
                 let file = "\(label).logprobs.json"
                 let (result, logProbabilities) = try PerplexityEvaluation(model: model, window: options.window, stride: options.stride)

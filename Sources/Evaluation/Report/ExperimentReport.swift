@@ -91,7 +91,7 @@ public struct ExperimentReport: Codable, Sendable {
                 + "\(results.options.kind == .ppl ? "tokens" : "items"), \(URL(fileURLWithPath: results.data.path).lastPathComponent))"
             func label(_ run: EvaluationResults.Run) -> String { run.label + (run.complete ? "" : " (incomplete)") }
             switch results.options.kind {
-            case .refusal, .overrefusal:
+            case .refusal, .overrefusal, .classify:
                 let baseRate = base?.refusal?.overall.refusal.rate
                 return Table(
                     title: title, columns: ["model", "refusal", "degenerate", "compliance", "Δ refusal"],
@@ -174,7 +174,7 @@ public struct ExperimentReport: Codable, Sendable {
 
     static func headlineUnit(_ results: EvaluationResults) -> String {
         switch results.options.kind {
-        case .refusal, .overrefusal: "refusal rate, %"
+        case .refusal, .overrefusal, .classify: "refusal rate, %"
         case .mc: results.data.format == "mmlu" ? "acc, %" : "acc_norm, %"
         case .ppl: "perplexity"
         }
