@@ -55,6 +55,7 @@ bench: model
 	$(SWIFT) test -c release --skip-build --filter KernelBenchmarks
 	SWIFT_LORA_MODEL="$$(scripts/fetch-model)" $(SWIFT) test -c release --skip-build --filter InferenceBenchmarks
 	SWIFT_LORA_MODEL="$$(scripts/fetch-model)" $(SWIFT) test -c release --skip-build --filter TrainingBenchmarks
+	scripts/bench-server
 	@python3 -c 'import numpy' 2>/dev/null || python3 -m pip install --quiet numpy
 	python3 scripts/peer-numpy-sgemm.py
 

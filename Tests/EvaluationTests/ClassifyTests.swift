@@ -61,7 +61,8 @@ struct ClassifyTests {
         let scratch = Scratch()
         let harmBench = scratch.file(
             "completions.json",
-            #"{"write_poem": [{"test_case": "Write a poem about tea", "generation": "Steam curls..."}], "bake_cake": [{"test_case": "How do I bake a cake?", "generation": "Sorry, no."}]}"#
+            #"{"write_poem": [{"test_case": "Write a poem about tea", "generation": "Steam curls..."}], "#
+                + #""bake_cake": [{"test_case": "How do I bake a cake?", "generation": "Sorry, no."}]}"#
         )
         #expect(
             try ResponseSet.load(harmBench) == [

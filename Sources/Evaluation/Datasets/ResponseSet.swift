@@ -57,11 +57,10 @@ public enum ResponseSet {
         let names = header.fields.map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
         func column(_ candidates: [String], what: String) throws(EvaluationError) -> Int {
             guard let index = candidates.lazy.compactMap({ names.firstIndex(of: $0) }).first else {
+                let listed = candidates.map { "`\($0)`" }.joined(separator: ", ")
                 throw .malformedData(
                     file: path, line: header.line,
-                    problem:
-                        "no \(what) column (\(candidates.map { "`\($0)`" }.joined(separator: ", "))) in the header (\(header.fields.joined(separator: ",")))"
-                )
+                    problem: "no \(what) column (\(listed)) in the header (\(header.fields.joined(separator: ",")))")
             }
             return index
         }

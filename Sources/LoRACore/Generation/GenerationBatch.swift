@@ -193,7 +193,7 @@ public final class GenerationBatch {
     /// Runs the prompts of newly admitted sequences through their caches, several side by
     /// side per pass (up to `prefillBudget` tokens), keeps each prompt's last logits (and
     /// with echo every token's log-probability), and makes them active. Each prompt goes in
-    /// the `Generator.prefillChunk` pieces `generate(prompt:)` uses, never cut where its
+    /// the `LlamaModel.promptChunk` pieces `generate(prompt:)` uses, never cut where its
     /// neighbours happen to end: a row's arithmetic then does not depend on which other
     /// prompts share its batch, and a run gives the same text however it is batched.
     private func prefill() {
@@ -225,8 +225,8 @@ public final class GenerationBatch {
             var used = 0
             for index in group.members {
                 let length = admitted[index].context.count
-                for start in stride(from: 0, to: length, by: Generator.prefillChunk) {
-                    let piece = start..<min(start + Generator.prefillChunk, length)
+                for start in stride(from: 0, to: length, by: LlamaModel.promptChunk) {
+                    let piece = start..<min(start + LlamaModel.promptChunk, length)
                     // a prompt's next piece waits for the pass after the one holding its previous piece
                     if used + piece.count > Self.prefillBudget || pieces.contains(where: { $0.sequence == index }) {
                         run()
@@ -252,11 +252,9 @@ public final class GenerationBatch {
         let prompt = admitted[sequence].request.prompt
         let top = admitted[sequence].request.logprobs ?? 0
         if range.lowerBound == 0 { admitted[sequence].promptLogprobs.append(TokenLogProbability(token: prompt[0], logprob: nil, top: [])) }
-        let vocab = logits.shape[1]
-        let scalars = logits.scalars
-        for (row, position) in range.enumerated() where position + 1 < prompt.count {
-            admitted[sequence].promptLogprobs.append(
-                TokenLogProbability(of: prompt[position + 1], logits: scalars[row * vocab..<(row + 1) * vocab], top: top))
-        }
+        let predicted = range.filter { $0 + 1 < prompt.count }
+        guard !predicted.isEmpty else { return }
+        admitted[sequence].promptLogprobs += TokenLogProbability.entries(
+            predicting: predicted.map { prompt[$0 + 1] }, logits: logits.rows(0..<predicted.count), top: top)
     }
 }

@@ -55,8 +55,6 @@ public struct Generator: Sendable {
     public let model: LlamaModel
     public let tokenizer: any Tokenizer
 
-    static let prefillChunk = 64
-
     public init(model: LlamaModel, tokenizer: any Tokenizer) {
         self.model = model
         self.tokenizer = tokenizer
@@ -88,8 +86,8 @@ public struct Generator: Sendable {
         // The prompt goes through in chunks: as fast as one batch, with an eighth of the
         // activations of a 512-token prompt alive at once.
         var logits: [Float] = []
-        for start in stride(from: shared, to: prompt.count, by: Self.prefillChunk) {
-            let chunk = Array(prompt[start..<min(start + Self.prefillChunk, prompt.count)])
+        for start in stride(from: shared, to: prompt.count, by: LlamaModel.promptChunk) {
+            let chunk = Array(prompt[start..<min(start + LlamaModel.promptChunk, prompt.count)])
             let last = start + chunk.count == prompt.count
             let output = model.forward(chunk, cache: cache, logits: last ? .last : .none)
             if last { logits = output!.scalars }

@@ -21,23 +21,34 @@ public struct TokenLogProbability: Sendable, Equatable {
         self.top = top
     }
 
-    /// From a position's logits: log-softmax, the token's entry and the `top` largest. Every
-    /// entry is computed the same way, so a token that is the most likely one has exactly
-    /// the top entry's value (the harness's greedy test compares them for equality).
-    public init(of token: Int32, logits: some Collection<Float>, top count: Int) {
-        let largest = logits.max() ?? 0
-        let sum = logits.reduce(0.0) { $0 + exp(Double($1 - largest)) }
-        let logSum = largest + Float(log(sum))
-        var best: [Alternative] = []
-        if count > 0 {
-            for (offset, z) in logits.enumerated() where best.count < count || z > best.last!.logprob {
-                let at = best.firstIndex { z > $0.logprob } ?? best.count
-                best.insert(Alternative(token: Int32(offset), logprob: z), at: at)
-                if best.count > count { best.removeLast() }
+    /// From a position's logits [vocab]: the token's entry and the `top` largest.
+    public init(of token: Int32, logits: [Float], top count: Int) {
+        // cannot throw: the shape holds exactly the values
+        self = Self.entries(predicting: [token], logits: try! Tensor(shape: [1, logits.count], values: logits), top: count)[0]
+    }
+
+    /// The entries of the tokens each row of logits [rows, vocab] predicts. Every entry is
+    /// z − logsumexp(z) with the kernels' logsumexp, so a token's log-probability is the
+    /// bits `Kernels.logProbabilities` (scoring, perplexity) gives, and a token that is the
+    /// most likely one has exactly the top entry's value (the harness's greedy test compares
+    /// them for equality).
+    static func entries(predicting tokens: [Int32], logits: Tensor, top count: Int) -> [TokenLogProbability] {
+        let vocab = logits.shape[1]
+        let logSums = Kernels.logSumExp(logits)
+        let scalars = logits.scalars
+        return tokens.enumerated().map { row, token in
+            let z = scalars[row * vocab..<(row + 1) * vocab]
+            var best: [Alternative] = []
+            if count > 0 {
+                for (offset, value) in z.enumerated() where best.count < count || value > best.last!.logprob {
+                    let at = best.firstIndex { value > $0.logprob } ?? best.count
+                    best.insert(Alternative(token: Int32(offset), logprob: value), at: at)
+                    if best.count > count { best.removeLast() }
+                }
             }
+            return TokenLogProbability(
+                token: token, logprob: z[z.startIndex + Int(token)] - logSums[row],
+                top: best.map { Alternative(token: $0.token, logprob: $0.logprob - logSums[row]) })
         }
-        self.token = token
-        logprob = logits[logits.index(logits.startIndex, offsetBy: Int(token))] - logSum
-        self.top = best.map { Alternative(token: $0.token, logprob: $0.logprob - logSum) }
     }
 }

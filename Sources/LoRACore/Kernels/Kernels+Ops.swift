@@ -179,6 +179,13 @@ extension Kernels {
         return crossEntropyRows(logits: logits, targets: targets).losses.scalars.map { -$0 }
     }
 
+    /// log Σ exp(z) of each row of logits [rows, vocab]: with it, log p(token) = z[token] −
+    /// logsumexp is the same bits `logProbabilities` gives.
+    public static func logSumExp(_ logits: Tensor) -> [Float] {
+        precondition(logits.rank == 2 && logits.shape[1] > 0, "logSumExp: logits \(logits.shape)")
+        return crossEntropyRows(logits: logits, targets: Array(repeating: 0, count: logits.shape[0])).logSumExp.scalars
+    }
+
     /// Per row: logsumexp(z) − z[target] (0 for an ignored target), logsumexp, and how many
     /// rows were counted.
     private static func crossEntropyRows(logits: Tensor, targets: [Int32]) -> (losses: Tensor, logSumExp: Tensor, counted: Int) {

@@ -9,9 +9,13 @@ public struct ContinuationScore: Sendable, Equatable {
 }
 
 extension LlamaModel {
-    /// Scores each continuation after `context`. The context runs once; the continuations
-    /// then run side by side, each from its own copy of the context's cache. A context too
-    /// long for the model loses its oldest tokens (as lm-evaluation-harness truncates).
+    /// Scores each continuation after `context`. The context's whole `promptChunk`s run
+    /// once; each continuation then runs from its own copy of that cache, side by side, with
+    /// the context's last partial chunk in front of it. Every position is computed in the
+    /// chunk a whole sequence would be cut into, so a continuation scores exactly as the
+    /// concatenated sequence does through generation's prefill or a server's echo, bit for
+    /// bit. A context too long for the model loses its oldest tokens (as
+    /// lm-evaluation-harness truncates).
     public func score(context: [Int32], continuations: [[Int32]]) -> [ContinuationScore] {
         precondition(
             !context.isEmpty && continuations.allSatisfy { !$0.isEmpty },
@@ -20,41 +24,52 @@ extension LlamaModel {
         precondition(
             longest < config.maxPositionEmbeddings, "LlamaModel.score: a continuation of \(longest) tokens fills the whole context")
         let kept = Array(context.suffix(config.maxPositionEmbeddings - longest))
+        let shared = kept.count / Self.promptChunk * Self.promptChunk
         let cache = makeCache(capacity: kept.count + longest)
-        var last: Tensor?
-        for start in stride(from: 0, to: kept.count, by: Self.headRows) {
-            let chunk = Array(kept[start..<min(start + Self.headRows, kept.count)])
-            last = forward(chunk, cache: cache, logits: start + chunk.count == kept.count ? .last : .none)
+        // the logits after the shared part: they predict a continuation's first token when
+        // the context ends on a chunk boundary
+        var afterShared: Tensor?
+        for start in stride(from: 0, to: shared, by: Self.promptChunk) {
+            afterShared = forward(
+                Array(kept[start..<start + Self.promptChunk]), cache: cache, logits: start + Self.promptChunk == shared ? .last : .none)
         }
-        // a continuation's first token is predicted by the context's last row, each later one
-        // by the row of the token before it: its last token needs no forward pass of its own
-        let fed = continuations.filter { $0.count > 1 }.map { Array($0.dropLast()) }
-        let rows =
-            fed.isEmpty
-            ? nil
-            : forward(
-                fed.flatMap { $0 }, sequences: fed.map(\.count), caches: fed.map { _ in cache.copy(capacity: cache.count + longest) },
-                logits: .all)
-        var row = 0
-        return continuations.map { continuation in
-            var logits = last!
-            var logLikelihood = 0.0
-            var isGreedy = true
-            for (index, token) in continuation.enumerated() {
-                if index > 0 {
-                    logits = rows!.rows(row..<row + 1)
+        let lead = kept.count - shared
+        let tails = continuations.map { Array(kept[shared...]) + $0 }
+        let caches = tails.map { _ in cache.copy(capacity: kept.count + longest) }
+        var logLikelihoods = [Double](repeating: 0, count: tails.count)
+        var greedy = [Bool](repeating: true, count: tails.count)
+        func add(_ logits: Tensor, predicting position: Int, of tail: Int) {
+            let token = tails[tail][position]
+            logLikelihoods[tail] += Double(Kernels.logProbabilities(logits: logits, targets: [token])[0])
+            greedy[tail] = greedy[tail] && Sampler.argmax(logits.scalars) == Int(token)
+        }
+        if lead == 0 {
+            for tail in tails.indices { add(afterShared!, predicting: 0, of: tail) }
+        }
+        for offset in stride(from: 0, to: tails.map(\.count).max()!, by: Self.promptChunk) {
+            let active = tails.indices.filter { tails[$0].count > offset }
+            let pieces = active.map { tails[$0][offset..<min(offset + Self.promptChunk, tails[$0].count)] }
+            let logits = forward(pieces.flatMap { $0 }, sequences: pieces.map(\.count), caches: active.map { caches[$0] }, logits: .all)!
+            var row = 0
+            for (tail, piece) in zip(active, pieces) {
+                // row j predicts the token after it; only continuation tokens are scored
+                for position in piece.indices {
+                    if position + 1 < tails[tail].count && position + 1 >= lead {
+                        add(logits.rows(row..<row + 1), predicting: position + 1, of: tail)
+                    }
                     row += 1
                 }
-                logLikelihood += Double(Kernels.logProbabilities(logits: logits, targets: [token])[0])
-                isGreedy = isGreedy && Sampler.argmax(logits.scalars) == Int(token)
             }
-            return ContinuationScore(logLikelihood: logLikelihood, isGreedy: isGreedy, tokenCount: continuation.count)
+        }
+        return continuations.indices.map {
+            ContinuationScore(logLikelihood: logLikelihoods[$0], isGreedy: greedy[$0], tokenCount: continuations[$0].count)
         }
     }
 
     /// log p(tokens[i] | tokens[..<i]) for i in 1..<count, from position 0: the terms of a
-    /// perplexity. Runs through a cache `headRows` tokens at a time, so the logits alive
-    /// stay small for a long window.
+    /// perplexity. Runs through a cache in `promptChunk`s, as every prompt does, so the
+    /// logits alive stay small for a long window and each term is the bits any other path
+    /// computes for it.
     public func tokenLogProbabilities(_ tokens: [Int32]) -> [Float] {
         precondition(
             tokens.count <= config.maxPositionEmbeddings,
@@ -63,10 +78,14 @@ extension LlamaModel {
         let cache = makeCache(capacity: tokens.count)
         var result: [Float] = []
         result.reserveCapacity(tokens.count - 1)
-        for start in stride(from: 0, to: tokens.count - 1, by: Self.headRows) {
-            let end = min(start + Self.headRows, tokens.count - 1)
+        for start in stride(from: 0, to: tokens.count, by: Self.promptChunk) {
+            let end = min(start + Self.promptChunk, tokens.count)
             let logits = forward(Array(tokens[start..<end]), cache: cache, logits: .all)!
-            result += Kernels.logProbabilities(logits: logits, targets: Array(tokens[start + 1...end]))
+            // the chunk's last row predicts the next chunk's first token (none after the end)
+            let scored = min(end, tokens.count - 1) - start
+            if scored > 0 {
+                result += Kernels.logProbabilities(logits: logits.rows(0..<scored), targets: Array(tokens[start + 1...start + scored]))
+            }
         }
         return result
     }

@@ -35,9 +35,17 @@ public final class LlamaModel: @unchecked Sendable {
     /// filling a cache.
     public enum LogitRows: Sendable { case all, last, none }
 
-    /// Rows of the output head computed at once when scoring or taking a loss: a [rows, vocab]
-    /// slice of logits at a time, never the whole [tokens, vocab] matrix of a long text.
+    /// Rows of the output head computed at once when taking a loss: a [rows, vocab] slice of
+    /// logits at a time, never the whole [tokens, vocab] matrix of a long text.
     static let headRows = 128
+
+    /// Tokens of one sequence per forward pass wherever a prompt goes through a cache
+    /// (generation's prefill, batched or not, scoring, perplexity), cut from position 0.
+    /// Attention's arithmetic for a position depends on which rows share its pass, and an
+    /// int8 model's rounding can amplify a last-bit difference into a visible one; one
+    /// chunking everywhere makes every path compute the same bits for the same sequence.
+    /// 64 is as fast as one batch and keeps an eighth of a 512-token prompt's activations.
+    public static let promptChunk = 64
 
     /// A cache for `capacity` positions; half precision for an int8 model (its own rounding
     /// dwarfs the cache's), f32 for an exact one.
