@@ -161,7 +161,7 @@ struct EvalCommand: ParsableCommand {
             if let p = run.perplexity { figures.append(String(format: "perplexity %.3f over %d tokens", p.perplexity, p.scoredTokens)) }
             if let a = run.agreement {
                 figures.append(
-                    String(format: "agreement with %@ %.1f%% (%d of %d)", a.column, 100 * a.rate, a.agreed, a.compared)
+                    String(format: "agreement with %@ %.1f%% (%d of %d)", a.column, 100 * (a.rate ?? .nan), a.agreed, a.compared)
                         + (a.unmapped.isEmpty ? "" : "; labels read as no verdict: \(a.unmapped.joined(separator: ", "))"))
             }
             return "\(results.name) \(run.label): " + figures.joined(separator: "; ")

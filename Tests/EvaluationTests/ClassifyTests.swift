@@ -30,6 +30,11 @@ struct ClassifyTests {
         #expect(versus.confusion["2_full_refusal"] == ["refusal": 4, "compliance": 1])
         #expect(versus.confusion["3_partial_refusal"] == ["refusal": 2])
         #expect(results.classifier == "xstest-strmatch" && results.model == nil)
+
+        // the report shows the confusion table beside the rates
+        let report = try ExperimentReport.load(folder: scratch.folder).markdown()
+        #expect(report.contains("## human: verdicts against `final_label`"))
+        #expect(report.contains("| 2_full_refusal | 4 | 1 | 0 |") && report.contains("| agreement | 92.9% | 13 of 14 |  |"))
     }
 
     /// One verdict line per input row, in input order; a run stopped part way resumes to the

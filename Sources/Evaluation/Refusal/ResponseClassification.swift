@@ -12,10 +12,10 @@ public struct LabelAgreement: Codable, Sendable, Equatable {
     /// Rows whose label reads as a verdict, and those of them the classifier agrees with.
     public let compared: Int
     public let agreed: Int
+    /// agreed / compared (nil when no label reads as a verdict).
+    public let rate: Double?
     /// Labels that read as no verdict (their rows are in the table, not in the agreement).
     public let unmapped: [String]
-
-    public var rate: Double { compared > 0 ? Double(agreed) / Double(compared) : .nan }
 
     /// A label's verdict: from `map` when given, else by its words ("2_full_refusal" and
     /// "3_partial_refusal" are refusals, "1_full_compliance" and "following" compliance,
@@ -48,28 +48,8 @@ public struct LabelAgreement: Codable, Sendable, Equatable {
         self.confusion = confusion
         self.compared = compared
         self.agreed = agreed
+        rate = compared > 0 ? Double(agreed) / Double(compared) : nil
         self.unmapped = unmapped.sorted()
-    }
-
-    enum CodingKeys: String, CodingKey { case column, confusion, compared, agreed, unmapped, rate }
-
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        column = try c.decode(String.self, forKey: .column)
-        confusion = try c.decode([String: [String: Int]].self, forKey: .confusion)
-        compared = try c.decode(Int.self, forKey: .compared)
-        agreed = try c.decode(Int.self, forKey: .agreed)
-        unmapped = try c.decode([String].self, forKey: .unmapped)
-    }
-
-    public func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(column, forKey: .column)
-        try c.encode(confusion, forKey: .confusion)
-        try c.encode(compared, forKey: .compared)
-        try c.encode(agreed, forKey: .agreed)
-        try c.encode(unmapped, forKey: .unmapped)
-        if compared > 0 { try c.encode(rate, forKey: .rate) }
     }
 }
 

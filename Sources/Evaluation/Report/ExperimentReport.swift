@@ -83,17 +83,21 @@ public struct ExperimentReport: Codable, Sendable {
         return String(format: "%+.1f%@", scale * (value - base), unit)
     }
 
-    func tables() -> [Table] {
-        evaluations.map { results in
-            let base = results.runs.first
-            let title =
-                "\(results.name) (\(results.options.kind.rawValue), \(results.data.format), \(results.data.records) "
-                + "\(results.options.kind == .ppl ? "tokens" : "items"), \(URL(fileURLWithPath: results.data.path).lastPathComponent))"
-            func label(_ run: EvaluationResults.Run) -> String { run.label + (run.complete ? "" : " (incomplete)") }
-            switch results.options.kind {
-            case .refusal, .overrefusal, .classify:
-                let baseRate = base?.refusal?.overall.refusal.rate
-                return Table(
+    func tables() -> [Table] { evaluations.flatMap(Self.tables) }
+
+    /// An evaluation's tables: its runs side by side, and for a classification with labels
+    /// the verdicts against them.
+    static func tables(_ results: EvaluationResults) -> [Table] {
+        let base = results.runs.first
+        let title =
+            "\(results.name) (\(results.options.kind.rawValue), \(results.data.format), \(results.data.records) "
+            + "\(results.options.kind == .ppl ? "tokens" : "items"), \(URL(fileURLWithPath: results.data.path).lastPathComponent))"
+        func label(_ run: EvaluationResults.Run) -> String { run.label + (run.complete ? "" : " (incomplete)") }
+        switch results.options.kind {
+        case .refusal, .overrefusal, .classify:
+            let baseRate = base?.refusal?.overall.refusal.rate
+            return [
+                Table(
                     title: title, columns: ["model", "refusal", "degenerate", "compliance", "Δ refusal"],
                     rows: results.runs.map { run in
                         guard let r = run.refusal?.overall else { return [label(run), "", "", "", ""] }
@@ -102,10 +106,12 @@ public struct ExperimentReport: Codable, Sendable {
                             run.label == base?.label ? "" : Self.delta(r.refusal.rate, baseRate),
                         ]
                     })
-            case .mc:
-                let baseAcc = base?.multipleChoice?.acc
-                let baseNorm = base?.multipleChoice?.accNorm
-                return Table(
+            ] + (results.runs.compactMap(\.agreement).first.map { [Self.agreementTable(results.name, $0)] } ?? [])
+        case .mc:
+            let baseAcc = base?.multipleChoice?.acc
+            let baseNorm = base?.multipleChoice?.accNorm
+            return [
+                Table(
                     title: title, columns: ["model", "acc", "acc_norm", "Δ acc", "Δ acc_norm"],
                     rows: results.runs.map { run in
                         guard let m = run.multipleChoice else { return [label(run), "", "", "", ""] }
@@ -116,9 +122,11 @@ public struct ExperimentReport: Codable, Sendable {
                             first ? "" : Self.delta(m.acc, baseAcc), first ? "" : Self.delta(m.accNorm, baseNorm),
                         ]
                     })
-            case .ppl:
-                let basePPL = base?.perplexity?.perplexity
-                return Table(
+            ]
+        case .ppl:
+            let basePPL = base?.perplexity?.perplexity
+            return [
+                Table(
                     title: title, columns: ["model", "perplexity", "tokens scored", "Δ perplexity"],
                     rows: results.runs.map { run in
                         guard let p = run.perplexity else { return [label(run), "", "", ""] }
@@ -127,8 +135,23 @@ public struct ExperimentReport: Codable, Sendable {
                             run.label == base?.label ? "" : Self.delta(p.perplexity, basePPL, scale: 1, unit: ""),
                         ]
                     })
-            }
+            ]
         }
+    }
+
+    /// A classification's verdicts against its reference labels: rows per label, a column
+    /// per verdict, and the agreement over the labels that read as verdicts.
+    static func agreementTable(_ name: String, _ agreement: LabelAgreement) -> Table {
+        let verdicts = Verdict.allCases.map(\.rawValue)
+        var rows = agreement.confusion.keys.sorted().map { label in
+            [label] + verdicts.map { "\(agreement.confusion[label]?[$0] ?? 0)" }
+        }
+        rows.append(
+            [
+                "agreement", agreement.rate.map { String(format: "%.1f%%", 100 * $0) } ?? "–",
+                "\(agreement.agreed) of \(agreement.compared)", "",
+            ])
+        return Table(title: "\(name): verdicts against `\(agreement.column)`", columns: [agreement.column] + verdicts, rows: rows)
     }
 
     public func markdown() -> String {
@@ -189,12 +212,14 @@ public struct ExperimentReport: Codable, Sendable {
                 "<p>Model: <code>\(SVGChart.escaped(model.path))</code> "
                 + "(\(SVGChart.escaped(model.format)), \(model.precision) weights).</p>\n"
         }
-        for (results, table) in zip(evaluations, tables()) {
-            body +=
-                "<h2>\(SVGChart.escaped(table.title))</h2>\n<table>\n<tr>"
-                + table.columns.map { "<th>\(SVGChart.escaped($0))</th>" }.joined() + "</tr>\n"
-            for row in table.rows { body += "<tr>" + row.map { "<td>\(SVGChart.escaped($0))</td>" }.joined() + "</tr>\n" }
-            body += "</table>\n"
+        for results in evaluations {
+            for table in Self.tables(results) {
+                body +=
+                    "<h2>\(SVGChart.escaped(table.title))</h2>\n<table>\n<tr>"
+                    + table.columns.map { "<th>\(SVGChart.escaped($0))</th>" }.joined() + "</tr>\n"
+                for row in table.rows { body += "<tr>" + row.map { "<td>\(SVGChart.escaped($0))</td>" }.joined() + "</tr>\n" }
+                body += "</table>\n"
+            }
             let entries = results.runs.compactMap { run in Self.headline(results, run).map { (run.label, $0.value, $0.lower, $0.upper) } }
             body +=
                 "<figure>"
