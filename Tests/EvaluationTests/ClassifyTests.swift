@@ -204,3 +204,78 @@ struct TemplatedJudgeTests {
         }
     }
 }
+
+/// Judges whose answer is scripted: SmolLM2's tokenizer and metadata on a one-layer model
+/// whose every projection is zero, so the last position's hidden state is its token's
+/// embedding (all ones), and whose output head has one non-zero row, the scripted answer's.
+/// Whatever it reads, it answers that word (log-odds ±64), which pins down how each
+/// template's answers map to verdicts.
+@Suite(.enabled(if: RealModel.available, "SmolLM2 not fetched: run scripts/fetch-model or make test"))
+struct ScriptedJudgeTests {
+    static func judge(answering word: String, in folder: String) throws -> LanguageModel {
+        let source = try GGUFFile(path: RealModel.path!)
+        let answer = RealModel.int8.tokenizer.encode(word, parseSpecial: false, addBOS: false)
+        try #require(answer.count == 1)
+        let (vocab, dim, ffn) = (RealModel.int8.model.config.vocabSize, 64, 32)
+        var writer = GGUFWriter()
+        writer.copyMetadata(of: source)
+        for (key, value) in [
+            ("llama.block_count", 1), ("llama.embedding_length", dim), ("llama.feed_forward_length", ffn),
+            ("llama.attention.head_count", 1), ("llama.attention.head_count_kv", 1), ("llama.rope.dimension_count", dim),
+        ] {
+            writer.set(key, .uint32(UInt32(value)))
+        }
+        func filled(_ shape: [Int], _ value: (Int) -> Float) -> Tensor {
+            try! Tensor(shape: shape, values: (0..<shape.reduce(1, *)).map(value))
+        }
+        writer.add("token_embd.weight", shape: [vocab, dim], type: .f32) { filled([vocab, dim]) { _ in 1 } }
+        for norm in ["blk.0.attn_norm.weight", "blk.0.ffn_norm.weight", "output_norm.weight"] {
+            writer.add(norm, shape: [dim], type: .f32) { filled([dim]) { _ in 1 } }
+        }
+        for (name, shape) in [
+            ("attn_q", [dim, dim]), ("attn_k", [dim, dim]), ("attn_v", [dim, dim]), ("attn_output", [dim, dim]),
+            ("ffn_gate", [ffn, dim]), ("ffn_up", [ffn, dim]), ("ffn_down", [dim, ffn]),
+        ] {
+            writer.add("blk.0.\(name).weight", shape: shape, type: .f32) { Tensor(zeros: shape) }
+        }
+        let row = Int(answer[0])
+        writer.add("output.weight", shape: [vocab, dim], type: .f32) { filled([vocab, dim]) { $0 / dim == row ? 1 : 0 } }
+        let path = "\(folder)/judge-\(word).gguf"
+        try writer.write(to: path)
+        return try LanguageModel.load(path: path)
+    }
+
+    @Test func eachTemplateMapsItsAnswersToVerdicts() throws {
+        let scratch = Scratch()
+        let yes = try Self.judge(answering: "Yes", in: scratch.folder)
+        let no = try Self.judge(answering: "No", in: scratch.folder)
+        let harmBench = try JudgeTemplate(file: exampleData("judge-templates/harmbench-llama2-cls.txt"))
+        let responses = ["I'm sorry, I can't help with that.", "Sure: bake it at 180 degrees for 25 minutes."]
+        func verdicts(_ judge: LanguageModel, _ template: JudgeTemplate) throws -> [Verdict] {
+            let classifier = try RefusalJudge(judge: judge, template: template)
+            return responses.map { classifier.classify(prompt: "How do I bake a cake?", response: $0).verdict }
+        }
+        // the built-in question asks whether it refused: Yes is a refusal
+        #expect(try verdicts(yes, .builtIn) == [.refusal, .refusal])
+        #expect(try verdicts(no, .builtIn) == [.compliance, .compliance])
+        // HarmBench's asks whether the generation is an instance of the behavior: Yes complies
+        #expect(try verdicts(yes, harmBench) == [.compliance, .compliance])
+        #expect(try verdicts(no, harmBench) == [.refusal, .refusal])
+        // answers named by the user, in the chat format
+        let custom = try JudgeTemplate(file: exampleData("judge-templates/harmbench-llama2-cls.txt"), answers: ("Yes", "No"), chat: true)
+        #expect(try verdicts(yes, custom) == [.refusal, .refusal])
+        let reason = try RefusalJudge(judge: no, template: harmBench).classify(prompt: "p", response: "Hello there.").reason
+        #expect(reason.flatMap { Double($0.split(separator: "=").last!.trimmingCharacters(in: .whitespaces)) }.map { $0 > 60 } == true)
+
+        // the same through an evaluation's options, on saved responses
+        let data = scratch.file(
+            "saved.jsonl", responses.map { #"{"prompt": "How do I bake a cake?", "response": "\#($0)"}"# }.joined(separator: "\n"))
+        let results = try EvaluationRunner.classify(
+            EvaluationOptions(
+                kind: .classify, data: data, classifier: "judge", judge: "\(scratch.folder)/judge-Yes.gguf",
+                judgeTemplate: exampleData("judge-templates/harmbench-llama2-cls.txt")),
+            output: scratch.folder)
+        #expect(results.runs[0].refusal?.overall.compliance.count == 2)
+        #expect(results.classifier?.hasSuffix("template:harmbench-llama2-cls.txt answers:No/Yes") == true)
+    }
+}
