@@ -267,20 +267,23 @@ final class OpenAIAPI: Sendable {
     /// `choices[].logprobs` of a completion, as lm-evaluation-harness's `parse_logprobs`
     /// reads it: `token_logprobs` and `top_logprobs` are null for the prompt's first token.
     private func completionLogprobs(_ entries: [TokenLogProbability]) -> [String: Any] {
+        let tokens = entries.map { text(of: $0.token) }
         var offset = 0
         var offsets: [Int] = []
-        for entry in entries {
+        for token in tokens {
             offsets.append(offset)
-            offset += text(of: entry.token).count
+            offset += token.count
         }
         return [
-            "tokens": entries.map { text(of: $0.token) },
+            "tokens": tokens,
             "token_logprobs": entries.map { entry -> Any in entry.logprob.map { Double($0) } ?? NSNull() },
             "top_logprobs": entries.map { entry -> Any in
                 guard entry.logprob != nil else { return NSNull() }
                 var top: [String: Double] = [:]
-                for alternative in entry.top where top[text(of: alternative.token)] == nil {
-                    top[text(of: alternative.token)] = Double(alternative.logprob)
+                for alternative in entry.top {
+                    // the first of two alternatives that print alike keeps its place (the larger)
+                    let text = text(of: alternative.token)
+                    if top[text] == nil { top[text] = Double(alternative.logprob) }
                 }
                 return top
             },

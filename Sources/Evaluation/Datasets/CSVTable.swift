@@ -63,3 +63,33 @@ struct CSVTable {
         self.records = records
     }
 }
+
+extension CSVTable {
+    /// A table whose first record names its columns: the names trimmed and in lower case,
+    /// and the records after it.
+    struct Named {
+        let file: String
+        let header: (line: Int, fields: [String])
+        let names: [String]
+        let rows: ArraySlice<(line: Int, fields: [String])>
+
+        /// The optional category column: `category`, or XSTest's `type`.
+        var categoryColumn: Int? { names.firstIndex(of: "category") ?? names.firstIndex(of: "type") }
+
+        /// A row's fields, one per column, else an error naming its line.
+        func fields(of row: (line: Int, fields: [String])) throws(EvaluationError) -> [String] {
+            guard row.fields.count == names.count else {
+                throw .malformedData(file: file, line: row.line, problem: "\(row.fields.count) fields for a header of \(names.count)")
+            }
+            return row.fields
+        }
+    }
+
+    /// The records as a header and its rows (an empty file is an error naming it).
+    func named(file: String) throws(EvaluationError) -> Named {
+        guard let header = records.first else { throw .emptyDataset(file: file) }
+        return Named(
+            file: file, header: header, names: header.fields.map { $0.trimmingCharacters(in: .whitespaces).lowercased() },
+            rows: records.dropFirst())
+    }
+}

@@ -34,24 +34,18 @@ public enum PromptSet {
     }
 
     static func csv(_ path: String) throws(EvaluationError) -> [EvaluationPrompt] {
-        let table = try CSVTable(text: try TextFile.read(path), file: path)
-        guard let header = table.records.first else { throw .emptyDataset(file: path) }
-        let names = header.fields.map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
-        guard let column = names.firstIndex(of: "goal") ?? names.firstIndex(of: "prompt") else {
+        let table = try CSVTable(text: try TextFile.read(path), file: path).named(file: path)
+        guard let column = table.names.firstIndex(of: "goal") ?? table.names.firstIndex(of: "prompt") else {
             throw .malformedData(
-                file: path, line: header.line,
-                problem: "no `goal` or `prompt` column in the header (\(header.fields.joined(separator: ",")))")
+                file: path, line: table.header.line,
+                problem: "no `goal` or `prompt` column in the header (\(table.header.fields.joined(separator: ",")))")
         }
-        let categoryColumn = names.firstIndex(of: "category") ?? names.firstIndex(of: "type")
         var prompts: [EvaluationPrompt] = []
-        for record in table.records.dropFirst() {
-            guard record.fields.count == names.count else {
-                throw .malformedData(file: path, line: record.line, problem: "\(record.fields.count) fields for a header of \(names.count)")
-            }
+        for row in table.rows {
+            let fields = try table.fields(of: row)
             prompts.append(
-                try prompt(
-                    record.fields[column], category: categoryColumn.map { record.fields[$0] }, id: prompts.count,
-                    file: path, line: record.line))
+                try prompt(fields[column], category: table.categoryColumn.map { fields[$0] }, id: prompts.count, file: path, line: row.line)
+            )
         }
         return prompts
     }

@@ -52,34 +52,29 @@ public enum ResponseSet {
     }
 
     static func csv(_ path: String, labelColumn: String?) throws(EvaluationError) -> [SavedResponse] {
-        let table = try CSVTable(text: try TextFile.read(path), file: path)
-        guard let header = table.records.first else { throw .emptyDataset(file: path) }
-        let names = header.fields.map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+        let table = try CSVTable(text: try TextFile.read(path), file: path).named(file: path)
         func column(_ candidates: [String], what: String) throws(EvaluationError) -> Int {
-            guard let index = candidates.lazy.compactMap({ names.firstIndex(of: $0) }).first else {
+            guard let index = candidates.lazy.compactMap({ table.names.firstIndex(of: $0) }).first else {
                 let listed = candidates.map { "`\($0)`" }.joined(separator: ", ")
                 throw .malformedData(
-                    file: path, line: header.line,
-                    problem: "no \(what) column (\(listed)) in the header (\(header.fields.joined(separator: ",")))")
+                    file: path, line: table.header.line,
+                    problem: "no \(what) column (\(listed)) in the header (\(table.header.fields.joined(separator: ",")))")
             }
             return index
         }
         let promptColumn = try column(promptNames, what: "prompt")
         let responseColumn = try column(responseNames, what: "response")
-        let categoryColumn = names.firstIndex(of: "category") ?? names.firstIndex(of: "type")
         let labelIndex = try labelColumn.map { (name) throws(EvaluationError) in try column([name.lowercased()], what: "label") }
         var responses: [SavedResponse] = []
-        for record in table.records.dropFirst() {
-            guard record.fields.count == names.count else {
-                throw .malformedData(file: path, line: record.line, problem: "\(record.fields.count) fields for a header of \(names.count)")
-            }
-            let category = categoryColumn.map { record.fields[$0].trimmingCharacters(in: .whitespaces) }
+        for row in table.rows {
+            let fields = try table.fields(of: row)
+            let category = table.categoryColumn.map { fields[$0].trimmingCharacters(in: .whitespaces) }
             responses.append(
                 try validated(
                     SavedResponse(
-                        id: responses.count, prompt: record.fields[promptColumn], response: record.fields[responseColumn],
-                        category: category?.isEmpty == false ? category : nil, label: labelIndex.map { record.fields[$0] }),
-                    file: path, line: record.line, labelColumn: labelColumn))
+                        id: responses.count, prompt: fields[promptColumn], response: fields[responseColumn],
+                        category: category?.isEmpty == false ? category : nil, label: labelIndex.map { fields[$0] }),
+                    file: path, line: row.line, labelColumn: labelColumn))
         }
         return responses
     }

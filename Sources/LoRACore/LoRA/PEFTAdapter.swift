@@ -132,9 +132,12 @@ extension LlamaModel {
         for (linear, lora) in adapter?.modules ?? [] { linear.adapter = lora }
     }
 
-    /// Removes every adapter.
+    /// Removes every adapter. Runs before every forward pass of a batch that switches
+    /// adapters, so it walks the layers' projections without `projections`' module paths.
     public func detachAdapters() {
-        for (_, linear) in projections { linear.adapter = nil }
+        for layer in layers {
+            for projection in Projection.allCases { layer[projection].adapter = nil }
+        }
     }
 
     /// Writes the attached LoRA adapters as a PEFT adapter folder: `adapter_model.safetensors`
