@@ -7,7 +7,8 @@
 #define ISA_TABLE(isa)                                                                                     \
     {                                                                                                      \
         .tile = {ck_tile_q8_0_##isa, ck_tile_q4_0_##isa, ck_tile_q4_1_##isa, ck_tile_q4_k_##isa, ck_tile_q6_k_##isa}, \
-        .quantize_act_row = ck_quantize_act_row_##isa, .strip_tile = ck_strip_tile_##isa,                  \
+        .quantize_act_row = ck_quantize_act_row_##isa, .quantize_biased_row = ck_quantize_biased_row_##isa,    \
+        .strip_tile = ck_strip_tile_##isa,                                                                 \
     }
 static const ck_dispatch_table scalar_table = ISA_TABLE(scalar), avx2_table = ISA_TABLE(avx2),
                                avx512_table = ISA_TABLE(avx512);

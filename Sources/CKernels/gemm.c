@@ -55,28 +55,42 @@ size_t ck_gemm_bwd_f32_workspace_size(int n) {
     return (size_t)ck_threads() * (size_t)(n > 0 ? n : 0) * F32_CHUNK * sizeof(float);
 }
 
+// Block b of a row (x[j]·scale_by[j] when scale_by is not NULL) quantized into q[0..31],
+// zero-padded: the one definition of the int8 path's rounding. Returns the block's scale.
+static inline float quantize_block(const float *x, const float *scale_by, int k, int b, int8_t *q) {
+    const int len = k - b * CK_QK < CK_QK ? k - b * CK_QK : CK_QK;
+    float xb[CK_QK];
+    for (int j = 0; j < len; j++) xb[j] = scale_by ? x[b * CK_QK + j] * scale_by[b * CK_QK + j] : x[b * CK_QK + j];
+    float amax = 0;
+    for (int j = 0; j < len; j++) amax = fmaxf(amax, fabsf(xb[j]));
+    const float scale = amax / 127.0f;
+    const float inv = scale ? 1.0f / scale : 0.0f;
+    // nearbyintf rounds half to even, like the SIMD paths' cvtps2dq
+    for (int j = 0; j < CK_QK; j++) q[j] = j < len ? (int8_t)nearbyintf(xb[j] * inv) : 0;
+    return scale;
+}
+
 void ck_quantize_act_row_scalar(const float *x, const float *scale_by, int k, int8_t *q, float *d, int32_t *sum,
                                 int32_t *sum_lo) {
     const int kb = ck_q8_blocks_per_row(k);
     for (int b = 0; b < kb; b++) {
-        const int len = k - b * CK_QK < CK_QK ? k - b * CK_QK : CK_QK;
-        float xb[CK_QK];
-        for (int j = 0; j < len; j++) xb[j] = scale_by ? x[b * CK_QK + j] * scale_by[b * CK_QK + j] : x[b * CK_QK + j];
-        float amax = 0;
-        for (int j = 0; j < len; j++) amax = fmaxf(amax, fabsf(xb[j]));
-        const float scale = amax / 127.0f;
-        const float inv = scale ? 1.0f / scale : 0.0f;
+        d[b] = quantize_block(x, scale_by, k, b, q + b * CK_QK);
         int32_t total = 0, lo = 0;
         for (int j = 0; j < CK_QK; j++) {
-            // nearbyintf rounds half to even, like the SIMD paths' cvtps2dq
-            const int8_t v = j < len ? (int8_t)nearbyintf(xb[j] * inv) : 0;
-            q[b * CK_QK + j] = v;
-            total += v;
-            lo += j < CK_QK / 2 ? v : 0;
+            total += q[b * CK_QK + j];
+            lo += j < CK_QK / 2 ? q[b * CK_QK + j] : 0;
         }
-        d[b] = scale;
         sum[b] = total;
         sum_lo[b] = lo;
+    }
+}
+
+void ck_quantize_biased_row_scalar(const float *x, const float *scale_by, int k, uint8_t *q, float *d) {
+    const int kb = ck_q8_blocks_per_row(k);
+    for (int b = 0; b < kb; b++) {
+        int8_t v[CK_QK];
+        d[b] = quantize_block(x, scale_by, k, b, v);
+        for (int j = 0; j < CK_QK; j++) q[b * CK_QK + j] = (uint8_t)(v[j] + 128);
     }
 }
 

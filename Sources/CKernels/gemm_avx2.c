@@ -168,65 +168,76 @@ AVX2_TILE(q4_1, CK_F_Q4_1)
 AVX2_TILE(q4_k, CK_F_Q4_K)
 AVX2_TILE(q6_k, CK_F_Q6_K)
 
+// Block b of a row (x·s when s is not NULL) rounded to ints[0..31] (zero-padded); returns
+// its scale.
+TARGET INLINE float quantize_block(const float *x, const float *s, int k, int b, int32_t *ints) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    const int len = k - b * CK_QK < CK_QK ? k - b * CK_QK : CK_QK;
+    float v[CK_QK] = {0};
+    memcpy(v, x + b * CK_QK, (size_t)len * sizeof(float));
+    float sv[CK_QK] = {0};
+    if (s) memcpy(sv, s + b * CK_QK, (size_t)len * sizeof(float));
+    __m256 vx[4], mx = _mm256_setzero_ps();
+    for (int h = 0; h < 4; h++) {
+        vx[h] = _mm256_loadu_ps(v + 8 * h);
+        if (s) vx[h] = _mm256_mul_ps(vx[h], _mm256_loadu_ps(sv + 8 * h));
+        mx = _mm256_max_ps(mx, _mm256_andnot_ps(sign, vx[h]));
+    }
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+    const float scale = _mm_cvtss_f32(m4) / 127.0f;
+    const __m256 inv = _mm256_set1_ps(scale ? 1.0f / scale : 0.0f);
+    for (int h = 0; h < 4; h++) _mm256_storeu_si256((__m256i *)(ints + 8 * h), _mm256_cvtps_epi32(_mm256_mul_ps(vx[h], inv)));
+    return scale;
+}
+
 TARGET void ck_quantize_act_row_avx2(const float *x, const float *s, int k, int8_t *q, float *d, int32_t *sum,
                                      int32_t *sum_lo) {
     const int kb = ck_q8_blocks_per_row(k);
-    const __m256 sign = _mm256_set1_ps(-0.0f);
     for (int b = 0; b < kb; b++) {
-        const int len = k - b * CK_QK < CK_QK ? k - b * CK_QK : CK_QK;
-        float v[CK_QK] = {0};
-        memcpy(v, x + b * CK_QK, (size_t)len * sizeof(float));
-        float sv[CK_QK] = {0};
-        if (s) memcpy(sv, s + b * CK_QK, (size_t)len * sizeof(float));
-        __m256 vx[4], mx = _mm256_setzero_ps();
-        for (int h = 0; h < 4; h++) {
-            vx[h] = _mm256_loadu_ps(v + 8 * h);
-            if (s) vx[h] = _mm256_mul_ps(vx[h], _mm256_loadu_ps(sv + 8 * h));
-            mx = _mm256_max_ps(mx, _mm256_andnot_ps(sign, vx[h]));
-        }
-        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
-        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
-        const float scale = _mm_cvtss_f32(m4) / 127.0f;
-        const __m256 inv = _mm256_set1_ps(scale ? 1.0f / scale : 0.0f);
         int32_t ints[CK_QK], total = 0, lo = 0;
-        for (int h = 0; h < 4; h++)
-            _mm256_storeu_si256((__m256i *)(ints + 8 * h), _mm256_cvtps_epi32(_mm256_mul_ps(vx[h], inv)));
+        d[b] = quantize_block(x, s, k, b, ints);
         for (int j = 0; j < CK_QK; j++) {
             q[b * CK_QK + j] = (int8_t)ints[j];
             total += ints[j];
             lo += j < CK_QK / 2 ? ints[j] : 0;
         }
-        d[b] = scale;
         sum[b] = total;
         sum_lo[b] = lo;
+    }
+}
+
+TARGET void ck_quantize_biased_row_avx2(const float *x, const float *s, int k, uint8_t *q, float *d) {
+    const int kb = ck_q8_blocks_per_row(k);
+    for (int b = 0; b < kb; b++) {
+        int32_t ints[CK_QK];
+        d[b] = quantize_block(x, s, k, b, ints);
+        for (int j = 0; j < CK_QK; j++) q[b * CK_QK + j] = (uint8_t)(ints[j] + 128);
     }
 }
 
 // MR rows of the backward strip: 4 ymm of 8 columns.
 TARGET INLINE void strip_rows(const ck_strip *s, const ck_strip_row *z, const int MR, const float *bias, float *dx,
                               int ldx, int cols) {
-    const int sign_trick = s->offset == 128;  // int8 weights: u − 128 can reach 127, too big for VPMADDUBSW
     __m256 acc[2][4];
     for (int i = 0; i < MR; i++)
         for (int v = 0; v < 4; v++) acc[i][v] = _mm256_setzero_ps();
     for (int c = 0; c < s->nb; c++) {
         __m256i dot[2][4];
         for (int i = 0; i < MR; i++)
-            for (int v = 0; v < 4; v++) dot[i][v] = _mm256_set1_epi32(sign_trick ? 0 : -s->offset * z[i].sum[v / 2][c]);
+            for (int v = 0; v < 4; v++) dot[i][v] = _mm256_setzero_si256();
         for (int q = 0; q < CK_QK / 4; q++) {
-            const uint8_t *u = s->u + (size_t)(c * (CK_QK / 4) + q) * 4 * CK_QK;
-            __m256i uv[4];
-            for (int v = 0; v < 4; v++) {
-                uv[v] = _mm256_loadu_si256((const __m256i *)(u + 32 * v));
-                if (sign_trick) uv[v] = _mm256_xor_si256(uv[v], _mm256_set1_epi8((char)0x80));
-            }
+            const int8_t *w = s->w + (size_t)(c * (CK_QK / 4) + q) * 4 * CK_QK;
+            __m256i wv[4];
+            for (int v = 0; v < 4; v++) wv[v] = _mm256_loadu_si256((const __m256i *)(w + 32 * v));
             for (int i = 0; i < MR; i++) {
                 for (int v = 0; v < 4; v++) {
+                    // z unbiased (a flip of the top bit) against signed w: the sign trick, as for Q8_0
                     int32_t four;
                     memcpy(&four, z[i].q[v / 2] + c * CK_QK + 4 * q, 4);
-                    const __m256i xv = _mm256_set1_epi32(four);
-                    dot[i][v] = sign_trick ? dot4(CK_F_Q8_0, dot[i][v], uv[v], xv) : dot4(CK_F_Q4_1, dot[i][v], uv[v], xv);
+                    const __m256i xv = _mm256_xor_si256(_mm256_set1_epi32(four), _mm256_set1_epi8((char)0x80));
+                    dot[i][v] = dot4(CK_F_Q8_0, dot[i][v], wv[v], xv);
                 }
             }
         }

@@ -239,26 +239,96 @@ TARGET void ck_quantize_act_row_avx512(const float *x, const float *s, int k, in
     }
 }
 
+// 16 whole blocks of 32, biased (ck_quantize_biased_row_fn). A first pass keeps only each
+// block's largest |x·s| live (the 32 products of quantize_16_blocks would spill), a second
+// recomputes the products from L1 and rounds them; four blocks' int32 pack into one 64-byte
+// store. The same values and scales as quantize_16_blocks.
+TARGET INLINE void quantize_16_blocks_biased(const float *x, const float *s, uint8_t *q, float *d) {
+    __m512 m[16];
+    for (int c = 0; c < 16; c++) {
+        __m512 v0 = _mm512_loadu_ps(x + c * CK_QK), v1 = _mm512_loadu_ps(x + c * CK_QK + 16);
+        if (s) {
+            v0 = _mm512_mul_ps(v0, _mm512_loadu_ps(s + c * CK_QK));
+            v1 = _mm512_mul_ps(v1, _mm512_loadu_ps(s + c * CK_QK + 16));
+        }
+        m[c] = _mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1));
+    }
+    REDUCE16(m, _mm512_max_ps, _mm512_permutex2var_ps);
+    const __m512 scale = _mm512_div_ps(m[0], _mm512_set1_ps(127.0f));
+    const __mmask16 nonzero = _mm512_cmpneq_ps_mask(scale, _mm512_setzero_ps());
+    const __m512 inv = _mm512_maskz_div_ps(nonzero, _mm512_set1_ps(1.0f), scale);
+    _mm512_storeu_ps(d, scale);
+    // packs work within 128-bit lanes: dword 4L+t of the packed bytes holds lane L of the
+    // t-th vector, which belongs at dword 4t+L
+    const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    for (int c = 0; c < 16; c += 2) {
+        __m512i v[4];
+        for (int t = 0; t < 2; t++) {
+            const float *xb = x + (c + t) * CK_QK;
+            __m512 v0 = _mm512_loadu_ps(xb), v1 = _mm512_loadu_ps(xb + 16);
+            if (s) {
+                v0 = _mm512_mul_ps(v0, _mm512_loadu_ps(s + (c + t) * CK_QK));
+                v1 = _mm512_mul_ps(v1, _mm512_loadu_ps(s + (c + t) * CK_QK + 16));
+            }
+            const __m512 ic = _mm512_permutexvar_ps(_mm512_set1_epi32(c + t), inv);
+            v[2 * t] = _mm512_cvtps_epi32(_mm512_mul_ps(v0, ic));
+            v[2 * t + 1] = _mm512_cvtps_epi32(_mm512_mul_ps(v1, ic));
+        }
+        const __m512i bytes = _mm512_packs_epi16(_mm512_packs_epi32(v[0], v[1]), _mm512_packs_epi32(v[2], v[3]));
+        const __m512i biased = _mm512_xor_si512(_mm512_permutexvar_epi32(order, bytes), _mm512_set1_epi8((char)0x80));
+        _mm512_storeu_si512(q + c * CK_QK, biased);
+    }
+}
+
+TARGET void ck_quantize_biased_row_avx512(const float *x, const float *s, int k, uint8_t *q, float *d) {
+    const int kb = ck_q8_blocks_per_row(k);
+    int b = 0;
+    for (; (b + 16) * CK_QK <= k; b += 16) quantize_16_blocks_biased(x + b * CK_QK, s ? s + b * CK_QK : NULL, q + b * CK_QK, d + b);
+    for (; b < kb; b++) {
+        const int len = k - b * CK_QK < CK_QK ? k - b * CK_QK : CK_QK;
+        const __mmask16 lo = (__mmask16)(len >= 16 ? 0xFFFF : (1u << len) - 1);
+        const __mmask16 hi = (__mmask16)(len >= 32 ? 0xFFFF : len > 16 ? (1u << (len - 16)) - 1 : 0);
+        __m512 v0 = _mm512_maskz_loadu_ps(lo, x + b * CK_QK);
+        __m512 v1 = _mm512_maskz_loadu_ps(hi, x + b * CK_QK + 16);
+        if (s) {
+            v0 = _mm512_mul_ps(v0, _mm512_maskz_loadu_ps(lo, s + b * CK_QK));
+            v1 = _mm512_mul_ps(v1, _mm512_maskz_loadu_ps(hi, s + b * CK_QK + 16));
+        }
+        const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+        const float scale = amax / 127.0f;
+        const __m512 inv = _mm512_set1_ps(scale ? 1.0f / scale : 0.0f);
+        const __m128i bias = _mm_set1_epi8((char)0x80);
+        const __m128i q0 = _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(v0, inv)));
+        const __m128i q1 = _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(v1, inv)));
+        _mm_storeu_si128((__m128i *)(q + b * CK_QK), _mm_xor_si128(q0, bias));
+        _mm_storeu_si128((__m128i *)(q + b * CK_QK + 16), _mm_xor_si128(q1, bias));
+        d[b] = scale;
+    }
+}
+
 // MR rows of the backward strip: 2 vectors of 16 columns, VPDPBUSD over 4 outputs a lane.
 TARGET INLINE void strip_rows(const ck_strip *s, const ck_strip_row *z, const int MR, const int SHARED, const float *bias,
                               float *dx, int ldx, __mmask16 mask[2]) {
     __m512 acc[4][2];
     for (int i = 0; i < MR; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
     for (int c = 0; c < s->nb; c++) {
-        __m512i dot[4][2];
+        // starting from −128·colsum takes the bias of z back out
+        __m512i start[2], dot[4][2];
+        for (int v = 0; v < 2; v++)
+            start[v] = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(_mm512_loadu_si512(s->colsum + c * CK_QK + 16 * v), 7));
         for (int i = 0; i < MR; i++)
-            for (int v = 0; v < 2; v++) dot[i][v] = _mm512_set1_epi32(-s->offset * z[i].sum[v][c]);
+            for (int v = 0; v < 2; v++) dot[i][v] = start[v];
         for (int q = 0; q < CK_QK / 4; q++) {
-            const uint8_t *u = s->u + (size_t)(c * (CK_QK / 4) + q) * 4 * CK_QK;
-            const __m512i u0 = _mm512_loadu_si512(u), u1 = _mm512_loadu_si512(u + 64);
+            const int8_t *w = s->w + (size_t)(c * (CK_QK / 4) + q) * 4 * CK_QK;
+            const __m512i w0 = _mm512_loadu_si512(w), w1 = _mm512_loadu_si512(w + 64);
             for (int i = 0; i < MR; i++) {
                 // both halves share one z unless the format's scales change within 32 columns
                 int32_t four[2];
                 memcpy(&four[0], z[i].q[0] + c * CK_QK + 4 * q, 4);
                 if (!SHARED) memcpy(&four[1], z[i].q[1] + c * CK_QK + 4 * q, 4);
                 const __m512i x0 = _mm512_set1_epi32(four[0]), x1 = SHARED ? x0 : _mm512_set1_epi32(four[1]);
-                dot[i][0] = _mm512_dpbusd_epi32(dot[i][0], u0, x0);
-                dot[i][1] = _mm512_dpbusd_epi32(dot[i][1], u1, x1);
+                dot[i][0] = _mm512_dpbusd_epi32(dot[i][0], x0, w0);
+                dot[i][1] = _mm512_dpbusd_epi32(dot[i][1], x1, w1);
             }
         }
         for (int i = 0; i < MR; i++)

@@ -15,31 +15,33 @@
 #include "include/ck_quant.h"
 
 #define ROW_GROUP 16  // rows of dY quantized together, then run against the strip held in L1/L2
+#define STRIPS 4      // strips a job decodes and runs together: each dY row is read from memory once for them
 
 static inline size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
 
-// Decodes column strip cb (columns 32cb..32cb+31) of all n rows: u in transposed order
-// and the scale of each row for columns 0..15 and 16..31. Returns the offset, and whether
-// the format has minimums in *has_min.
-static int decode_strip(ck_type type, const void *w, int n, int k, int cb, uint8_t *u, float *scale0, float *scale1,
-                        int *has_min) {
+// Decodes column strip cb (columns 32cb..32cb+31) of all n rows: the signed weights in
+// transposed order, their column sums per block of 32 outputs, and the scale of each row
+// for columns 0..15 and 16..31. Returns whether the format has minimums.
+static int decode_strip(ck_type type, const void *w, int n, int k, int cb, int8_t *sw, int32_t *colsum, float *scale0,
+                        float *scale1) {
     const ck_format f = (ck_format)ck_format_of(type);
     const int nb = ck_div_up(n, CK_QK), kb = ck_q8_blocks_per_row(k);
     const size_t bytes = ck_format_block_bytes(f), panel_bytes = ck_format_panel_bytes(f, kb);
-    memset(u, 0, (size_t)nb * CK_QK * CK_QK);
-    *has_min = f == CK_F_Q4_1 || f == CK_F_Q4_K;
+    const int offset = f == CK_F_Q8_0 ? 128 : f == CK_F_Q4_0 ? 8 : f == CK_F_Q6_K ? 32 : 0;
+    memset(sw, 0, (size_t)nb * CK_QK * CK_QK);
+    memset(colsum, 0, (size_t)nb * CK_QK * sizeof(int32_t));
     for (int o = 0; o < nb * CK_QK; o++) {
-        uint8_t *lane = u + (size_t)(o / 4) * 4 * CK_QK + o % 4;  // u[o/4][j][o%4] at lane + 4j
         if (o >= n) {
             scale0[o] = scale1[o] = 0;
             continue;
         }
+        uint8_t u[CK_QK];  // the stored unsigned values
         const int p = o / CK_PANEL, r = o % CK_PANEL;
         const char *panel = (const char *)w + (size_t)p * panel_bytes;
         switch (f) {
         case CK_F_Q8_0: {
             const ck_panel_block *b = (const ck_panel_block *)panel + cb;
-            for (int j = 0; j < CK_QK; j++) lane[4 * j] = b->q[j / 4][r][j % 4];
+            for (int j = 0; j < CK_QK; j++) u[j] = b->q[j / 4][r][j % 4];
             break;
         }
         case CK_F_Q4_0:
@@ -48,8 +50,8 @@ static int decode_strip(ck_type type, const void *w, int n, int k, int cb, uint8
             const ck_panel_q4_1 *b1 = (const ck_panel_q4_1 *)panel + cb;
             for (int j = 0; j < CK_QK / 2; j++) {
                 const uint8_t q = f == CK_F_Q4_0 ? b0->qs[j / 4][r][j % 4] : b1->qs[j / 4][r][j % 4];
-                lane[4 * j] = q & 0x0F;
-                lane[4 * (j + 16)] = q >> 4;
+                u[j] = q & 0x0F;
+                u[j + 16] = q >> 4;
             }
             break;
         }
@@ -58,7 +60,7 @@ static int decode_strip(ck_type type, const void *w, int n, int k, int cb, uint8
             const int s = cb % 8;
             for (int j = 0; j < CK_QK; j++) {
                 const uint8_t q = b->qs[s / 2][j / 4][r][j % 4];
-                lane[4 * j] = s & 1 ? q >> 4 : q & 0x0F;
+                u[j] = s & 1 ? q >> 4 : q & 0x0F;
             }
             break;
         }
@@ -67,9 +69,16 @@ static int decode_strip(ck_type type, const void *w, int n, int k, int cb, uint8
             const int s = cb % 8, h = s / 4, jj = s % 4;
             for (int j = 0; j < CK_QK; j++) {
                 const uint8_t ql = b->ql[h][jj & 1][j / 4][r][j % 4], qh = b->qh[h][j / 4][r][j % 4];
-                lane[4 * j] = (uint8_t)((jj < 2 ? ql & 0x0F : ql >> 4) | ((qh >> (2 * jj)) & 3) << 4);
+                u[j] = (uint8_t)((jj < 2 ? ql & 0x0F : ql >> 4) | ((qh >> (2 * jj)) & 3) << 4);
             }
         }
+        }
+        int8_t *to = sw + (size_t)(o / 4) * 4 * CK_QK + o % 4;  // w[o/4][j][o%4] at to + 4j
+        int32_t *sums = colsum + (size_t)(o / CK_QK) * CK_QK;
+        for (int j = 0; j < CK_QK; j++) {
+            const int v = u[j] - offset;
+            to[4 * j] = (int8_t)v;
+            sums[j] += v;
         }
         // the second half's scale differs only for Q6_K; the minimums come from the driver
         const char *block = panel + (size_t)(f == CK_F_Q4_K || f == CK_F_Q6_K ? cb / 8 : cb) * bytes;
@@ -78,16 +87,45 @@ static int decode_strip(ck_type type, const void *w, int n, int k, int cb, uint8
         ck_panel_scale(type, block, r, sub, &scale0[o], &min);
         ck_panel_scale(type, block, r, sub + 16, &scale1[o], &min);
     }
-    return f == CK_F_Q8_0 ? 128 : f == CK_F_Q4_0 ? 8 : f == CK_F_Q6_K ? 32 : 0;
+    return f == CK_F_Q4_1 || f == CK_F_Q4_K;
 }
 
-// Per-thread scratch: the strip, its per-row scales for both halves, and the quantized z of
-// ROW_GROUP rows for both halves with their minimums' share.
-static size_t thread_bytes(int n) {
-    const int nb = ck_div_up(n, CK_QK), np = nb * CK_QK;
-    return align64((size_t)nb * CK_QK * CK_QK) + 2 * align64((size_t)np * sizeof(float)) +
-           2 * ck_act_q8_bytes(ROW_GROUP, nb) + align64(ROW_GROUP * sizeof(float));
+// The quantized z of ROW_GROUP rows (one half): q, then d.
+static size_t z_bytes(int nb) {
+    return align64((size_t)ROW_GROUP * nb * CK_QK) + align64((size_t)ROW_GROUP * nb * sizeof(float));
 }
+
+// One decoded strip in a thread's scratch: its signed weights and column sums, its per-row
+// scales for both halves, and the quantized z of ROW_GROUP rows for both halves.
+typedef struct {
+    ck_strip strip;
+    float *scale[2];
+    uint8_t *zq[2];
+    float *zd[2];
+} strip_scratch;
+
+static size_t strip_bytes(int n) {
+    const int nb = ck_div_up(n, CK_QK), np = nb * CK_QK;
+    return align64((size_t)nb * CK_QK * CK_QK) + align64((size_t)np * sizeof(int32_t)) + 2 * align64((size_t)np * sizeof(float)) +
+           2 * z_bytes(nb);
+}
+
+static strip_scratch strip_in(char *at, int n) {
+    const int nb = ck_div_up(n, CK_QK), np = nb * CK_QK;
+    strip_scratch s;
+    s.strip = (ck_strip){(int8_t *)at, (int32_t *)(at + align64((size_t)nb * CK_QK * CK_QK)), nb};
+    s.scale[0] = (float *)((char *)s.strip.colsum + align64((size_t)np * sizeof(int32_t)));
+    s.scale[1] = s.scale[0] + align64((size_t)np * sizeof(float)) / sizeof(float);
+    char *z = (char *)(s.scale[1] + align64((size_t)np * sizeof(float)) / sizeof(float));
+    for (int h = 0; h < 2; h++) {
+        s.zq[h] = (uint8_t *)(z + h * z_bytes(nb));
+        s.zd[h] = (float *)(s.zq[h] + align64((size_t)ROW_GROUP * nb * CK_QK));
+    }
+    return s;
+}
+
+// Per-thread scratch: STRIPS decoded strips and the minimums' share of ROW_GROUP rows.
+static size_t thread_bytes(int n) { return STRIPS * strip_bytes(n) + align64(ROW_GROUP * sizeof(float)); }
 
 // Shared scratch: every row's minimum of every strip, and every row of dY's sum over them.
 static inline int mins_stride(int k) { return ck_div_up(ck_q8_blocks_per_row(k), 16) * 16; }
@@ -121,38 +159,36 @@ CK_VECTOR_CLONES static void bias_rows(const float *dy, int rows, int n, const f
     }
 }
 
-// dX rows [i0, i1), columns of strip cb.
-static void strip_rows(ck_type type, const float *dy, int i0, int i1, int n, const void *w, int k, int cb, float *dx,
-                       const float *biases, char *scratch, ck_strip_tile_fn strip_tile, ck_quantize_act_row_fn quantize) {
-    const int nb = ck_div_up(n, CK_QK), np = nb * CK_QK;
-    uint8_t *u = (uint8_t *)scratch;
-    float *scale[2] = {(float *)(scratch + align64((size_t)nb * CK_QK * CK_QK)), NULL};
-    scale[1] = scale[0] + align64((size_t)np * sizeof(float)) / sizeof(float);
-    char *zq_base = (char *)(scale[1] + align64((size_t)np * sizeof(float)) / sizeof(float));
-    float *bias = (float *)(zq_base + 2 * ck_act_q8_bytes(ROW_GROUP, nb));
-    int has_min;
-    const int offset = decode_strip(type, w, n, k, cb, u, scale[0], scale[1], &has_min);
-    const int halves = type == CK_TYPE_Q6_K ? 2 : 1;
-    const ck_act_q8 zq[2] = {ck_act_q8_in(zq_base, ROW_GROUP, nb), ck_act_q8_in(zq_base + ck_act_q8_bytes(ROW_GROUP, nb), ROW_GROUP, nb)};
-    const ck_strip strip = {u, nb, offset};
-    const int cols = k - CK_QK * cb < CK_QK ? k - CK_QK * cb : CK_QK;
+// dX rows [i0, i1), columns of the `count` strips from cb0.
+static void strip_rows(ck_type type, const float *dy, int i0, int i1, int n, const void *w, int k, int cb0, int count,
+                       float *dx, const float *biases, char *scratch, ck_strip_tile_fn strip_tile,
+                       ck_quantize_biased_row_fn quantize) {
+    const int nb = ck_div_up(n, CK_QK), halves = type == CK_TYPE_Q6_K ? 2 : 1, h1 = halves - 1;
+    strip_scratch s[STRIPS];
+    int has_min = 0;
+    for (int t = 0; t < count; t++) {
+        s[t] = strip_in(scratch + t * strip_bytes(n), n);
+        has_min = decode_strip(type, w, n, k, cb0 + t, (int8_t *)s[t].strip.w, (int32_t *)s[t].strip.colsum, s[t].scale[0],
+                               s[t].scale[1]);
+    }
+    float *bias = (float *)(scratch + STRIPS * strip_bytes(n));
     for (int g0 = i0; g0 < i1; g0 += ROW_GROUP) {
         const int rows = i1 - g0 < ROW_GROUP ? i1 - g0 : ROW_GROUP;
-        ck_strip_row z_rows[ROW_GROUP];
-        for (int i = 0; i < rows; i++) {
-            const float *row = dy + (size_t)(g0 + i) * n;
-            for (int h = 0; h < halves; h++) {
-                const size_t at = (size_t)i * nb;
-                quantize(row, scale[h], n, (int8_t *)zq[h].q + at * CK_QK, (float *)zq[h].d + at, (int32_t *)zq[h].sum + at,
-                         (int32_t *)zq[h].sum_lo + at);
+        // each dY row comes from memory once, for every strip of the job
+        for (int i = 0; i < rows; i++)
+            for (int t = 0; t < count; t++)
+                for (int h = 0; h < halves; h++)
+                    quantize(dy + (size_t)(g0 + i) * n, s[t].scale[h], n, s[t].zq[h] + (size_t)i * nb * CK_QK, s[t].zd[h] + (size_t)i * nb);
+        for (int t = 0; t < count; t++) {
+            const int cb = cb0 + t, cols = k - CK_QK * cb < CK_QK ? k - CK_QK * cb : CK_QK;
+            ck_strip_row z_rows[ROW_GROUP];
+            for (int i = 0; i < rows; i++) {
+                z_rows[i] = (ck_strip_row){{s[t].zq[0] + (size_t)i * nb * CK_QK, s[t].zq[h1] + (size_t)i * nb * CK_QK},
+                                           {s[t].zd[0] + (size_t)i * nb, s[t].zd[h1] + (size_t)i * nb}};
+                if (has_min) bias[i] = biases[(size_t)(g0 + i) * ck_q8_blocks_per_row(k) + cb];
             }
-            const int h1 = halves - 1;
-            z_rows[i] = (ck_strip_row){{zq[0].q + (size_t)i * nb * CK_QK, zq[h1].q + (size_t)i * nb * CK_QK},
-                                       {zq[0].d + (size_t)i * nb, zq[h1].d + (size_t)i * nb},
-                                       {zq[0].sum + (size_t)i * nb, zq[h1].sum + (size_t)i * nb}};
-            if (has_min) bias[i] = biases[(size_t)(g0 + i) * ck_q8_blocks_per_row(k) + cb];
+            strip_tile(&s[t].strip, z_rows, rows, has_min ? bias : NULL, dx + (size_t)g0 * k + CK_QK * cb, k, cols);
         }
-        strip_tile(&strip, z_rows, rows, has_min ? bias : NULL, dx + (size_t)g0 * k + CK_QK * cb, k, cols);
     }
 }
 
@@ -163,8 +199,9 @@ void ck_strip_tile_scalar(const ck_strip *s, const ck_strip_row *z, int rows, co
             const int h = j / 16;
             float acc = 0;
             for (int c = 0; c < s->nb; c++) {
-                int32_t dot = -s->offset * z[i].sum[h][c];
-                for (int o = c * CK_QK; o < (c + 1) * CK_QK; o++) dot += s->u[(size_t)(o / 4) * 4 * CK_QK + 4 * j + o % 4] * z[i].q[h][o];
+                int32_t dot = 0;
+                for (int o = c * CK_QK; o < (c + 1) * CK_QK; o++)
+                    dot += s->w[(size_t)(o / 4) * 4 * CK_QK + 4 * j + o % 4] * (z[i].q[h][o] - 128);
                 acc = fmaf((float)dot, z[i].d[h][c], acc);
             }
             dx[(size_t)i * ldx + j] = bias ? acc + bias[i] : acc;
@@ -173,7 +210,7 @@ void ck_strip_tile_scalar(const ck_strip *s, const ck_strip_row *z, int rows, co
 }
 
 static ck_status gemm_bwd(ck_type type, const float *dy, int m, int n, const void *w, int k, float *dx, void *workspace,
-                          size_t workspace_size, ck_strip_tile_fn strip_tile, ck_quantize_act_row_fn quantize, int nt) {
+                          size_t workspace_size, ck_strip_tile_fn strip_tile, ck_quantize_biased_row_fn quantize, int nt) {
     if (ck_format_of(type) < 0) return CK_ERR_UNSUPPORTED;
     if (m < 0 || k < 0 || n < 0) return CK_ERR_SHAPE;
     if (m == 0 || k == 0) return CK_OK;
@@ -204,16 +241,19 @@ static ck_status gemm_bwd(ck_type type, const float *dy, int m, int n, const voi
             bias_rows(dy + (size_t)i * n, rows, n, mins, strips, stride, biases + (size_t)i * strips);
         }
     }
-    // enough jobs for every thread: rows split only when there are fewer strips than 2 per thread
-    const int row_parts = strips >= 2 * nt ? 1 : ck_div_up(2 * nt, strips);
+    // enough jobs for every thread: rows split only when there are fewer strip groups than 2 per thread
+    const int groups = ck_div_up(strips, STRIPS);
+    const int row_parts = groups >= 2 * nt ? 1 : ck_div_up(2 * nt, groups);
     const int rows_per = ck_div_up(ck_div_up(m, row_parts), 4) * 4;
-    const int parts = ck_div_up(m, rows_per), jobs = strips * parts;
+    const int parts = ck_div_up(m, rows_per), jobs = groups * parts;
 #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1 && jobs > 1 && (long)m * n * k >= (1L << 18))
     for (int j = 0; j < jobs; j++) {
         int rank, team;
         ck_team(&rank, &team);
-        const int cb = j / parts, i0 = (j % parts) * rows_per, i1 = i0 + rows_per < m ? i0 + rows_per : m;
-        strip_rows(type, dy, i0, i1, n, w, k, cb, dx, biases, scratch + (size_t)rank * thread_bytes(n), strip_tile, quantize);
+        const int cb0 = (j / parts) * STRIPS, i0 = (j % parts) * rows_per, i1 = i0 + rows_per < m ? i0 + rows_per : m;
+        const int count = strips - cb0 < STRIPS ? strips - cb0 : STRIPS;
+        strip_rows(type, dy, i0, i1, n, w, k, cb0, count, dx, biases, scratch + (size_t)rank * thread_bytes(n), strip_tile,
+                   quantize);
     }
     return CK_OK;
 }
@@ -221,7 +261,7 @@ static ck_status gemm_bwd(ck_type type, const float *dy, int m, int n, const voi
 ck_status ck_gemm_bwd(ck_type type, const float *dy, int m, int n, const void *w, int k, float *dx, void *workspace,
                       size_t workspace_size) {
     ck_init();
-    return gemm_bwd(type, dy, m, n, w, k, dx, workspace, workspace_size, ck_dispatch()->strip_tile, ck_dispatch()->quantize_act_row,
+    return gemm_bwd(type, dy, m, n, w, k, dx, workspace, workspace_size, ck_dispatch()->strip_tile, ck_dispatch()->quantize_biased_row,
                     ck_threads());
 }
 
@@ -229,5 +269,5 @@ void ck_gemm_bwd_ref(ck_type type, const float *dy, int m, int n, const void *w,
     const size_t bytes = shared_bytes(m, n, k) + thread_bytes(n);
     char work[bytes + 64];
     void *aligned = (void *)(((uintptr_t)work + 63) & ~(uintptr_t)63);
-    gemm_bwd(type, dy, m, n, w, k, dx, aligned, bytes, ck_strip_tile_scalar, ck_quantize_act_row_scalar, 1);
+    gemm_bwd(type, dy, m, n, w, k, dx, aligned, bytes, ck_strip_tile_scalar, ck_quantize_biased_row_scalar, 1);
 }

@@ -9,6 +9,8 @@ let blockTypes: [ck_type] = [CK_TYPE_Q8_0, CK_TYPE_Q4_0, CK_TYPE_Q4_1, CK_TYPE_Q
 let blockShapes: [(m: Int, k: Int, n: Int)] = [
     (1, 256, 16), (1, 37, 5), (1, 576, 192), (2, 512, 17), (3, 300, 33), (5, 100, 47), (9, 800, 65), (17, 129, 161),
     (70, 264, 50),
+    // n past 512: the backward's z rows take the 16-block quantizer and its tail
+    (6, 70, 1100),
 ]
 
 func typeName(_ type: ck_type) -> String {
