@@ -2,6 +2,7 @@
 // (the meaning of the SIMD ones, which must match it bit for bit), the exact-f32 paths
 // and the plain references the fast kernels are tested against.
 #include <math.h>
+#include <stdatomic.h>
 #include <string.h>
 #include "ck_internal.h"
 #include "include/ck_quant.h"
@@ -9,6 +10,7 @@
 #define M_CHUNK 64       // rows of X per job: X's int8 tile stays in L2 across panels
 #define K_CHUNK 24       // K blocks of 32 per pass (3 K-quant super-blocks): the tile stays in L1
 #define F32_CHUNK 64     // weight rows (or columns) dequantized per step of the f32 paths
+#define DECODE_RUNS 8    // runs of panel pairs per thread a decoding product is cut into
 #define PARALLEL_MIN_MACS (1L << 18)  // below this an OpenMP fork costs more than it saves
 
 static inline int thread_id(void) {
@@ -228,8 +230,11 @@ ck_status ck_gemm(ck_type type, const float *x, int m, int k, const void *w, int
     const int panels = ck_q8_panels(n);
     if (m <= M_CHUNK) {
         // Decoding, one sequence or a batch: X's int8 rows stay in L1, so nothing is gained by
-        // K chunks; each thread streams an equal run of panel pairs from memory once, front to
-        // back, every row of X against each pair.
+        // K chunks; the threads take runs of panel pairs as they finish the last (memory
+        // serves the two cores unevenly, so equal halves leave one waiting) and stream each
+        // run from memory once, front to back, every row of X against each pair.
+        const int pairs = ck_div_up(panels, 2), run = ck_div_up(pairs, DECODE_RUNS * nt), runs = ck_div_up(pairs, run);
+        atomic_int next = 0;
 #pragma omp parallel num_threads(nt) if (parallel)
         {
             int64_t lo, hi;
@@ -237,9 +242,12 @@ ck_status ck_gemm(ck_type type, const float *x, int m, int k, const void *w, int
             for (int64_t i = lo; i < hi; i++)
                 quantize(x + i * k, NULL, k, q + i * kb * CK_QK, d + i * kb, sum + i * kb, sum_lo + i * kb);
 #pragma omp barrier
-            ck_team_share(ck_div_up(panels, 2), &lo, &hi);
-            const int p0 = 2 * (int)lo, p1 = 2 * (int)hi < panels ? 2 * (int)hi : panels;
-            if (p0 < p1) tile(&act, 0, m, w, p0, p1, 0, kb, n, y, n);
+            // a counter rather than schedule(dynamic): Debian's libomp predates the entry
+            // points the toolchain's clang emits for it
+            for (int r; (r = atomic_fetch_add_explicit(&next, 1, memory_order_relaxed)) < runs;) {
+                const int p0 = 2 * r * run, p1 = 2 * (r + 1) * run < panels ? 2 * (r + 1) * run : panels;
+                tile(&act, 0, m, w, p0, p1, 0, kb, n, y, n);
+            }
         }
         return CK_OK;
     }

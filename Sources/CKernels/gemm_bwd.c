@@ -3,10 +3,12 @@
 // A weight's scale varies along the summed dimension (one per output row and block), so
 // integer dots over outputs need it folded into dY first: for each 32-column strip of W,
 // z[o] = dY[o] · scale[o] is quantized over outputs in blocks of 32 (the activation
-// quantizer), the strip's weights are decoded to unsigned bytes in transposed order, and
-// dX[j] = sum over blocks c of d_z[c] · sum_o z_q[o] · (u[o][j] − offset), plus
-// sum_o dY[o] · min[o] for the formats with a per-block minimum (Q4_1, Q4_K). The weights
-// stay exact; only z is rounded, to int8 per block of 32, as activations are forward.
+// quantizer, which stores z_q + 128 as unsigned bytes for VPDPBUSD), the strip's weights are
+// decoded to signed bytes w = u − offset in transposed order with their column sums per
+// block of 32 outputs, and dX[j] = sum over blocks c of
+// d_z[c] · (sum_o (z_q[o] + 128) · w[o][j] − 128 · colsum[c][j]), plus sum_o dY[o] · min[o]
+// for the formats with a per-block minimum (Q4_1, Q4_K). The weights stay exact; only z is
+// rounded, to int8 per block of 32, as activations are forward.
 // Every dX element comes from one strip and one row, in one order: bit-identical for any
 // thread count and on every path.
 #include <math.h>
