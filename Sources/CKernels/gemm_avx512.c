@@ -210,6 +210,26 @@ TARGET INLINE void quantize_16_blocks(const float *x, const float *s, int8_t *q,
     _mm512_storeu_si512(sum, _mm512_add_epi32(lo[0], hi[0]));
 }
 
+// Block b of a row of k (the blocks past the last whole 16): rounds x·s / scale into two
+// vectors of 16 int32 (lanes past k are zero) and returns the block's scale.
+TARGET INLINE float quantize_block_tail(const float *x, const float *s, int k, int b, __m512i *i0, __m512i *i1) {
+    const int len = k - b * CK_QK < CK_QK ? k - b * CK_QK : CK_QK;
+    const __mmask16 lo = (__mmask16)(len >= 16 ? 0xFFFF : (1u << len) - 1);
+    const __mmask16 hi = (__mmask16)(len >= 32 ? 0xFFFF : len > 16 ? (1u << (len - 16)) - 1 : 0);
+    __m512 v0 = _mm512_maskz_loadu_ps(lo, x + b * CK_QK);
+    __m512 v1 = _mm512_maskz_loadu_ps(hi, x + b * CK_QK + 16);
+    if (s) {
+        v0 = _mm512_mul_ps(v0, _mm512_maskz_loadu_ps(lo, s + b * CK_QK));
+        v1 = _mm512_mul_ps(v1, _mm512_maskz_loadu_ps(hi, s + b * CK_QK + 16));
+    }
+    const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+    const float scale = amax / 127.0f;
+    const __m512 inv = _mm512_set1_ps(scale ? 1.0f / scale : 0.0f);
+    *i0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, inv));
+    *i1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, inv));
+    return scale;
+}
+
 TARGET void ck_quantize_act_row_avx512(const float *x, const float *s, int k, int8_t *q, float *d, int32_t *sum,
                                        int32_t *sum_lo) {
     const int kb = ck_q8_blocks_per_row(k);
@@ -217,20 +237,8 @@ TARGET void ck_quantize_act_row_avx512(const float *x, const float *s, int k, in
     for (; (b + 16) * CK_QK <= k; b += 16)
         quantize_16_blocks(x + b * CK_QK, s ? s + b * CK_QK : NULL, q + b * CK_QK, d + b, sum + b, sum_lo + b);
     for (; b < kb; b++) {
-        const int len = k - b * CK_QK < CK_QK ? k - b * CK_QK : CK_QK;
-        const __mmask16 lo = (__mmask16)(len >= 16 ? 0xFFFF : (1u << len) - 1);
-        const __mmask16 hi = (__mmask16)(len >= 32 ? 0xFFFF : len > 16 ? (1u << (len - 16)) - 1 : 0);
-        __m512 v0 = _mm512_maskz_loadu_ps(lo, x + b * CK_QK);
-        __m512 v1 = _mm512_maskz_loadu_ps(hi, x + b * CK_QK + 16);
-        if (s) {
-            v0 = _mm512_mul_ps(v0, _mm512_maskz_loadu_ps(lo, s + b * CK_QK));
-            v1 = _mm512_mul_ps(v1, _mm512_maskz_loadu_ps(hi, s + b * CK_QK + 16));
-        }
-        const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
-        const float scale = amax / 127.0f;
-        const __m512 inv = _mm512_set1_ps(scale ? 1.0f / scale : 0.0f);
-        const __m512i i0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, inv));
-        const __m512i i1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, inv));
+        __m512i i0, i1;
+        const float scale = quantize_block_tail(x, s, k, b, &i0, &i1);
         _mm_storeu_si128((__m128i *)(q + b * CK_QK), _mm512_cvtsepi32_epi8(i0));
         _mm_storeu_si128((__m128i *)(q + b * CK_QK + 16), _mm512_cvtsepi32_epi8(i1));
         d[b] = scale;
@@ -285,21 +293,10 @@ TARGET void ck_quantize_biased_row_avx512(const float *x, const float *s, int k,
     int b = 0;
     for (; (b + 16) * CK_QK <= k; b += 16) quantize_16_blocks_biased(x + b * CK_QK, s ? s + b * CK_QK : NULL, q + b * CK_QK, d + b);
     for (; b < kb; b++) {
-        const int len = k - b * CK_QK < CK_QK ? k - b * CK_QK : CK_QK;
-        const __mmask16 lo = (__mmask16)(len >= 16 ? 0xFFFF : (1u << len) - 1);
-        const __mmask16 hi = (__mmask16)(len >= 32 ? 0xFFFF : len > 16 ? (1u << (len - 16)) - 1 : 0);
-        __m512 v0 = _mm512_maskz_loadu_ps(lo, x + b * CK_QK);
-        __m512 v1 = _mm512_maskz_loadu_ps(hi, x + b * CK_QK + 16);
-        if (s) {
-            v0 = _mm512_mul_ps(v0, _mm512_maskz_loadu_ps(lo, s + b * CK_QK));
-            v1 = _mm512_mul_ps(v1, _mm512_maskz_loadu_ps(hi, s + b * CK_QK + 16));
-        }
-        const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
-        const float scale = amax / 127.0f;
-        const __m512 inv = _mm512_set1_ps(scale ? 1.0f / scale : 0.0f);
+        __m512i i0, i1;
+        const float scale = quantize_block_tail(x, s, k, b, &i0, &i1);
         const __m128i bias = _mm_set1_epi8((char)0x80);
-        const __m128i q0 = _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(v0, inv)));
-        const __m128i q1 = _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(v1, inv)));
+        const __m128i q0 = _mm512_cvtsepi32_epi8(i0), q1 = _mm512_cvtsepi32_epi8(i1);
         _mm_storeu_si128((__m128i *)(q + b * CK_QK), _mm_xor_si128(q0, bias));
         _mm_storeu_si128((__m128i *)(q + b * CK_QK + 16), _mm_xor_si128(q1, bias));
         d[b] = scale;
