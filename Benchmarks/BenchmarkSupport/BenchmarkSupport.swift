@@ -38,4 +38,45 @@ public enum BenchmarkEnvironment {
         getrusage(RUSAGE_SELF.rawValue, &usage)
         return Double(usage.ru_maxrss) / 1024
     }
+
+    /// GB/s memory delivers to `threads` threads each summing its share of a 256 MiB buffer
+    /// (eight times a 32 MiB L3, so every byte comes from memory) as 8 interleaved streams
+    /// (this VM's memory serves several streams a core faster than one): the bound on any
+    /// product that streams its weights. The median of 5 passes after one unmeasured.
+    public static func memoryReadRate(threads: Int) -> Double {
+        let streams = 8 // the eight sums below
+        let count = 256 << 20 / MemoryLayout<SIMD16<Float>>.stride
+        let length = count / (threads * streams) // vectors in one stream
+        // each thread reads its own slice and writes its own sum
+        nonisolated(unsafe) let buffer = UnsafeMutablePointer<SIMD16<Float>>.allocate(capacity: count)
+        defer { buffer.deallocate() }
+        buffer.initialize(repeating: SIMD16(repeating: 1), count: count)
+        nonisolated(unsafe) let sums = UnsafeMutablePointer<Float>.allocate(capacity: threads)
+        defer { sums.deallocate() }
+        func pass() -> Double {
+            let start = Date()
+            DispatchQueue.concurrentPerform(iterations: threads) { t in
+                let base = buffer + t * streams * length
+                // one register each (an array of sums would go through memory every add)
+                var (s0, s1, s2, s3, s4, s5, s6, s7) = (SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>(),
+                                                        SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>())
+                for j in 0..<length {
+                    s0 += base[j]
+                    s1 += base[length + j]
+                    s2 += base[2 * length + j]
+                    s3 += base[3 * length + j]
+                    s4 += base[4 * length + j]
+                    s5 += base[5 * length + j]
+                    s6 += base[6 * length + j]
+                    s7 += base[7 * length + j]
+                }
+                sums[t] = (s0 + s1 + s2 + s3 + s4 + s5 + s6 + s7).sum()
+            }
+            return Date().timeIntervalSince(start)
+        }
+        _ = pass()
+        let seconds = (0..<5).map { _ in pass() }.sorted()
+        precondition((0..<threads).allSatisfy { sums[$0] > 0 }, "memoryReadRate: the sums were not computed")
+        return Double(threads * streams * length * MemoryLayout<SIMD16<Float>>.stride) / seconds[2] / 1e9
+    }
 }
