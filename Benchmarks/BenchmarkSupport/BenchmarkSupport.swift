@@ -58,8 +58,10 @@ public enum BenchmarkEnvironment {
             DispatchQueue.concurrentPerform(iterations: threads) { t in
                 let base = buffer + t * streams * length
                 // one register each (an array of sums would go through memory every add)
-                var (s0, s1, s2, s3, s4, s5, s6, s7) = (SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>(),
-                                                        SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>())
+                var (s0, s1, s2, s3, s4, s5, s6, s7) = (
+                    SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>(),
+                    SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>()
+                )
                 for j in 0..<length {
                     s0 += base[j]
                     s1 += base[length + j]

@@ -50,6 +50,8 @@ size_t ck_gemm_workspace_size(int m, int k, ck_act_mode mode) {
     const int kb = ck_q8_blocks_per_row(k);
     // the f32 path dequantizes whole K-quant super-blocks
     if (mode == CK_ACT_F32) return (size_t)ck_threads() * F32_CHUNK * ((size_t)ck_div_up(k, CK_QK_K) * CK_QK_K) * sizeof(float);
+    // decoding: a copy of the quantized X for each thread
+    if (m <= M_CHUNK) return (size_t)ck_threads() * ck_act_q8_bytes(m, kb);
     return ck_act_q8_bytes(m, kb);
 }
 
@@ -206,6 +208,14 @@ static ck_status gemm_f32(ck_type type, const float *x, int m, int k, const void
     return CK_OK;
 }
 
+// Rows [i0, i1) of X [.., k] quantized into their places in a.
+static void quantize_rows(ck_quantize_act_row_fn quantize, const float *x, int i0, int i1, int k, const ck_act_q8 *a) {
+    const size_t kb = (size_t)a->kb;
+    for (size_t i = (size_t)i0; i < (size_t)i1; i++)
+        quantize(x + i * k, NULL, k, (int8_t *)a->q + i * kb * CK_QK, (float *)a->d + i * kb, (int32_t *)a->sum + i * kb,
+                 (int32_t *)a->sum_lo + i * kb);
+}
+
 ck_status ck_gemm(ck_type type, const float *x, int m, int k, const void *w, int n, float *y, ck_act_mode mode,
                   void *workspace, size_t workspace_size) {
     ck_init();
@@ -219,10 +229,6 @@ ck_status ck_gemm(ck_type type, const float *x, int m, int k, const void *w, int
     if (mode == CK_ACT_F32) return gemm_f32(type, x, m, k, w, n, y, workspace);
 
     const int kb = ck_q8_blocks_per_row(k), nt = ck_threads();
-    const ck_act_q8 act = ck_act_q8_in(workspace, m, kb);
-    int8_t *q = (int8_t *)act.q;
-    float *d = (float *)act.d;
-    int32_t *sum = (int32_t *)act.sum, *sum_lo = (int32_t *)act.sum_lo;
     const int parallel = (long)m * n * k >= PARALLEL_MIN_MACS && nt > 1;
     const ck_tile_fn tile = ck_dispatch()->tile[format];
     const ck_quantize_act_row_fn quantize = ck_dispatch()->quantize_act_row;
@@ -235,15 +241,15 @@ ck_status ck_gemm(ck_type type, const float *x, int m, int k, const void *w, int
         // memory once, front to back, one panel at a time: a tile over two panels reads two
         // streams at once, and with short rows (K = 576: 5 KB a panel) the prefetchers would
         // meet a new stream every other panel (SmolLM2's products ran 25% slower that way).
+        // Each thread quantizes all of X (m·K values against the product's m·K·N) into its
+        // own copy: no barrier, so a thread that joins late only takes fewer runs.
         const int run = ck_div_up(panels, DECODE_RUNS * nt), runs = ck_div_up(panels, run);
+        const size_t copy = ck_act_q8_bytes(m, kb);
         atomic_int next = 0;
 #pragma omp parallel num_threads(nt) if (parallel)
         {
-            int64_t lo, hi;
-            ck_team_share(m, &lo, &hi);
-            for (int64_t i = lo; i < hi; i++)
-                quantize(x + i * k, NULL, k, q + i * kb * CK_QK, d + i * kb, sum + i * kb, sum_lo + i * kb);
-#pragma omp barrier
+            const ck_act_q8 act = ck_act_q8_in((char *)workspace + (size_t)thread_id() * copy, m, kb);
+            quantize_rows(quantize, x, 0, m, k, &act);
             // a counter rather than schedule(dynamic): Debian's libomp predates the entry
             // points the toolchain's clang emits for it
             for (int r; (r = atomic_fetch_add_explicit(&next, 1, memory_order_relaxed)) < runs;) {
@@ -254,10 +260,9 @@ ck_status ck_gemm(ck_type type, const float *x, int m, int k, const void *w, int
         return CK_OK;
     }
 
+    const ck_act_q8 act = ck_act_q8_in(workspace, m, kb);
 #pragma omp parallel for schedule(static) num_threads(nt) if (parallel)
-    for (int i = 0; i < m; i++)
-        quantize(x + (size_t)i * k, NULL, k, q + (size_t)i * kb * CK_QK, d + (size_t)i * kb, sum + (size_t)i * kb,
-                 sum_lo + (size_t)i * kb);
+    for (int i = 0; i < m; i++) quantize_rows(quantize, x, i, i + 1, k, &act);
 
     // Many rows: groups of 8 panels, each thread keeping its weight slice hot in L2.
     const int group = 8;
@@ -315,8 +320,6 @@ void ck_gemm_ref(ck_type type, const float *x, int m, int k, const void *w, int 
     char work[bytes + 64];
     void *aligned = (void *)(((uintptr_t)work + 63) & ~(uintptr_t)63);
     const ck_act_q8 act = ck_act_q8_in(aligned, m, kb);
-    for (int i = 0; i < m; i++)
-        ck_quantize_act_row_scalar(x + (size_t)i * k, NULL, k, (int8_t *)act.q + (size_t)i * kb * CK_QK, (float *)act.d + (size_t)i * kb,
-                                   (int32_t *)act.sum + (size_t)i * kb, (int32_t *)act.sum_lo + (size_t)i * kb);
+    quantize_rows(ck_quantize_act_row_scalar, x, 0, m, k, &act);
     scalar_tile(format, &act, 0, m, w, 0, ck_q8_panels(n), 0, kb, n, y, n);
 }
