@@ -11,6 +11,7 @@
 #define K_CHUNK 24       // K blocks of 32 per pass (3 K-quant super-blocks): the tile stays in L1
 #define F32_CHUNK 64     // weight rows (or columns) dequantized per step of the f32 paths
 #define DECODE_RUNS 8    // runs of panels per thread a decoding product is cut into
+#define STREAM_ROWS 8    // up to this many rows a decoding product tiles one panel at a time
 #define PARALLEL_MIN_MACS (1L << 18)  // below this an OpenMP fork costs more than it saves
 
 static inline int thread_id(void) {
@@ -238,12 +239,14 @@ ck_status ck_gemm(ck_type type, const float *x, int m, int k, const void *w, int
         // Decoding, one sequence or a batch: X's int8 rows stay in L1, so nothing is gained by
         // K chunks; the threads take runs of panels as they finish the last (memory serves
         // the two cores unevenly, so equal halves leave one waiting) and stream each run from
-        // memory once, front to back, one panel at a time: a tile over two panels reads two
-        // streams at once, and with short rows (K = 576: 5 KB a panel) the prefetchers would
-        // meet a new stream every other panel (SmolLM2's products ran 25% slower that way).
+        // memory once, front to back. Up to STREAM_ROWS rows of X, memory is the bound and a
+        // run goes one panel at a time: a tile over two panels reads two streams at once, and
+        // with short rows (K = 576: 5 KB a panel) the prefetchers would meet a new stream
+        // every other panel (SmolLM2's products ran 25% slower that way); with more rows the
+        // dot products are the bound and two panels share each broadcast of X.
         // Each thread quantizes all of X (m·K values against the product's m·K·N) into its
         // own copy: no barrier, so a thread that joins late only takes fewer runs.
-        const int run = ck_div_up(panels, DECODE_RUNS * nt), runs = ck_div_up(panels, run);
+        const int run = 2 * ck_div_up(panels, 2 * DECODE_RUNS * nt), runs = ck_div_up(panels, run);
         const size_t copy = ck_act_q8_bytes(m, kb);
         atomic_int next = 0;
 #pragma omp parallel num_threads(nt) if (parallel)
@@ -254,7 +257,9 @@ ck_status ck_gemm(ck_type type, const float *x, int m, int k, const void *w, int
             // points the toolchain's clang emits for it
             for (int r; (r = atomic_fetch_add_explicit(&next, 1, memory_order_relaxed)) < runs;) {
                 const int p1 = (r + 1) * run < panels ? (r + 1) * run : panels;
-                for (int p = r * run; p < p1; p++) tile(&act, 0, m, w, p, p + 1, 0, kb, n, y, n);
+                if (m > STREAM_ROWS) tile(&act, 0, m, w, r * run, p1, 0, kb, n, y, n);
+                else
+                    for (int p = r * run; p < p1; p++) tile(&act, 0, m, w, p, p + 1, 0, kb, n, y, n);
             }
         }
         return CK_OK;
