@@ -11,7 +11,7 @@
 #define K_CHUNK 24       // K blocks of 32 per pass (3 K-quant super-blocks): the tile stays in L1
 #define F32_CHUNK 64     // weight rows (or columns) dequantized per step of the f32 paths
 #define DECODE_RUNS 8    // runs of panels per thread a decoding product is cut into
-#define STREAM_ROWS 8    // up to this many rows a decoding product tiles one panel at a time
+#define STREAM_ROWS 8    // up to this many rows a decoding product is bound by memory (see ck_gemm)
 #define PARALLEL_MIN_MACS (1L << 18)  // below this an OpenMP fork costs more than it saves
 
 static inline int thread_id(void) {
@@ -51,8 +51,8 @@ size_t ck_gemm_workspace_size(int m, int k, ck_act_mode mode) {
     const int kb = ck_q8_blocks_per_row(k);
     // the f32 path dequantizes whole K-quant super-blocks
     if (mode == CK_ACT_F32) return (size_t)ck_threads() * F32_CHUNK * ((size_t)ck_div_up(k, CK_QK_K) * CK_QK_K) * sizeof(float);
-    // decoding: a copy of the quantized X for each thread
-    if (m <= M_CHUNK) return (size_t)ck_threads() * ck_act_q8_bytes(m, kb);
+    // decoding a few rows: a copy of the quantized X for each thread
+    if (m <= STREAM_ROWS) return (size_t)ck_threads() * ck_act_q8_bytes(m, kb);
     return ck_act_q8_bytes(m, kb);
 }
 
@@ -244,20 +244,29 @@ ck_status ck_gemm(ck_type type, const float *x, int m, int k, const void *w, int
         // with short rows (K = 576: 5 KB a panel) the prefetchers would meet a new stream
         // every other panel (SmolLM2's products ran 25% slower that way); with more rows the
         // dot products are the bound and two panels share each broadcast of X.
-        // Each thread quantizes all of X (m·K values against the product's m·K·N) into its
-        // own copy: no barrier, so a thread that joins late only takes fewer runs.
+        // Up to STREAM_ROWS rows each thread also quantizes all of X (m·K values against the
+        // product's m·K·N) into its own copy: no barrier, so a thread that joins late only
+        // takes fewer runs; with more rows the threads share the rows of one copy.
+        const int few = m <= STREAM_ROWS;
         const int run = 2 * ck_div_up(panels, 2 * DECODE_RUNS * nt), runs = ck_div_up(panels, run);
         const size_t copy = ck_act_q8_bytes(m, kb);
         atomic_int next = 0;
 #pragma omp parallel num_threads(nt) if (parallel)
         {
-            const ck_act_q8 act = ck_act_q8_in((char *)workspace + (size_t)thread_id() * copy, m, kb);
-            quantize_rows(quantize, x, 0, m, k, &act);
+            const ck_act_q8 act = ck_act_q8_in((char *)workspace + (few ? (size_t)thread_id() * copy : 0), m, kb);
+            if (few) {
+                quantize_rows(quantize, x, 0, m, k, &act);
+            } else {
+                int64_t lo, hi;
+                ck_team_share(m, &lo, &hi);
+                quantize_rows(quantize, x, (int)lo, (int)hi, k, &act);
+#pragma omp barrier
+            }
             // a counter rather than schedule(dynamic): Debian's libomp predates the entry
             // points the toolchain's clang emits for it
             for (int r; (r = atomic_fetch_add_explicit(&next, 1, memory_order_relaxed)) < runs;) {
                 const int p1 = (r + 1) * run < panels ? (r + 1) * run : panels;
-                if (m > STREAM_ROWS) tile(&act, 0, m, w, r * run, p1, 0, kb, n, y, n);
+                if (!few) tile(&act, 0, m, w, r * run, p1, 0, kb, n, y, n);
                 else
                     for (int p = r * run; p < p1; p++) tile(&act, 0, m, w, p, p + 1, 0, kb, n, y, n);
             }
