@@ -81,19 +81,21 @@ final class InferenceBenchmarks: XCTestCase {
             let model = try LanguageModel.load(path: path, precision: precision)
             let generator = Generator(model: model.model, tokenizer: model.tokenizer)
             let prompt = model.tokenizer.encode("The library opens at nine.", parseSpecial: false, addBOS: nil)
+            let bytes = Self.streamedBytes(model)
             var rates: [Double] = []
             var ceilings: [Double] = []
             for _ in 0..<3 {
                 let before = BenchmarkEnvironment.memoryReadRate(threads: KernelRuntime.threads)
-                rates.append(generator.generate(prompt: prompt, stop: StopConditions(maxTokens: 33, stopTokens: [])).decodeTokensPerSecond)
+                let rate = generator.generate(prompt: prompt, stop: StopConditions(maxTokens: 33, stopTokens: [])).decodeTokensPerSecond
                 let after = BenchmarkEnvironment.memoryReadRate(threads: KernelRuntime.threads)
-                ceilings.append((before + after) / 2 * 1e9 / Self.streamedBytes(model))
-                fastest = max(fastest, before, after, rates.last! * Self.streamedBytes(model) / 1e9)
+                rates.append(rate)
+                ceilings.append((before + after) / 2 * 1e9 / bytes)
+                fastest = max(fastest, before, after, rate * bytes / 1e9)
             }
             Self.report.emit(
                 "decode_32_large_\(precision.rawValue)", Self.median(rates), unit: "tok/s", baseline: "weight_stream_ceiling",
                 baselineValue: Self.median(ceilings))
-            streamed.append((precision, Self.median(rates) * Self.streamedBytes(model) / 1e9))
+            streamed.append((precision, Self.median(rates) * bytes / 1e9))
         }
         for (precision, rate) in streamed {
             Self.report.emit(
