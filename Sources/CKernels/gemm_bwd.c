@@ -243,8 +243,10 @@ static ck_status gemm_bwd(ck_type type, const float *dy, int m, int n, const voi
             bias_rows(dy + (size_t)i * n, rows, n, mins, strips, stride, biases + (size_t)i * strips);
         }
     }
-    // enough jobs for every thread: rows split only when there are fewer strip groups than 2 per thread
-    const int groups = ck_div_up(strips, STRIPS);
+    // Strip groups of up to STRIPS, as many as a multiple of the threads and as even as can be
+    // (K = 576 is 18 strips: 6 groups of 3, not 4 + 4 + 4 against 4 + 2); rows split only when
+    // there are fewer groups than 2 per thread.
+    const int even = ck_div_up(ck_div_up(strips, STRIPS), nt) * nt, groups = even < strips ? even : strips;
     const int row_parts = groups >= 2 * nt ? 1 : ck_div_up(2 * nt, groups);
     const int rows_per = ck_div_up(ck_div_up(m, row_parts), 4) * 4;
     const int parts = ck_div_up(m, rows_per), jobs = groups * parts;
@@ -252,8 +254,8 @@ static ck_status gemm_bwd(ck_type type, const float *dy, int m, int n, const voi
     for (int j = 0; j < jobs; j++) {
         int rank, team;
         ck_team(&rank, &team);
-        const int cb0 = (j / parts) * STRIPS, i0 = (j % parts) * rows_per, i1 = i0 + rows_per < m ? i0 + rows_per : m;
-        const int count = strips - cb0 < STRIPS ? strips - cb0 : STRIPS;
+        const int g = j / parts, i0 = (j % parts) * rows_per, i1 = i0 + rows_per < m ? i0 + rows_per : m;
+        const int cb0 = (int)((int64_t)strips * g / groups), count = (int)((int64_t)strips * (g + 1) / groups) - cb0;
         strip_rows(type, dy, i0, i1, n, w, k, cb0, count, dx, biases, scratch + (size_t)rank * thread_bytes(n), strip_tile,
                    quantize);
     }

@@ -1,15 +1,17 @@
-// LoRA's added output at inference, y += scale · (x·Aᵀ)·Bᵀ, from A and B transposed (the
-// adapter keeps the transposes): every sum runs in the same order whatever the number of rows
-// or threads (each u[r] over the inputs in order, each output over the ranks in order), so a
-// sequence decoded with an adapter gives the same text alone or in any batch, which sgemm
-// does not promise across shapes (it takes other code paths for small products). With the
-// transposes each step is one vector FMA over 16 ranks or 16 outputs, shared by a tile of rows.
+// LoRA's products, inference and training. Every sum runs in the same order whatever the
+// number of rows or threads (each element over its inner dimension in order), so a sequence
+// decoded with an adapter gives the same text alone or in any batch, which sgemm does not
+// promise across shapes (it takes other code paths for small products), and a training step
+// gives the same gradients with any thread count. One side of every product is the rank
+// (16 or so): a tile of rows shares each vector of the other factor, one FMA per step and no
+// packing, where sgemm spends as long packing the long factor as multiplying it.
 #include <string.h>
 #include "ck_internal.h"
 #include "include/ck_ops.h"
 
 #define LORA_PARALLEL_MIN 65536  // multiply-adds below which one thread does all
 #define TILE_ROWS 8              // rows that share each vector of Aᵀ or Bᵀ
+#define PRODUCT_ROWS_T 16        // rows of a transposed-A tile: a whole rank of 16, so b is read once
 
 // n (<= 16) floats into the low lanes of a vector, the rest zero; a whole vector as one load
 // (a copy of variable length would be a library call in the innermost loops).
@@ -27,38 +29,40 @@ static inline __attribute__((always_inline)) void store16(float *p, const ck_v16
     memcpy(p, v, n == 16 ? sizeof *v : (size_t)n * sizeof(float));
 }
 
-// For nx <= TILE_ROWS rows of x (`in` apart): u[i][r] = A[r]·x[i] (u rows ldu apart, ldu the
-// rank rounded up to 16, zero past the rank), then y[i][o0:o1] += scale · B[o]·u[i] (y rows
-// `out` apart); at [in, rank], bt [rank, out]. nx is a constant in each instance (lora_tile),
-// so the sums stay in registers.
+// c[i][0:nc] = alpha · sum over j of A(i, j) · b[j][0:nc] for the rows i < MR of a tile
+// (plus c's previous values when `accumulate`), nc <= 16, with A(i, j) = a[i·lda + j], or
+// a[j·lda + i] when `trans_a`: each step one vector of b against MR broadcasts. MR and trans_a
+// are constants in each instance, so the sums stay in registers.
+static inline __attribute__((always_inline)) void product_tile(const float *a, int lda, const int trans_a, const int MR,
+                                                               int k, const float *b, int ldb, int nc, float alpha,
+                                                               int accumulate, float *c, int ldc) {
+    ck_v16 acc[PRODUCT_ROWS_T], w;
+    for (int i = 0; i < MR; i++) acc[i] = 0;
+    for (int j = 0; j < k; j++) {
+        load16(&w, b + (size_t)j * ldb, nc);
+        for (int i = 0; i < MR; i++) acc[i] += w * (trans_a ? a[(size_t)j * lda + i] : a[(size_t)i * lda + j]);
+    }
+    for (int i = 0; i < MR; i++) {
+        ck_v16 v = alpha * acc[i];
+        if (accumulate) {
+            ck_v16 old;
+            load16(&old, c + (size_t)i * ldc, nc);
+            v += old;
+        }
+        store16(c + (size_t)i * ldc, &v, nc);
+    }
+}
+
+// For nx <= TILE_ROWS rows of x (`in` apart): u[i][r] = A[r]·x[i] (u rows ldu apart), then
+// y[i][o0:o1] += scale · B[o]·u[i] (y rows `out` apart); at [in, rank], bt [rank, out]. nx is
+// a constant in each instance (lora_tile).
 static inline __attribute__((always_inline)) void lora_tile_fixed(const float *x, const int nx, int in, const float *at,
                                                                   int rank, const float *bt, int out, int o0, int o1,
                                                                   float scale, float *u, int ldu, float *y) {
-    ck_v16 acc[TILE_ROWS], w;
-    for (int r0 = 0; r0 < rank; r0 += 16) {
-        const int nr = rank - r0 < 16 ? rank - r0 : 16;
-        for (int i = 0; i < nx; i++) acc[i] = 0;
-        for (int j = 0; j < in; j++) {
-            load16(&w, at + (size_t)j * rank + r0, nr);
-            for (int i = 0; i < nx; i++) acc[i] += w * x[(size_t)i * in + j];
-        }
-        for (int i = 0; i < nx; i++) memcpy(u + (size_t)i * ldu + r0, &acc[i], sizeof(ck_v16));
-    }
-    for (int ob = o0; ob < o1; ob += 16) {
-        const int no = o1 - ob < 16 ? o1 - ob : 16;
-        for (int i = 0; i < nx; i++) acc[i] = 0;
-        for (int r = 0; r < rank; r++) {
-            load16(&w, bt + (size_t)r * out + ob, no);
-            for (int i = 0; i < nx; i++) acc[i] += w * u[(size_t)i * ldu + r];
-        }
-        for (int i = 0; i < nx; i++) {  // the same vector update for a last, partial block
-            float *yi = y + (size_t)i * out + ob;
-            ck_v16 yv;
-            load16(&yv, yi, no);
-            yv += scale * acc[i];
-            store16(yi, &yv, no);
-        }
-    }
+    for (int r0 = 0; r0 < rank; r0 += 16)
+        product_tile(x, in, 0, nx, in, at + r0, rank, rank - r0 < 16 ? rank - r0 : 16, 1, 0, u + r0, ldu);
+    for (int ob = o0; ob < o1; ob += 16)
+        product_tile(u, ldu, 0, nx, rank, bt + ob, out, o1 - ob < 16 ? o1 - ob : 16, scale, 1, y + ob, out);
 }
 
 CK_VECTOR_CLONES static void lora_tile(const float *x, int nx, int in, const float *at, int rank, const float *bt, int out,
@@ -95,6 +99,45 @@ void ck_lora_fwd(const float *x, int m, int in, const float *at, int rank, const
                 const int nx = m - i < TILE_ROWS ? (int)(m - i) : TILE_ROWS;
                 lora_tile(x + i * in, nx, in, at, rank, bt, out, o0, o1, scale, u, ldu, y + i * out);
             }
+        }
+    }
+}
+
+// One tile of ck_lora_product: MR (<= TILE_ROWS, or <= PRODUCT_ROWS_T with trans_a) rows.
+CK_VECTOR_CLONES static void product_tiles(const float *a, int lda, int trans_a, int mr, int k, const float *b, int ldb,
+                                           int nc, float alpha, int accumulate, float *c, int ldc) {
+    if (trans_a) {
+        switch (mr) {
+#define T_CASE(N) \
+    case N: product_tile(a, lda, 1, N, k, b, ldb, nc, alpha, accumulate, c, ldc); break;
+            T_CASE(1) T_CASE(2) T_CASE(3) T_CASE(4) T_CASE(5) T_CASE(6) T_CASE(7) T_CASE(8)
+            T_CASE(9) T_CASE(10) T_CASE(11) T_CASE(12) T_CASE(13) T_CASE(14) T_CASE(15) T_CASE(16)
+#undef T_CASE
+        }
+    } else {
+        switch (mr) {
+#define N_CASE(N) \
+    case N: product_tile(a, lda, 0, N, k, b, ldb, nc, alpha, accumulate, c, ldc); break;
+            N_CASE(1) N_CASE(2) N_CASE(3) N_CASE(4) N_CASE(5) N_CASE(6) N_CASE(7) N_CASE(8)
+#undef N_CASE
+        }
+    }
+}
+
+void ck_lora_product(int trans_a, int m, int n, int k, float alpha, const float *a, int lda, const float *b, int ldb,
+                     int accumulate, float *c, int ldc) {
+    if (m <= 0 || n <= 0) return;
+    const int mr = trans_a ? PRODUCT_ROWS_T : TILE_ROWS;
+    const int64_t row_tiles = ck_div_up(m, mr), col_blocks = ck_div_up(n, 16), tiles = row_tiles * col_blocks;
+#pragma omp parallel num_threads(ck_threads()) if ((long)m * n * k >= LORA_PARALLEL_MIN && tiles > 1)
+    {
+        int64_t lo, hi;
+        ck_team_share(tiles, &lo, &hi);
+        for (int64_t t = lo; t < hi; t++) {  // along a tile's row first: its rows of a stay in L1
+            const int i0 = (int)(t / col_blocks) * mr, c0 = (int)(t % col_blocks) * 16;
+            const float *at = trans_a ? a + i0 : a + (size_t)i0 * lda;
+            product_tiles(at, lda, trans_a, m - i0 < mr ? m - i0 : mr, k, b + c0, ldb, n - c0 < 16 ? n - c0 : 16, alpha,
+                          accumulate, c + (size_t)i0 * ldc + c0, ldc);
         }
     }
 }

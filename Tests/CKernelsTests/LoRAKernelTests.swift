@@ -57,6 +57,46 @@ import Testing
             #expect(run(rows: row..<row + 1, threads: 1) == Array(batch[row * out..<(row + 1) * out]))
         }
     }
+
+    /// The training step's products, op(A)·B with A as stored or transposed, new or added
+    /// into C, on odd sizes (rows past a tile, columns past a vector of 16, inner sizes short
+    /// and long) against sums in double; the same bits with one thread and two.
+    @Test(arguments: [
+        (m: 1, n: 16, k: 577, trans: false), (m: 13, n: 3, k: 37, trans: false), (m: 1029, n: 16, k: 577, trans: false),
+        (m: 9, n: 1537, k: 16, trans: false), (m: 577, n: 16, k: 1029, trans: true), (m: 16, n: 579, k: 1029, trans: true),
+        (m: 17, n: 40, k: 5, trans: true),
+    ])
+    func productMatchesDoubleSums(shape: (m: Int, n: Int, k: Int, trans: Bool)) {
+        let (m, n, k, trans) = shape
+        var rng = SeededRandom(seed: 79)
+        let a = rng.floats(m * k) // [m, k], or [k, m] when transposed
+        let b = rng.floats(k * n)
+        let c0 = rng.floats(m * n)
+        let alpha: Float = 0.75
+        for accumulate in [false, true] {
+            func run(threads: Int) -> [Float] {
+                withKernels(isa: ck_best_isa(), threads: threads) {
+                    var c = accumulate ? c0 : [Float](repeating: .nan, count: m * n)
+                    ck_lora_product(
+                        trans ? 1 : 0, Int32(m), Int32(n), Int32(k), alpha, a, Int32(trans ? m : k), b, Int32(n),
+                        accumulate ? 1 : 0, &c, Int32(n))
+                    return c
+                }
+            }
+            let c = run(threads: 2)
+            #expect(run(threads: 1) == c)
+            var expected = [Float](repeating: 0, count: m * n)
+            for i in 0..<m {
+                for j in 0..<n {
+                    let dot = (0..<k).reduce(0.0) { $0 + Double(trans ? a[$1 * m + i] : a[i * k + $1]) * Double(b[$1 * n + j]) }
+                    expected[i * n + j] = Float((accumulate ? Double(c0[i * n + j]) : 0) + Double(alpha) * dot)
+                }
+            }
+            let worst = worstError(c, expected)
+            report("lora product \(shape) accumulate \(accumulate)", worst)
+            #expect(worst <= 1e-5 * Double(k).squareRoot())
+        }
+    }
 }
 
 /// A row-major matrix of `rows` rows, transposed (the kernel takes Aᵀ and Bᵀ).

@@ -59,6 +59,13 @@ void ck_copy_matrix(const float *src, int ld_src, int rows, int cols, float *dst
 void ck_lora_fwd(const float *x, int m, int in, const float *at, int rank, const float *bt, int out, float scale,
                  float *y);
 
+// The products of LoRA's training step, C = alpha · op(A) · B (+ C when `accumulate`), for
+// row-major op(A) [m, k] (A itself [k, m] when trans_a), B [k, n], C [m, n]: one of the sides
+// is the rank, so sgemm's packing costs more than the sums. Each element is summed over k in
+// order by one thread: the same bits for any thread count and any m.
+void ck_lora_product(int trans_a, int m, int n, int k, float alpha, const float *a, int lda, const float *b, int ldb,
+                     int accumulate, float *c, int ldc);
+
 // Inverted dropout: out[i] = x[i] / (1 - p) where keep(seed, i), else 0; keep is drawn with
 // probability 1 - p from a counter-based hash of (seed, i), so the mask is the same for any
 // thread count and can be drawn again in the backward pass instead of being stored.

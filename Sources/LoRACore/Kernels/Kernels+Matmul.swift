@@ -176,6 +176,31 @@ public enum Kernels {
         }
     }
 
+    /// alpha · op(A) · B for f32 matrices, added into `c` when given (and returned), else a new
+    /// matrix: the products of a LoRA adapter's training step, one side of each the rank. Each
+    /// element is summed in order by one thread, the same bits for any rows and thread count.
+    @discardableResult
+    static func loraProduct(_ a: Tensor, transposeA: Bool = false, _ b: Tensor, alpha: Float = 1, into c: Tensor? = nil)
+        -> Tensor
+    {
+        let m = transposeA ? a.shape[1] : a.shape[0]
+        let k = transposeA ? a.shape[0] : a.shape[1]
+        precondition(
+            a.rank == 2 && b.rank == 2 && b.shape[0] == k && c.map { $0.shape == [m, b.shape[1]] } != false,
+            "loraProduct: a\(transposeA ? "ᵀ" : "") \(a.shape), b \(b.shape), c \(c.map { "\($0.shape)" } ?? "new")")
+        var target = c ?? Tensor(uninitialized: [m, b.shape[1]])
+        a.withUnsafeBufferPointer { ap in
+            b.withUnsafeBufferPointer { bp in
+                target.withUnsafeMutableBufferPointer { cp in
+                    ck_lora_product(
+                        transposeA ? 1 : 0, Int32(m), Int32(b.shape[1]), Int32(k), alpha, ap.baseAddress, Int32(a.shape[1]),
+                        bp.baseAddress, Int32(b.shape[1]), c == nil ? 0 : 1, cp.baseAddress, Int32(b.shape[1]))
+                }
+            }
+        }
+        return target
+    }
+
     /// Rows `ids` of an f32 table [rows, cols] → [ids, cols].
     public static func gatherRows(_ table: Tensor, _ ids: [Int32]) -> Tensor {
         precondition(

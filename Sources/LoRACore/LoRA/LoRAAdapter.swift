@@ -86,9 +86,10 @@ public final class LoRAAdapter: LinearAdapter, @unchecked Sendable {
             Kernels.loraAccumulate(x, aT: aT, bT: bT, scale: scale, into: y)
             return
         }
-        releaseTransposes() // training: the next step makes them stale; do not hold the memory
-        let down = Kernels.matmul(dropped(x), a, transposeB: true) // [tokens, rank]
-        Kernels.matmulAccumulate(down, b, transposeB: true, alpha: scale, into: y.reshaped([y.rowCount, y.rowLength]))
+        // training: the next step makes cached transposes stale, so they are taken for this
+        // product only (the same kernel as evaluation, so u is the bits `backward` forms again)
+        releaseTransposes()
+        Kernels.loraAccumulate(dropped(x), aT: a.transposed(), bT: b.transposed(), scale: scale, into: y)
     }
 
     /// For the forward's input x [tokens, in] and dL/dy [tokens, out]: adds dL/dA and dL/dB
@@ -97,16 +98,16 @@ public final class LoRAAdapter: LinearAdapter, @unchecked Sendable {
     public func backward(input x: Tensor, outputGradient dy: Tensor, inputGradient dx: Tensor?) {
         let input = dropped(x)
         let dy = dy.reshaped([dy.rowCount, dy.rowLength])
-        let u = Kernels.matmul(input, a, transposeB: true) // [tokens, rank]
-        Kernels.matmulAccumulate(dy, transposeA: true, u, transposeB: false, alpha: scale, into: gradientB)
-        let du = Kernels.matmul(dy, b, alpha: scale) // [tokens, rank]
-        Kernels.matmulAccumulate(du, transposeA: true, input, transposeB: false, alpha: 1, into: gradientA)
+        let u = Kernels.loraProduct(input, a.transposed()) // [tokens, rank]
+        Kernels.loraProduct(dy, transposeA: true, u, alpha: scale, into: gradientB)
+        let du = Kernels.loraProduct(dy, b, alpha: scale) // [tokens, rank]
+        Kernels.loraProduct(du, transposeA: true, input, into: gradientA)
         guard let dx else { return }
         let target = dx.reshaped([dx.rowCount, dx.rowLength])
         if let dropoutSeed, dropout > 0 {
-            Kernels.add(Kernels.dropout(Kernels.matmul(du, a), probability: dropout, seed: dropoutSeed), into: target)
+            Kernels.add(Kernels.dropout(Kernels.loraProduct(du, a), probability: dropout, seed: dropoutSeed), into: target)
         } else {
-            Kernels.matmulAccumulate(du, a, transposeB: false, alpha: 1, into: target)
+            Kernels.loraProduct(du, a, into: target)
         }
     }
 

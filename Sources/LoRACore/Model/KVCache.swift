@@ -40,8 +40,10 @@ public final class KVCache: @unchecked Sendable {
         // Not zero-filled: attention reads only positions already written, so a large
         // capacity costs memory only as it fills.
         keyStride = (capacity + 31) / 32 * 32
-        values = (0..<layers).map { _ in AlignedBuffer(byteCount: capacity * width * precision.bytes, zeroed: false) }
-        transposedKeys = (0..<layers).map { [keyStride] _ in AlignedBuffer(byteCount: keyStride * width * precision.bytes, zeroed: false) }
+        values = (0..<layers).map { _ in AlignedBuffer(byteCount: capacity * width * precision.bytes, zeroed: false, transient: false) }
+        transposedKeys = (0..<layers).map { [keyStride] _ in
+            AlignedBuffer(byteCount: keyStride * width * precision.bytes, zeroed: false, transient: false)
+        }
     }
 
     /// Positions left.

@@ -65,7 +65,7 @@ public final class QuantizedWeight: @unchecked Sendable {
         self.type = type
         self.rows = rows
         self.cols = cols
-        packed = AlignedBuffer(byteCount: Self.byteCount(type: type, rows: rows, cols: cols))
+        packed = AlignedBuffer(byteCount: Self.byteCount(type: type, rows: rows, cols: cols), transient: false)
         byteOffset = 0
     }
 
@@ -205,7 +205,7 @@ public final class QuantizedWeight: @unchecked Sendable {
         defer { lock.unlock() }
         if let transposed { return transposed.pointer.assumingMemoryBound(to: ck_panel_block.self) }
         let blocks = q8_0Blocks()
-        let buffer = AlignedBuffer(byteCount: Self.byteCount(type: .q8_0, rows: cols, cols: rows))
+        let buffer = AlignedBuffer(byteCount: Self.byteCount(type: .q8_0, rows: cols, cols: rows), transient: false)
         let out = buffer.pointer.assumingMemoryBound(to: ck_panel_block.self)
         blocks.withUnsafeBytes {
             ck_q8_pack_transposed($0.baseAddress?.assumingMemoryBound(to: ck_block_q8_0.self), Int32(rows), Int32(cols), out)

@@ -95,6 +95,7 @@ public final class LoRATrainer: @unchecked Sendable {
     public func run(resume: Bool, shouldStop: () -> Bool = { false }, onEvent: (TrainingEvent) -> Void = { _ in })
         throws(LoRAError) -> [TrainingStepReport]
     {
+        defer { BufferCache.release() } // what the steps cached goes back when the run ends
         if group.isLeader {
             do {
                 try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)
