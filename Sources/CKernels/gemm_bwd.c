@@ -21,6 +21,57 @@
 
 static inline size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
 
+typedef uint8_t ck_b16 __attribute__((ext_vector_type(16)));
+
+// 16 stored bytes of 4 rows × 4 weights, [row][weight] as a panel holds them, in the strip's
+// order [weight][row], less the format's offset: one byte shuffle.
+static inline __attribute__((always_inline)) ck_b16 quad_transposed(ck_b16 v, int offset) {
+    return __builtin_shufflevector(v, v, 0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15) - (uint8_t)offset;
+}
+
+// Strip cb of panel p's 16 rows (Q8_0, Q4_0, Q4_1, Q4_K) into sw, one row quad and 4
+// weights at a time: w[o/4][j][o%4] for the quad's rows is 16 bytes at sw + 128·quad + 4j.
+CK_VECTOR_CLONES static void decode_panel(ck_format f, const char *panel, int cb, int p, int offset, int8_t *sw) {
+    for (int gq = 0; gq < CK_PANEL / 4; gq++) {
+        int8_t *to = sw + (size_t)(CK_PANEL / 4 * p + gq) * 4 * CK_QK;
+        ck_b16 v;
+        if (f == CK_F_Q8_0) {
+            const ck_panel_block *b = (const ck_panel_block *)panel + cb;
+            for (int g = 0; g < CK_QK / 4; g++) {
+                memcpy(&v, b->q[g][4 * gq], sizeof v);
+                v = quad_transposed(v, offset);
+                memcpy(to + 16 * g, &v, sizeof v);
+            }
+        } else if (f == CK_F_Q4_K) {
+            const ck_panel_q4_k *b = (const ck_panel_q4_k *)panel + cb / 8;
+            const int sub = cb % 8;
+            for (int g = 0; g < CK_QK / 4; g++) {
+                memcpy(&v, b->qs[sub / 2][g][4 * gq], sizeof v);
+                v = quad_transposed(sub & 1 ? v >> 4 : v & 0x0F, offset);
+                memcpy(to + 16 * g, &v, sizeof v);
+            }
+        } else {  // Q4_0, Q4_1: low nibbles weights 4g+t, high nibbles 16+4g+t
+            const uint8_t(*qs)[CK_PANEL][4] = f == CK_F_Q4_0 ? ((const ck_panel_q4_0 *)panel + cb)->qs : ((const ck_panel_q4_1 *)panel + cb)->qs;
+            for (int g = 0; g < CK_QK / 8; g++) {
+                memcpy(&v, qs[g][4 * gq], sizeof v);
+                const ck_b16 lo = quad_transposed(v & 0x0F, offset), hi = quad_transposed(v >> 4, offset);
+                memcpy(to + 16 * g, &lo, sizeof lo);
+                memcpy(to + 16 * (g + CK_QK / 8), &hi, sizeof hi);
+            }
+        }
+    }
+}
+
+// colsum[c][j] = sum of the strip's w[o][j] over block c's 32 outputs (8 row quads).
+CK_VECTOR_CLONES static void column_sums(const int8_t *sw, int nb, int32_t *colsum) {
+    for (int c = 0; c < nb; c++) {
+        int16_t acc[4 * CK_QK] = {0};  // [j][o%4]; 8 quads of |w| <= 128 stay within int16
+        for (int q = 0; q < CK_QK / 4; q++)
+            for (int t = 0; t < 4 * CK_QK; t++) acc[t] += sw[(size_t)(CK_QK / 4 * c + q) * 4 * CK_QK + t];
+        for (int j = 0; j < CK_QK; j++) colsum[(size_t)c * CK_QK + j] = acc[4 * j] + acc[4 * j + 1] + acc[4 * j + 2] + acc[4 * j + 3];
+    }
+}
+
 // Decodes column strip cb (columns 32cb..32cb+31) of all n rows: the signed weights in
 // transposed order, their column sums per block of 32 outputs, and the scale of each row
 // for columns 0..15 and 16..31. Returns whether the format has minimums.
@@ -30,13 +81,12 @@ static int decode_strip(ck_type type, const void *w, int n, int k, int cb, int8_
     const int nb = ck_div_up(n, CK_QK), kb = ck_q8_blocks_per_row(k);
     const size_t bytes = ck_format_block_bytes(f), panel_bytes = ck_format_panel_bytes(f, kb);
     const int offset = f == CK_F_Q8_0 ? 128 : f == CK_F_Q4_0 ? 8 : f == CK_F_Q6_K ? 32 : 0;
-    memset(sw, 0, (size_t)nb * CK_QK * CK_QK);
-    memset(colsum, 0, (size_t)nb * CK_QK * sizeof(int32_t));
-    for (int o = 0; o < nb * CK_QK; o++) {
-        if (o >= n) {
-            scale0[o] = scale1[o] = 0;
-            continue;
-        }
+    // whole panels 16 bytes at a time; the rows past them (and every Q6_K row) one by one
+    const int panels = f == CK_F_Q6_K ? 0 : n / CK_PANEL;
+    const size_t done = (size_t)panels * CK_PANEL * CK_QK;
+    memset(sw + done, 0, (size_t)nb * CK_QK * CK_QK - done);  // the rows past n stay zero
+    for (int p = 0; p < panels; p++) decode_panel(f, (const char *)w + (size_t)p * panel_bytes, cb, p, offset, sw);
+    for (int o = panels * CK_PANEL; o < n; o++) {
         uint8_t u[CK_QK];  // the stored unsigned values
         const int p = o / CK_PANEL, r = o % CK_PANEL;
         const char *panel = (const char *)w + (size_t)p * panel_bytes;
@@ -76,18 +126,21 @@ static int decode_strip(ck_type type, const void *w, int n, int k, int cb, int8_
         }
         }
         int8_t *to = sw + (size_t)(o / 4) * 4 * CK_QK + o % 4;  // w[o/4][j][o%4] at to + 4j
-        int32_t *sums = colsum + (size_t)(o / CK_QK) * CK_QK;
-        for (int j = 0; j < CK_QK; j++) {
-            const int v = u[j] - offset;
-            to[4 * j] = (int8_t)v;
-            sums[j] += v;
+        for (int j = 0; j < CK_QK; j++) to[4 * j] = (int8_t)(u[j] - offset);
+    }
+    column_sums(sw, nb, colsum);
+    for (int o = 0; o < nb * CK_QK; o++) {
+        if (o >= n) {
+            scale0[o] = scale1[o] = 0;
+            continue;
         }
         // the second half's scale differs only for Q6_K; the minimums come from the driver
+        const char *panel = (const char *)w + (size_t)(o / CK_PANEL) * panel_bytes;
         const char *block = panel + (size_t)(f == CK_F_Q4_K || f == CK_F_Q6_K ? cb / 8 : cb) * bytes;
         const int sub = f == CK_F_Q4_K || f == CK_F_Q6_K ? CK_QK * (cb % 8) : 0;
         float min;
-        ck_panel_scale(type, block, r, sub, &scale0[o], &min);
-        ck_panel_scale(type, block, r, sub + 16, &scale1[o], &min);
+        ck_panel_scale(type, block, o % CK_PANEL, sub, &scale0[o], &min);
+        ck_panel_scale(type, block, o % CK_PANEL, sub + 16, &scale1[o], &min);
     }
     return f == CK_F_Q4_1 || f == CK_F_Q4_K;
 }
