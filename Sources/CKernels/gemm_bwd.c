@@ -51,7 +51,8 @@ CK_VECTOR_CLONES static void decode_panel(ck_format f, const char *panel, int cb
                 memcpy(to + 16 * g, &v, sizeof v);
             }
         } else {  // Q4_0, Q4_1: low nibbles weights 4g+t, high nibbles 16+4g+t
-            const uint8_t(*qs)[CK_PANEL][4] = f == CK_F_Q4_0 ? ((const ck_panel_q4_0 *)panel + cb)->qs : ((const ck_panel_q4_1 *)panel + cb)->qs;
+            const uint8_t(*qs)[CK_PANEL][4] =
+                f == CK_F_Q4_0 ? ((const ck_panel_q4_0 *)panel + cb)->qs : ((const ck_panel_q4_1 *)panel + cb)->qs;
             for (int g = 0; g < CK_QK / 8; g++) {
                 memcpy(&v, qs[g][4 * gq], sizeof v);
                 const ck_b16 lo = quad_transposed(v & 0x0F, offset), hi = quad_transposed(v >> 4, offset);
