@@ -1,25 +1,27 @@
 /// Memory aligned to a cache line (and so to any SIMD load), owned by a class so tensors
 /// and weights can share it without copying. Zero-filled unless it is kernel scratch.
 /// Transient buffers (tensors, scratch) of `BufferCache.minimumBytes` or more come from and
-/// go back to the `BufferCache`; weights and KV caches, which live long, do not.
+/// go back to the `BufferCache`; weights and KV caches, which live long, only count in it.
 final class AlignedBuffer: @unchecked Sendable {
     static let alignment = 64
     let byteCount: Int
     let pointer: UnsafeMutableRawPointer
-    /// The cached size it was taken with, or nil when it came from the allocator directly.
-    private let cachedBytes: Int?
+    /// The cache's size for it (`BufferCache.roundedSize`) when it is large enough to count:
+    /// transient ones come from the cache and go back to it, long-lived ones only count in its
+    /// live bytes, so that what it caches never adds to them past the peak.
+    private let counted: (bytes: Int, cached: Bool)?
     /// Counts the write accesses through any tensor on this memory, so that something derived
     /// from the contents (a LoRA adapter's transposes) knows when to derive it again.
     var version = 0
 
     init(byteCount: Int, zeroed: Bool = true, transient: Bool = true) {
         self.byteCount = byteCount
-        if transient && byteCount >= BufferCache.minimumBytes {
-            let bytes = BufferCache.roundedSize(byteCount)
-            cachedBytes = bytes
-            pointer = BufferCache.shared.take(bytes: bytes, alignment: Self.alignment)
+        let large = byteCount >= BufferCache.minimumBytes
+        counted = large ? (BufferCache.roundedSize(byteCount), transient) : nil
+        if let counted, counted.cached {
+            pointer = BufferCache.shared.take(bytes: counted.bytes) // page-aligned
         } else {
-            cachedBytes = nil
+            if let counted { BufferCache.shared.count(bytes: counted.bytes) }
             // never zero bytes: the kernels receive a valid address even for empty tensors
             pointer = .allocate(byteCount: max(byteCount, Self.alignment), alignment: Self.alignment)
         }
@@ -27,6 +29,12 @@ final class AlignedBuffer: @unchecked Sendable {
     }
 
     deinit {
-        if let cachedBytes { BufferCache.shared.give(pointer, bytes: cachedBytes) } else { pointer.deallocate() }
+        guard let counted else { return pointer.deallocate() }
+        if counted.cached {
+            BufferCache.shared.give(pointer, bytes: counted.bytes)
+        } else {
+            pointer.deallocate()
+            BufferCache.shared.uncount(bytes: counted.bytes)
+        }
     }
 }
