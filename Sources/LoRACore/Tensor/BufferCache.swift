@@ -8,12 +8,12 @@ import Foundation
 /// again (6% of a SmolLM2 training step in the kernel, 3% with the cache). Kept here, a freed
 /// buffer is reused as it is.
 ///
-/// The cache never raises the peak: when a miss would take live plus cached bytes past the
-/// most that was ever live at once, it first releases cached buffers (oldest first) until it
-/// fits. Weights and KV caches do not come through it but count in its live bytes (loading a
-/// model after a large buffer was freed releases that buffer first); what it holds between
-/// jobs is given back by `release()`, which the trainer calls when a run ends (PyTorch's caching allocator
-/// works the same way, with `empty_cache()`).
+/// The cache does not raise the peak of what it counts: when a miss would take live plus
+/// cached bytes past the most that was ever live at once, it first releases cached buffers
+/// (oldest first) until it fits. Weights and KV caches do not come through it but count in its
+/// live bytes (loading a model after a large buffer was freed releases that buffer first).
+/// What it holds between jobs is given back by `release()`, which the trainer calls when a run
+/// ends (PyTorch's caching allocator works the same way, with `empty_cache()`).
 public final class BufferCache: @unchecked Sendable {
     /// The cache every transient `AlignedBuffer` uses.
     static let shared = BufferCache()
@@ -111,6 +111,6 @@ public final class BufferCache: @unchecked Sendable {
         for entry in released { Self.unmap(entry) }
     }
 
-    /// Gives every buffer the shared cache holds back to the system allocator.
+    /// Gives every buffer the shared cache holds back to the system.
     public static func release() { shared.releaseAll() }
 }
