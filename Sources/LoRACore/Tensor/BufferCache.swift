@@ -52,9 +52,9 @@ public final class BufferCache: @unchecked Sendable {
         return Self.map(bytes)
     }
 
-    /// Counts `bytes` about to be allocated as live (a miss, or a long-lived buffer, which the
-    /// allocator serves directly), first releasing the oldest cached buffers while live plus
-    /// cached bytes would pass the peak.
+    /// Counts `bytes` about to be allocated as live (a miss, which maps new pages, or a
+    /// long-lived buffer, which malloc serves), first releasing the oldest cached buffers while
+    /// live plus cached bytes would pass the peak.
     package func count(bytes: Int) {
         lock.lock()
         liveBytes += bytes
