@@ -40,33 +40,29 @@ typedef void (*ck_tile_fn)(const ck_act_q8 *x, int m0, int m1, const void *w, in
 typedef void (*ck_quantize_act_row_fn)(const float *x, const float *scale, int k, int8_t *q, float *d, int32_t *sum,
                                        int32_t *sum_lo);
 
-// Quantizes one row of k values x[j]·scale[j] into kb blocks as ck_quantize_act_row does
-// (same d, same rounding) but stores each q biased, q + 128, as an unsigned byte (the tail
-// pads with 128, that is q = 0), and no sums: the backward-data product's z.
-typedef void (*ck_quantize_biased_row_fn)(const float *x, const float *scale, int k, uint8_t *q, float *d);
+// Quantizes one row of k values into kb blocks as ck_quantize_act_row does (same d, same
+// rounding) but stores each q biased, q + 128, as an unsigned byte (the tail pads with 128,
+// that is q = 0), and no sums: dY for the backward-data product.
+typedef void (*ck_quantize_biased_row_fn)(const float *x, int k, uint8_t *q, float *d);
 
-// The backward-data product reads the forward panels one 32-column strip at a time,
-// decoded to signed weights w = u − zero in the transposed order w[o/4][j][o%4] (j = 0..31,
-// the strip's columns; 4 consecutive outputs o per 32-bit lane). VPDPBUSD multiplies
-// unsigned by signed bytes, so z enters biased (q + 128) and 128·colsum, colsum[c][j] the
-// sum of w[o][j] over block c's 32 outputs, takes the bias out again: a per-strip sum of
-// the weights instead of a per-row sum of z.
+// The backward-data product reads the forward panels one 32-column strip at a time: the
+// weights times their row scales requantized per column over blocks of 32 outputs
+// (gemm_bwd.c), in the transposed order w[o/4][j][o%4] (j = 0..31, the strip's columns; 4
+// consecutive outputs o per 32-bit lane). VPDPBUSD multiplies unsigned by signed bytes, so
+// dY's z enters biased (q + 128) and 128·colsum, colsum[c][j] the sum of w[o][j] over block
+// c's 32 outputs, takes the bias out again: a per-strip sum of the weights instead of a
+// per-row sum of z.
 typedef struct {
     const int8_t *w;
     const int32_t *colsum;  // [nb][32]
+    const float *d;         // [nb][32] the scale of each block of a column
     int nb;                 // blocks of 32 outputs (the strip holds 32·nb outputs, zero-padded)
 } ck_strip;
-// One row of dY·(weight scale) quantized over outputs in blocks of 32, biased
-// (ck_quantize_biased_row_fn), for columns 0..15 (half 0) and 16..31 (half 1): the two
-// halves differ only when the format's scales change within 32 columns (Q6_K).
-typedef struct {
-    const uint8_t *q[2];
-    const float *d[2];
-} ck_strip_row;
-// dx[i][j] = sum over blocks c of d[c] · sum_o (q[o] − 128)·w[o][j] (+ bias[i] when bias is
-// not NULL) for rows i < rows and columns j < cols (≤ 32).
-typedef void (*ck_strip_tile_fn)(const ck_strip *s, const ck_strip_row *z, int rows, const float *bias, float *dx,
-                                 int ldx, int cols);
+// dx[i][j] = sum over blocks c of zd[i][c]·d[c][j] · sum_o (zq[i][o] − 128)·w[o][j]
+// (+ bias[i] when bias is not NULL) for rows i < rows and columns j < cols (≤ 32); z rows
+// (ck_quantize_biased_row_fn) are 32·nb bytes and nb scales apart.
+typedef void (*ck_strip_tile_fn)(const ck_strip *s, const uint8_t *zq, const float *zd, int rows, const float *bias,
+                                 float *dx, int ldx, int cols);
 
 // Bytes of quantized activations for m rows of kb blocks, and their arrays in a workspace.
 size_t ck_act_q8_bytes(int m, int kb);
@@ -92,9 +88,9 @@ const ck_dispatch_table *ck_dispatch(void);
     void ck_tile_q6_k_##isa(const ck_act_q8 *, int, int, const void *, int, int, int, int, int, float *, int);    \
     void ck_quantize_act_row_##isa(const float *x, const float *scale, int k, int8_t *q, float *d, int32_t *sum,  \
                                    int32_t *sum_lo);                                                             \
-    void ck_quantize_biased_row_##isa(const float *x, const float *scale, int k, uint8_t *q, float *d);          \
-    void ck_strip_tile_##isa(const ck_strip *s, const ck_strip_row *z, int rows, const float *bias, float *dx,    \
-                             int ldx, int cols);
+    void ck_quantize_biased_row_##isa(const float *x, int k, uint8_t *q, float *d);                              \
+    void ck_strip_tile_##isa(const ck_strip *s, const uint8_t *zq, const float *zd, int rows, const float *bias,  \
+                             float *dx, int ldx, int cols);
 CK_ISA_KERNELS(scalar)
 CK_ISA_KERNELS(avx2)
 CK_ISA_KERNELS(avx512)

@@ -90,11 +90,11 @@ void ck_quantize_act_row_scalar(const float *x, const float *scale_by, int k, in
     }
 }
 
-void ck_quantize_biased_row_scalar(const float *x, const float *scale_by, int k, uint8_t *q, float *d) {
+void ck_quantize_biased_row_scalar(const float *x, int k, uint8_t *q, float *d) {
     const int kb = ck_q8_blocks_per_row(k);
     for (int b = 0; b < kb; b++) {
         int8_t v[CK_QK];
-        d[b] = quantize_block(x, scale_by, k, b, v);
+        d[b] = quantize_block(x, NULL, k, b, v);
         for (int j = 0; j < CK_QK; j++) q[b * CK_QK + j] = (uint8_t)(v[j] + 128);
     }
 }

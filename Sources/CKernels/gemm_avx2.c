@@ -208,22 +208,23 @@ TARGET void ck_quantize_act_row_avx2(const float *x, const float *s, int k, int8
     }
 }
 
-TARGET void ck_quantize_biased_row_avx2(const float *x, const float *s, int k, uint8_t *q, float *d) {
+TARGET void ck_quantize_biased_row_avx2(const float *x, int k, uint8_t *q, float *d) {
     const int kb = ck_q8_blocks_per_row(k);
     for (int b = 0; b < kb; b++) {
         int32_t ints[CK_QK];
-        d[b] = quantize_block(x, s, k, b, ints);
+        d[b] = quantize_block(x, NULL, k, b, ints);
         for (int j = 0; j < CK_QK; j++) q[b * CK_QK + j] = (uint8_t)(ints[j] + 128);
     }
 }
 
 // MR rows of the backward strip: 4 ymm of 8 columns.
-TARGET INLINE void strip_rows(const ck_strip *s, const ck_strip_row *z, const int MR, const float *bias, float *dx,
-                              int ldx, int cols) {
+TARGET INLINE void strip_rows(const ck_strip *s, const uint8_t *zq, const float *zd, const int MR, const float *bias,
+                              float *dx, int ldx, int cols) {
+    const int nb = s->nb;
     __m256 acc[2][4];
     for (int i = 0; i < MR; i++)
         for (int v = 0; v < 4; v++) acc[i][v] = _mm256_setzero_ps();
-    for (int c = 0; c < s->nb; c++) {
+    for (int c = 0; c < nb; c++) {
         __m256i dot[2][4];
         for (int i = 0; i < MR; i++)
             for (int v = 0; v < 4; v++) dot[i][v] = _mm256_setzero_si256();
@@ -232,18 +233,20 @@ TARGET INLINE void strip_rows(const ck_strip *s, const ck_strip_row *z, const in
             __m256i wv[4];
             for (int v = 0; v < 4; v++) wv[v] = _mm256_loadu_si256((const __m256i *)(w + 32 * v));
             for (int i = 0; i < MR; i++) {
-                for (int v = 0; v < 4; v++) {
-                    // z unbiased (a flip of the top bit) against signed w: the sign trick, as for Q8_0
-                    int32_t four;
-                    memcpy(&four, z[i].q[v / 2] + c * CK_QK + 4 * q, 4);
-                    const __m256i xv = _mm256_xor_si256(_mm256_set1_epi32(four), _mm256_set1_epi8((char)0x80));
-                    dot[i][v] = dot4(CK_F_Q8_0, dot[i][v], wv[v], xv);
-                }
+                // z unbiased (a flip of the top bit) against signed w: the sign trick, as for Q8_0
+                int32_t four;
+                memcpy(&four, zq + (size_t)i * nb * CK_QK + c * CK_QK + 4 * q, 4);
+                const __m256i xv = _mm256_xor_si256(_mm256_set1_epi32(four), _mm256_set1_epi8((char)0x80));
+                for (int v = 0; v < 4; v++) dot[i][v] = dot4(CK_F_Q8_0, dot[i][v], wv[v], xv);
             }
         }
-        for (int i = 0; i < MR; i++)
-            for (int v = 0; v < 4; v++)
-                acc[i][v] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot[i][v]), _mm256_set1_ps(z[i].d[v / 2][c]), acc[i][v]);
+        for (int i = 0; i < MR; i++) {
+            const __m256 dz = _mm256_set1_ps(zd[(size_t)i * nb + c]);
+            for (int v = 0; v < 4; v++) {
+                const __m256 scale = _mm256_mul_ps(dz, _mm256_loadu_ps(s->d + c * CK_QK + 8 * v));
+                acc[i][v] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot[i][v]), scale, acc[i][v]);
+            }
+        }
     }
     for (int i = 0; i < MR; i++) {
         float out[CK_QK];
@@ -255,9 +258,11 @@ TARGET INLINE void strip_rows(const ck_strip *s, const ck_strip_row *z, const in
     }
 }
 
-TARGET void ck_strip_tile_avx2(const ck_strip *s, const ck_strip_row *z, int rows, const float *bias, float *dx, int ldx,
-                               int cols) {
+TARGET void ck_strip_tile_avx2(const ck_strip *s, const uint8_t *zq, const float *zd, int rows, const float *bias, float *dx,
+                               int ldx, int cols) {
+    const size_t zrow = (size_t)s->nb * CK_QK;
     int i = 0;
-    for (; i + 2 <= rows; i += 2) strip_rows(s, z + i, 2, bias ? bias + i : NULL, dx + (size_t)i * ldx, ldx, cols);
-    if (i < rows) strip_rows(s, z + i, 1, bias ? bias + i : NULL, dx + (size_t)i * ldx, ldx, cols);
+    for (; i + 2 <= rows; i += 2)
+        strip_rows(s, zq + i * zrow, zd + (size_t)i * s->nb, 2, bias ? bias + i : NULL, dx + (size_t)i * ldx, ldx, cols);
+    if (i < rows) strip_rows(s, zq + i * zrow, zd + (size_t)i * s->nb, 1, bias ? bias + i : NULL, dx + (size_t)i * ldx, ldx, cols);
 }

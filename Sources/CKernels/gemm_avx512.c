@@ -248,19 +248,13 @@ TARGET void ck_quantize_act_row_avx512(const float *x, const float *s, int k, in
 }
 
 // 16 whole blocks of 32, biased (ck_quantize_biased_row_fn). A first pass keeps only each
-// block's largest |x·s| live (the 32 products of quantize_16_blocks would spill), a second
-// recomputes the products from L1 and rounds them; four blocks' int32 pack into one 64-byte
-// store. The same values and scales as quantize_16_blocks.
-TARGET INLINE void quantize_16_blocks_biased(const float *x, const float *s, uint8_t *q, float *d) {
+// block's largest |x| live (the 32 vectors of quantize_16_blocks would spill), a second
+// reloads them from L1 and rounds them; four blocks' int32 pack into one 64-byte store.
+// The same values and scales as quantize_16_blocks.
+TARGET INLINE void quantize_16_blocks_biased(const float *x, uint8_t *q, float *d) {
     __m512 m[16];
-    for (int c = 0; c < 16; c++) {
-        __m512 v0 = _mm512_loadu_ps(x + c * CK_QK), v1 = _mm512_loadu_ps(x + c * CK_QK + 16);
-        if (s) {
-            v0 = _mm512_mul_ps(v0, _mm512_loadu_ps(s + c * CK_QK));
-            v1 = _mm512_mul_ps(v1, _mm512_loadu_ps(s + c * CK_QK + 16));
-        }
-        m[c] = _mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1));
-    }
+    for (int c = 0; c < 16; c++)
+        m[c] = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(x + c * CK_QK)), _mm512_abs_ps(_mm512_loadu_ps(x + c * CK_QK + 16)));
     REDUCE16(m, _mm512_max_ps, _mm512_permutex2var_ps);
     const __m512 scale = _mm512_div_ps(m[0], _mm512_set1_ps(127.0f));
     const __mmask16 nonzero = _mm512_cmpneq_ps_mask(scale, _mm512_setzero_ps());
@@ -273,14 +267,9 @@ TARGET INLINE void quantize_16_blocks_biased(const float *x, const float *s, uin
         __m512i v[4];
         for (int t = 0; t < 2; t++) {
             const float *xb = x + (c + t) * CK_QK;
-            __m512 v0 = _mm512_loadu_ps(xb), v1 = _mm512_loadu_ps(xb + 16);
-            if (s) {
-                v0 = _mm512_mul_ps(v0, _mm512_loadu_ps(s + (c + t) * CK_QK));
-                v1 = _mm512_mul_ps(v1, _mm512_loadu_ps(s + (c + t) * CK_QK + 16));
-            }
             const __m512 ic = _mm512_permutexvar_ps(_mm512_set1_epi32(c + t), inv);
-            v[2 * t] = _mm512_cvtps_epi32(_mm512_mul_ps(v0, ic));
-            v[2 * t + 1] = _mm512_cvtps_epi32(_mm512_mul_ps(v1, ic));
+            v[2 * t] = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(xb), ic));
+            v[2 * t + 1] = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(xb + 16), ic));
         }
         const __m512i bytes = _mm512_packs_epi16(_mm512_packs_epi32(v[0], v[1]), _mm512_packs_epi32(v[2], v[3]));
         const __m512i biased = _mm512_xor_si512(_mm512_permutexvar_epi32(order, bytes), _mm512_set1_epi8((char)0x80));
@@ -288,13 +277,13 @@ TARGET INLINE void quantize_16_blocks_biased(const float *x, const float *s, uin
     }
 }
 
-TARGET void ck_quantize_biased_row_avx512(const float *x, const float *s, int k, uint8_t *q, float *d) {
+TARGET void ck_quantize_biased_row_avx512(const float *x, int k, uint8_t *q, float *d) {
     const int kb = ck_q8_blocks_per_row(k);
     int b = 0;
-    for (; (b + 16) * CK_QK <= k; b += 16) quantize_16_blocks_biased(x + b * CK_QK, s ? s + b * CK_QK : NULL, q + b * CK_QK, d + b);
+    for (; (b + 16) * CK_QK <= k; b += 16) quantize_16_blocks_biased(x + b * CK_QK, q + b * CK_QK, d + b);
     for (; b < kb; b++) {
         __m512i i0, i1;
-        const float scale = quantize_block_tail(x, s, k, b, &i0, &i1);
+        const float scale = quantize_block_tail(x, NULL, k, b, &i0, &i1);
         const __m128i bias = _mm_set1_epi8((char)0x80);
         const __m128i q0 = _mm512_cvtsepi32_epi8(i0), q1 = _mm512_cvtsepi32_epi8(i1);
         _mm_storeu_si128((__m128i *)(q + b * CK_QK), _mm_xor_si128(q0, bias));
@@ -303,14 +292,17 @@ TARGET void ck_quantize_biased_row_avx512(const float *x, const float *s, int k,
     }
 }
 
+#define MR_BWD 4  // rows of a backward tile: 2·MR dot and 2·MR f32 accumulators
+
 // MR rows of the backward strip: 2 vectors of 16 columns, VPDPBUSD over 4 outputs a lane.
-TARGET INLINE void strip_rows(const ck_strip *s, const ck_strip_row *z, const int MR, const int SHARED, const float *bias,
+TARGET INLINE void strip_rows(const ck_strip *s, const uint8_t *zq, const float *zd, const int MR, const float *bias,
                               float *dx, int ldx, __mmask16 mask[2]) {
-    __m512 acc[4][2];
+    const int nb = s->nb;
+    __m512 acc[MR_BWD][2];
     for (int i = 0; i < MR; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
-    for (int c = 0; c < s->nb; c++) {
+    for (int c = 0; c < nb; c++) {
         // starting from −128·colsum takes the bias of z back out
-        __m512i start[2], dot[4][2];
+        __m512i start[2], dot[MR_BWD][2];
         for (int v = 0; v < 2; v++)
             start[v] = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(_mm512_loadu_si512(s->colsum + c * CK_QK + 16 * v), 7));
         for (int i = 0; i < MR; i++)
@@ -319,18 +311,19 @@ TARGET INLINE void strip_rows(const ck_strip *s, const ck_strip_row *z, const in
             const int8_t *w = s->w + (size_t)(c * (CK_QK / 4) + q) * 4 * CK_QK;
             const __m512i w0 = _mm512_loadu_si512(w), w1 = _mm512_loadu_si512(w + 64);
             for (int i = 0; i < MR; i++) {
-                // both halves share one z unless the format's scales change within 32 columns
-                int32_t four[2];
-                memcpy(&four[0], z[i].q[0] + c * CK_QK + 4 * q, 4);
-                if (!SHARED) memcpy(&four[1], z[i].q[1] + c * CK_QK + 4 * q, 4);
-                const __m512i x0 = _mm512_set1_epi32(four[0]), x1 = SHARED ? x0 : _mm512_set1_epi32(four[1]);
-                dot[i][0] = _mm512_dpbusd_epi32(dot[i][0], x0, w0);
-                dot[i][1] = _mm512_dpbusd_epi32(dot[i][1], x1, w1);
+                int32_t four;
+                memcpy(&four, zq + (size_t)i * nb * CK_QK + c * CK_QK + 4 * q, 4);
+                const __m512i x = _mm512_set1_epi32(four);
+                dot[i][0] = _mm512_dpbusd_epi32(dot[i][0], x, w0);
+                dot[i][1] = _mm512_dpbusd_epi32(dot[i][1], x, w1);
             }
         }
-        for (int i = 0; i < MR; i++)
-            for (int v = 0; v < 2; v++)
-                acc[i][v] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[i][v]), _mm512_set1_ps(z[i].d[v][c]), acc[i][v]);
+        const __m512 d0 = _mm512_loadu_ps(s->d + c * CK_QK), d1 = _mm512_loadu_ps(s->d + c * CK_QK + 16);
+        for (int i = 0; i < MR; i++) {
+            const __m512 dz = _mm512_set1_ps(zd[(size_t)i * nb + c]);
+            acc[i][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[i][0]), _mm512_mul_ps(dz, d0), acc[i][0]);
+            acc[i][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[i][1]), _mm512_mul_ps(dz, d1), acc[i][1]);
+        }
     }
     for (int i = 0; i < MR; i++) {
         for (int v = 0; v < 2; v++) {
@@ -340,21 +333,19 @@ TARGET INLINE void strip_rows(const ck_strip *s, const ck_strip_row *z, const in
     }
 }
 
-TARGET INLINE void strip_tiles(const ck_strip *s, const ck_strip_row *z, int rows, const int SHARED, const float *bias,
-                               float *dx, int ldx, __mmask16 mask[2]) {
-    int i = 0;
-    for (; i + 4 <= rows; i += 4) strip_rows(s, z + i, 4, SHARED, bias ? bias + i : NULL, dx + (size_t)i * ldx, ldx, mask);
-    switch (rows - i) {
-    case 3: strip_rows(s, z + i, 3, SHARED, bias ? bias + i : NULL, dx + (size_t)i * ldx, ldx, mask); break;
-    case 2: strip_rows(s, z + i, 2, SHARED, bias ? bias + i : NULL, dx + (size_t)i * ldx, ldx, mask); break;
-    case 1: strip_rows(s, z + i, 1, SHARED, bias ? bias + i : NULL, dx + (size_t)i * ldx, ldx, mask); break;
-    }
-}
-
-TARGET void ck_strip_tile_avx512(const ck_strip *s, const ck_strip_row *z, int rows, const float *bias, float *dx, int ldx,
-                                 int cols) {
+TARGET void ck_strip_tile_avx512(const ck_strip *s, const uint8_t *zq, const float *zd, int rows, const float *bias, float *dx,
+                                 int ldx, int cols) {
     __mmask16 mask[2] = {(__mmask16)(cols >= 16 ? 0xFFFF : (1u << cols) - 1),
                          (__mmask16)(cols >= 32 ? 0xFFFF : cols > 16 ? (1u << (cols - 16)) - 1 : 0)};
-    if (rows > 0 && z[0].q[0] == z[0].q[1]) strip_tiles(s, z, rows, 1, bias, dx, ldx, mask);
-    else strip_tiles(s, z, rows, 0, bias, dx, ldx, mask);
+    const size_t zrow = (size_t)s->nb * CK_QK;
+    int i = 0;
+    for (; i + MR_BWD <= rows; i += MR_BWD)
+        strip_rows(s, zq + i * zrow, zd + (size_t)i * s->nb, MR_BWD, bias ? bias + i : NULL, dx + (size_t)i * ldx, ldx, mask);
+    const uint8_t *zt = zq + i * zrow;
+    const float *dt = zd + (size_t)i * s->nb, *bt = bias ? bias + i : NULL;
+    switch (rows - i) {
+    case 3: strip_rows(s, zt, dt, 3, bt, dx + (size_t)i * ldx, ldx, mask); break;
+    case 2: strip_rows(s, zt, dt, 2, bt, dx + (size_t)i * ldx, ldx, mask); break;
+    case 1: strip_rows(s, zt, dt, 1, bt, dx + (size_t)i * ldx, ldx, mask); break;
+    }
 }

@@ -1,14 +1,17 @@
 // Backward-data product dX = dY · W on the forward panels, without a transposed copy.
 //
-// A weight's scale varies along the summed dimension (one per output row and block), so
-// integer dots over outputs need it folded into dY first: for each 32-column strip of W,
-// z[o] = dY[o] · scale[o] is quantized over outputs in blocks of 32 (the activation
-// quantizer, which stores z_q + 128 as unsigned bytes for VPDPBUSD), the strip's weights are
-// decoded to signed bytes w = u − offset in transposed order with their column sums per
-// block of 32 outputs, and dX[j] = sum over blocks c of
-// d_z[c] · (sum_o (z_q[o] + 128) · w[o][j] − 128 · colsum[c][j]), plus sum_o dY[o] · min[o]
-// for the formats with a per-block minimum (Q4_1, Q4_K). The weights stay exact; only z is
-// rounded, to int8 per block of 32, as activations are forward.
+// The panels are read one 32-column strip at a time. A weight's scale varies along the
+// summed dimension (one per output row and block), so the strip's weights times their row
+// scales, v[o][j] = w[o][j] · scale[o], are requantized per column over blocks of 32 outputs
+// as activations are (d = amax/127, rounded half to even) into the transposed order
+// q[o/4][j][o%4] that VPDPBUSD reads, with each block's scale dw[c][j] and column sum.
+// dY is quantized once per row, over outputs in blocks of 32 and biased (q + 128 as
+// unsigned bytes), so dX[j] = sum over blocks c of
+// dz[c] · dw[c][j] · (sum_o (z_q[o] + 128) · q[o][j] − 128 · colsum[c][j]), plus
+// sum_o dY[o] · min[o] for the formats with a per-block minimum (Q4_1, Q4_K), in f32.
+// Requantizing costs a pass over the strip per job, against one over dY per strip and row
+// when the scales were folded into dY; the weights move by at most half a step of their
+// column block, as the transposed copy's do.
 // Every dX element comes from one strip and one row, in one order: bit-identical for any
 // thread count and on every path.
 #include <math.h>
@@ -16,8 +19,8 @@
 #include "ck_internal.h"
 #include "include/ck_quant.h"
 
-#define ROW_GROUP 16  // rows of dY quantized together, then run against the strip held in L1/L2
-#define STRIPS 4      // strips a job decodes and runs together: each dY row is read from memory once for them
+#define ROW_GROUP 16  // rows of z run against each strip of a job in turn, held in L1
+#define STRIPS 4      // strips a job decodes and runs together: each z row is read from memory once for them
 
 static inline size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
 
@@ -63,21 +66,64 @@ CK_VECTOR_CLONES static void decode_panel(ck_format f, const char *panel, int cb
     }
 }
 
-// colsum[c][j] = sum of the strip's w[o][j] over block c's 32 outputs (8 row quads).
-CK_VECTOR_CLONES static void column_sums(const int8_t *sw, int nb, int32_t *colsum) {
+typedef int8_t ck_s16 __attribute__((ext_vector_type(16)));
+typedef int32_t ck_i16 __attribute__((ext_vector_type(16)));
+typedef float ck_v4 __attribute__((ext_vector_type(4)));
+
+// Requantizes the decoded strip in place: block c's 32 outputs of column j, w[o][j]·scale[o]
+// (scale0 for columns 0..15, scale1 for 16..31), become int8 with scale dw[c][j] and sum
+// colsum[c][j]. A 16-byte group of a row quad holds 4 columns × 4 outputs, so a lane's
+// scale repeats every 4 lanes and a column's maximum and sum are over 4 adjacent lanes.
+CK_VECTOR_CLONES static void requantize_strip(int8_t *sw, const float *scale0, const float *scale1, int nb, float *dw,
+                                              int32_t *colsum) {
     for (int c = 0; c < nb; c++) {
-        int16_t acc[4 * CK_QK] = {0};  // [j][o%4]; 8 quads of |w| <= 128 stay within int16
-        for (int q = 0; q < CK_QK / 4; q++)
-            for (int t = 0; t < 4 * CK_QK; t++) acc[t] += sw[(size_t)(CK_QK / 4 * c + q) * 4 * CK_QK + t];
-        for (int j = 0; j < CK_QK; j++) colsum[(size_t)c * CK_QK + j] = acc[4 * j] + acc[4 * j + 1] + acc[4 * j + 2] + acc[4 * j + 3];
+        int8_t *block = sw + (size_t)c * CK_QK * CK_QK;
+        ck_v16 v[CK_QK / 4][8], amax[8];
+        for (int g = 0; g < 8; g++) amax[g] = (ck_v16)0;
+        for (int q = 0; q < CK_QK / 4; q++) {
+            ck_v4 s0, s1;
+            memcpy(&s0, scale0 + c * CK_QK + 4 * q, sizeof s0);
+            memcpy(&s1, scale1 + c * CK_QK + 4 * q, sizeof s1);
+            const ck_v16 p0 = __builtin_shufflevector(s0, s0, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3);
+            const ck_v16 p1 = __builtin_shufflevector(s1, s1, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3);
+            for (int g = 0; g < 8; g++) {
+                ck_s16 w;
+                memcpy(&w, block + 4 * CK_QK * q + 16 * g, sizeof w);
+                v[q][g] = __builtin_convertvector(w, ck_v16) * (g < 4 ? p0 : p1);
+                amax[g] = __builtin_elementwise_max(amax[g], __builtin_elementwise_abs(v[q][g]));
+            }
+        }
+        ck_v16 inv[8];
+        for (int g = 0; g < 8; g++) {
+            for (int u = 0; u < 4; u++) {
+                float m = amax[g][4 * u];
+                for (int t = 1; t < 4; t++) m = fmaxf(m, amax[g][4 * u + t]);
+                const float d = m / 127.0f, id = d ? 1.0f / d : 0.0f;
+                dw[c * CK_QK + 4 * g + u] = d;
+                for (int t = 0; t < 4; t++) inv[g][4 * u + t] = id;
+            }
+        }
+        ck_i16 sums[8];
+        for (int g = 0; g < 8; g++) sums[g] = (ck_i16)0;
+        for (int q = 0; q < CK_QK / 4; q++) {
+            for (int g = 0; g < 8; g++) {
+                const ck_i16 r = __builtin_convertvector(__builtin_elementwise_roundeven(v[q][g] * inv[g]), ck_i16);
+                sums[g] += r;
+                const ck_s16 w = __builtin_convertvector(r, ck_s16);
+                memcpy(block + 4 * CK_QK * q + 16 * g, &w, sizeof w);
+            }
+        }
+        for (int g = 0; g < 8; g++)
+            for (int u = 0; u < 4; u++)
+                colsum[c * CK_QK + 4 * g + u] = sums[g][4 * u] + sums[g][4 * u + 1] + sums[g][4 * u + 2] + sums[g][4 * u + 3];
     }
 }
 
-// Decodes column strip cb (columns 32cb..32cb+31) of all n rows: the signed weights in
-// transposed order, their column sums per block of 32 outputs, and the scale of each row
-// for columns 0..15 and 16..31. Returns whether the format has minimums.
-static int decode_strip(ck_type type, const void *w, int n, int k, int cb, int8_t *sw, int32_t *colsum, float *scale0,
-                        float *scale1) {
+// Decodes column strip cb (columns 32cb..32cb+31) of all n rows into s, requantized
+// (requantize_strip); scale0 and scale1 receive each row's scale for columns 0..15 and
+// 16..31. Returns whether the format has minimums.
+static int decode_strip(ck_type type, const void *w, int n, int k, int cb, int8_t *sw, int32_t *colsum, float *dw,
+                        float *scale0, float *scale1) {
     const ck_format f = (ck_format)ck_format_of(type);
     const int nb = ck_div_up(n, CK_QK), kb = ck_q8_blocks_per_row(k);
     const size_t bytes = ck_format_block_bytes(f), panel_bytes = ck_format_panel_bytes(f, kb);
@@ -129,7 +175,6 @@ static int decode_strip(ck_type type, const void *w, int n, int k, int cb, int8_
         int8_t *to = sw + (size_t)(o / 4) * 4 * CK_QK + o % 4;  // w[o/4][j][o%4] at to + 4j
         for (int j = 0; j < CK_QK; j++) to[4 * j] = (int8_t)(u[j] - offset);
     }
-    column_sums(sw, nb, colsum);
     for (int o = 0; o < nb * CK_QK; o++) {
         if (o >= n) {
             scale0[o] = scale1[o] = 0;
@@ -143,52 +188,42 @@ static int decode_strip(ck_type type, const void *w, int n, int k, int cb, int8_
         ck_panel_scale(type, block, o % CK_PANEL, sub, &scale0[o], &min);
         ck_panel_scale(type, block, o % CK_PANEL, sub + 16, &scale1[o], &min);
     }
+    requantize_strip(sw, scale0, scale1, nb, dw, colsum);
     return f == CK_F_Q4_1 || f == CK_F_Q4_K;
 }
 
-// The quantized z of ROW_GROUP rows (one half): q, then d.
-static size_t z_bytes(int nb) {
-    return align64((size_t)ROW_GROUP * nb * CK_QK) + align64((size_t)ROW_GROUP * nb * sizeof(float));
-}
-
-// One decoded strip in a thread's scratch: its signed weights and column sums, its per-row
-// scales for both halves, and the quantized z of ROW_GROUP rows for both halves.
+// One decoded strip in a thread's scratch: its requantized weights, column sums and
+// scales, and its rows' scales for both halves.
 typedef struct {
     ck_strip strip;
     float *scale[2];
-    uint8_t *zq[2];
-    float *zd[2];
 } strip_scratch;
 
 static size_t strip_bytes(int n) {
     const int nb = ck_div_up(n, CK_QK), np = nb * CK_QK;
-    return align64((size_t)nb * CK_QK * CK_QK) + align64((size_t)np * sizeof(int32_t)) + 2 * align64((size_t)np * sizeof(float)) +
-           2 * z_bytes(nb);
+    return align64((size_t)nb * CK_QK * CK_QK) + align64((size_t)np * sizeof(int32_t)) + 3 * align64((size_t)np * sizeof(float));
 }
 
 static strip_scratch strip_in(char *at, int n) {
     const int nb = ck_div_up(n, CK_QK), np = nb * CK_QK;
-    strip_scratch s;
-    s.strip = (ck_strip){(int8_t *)at, (int32_t *)(at + align64((size_t)nb * CK_QK * CK_QK)), nb};
-    s.scale[0] = (float *)((char *)s.strip.colsum + align64((size_t)np * sizeof(int32_t)));
-    s.scale[1] = s.scale[0] + align64((size_t)np * sizeof(float)) / sizeof(float);
-    char *z = (char *)(s.scale[1] + align64((size_t)np * sizeof(float)) / sizeof(float));
-    for (int h = 0; h < 2; h++) {
-        s.zq[h] = (uint8_t *)(z + h * z_bytes(nb));
-        s.zd[h] = (float *)(s.zq[h] + align64((size_t)ROW_GROUP * nb * CK_QK));
-    }
-    return s;
+    const size_t floats = align64((size_t)np * sizeof(float));
+    char *colsum = at + align64((size_t)nb * CK_QK * CK_QK), *dw = colsum + align64((size_t)np * sizeof(int32_t));
+    return (strip_scratch){{(int8_t *)at, (int32_t *)colsum, (float *)dw, nb}, {(float *)(dw + floats), (float *)(dw + 2 * floats)}};
 }
 
 // Per-thread scratch: STRIPS decoded strips and the minimums' share of ROW_GROUP rows.
 static size_t thread_bytes(int n) { return STRIPS * strip_bytes(n) + align64(ROW_GROUP * sizeof(float)); }
 
-// Shared scratch: every row's minimum of every strip, and every row of dY's sum over them.
+// Shared scratch: every row's minimum of every strip, every row of dY's sum over them, and
+// dY quantized (q, then d).
 static inline int mins_stride(int k) { return ck_div_up(ck_q8_blocks_per_row(k), 16) * 16; }
+
+static size_t z_bytes(int m, int nb) { return align64((size_t)m * nb * CK_QK) + align64((size_t)m * nb * sizeof(float)); }
 
 static size_t shared_bytes(int m, int n, int k) {
     const int strips = ck_q8_blocks_per_row(k);
-    return align64((size_t)n * mins_stride(k) * sizeof(float)) + align64((size_t)m * strips * sizeof(float));
+    return align64((size_t)n * mins_stride(k) * sizeof(float)) + align64((size_t)m * strips * sizeof(float)) +
+           z_bytes(m, ck_div_up(n, CK_QK));
 }
 
 size_t ck_gemm_bwd_workspace_size(int m, int n, int k) {
@@ -215,50 +250,42 @@ CK_VECTOR_CLONES static void bias_rows(const float *dy, int rows, int n, const f
     }
 }
 
-// dX rows [i0, i1), columns of the `count` strips from cb0.
-static void strip_rows(ck_type type, const float *dy, int i0, int i1, int n, const void *w, int k, int cb0, int count,
-                       float *dx, const float *biases, char *scratch, ck_strip_tile_fn strip_tile,
-                       ck_quantize_biased_row_fn quantize) {
-    const int nb = ck_div_up(n, CK_QK), halves = type == CK_TYPE_Q6_K ? 2 : 1, h1 = halves - 1;
+// dX rows [i0, i1), columns of the `count` strips from cb0; zq and zd hold dY quantized.
+static void strip_rows(ck_type type, int i0, int i1, int n, const void *w, int k, int cb0, int count, const uint8_t *zq,
+                       const float *zd, float *dx, const float *biases, char *scratch, ck_strip_tile_fn strip_tile) {
+    const int nb = ck_div_up(n, CK_QK), strips = ck_q8_blocks_per_row(k);
     strip_scratch s[STRIPS];
     int has_min = 0;
     for (int t = 0; t < count; t++) {
         s[t] = strip_in(scratch + t * strip_bytes(n), n);
-        has_min = decode_strip(type, w, n, k, cb0 + t, (int8_t *)s[t].strip.w, (int32_t *)s[t].strip.colsum, s[t].scale[0],
-                               s[t].scale[1]);
+        has_min = decode_strip(type, w, n, k, cb0 + t, (int8_t *)s[t].strip.w, (int32_t *)s[t].strip.colsum,
+                               (float *)s[t].strip.d, s[t].scale[0], s[t].scale[1]);
     }
     float *bias = (float *)(scratch + STRIPS * strip_bytes(n));
+    // a group's rows of z stay in L1 for every strip of the job
     for (int g0 = i0; g0 < i1; g0 += ROW_GROUP) {
         const int rows = i1 - g0 < ROW_GROUP ? i1 - g0 : ROW_GROUP;
-        // each dY row comes from memory once, for every strip of the job
-        for (int i = 0; i < rows; i++)
-            for (int t = 0; t < count; t++)
-                for (int h = 0; h < halves; h++)
-                    quantize(dy + (size_t)(g0 + i) * n, s[t].scale[h], n, s[t].zq[h] + (size_t)i * nb * CK_QK, s[t].zd[h] + (size_t)i * nb);
         for (int t = 0; t < count; t++) {
             const int cb = cb0 + t, cols = k - CK_QK * cb < CK_QK ? k - CK_QK * cb : CK_QK;
-            ck_strip_row z_rows[ROW_GROUP];
-            for (int i = 0; i < rows; i++) {
-                z_rows[i] = (ck_strip_row){{s[t].zq[0] + (size_t)i * nb * CK_QK, s[t].zq[h1] + (size_t)i * nb * CK_QK},
-                                           {s[t].zd[0] + (size_t)i * nb, s[t].zd[h1] + (size_t)i * nb}};
-                if (has_min) bias[i] = biases[(size_t)(g0 + i) * ck_q8_blocks_per_row(k) + cb];
-            }
-            strip_tile(&s[t].strip, z_rows, rows, has_min ? bias : NULL, dx + (size_t)g0 * k + CK_QK * cb, k, cols);
+            if (has_min)
+                for (int i = 0; i < rows; i++) bias[i] = biases[(size_t)(g0 + i) * strips + cb];
+            strip_tile(&s[t].strip, zq + (size_t)g0 * nb * CK_QK, zd + (size_t)g0 * nb, rows, has_min ? bias : NULL,
+                       dx + (size_t)g0 * k + CK_QK * cb, k, cols);
         }
     }
 }
 
-void ck_strip_tile_scalar(const ck_strip *s, const ck_strip_row *z, int rows, const float *bias, float *dx, int ldx,
-                          int cols) {
+void ck_strip_tile_scalar(const ck_strip *s, const uint8_t *zq, const float *zd, int rows, const float *bias, float *dx,
+                          int ldx, int cols) {
+    const int nb = s->nb;
     for (int i = 0; i < rows; i++) {
         for (int j = 0; j < cols; j++) {
-            const int h = j / 16;
             float acc = 0;
-            for (int c = 0; c < s->nb; c++) {
+            for (int c = 0; c < nb; c++) {
                 int32_t dot = 0;
                 for (int o = c * CK_QK; o < (c + 1) * CK_QK; o++)
-                    dot += s->w[(size_t)(o / 4) * 4 * CK_QK + 4 * j + o % 4] * (z[i].q[h][o] - 128);
-                acc = fmaf((float)dot, z[i].d[h][c], acc);
+                    dot += s->w[(size_t)(o / 4) * 4 * CK_QK + 4 * j + o % 4] * (zq[(size_t)i * nb * CK_QK + o] - 128);
+                acc = fmaf((float)dot, zd[(size_t)i * nb + c] * s->d[c * CK_QK + j], acc);
             }
             dx[(size_t)i * ldx + j] = bias ? acc + bias[i] : acc;
         }
@@ -275,8 +302,13 @@ static ck_status gemm_bwd(ck_type type, const float *dy, int m, int n, const voi
     if (!workspace || workspace_size < shared + (size_t)nt * thread_bytes(n)) return CK_ERR_WORKSPACE;
     const int strips = ck_q8_blocks_per_row(k);
     const int stride = mins_stride(k);
+    const int nb = ck_div_up(n, CK_QK);
     float *mins = workspace, *biases = (float *)((char *)workspace + align64((size_t)n * stride * sizeof(float)));
+    uint8_t *zq = (uint8_t *)biases + align64((size_t)m * strips * sizeof(float));
+    float *zd = (float *)(zq + align64((size_t)m * nb * CK_QK));
     char *scratch = (char *)workspace + shared;
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1 && (long)m * n >= (1L << 16))
+    for (int i = 0; i < m; i++) quantize(dy + (size_t)i * n, n, zq + (size_t)i * nb * CK_QK, zd + (size_t)i * nb);
     if (type == CK_TYPE_Q4_1 || type == CK_TYPE_Q4_K) {
         const ck_format f = (ck_format)ck_format_of(type);
         const size_t bytes = ck_format_block_bytes(f), panel_bytes = ck_format_panel_bytes(f, strips);
@@ -310,8 +342,7 @@ static ck_status gemm_bwd(ck_type type, const float *dy, int m, int n, const voi
         ck_team(&rank, &team);
         const int g = j / parts, i0 = (j % parts) * rows_per, i1 = i0 + rows_per < m ? i0 + rows_per : m;
         const int cb0 = (int)((int64_t)strips * g / groups), count = (int)((int64_t)strips * (g + 1) / groups) - cb0;
-        strip_rows(type, dy, i0, i1, n, w, k, cb0, count, dx, biases, scratch + (size_t)rank * thread_bytes(n), strip_tile,
-                   quantize);
+        strip_rows(type, i0, i1, n, w, k, cb0, count, zq, zd, dx, biases, scratch + (size_t)rank * thread_bytes(n), strip_tile);
     }
     return CK_OK;
 }

@@ -192,7 +192,7 @@ func gemmBackward(_ type: ck_type, _ dy: [Float], m: Int, n: Int, _ w: [UInt8], 
     }
 
     @Test(arguments: blockTypes)
-    func backwardIsWithinTheQuantizationBoundOfDYTimesTheScales(type: ck_type) {
+    func backwardIsWithinTheQuantizationBoundOfItsRequantizedWeightsAndDY(type: ck_type) {
         var worst = 0.0
         for shape in blockShapes {
             var rng = SeededRandom(seed: 26)
@@ -203,19 +203,29 @@ func gemmBackward(_ type: ck_type, _ dy: [Float], m: Int, n: Int, _ w: [UInt8], 
             for o in 0..<shape.n { for j in 0..<shape.k { wT[j * shape.n + o] = w.dequantized[o * shape.k + j] } }
             let (exact, magnitude) = referenceProduct(dy, m: shape.m, k: shape.n, wT, n: shape.k)
             let nb = (shape.n + 31) / 32
+            // v = w − min is requantized per column over blocks of 32 outputs (step A/127, A
+            // the block's largest |v|) and dY per block of 32 (step D/127): the product moves
+            // by at most |dY|·A/254 + D/254·(|v| + A/254) per output, plus f32 sums of nb
+            // blocks and of the minimums' n terms, and v's own rounding beside the minimum
+            var v = [Double](repeating: 0, count: shape.n * shape.k), minimum = v
+            for o in 0..<shape.n {
+                for j in 0..<shape.k {
+                    let min = w.scale(row: o, col: j).min
+                    v[o * shape.k + j] = Double(w.dequantized[o * shape.k + j] - min)
+                    minimum[o * shape.k + j] = Double(abs(min))
+                }
+            }
             for i in 0..<shape.m {
                 for j in 0..<shape.k {
-                    // z = dY·scale is rounded to its block's int8 grid (step amax/127): the
-                    // product moves by at most step/2 · |u − zero| = step/2 · |w − min| / scale
-                    // per output, plus f32 sums of nb blocks and of the minimums' n terms
                     var bound = Double(nb + shape.n + 1) * 1.2e-7 * magnitude[i * shape.k + j]
                     for c in 0..<nb {
                         let outputs = (c * 32)..<min(shape.n, c * 32 + 32)
-                        let amax = outputs.map { Double(abs(dy[i * shape.n + $0] * w.scale(row: $0, col: j).scale)) }.max() ?? 0
+                        let a = outputs.map { abs(v[$0 * shape.k + j]) }.max() ?? 0
+                        let d = outputs.map { Double(abs(dy[i * shape.n + $0])) }.max() ?? 0
                         for o in outputs {
-                            let (scale, min) = w.scale(row: o, col: j)
-                            guard scale != 0 else { continue }
-                            bound += amax / 254 * Double(abs(w.dequantized[o * shape.k + j] - min)) / Double(abs(scale)) * (1 + 1e-5)
+                            let y = Double(abs(dy[i * shape.n + o]))
+                            bound += (y * a / 254 + d / 254 * (abs(v[o * shape.k + j]) + a / 254)) * (1 + 1e-5)
+                            bound += y * 1.2e-7 * minimum[o * shape.k + j]
                         }
                     }
                     let error = Double(abs(got[i * shape.k + j] - exact[i * shape.k + j]))

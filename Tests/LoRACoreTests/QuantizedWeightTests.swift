@@ -49,7 +49,8 @@ import Testing
             return zip(dx.scalars, exact.scalars).map { abs($0 - $1) }.max()!
         }
         #expect(worst(.exact) < 1e-5)
-        // dY·scale rounded to int8 per block of 32: |dY| <= 1 times |w| <= 1 over 40 outputs
+        // dY and the weights rounded to int8 per block of 32 (direct: w·scale requantized per
+        // column; copy: Wᵀ requantized): |dY| <= 1 and |w| <= 1 move each of 40 terms by <= 2/254
         #expect(worst(.direct) < 40 * 1.0 / 127)
         if type == .q8_0 { #expect(worst(.transposedCopy) < 40 * 1.0 / 127) }
     }

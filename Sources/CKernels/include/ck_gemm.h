@@ -28,8 +28,9 @@ ck_status ck_gemm(ck_type type, const float *x, int m, int k, const void *w, int
                   void *workspace, size_t workspace_size);
 
 // Backward-data product dX[m, k] = dY[m, n] · W on the forward pack of W [n, k], without a
-// transposed copy: dY times each row's scale is quantized to int8 per 32 outputs and the
-// weights are read exactly as stored (gemm_bwd.c). Same bits for any thread count and path.
+// transposed copy: each 32-column strip of the weights, times its row scales, is
+// requantized to int8 per 32 outputs as it is read, and dY quantized once per row
+// (gemm_bwd.c). Same bits for any thread count and path.
 size_t ck_gemm_bwd_workspace_size(int m, int n, int k);
 ck_status ck_gemm_bwd(ck_type type, const float *dy, int m, int n, const void *w, int k, float *dx, void *workspace,
                       size_t workspace_size);
