@@ -207,7 +207,8 @@ func gemmBackward(_ type: ck_type, _ dy: [Float], m: Int, n: Int, _ w: [UInt8], 
             // the block's largest |v|) and dY per block of 32 (step D/127): the product moves
             // by at most |dY|·A/254 + D/254·(|v| + A/254) per output, plus f32 sums of nb
             // blocks and of the minimums' n terms, and v's own rounding beside the minimum
-            var v = [Double](repeating: 0, count: shape.n * shape.k), minimum = v
+            var v = [Double](repeating: 0, count: shape.n * shape.k)
+            var minimum = v
             for o in 0..<shape.n {
                 for j in 0..<shape.k {
                     let min = w.scale(row: o, col: j).min
