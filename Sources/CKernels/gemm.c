@@ -61,7 +61,8 @@ size_t ck_gemm_bwd_f32_workspace_size(int n) {
 }
 
 // Block b of a row (x[j]·scale_by[j] when scale_by is not NULL) quantized into q[0..31],
-// zero-padded: the one definition of the int8 path's rounding. Returns the block's scale.
+// zero-padded: the int8 path's rounding (gemm_bwd.c's requantize_strip applies the same
+// rule to a strip's weights in their transposed layout). Returns the block's scale.
 static inline float quantize_block(const float *x, const float *scale_by, int k, int b, int8_t *q) {
     const int len = k - b * CK_QK < CK_QK ? k - b * CK_QK : CK_QK;
     float xb[CK_QK];

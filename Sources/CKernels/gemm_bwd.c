@@ -19,7 +19,7 @@
 #include "ck_internal.h"
 #include "include/ck_quant.h"
 
-#define ROW_GROUP 16  // rows of z run against each strip of a job in turn, held in L1
+#define ROW_GROUP 16  // rows of z run against each strip of a job in turn, while they are in cache
 #define STRIPS 4      // strips a job decodes and runs together: each z row is read from memory once for them
 
 static inline size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
