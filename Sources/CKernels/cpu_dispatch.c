@@ -1,6 +1,7 @@
 // CPU detection, the dispatch table and the shared thread count.
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 #include "ck_internal.h"
 
 // Every slot starts at the reference path; ck_init moves it to the best supported one.
@@ -70,6 +71,10 @@ static void fill_table(ck_isa isa) {
 
 static void init_once_body(void) {
     fill_table(ck_best_isa());
+    // $SWIFT_LORA_ISA picks a supported path by name: comparisons without a rebuild
+    const char *isa = getenv("SWIFT_LORA_ISA");
+    for (int i = CK_ISA_SCALAR; isa && i <= CK_ISA_AVX512_VNNI; i++)
+        if (!strcmp(isa, ck_isa_name((ck_isa)i)) && ck_isa_supported((ck_isa)i)) fill_table((ck_isa)i);
     const char *env = getenv("SWIFT_LORA_THREADS");
     int n = env ? atoi(env) : 0;
 #ifdef _OPENMP

@@ -124,7 +124,7 @@ static inline float block_update(ck_format f, const void *panel, int b, int r, c
     case CK_F_Q8_0: {
         const ck_panel_block *p = (const ck_panel_block *)panel + b;
         for (int j = 0; j < CK_QK; j++) u[j] = p->q[j / 4][r][j % 4];
-        return fmaf((float)(udot(u, x, 0, CK_QK) - 128 * sum), ck_half_to_float(p->d[r]) * xd, acc);
+        return fmaf((float)(udot(u, x, 0, CK_QK) - 128 * sum), ck_half_to_float_inline(p->d[r]) * xd, acc);
     }
     case CK_F_Q4_0: {
         const ck_panel_q4_0 *p = (const ck_panel_q4_0 *)panel + b;
@@ -132,7 +132,7 @@ static inline float block_update(ck_format f, const void *panel, int b, int r, c
             u[j] = p->qs[j / 4][r][j % 4] & 0x0F;
             u[j + 16] = p->qs[j / 4][r][j % 4] >> 4;
         }
-        return fmaf((float)(udot(u, x, 0, CK_QK) - 8 * sum), ck_half_to_float(p->d[r]) * xd, acc);
+        return fmaf((float)(udot(u, x, 0, CK_QK) - 8 * sum), ck_half_to_float_inline(p->d[r]) * xd, acc);
     }
     case CK_F_Q4_1: {
         const ck_panel_q4_1 *p = (const ck_panel_q4_1 *)panel + b;
@@ -140,8 +140,8 @@ static inline float block_update(ck_format f, const void *panel, int b, int r, c
             u[j] = p->qs[j / 4][r][j % 4] & 0x0F;
             u[j + 16] = p->qs[j / 4][r][j % 4] >> 4;
         }
-        acc = fmaf((float)udot(u, x, 0, CK_QK), ck_half_to_float(p->d[r]) * xd, acc);
-        return fmaf((float)sum, ck_half_to_float(p->m[r]) * xd, acc);
+        acc = fmaf((float)udot(u, x, 0, CK_QK), ck_half_to_float_inline(p->d[r]) * xd, acc);
+        return fmaf((float)sum, ck_half_to_float_inline(p->m[r]) * xd, acc);
     }
     case CK_F_Q4_K: {
         const ck_panel_q4_k *p = (const ck_panel_q4_k *)panel + b / 8;
@@ -150,8 +150,8 @@ static inline float block_update(ck_format f, const void *panel, int b, int r, c
             const uint8_t q = p->qs[c][j / 4][r][j % 4];
             u[j] = s & 1 ? q >> 4 : q & 0x0F;
         }
-        acc = fmaf((float)(p->sc[s][r] * udot(u, x, 0, CK_QK)), ck_half_to_float(p->d[r]) * xd, acc);
-        return fmaf((float)(-(p->m[s][r] * sum)), ck_half_to_float(p->dmin[r]) * xd, acc);
+        acc = fmaf((float)(p->sc[s][r] * udot(u, x, 0, CK_QK)), ck_half_to_float_inline(p->d[r]) * xd, acc);
+        return fmaf((float)(-(p->m[s][r] * sum)), ck_half_to_float_inline(p->dmin[r]) * xd, acc);
     }
     case CK_F_Q6_K: {
         const ck_panel_q6_k *p = (const ck_panel_q6_k *)panel + b / 8;
@@ -161,7 +161,7 @@ static inline float block_update(ck_format f, const void *panel, int b, int r, c
             u[j] = (uint8_t)((jj < 2 ? ql & 0x0F : ql >> 4) | ((qh >> (2 * jj)) & 3) << 4);
         }
         const int32_t lo = udot(u, x, 0, 16) - 32 * sum_lo, hi = udot(u, x, 16, CK_QK) - 32 * (sum - sum_lo);
-        return fmaf((float)(p->sc[2 * s][r] * lo + p->sc[2 * s + 1][r] * hi), ck_half_to_float(p->d[r]) * xd, acc);
+        return fmaf((float)(p->sc[2 * s][r] * lo + p->sc[2 * s + 1][r] * hi), ck_half_to_float_inline(p->d[r]) * xd, acc);
     }
     default: return acc;
     }

@@ -232,23 +232,38 @@ size_t ck_gemm_bwd_workspace_size(int m, int n, int k) {
 
 #define BIAS_ROWS 8  // rows summed side by side: independent FMA chains, the same order for each
 
+typedef float ck_v8 __attribute__((ext_vector_type(8)));
+
 // bias[r][b] = sum over o of dy[r][o] · mins[o][b] for the strips b of `rows` rows, in o's
 // order: the minimums' share of dX (Q4_1, Q4_K). Lanes are 16 strips (mins rows padded to
-// `stride`, a multiple of 16), so the sums stay in registers.
+// `stride`, a multiple of 16), so the sums stay in registers; a last group of up to 8
+// strips runs 8 lanes (K = 576 is 18 strips: 16 + 2), in the same order per lane.
+// Always BIAS_ROWS chains (rows past `rows` repeat row 0 and are not stored): a loop of a
+// constant count keeps them in registers, where one of `rows` kept them in memory (the
+// store-to-load chains made this a fifth of a Q4_1 backward product).
+#define BIAS_PASS(V, lanes)                                                                                       \
+    do {                                                                                                          \
+        V acc[BIAS_ROWS];                                                                                         \
+        for (int r = 0; r < BIAS_ROWS; r++) acc[r] = (V)0;                                                        \
+        for (int o = 0; o < n; o++) {                                                                             \
+            V m;                                                                                                  \
+            memcpy(&m, mins + (size_t)o * stride + b0, sizeof m);                                                 \
+            for (int r = 0; r < BIAS_ROWS; r++) acc[r] = __builtin_elementwise_fma((V)row[r][o], m, acc[r]);       \
+        }                                                                                                         \
+        const int width = strips - b0 < (lanes) ? strips - b0 : (lanes);                                          \
+        for (int r = 0; r < rows; r++) memcpy(bias + (size_t)r * strips + b0, &acc[r], (size_t)width * sizeof(float)); \
+    } while (0)
+
 CK_VECTOR_CLONES static void bias_rows(const float *dy, int rows, int n, const float *mins, int strips, int stride,
                                        float *bias) {
+    const float *row[BIAS_ROWS];
+    for (int r = 0; r < BIAS_ROWS; r++) row[r] = dy + (size_t)(r < rows ? r : 0) * n;
     for (int b0 = 0; b0 < strips; b0 += 16) {
-        ck_v16 acc[BIAS_ROWS];
-        for (int r = 0; r < BIAS_ROWS; r++) acc[r] = (ck_v16)0;
-        for (int o = 0; o < n; o++) {
-            ck_v16 m;
-            memcpy(&m, mins + (size_t)o * stride + b0, sizeof m);
-            for (int r = 0; r < rows; r++) acc[r] = __builtin_elementwise_fma((ck_v16)dy[(size_t)r * n + o], m, acc[r]);
-        }
-        const int width = strips - b0 < 16 ? strips - b0 : 16;
-        for (int r = 0; r < rows; r++) memcpy(bias + (size_t)r * strips + b0, &acc[r], (size_t)width * sizeof(float));
+        if (strips - b0 <= 8) BIAS_PASS(ck_v8, 8);
+        else BIAS_PASS(ck_v16, 16);
     }
 }
+#undef BIAS_PASS
 
 // dX rows [i0, i1), columns of the `count` strips from cb0; zq and zd hold dY quantized.
 static void strip_rows(ck_type type, int i0, int i1, int n, const void *w, int k, int cb0, int count, const uint8_t *zq,

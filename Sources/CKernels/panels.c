@@ -29,7 +29,7 @@ static void pack_q8_0(const void *src, int r, void *dst) {
 
 static void values_q8_0(const void *panel, int r, float *out) {
     const ck_panel_block *p = panel;
-    const float d = ck_half_to_float(p->d[r]);
+    const float d = ck_half_to_float_inline(p->d[r]);
     for (int j = 0; j < CK_QK; j++) out[j] = d * (float)(p->q[j / 4][r][j % 4] - 128);
 }
 
@@ -42,7 +42,7 @@ static void pack_q4_0(const void *src, int r, void *dst) {
 
 static void values_q4_0(const void *panel, int r, float *out) {
     const ck_panel_q4_0 *p = panel;
-    const float d = ck_half_to_float(p->d[r]);
+    const float d = ck_half_to_float_inline(p->d[r]);
     for (int j = 0; j < CK_QK / 2; j++) {
         const uint8_t q = p->qs[j / 4][r][j % 4];
         out[j] = d * (float)((q & 0x0F) - 8);
@@ -60,7 +60,7 @@ static void pack_q4_1(const void *src, int r, void *dst) {
 
 CK_VECTOR_CLONES static void values_q4_1(const void *panel, int r, float *out) {
     const ck_panel_q4_1 *p = panel;
-    const float d = ck_half_to_float(p->d[r]), m = ck_half_to_float(p->m[r]);
+    const float d = ck_half_to_float_inline(p->d[r]), m = ck_half_to_float_inline(p->m[r]);
     for (int j = 0; j < CK_QK / 2; j++) {
         const uint8_t q = p->qs[j / 4][r][j % 4];
         out[j] = fmaf(d, (float)(q & 0x0F), m);
@@ -84,7 +84,7 @@ static void pack_q4_k(const void *src, int r, void *dst) {
 
 CK_VECTOR_CLONES static void values_q4_k(const void *panel, int r, float *out) {
     const ck_panel_q4_k *p = panel;
-    const float d = ck_half_to_float(p->d[r]), dmin = ck_half_to_float(p->dmin[r]);
+    const float d = ck_half_to_float_inline(p->d[r]), dmin = ck_half_to_float_inline(p->dmin[r]);
     for (int c = 0; c < 4; c++) {
         for (int half = 0; half < 2; half++) {
             const int s = 2 * c + half;
@@ -113,7 +113,7 @@ static void pack_q6_k(const void *src, int r, void *dst) {
 
 static void values_q6_k(const void *panel, int r, float *out) {
     const ck_panel_q6_k *p = panel;
-    const float d = ck_half_to_float(p->d[r]);
+    const float d = ck_half_to_float_inline(p->d[r]);
     for (int h = 0; h < 2; h++) {
         for (int j = 0; j < 4; j++) {
             for (int l = 0; l < CK_QK; l++) {
@@ -242,7 +242,7 @@ void ck_q8_pack_transposed(const ck_block_q8_0 *src, int rows, int k, ck_panel_b
                     const int row = b * CK_QK + j;
                     if (row >= rows || col >= k) continue;
                     const ck_block_q8_0 *blk = &src[(size_t)row * kb + col / CK_QK];
-                    v[j] = ck_half_to_float(blk->d) * blk->qs[col % CK_QK];
+                    v[j] = ck_half_to_float_inline(blk->d) * blk->qs[col % CK_QK];
                     amax = fmaxf(amax, fabsf(v[j]));
                 }
                 // as ggml's Q8_0: q from the f32 scale, the scale stored as fp16

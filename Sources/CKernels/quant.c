@@ -9,18 +9,9 @@
 static inline float f32_from_bits(uint32_t w) { float f; memcpy(&f, &w, 4); return f; }
 static inline uint32_t f32_bits(float f) { uint32_t w; memcpy(&w, &f, 4); return w; }
 
-// Branch-free fp16 <-> fp32 (Maratyszcza's FP16 library, as ggml uses): exact for every
-// half including subnormals, infinities and NaN; float -> half rounds to nearest even.
-float ck_half_to_float(ck_half h) {
-    const uint32_t w = (uint32_t)h << 16;
-    const uint32_t sign = w & 0x80000000u;
-    const uint32_t two_w = w + w;
-    const float normalized = f32_from_bits((two_w >> 4) + (0xE0u << 23)) * 0x1.0p-112f;
-    const float denormalized = f32_from_bits((two_w >> 17) | (126u << 23)) - 0.5f;
-    const uint32_t bits = two_w < (1u << 27) ? f32_bits(denormalized) : f32_bits(normalized);
-    return f32_from_bits(sign | bits);
-}
+float ck_half_to_float(ck_half h) { return ck_half_to_float_inline(h); }
 
+// float -> half: branch-free, rounding to nearest even (Maratyszcza's FP16 library, as ggml uses).
 ck_half ck_float_to_half(float f) {
     float base = (fabsf(f) * 0x1.0p+112f) * 0x1.0p-110f;
     const uint32_t w = f32_bits(f);
@@ -61,14 +52,14 @@ size_t ck_type_block_bytes(ck_type type) {
 
 static void dequant_q8_0(const ck_block_q8_0 *x, float *y, int64_t nb) {
     for (int64_t i = 0; i < nb; i++) {
-        const float d = ck_half_to_float(x[i].d);
+        const float d = ck_half_to_float_inline(x[i].d);
         for (int j = 0; j < CK_QK; j++) y[i * CK_QK + j] = d * x[i].qs[j];
     }
 }
 
 static void dequant_q4_0(const ck_block_q4_0 *x, float *y, int64_t nb) {
     for (int64_t i = 0; i < nb; i++) {
-        const float d = ck_half_to_float(x[i].d);
+        const float d = ck_half_to_float_inline(x[i].d);
         for (int j = 0; j < CK_QK / 2; j++) {
             y[i * CK_QK + j] = d * ((x[i].qs[j] & 0x0F) - 8);
             y[i * CK_QK + j + CK_QK / 2] = d * ((x[i].qs[j] >> 4) - 8);
@@ -78,8 +69,8 @@ static void dequant_q4_0(const ck_block_q4_0 *x, float *y, int64_t nb) {
 
 CK_VECTOR_CLONES static void dequant_q4_1(const ck_block_q4_1 *x, float *y, int64_t nb) {
     for (int64_t i = 0; i < nb; i++) {
-        const float d = ck_half_to_float(x[i].d);
-        const float m = ck_half_to_float(x[i].m);
+        const float d = ck_half_to_float_inline(x[i].d);
+        const float m = ck_half_to_float_inline(x[i].m);
         for (int j = 0; j < CK_QK / 2; j++) {
             y[i * CK_QK + j] = fmaf(d, (float)(x[i].qs[j] & 0x0F), m);
             y[i * CK_QK + j + CK_QK / 2] = fmaf(d, (float)(x[i].qs[j] >> 4), m);
@@ -90,8 +81,8 @@ CK_VECTOR_CLONES static void dequant_q4_1(const ck_block_q4_1 *x, float *y, int6
 CK_VECTOR_CLONES static void dequant_q4_k(const ck_block_q4_k *x, float *y, int64_t nb) {
     for (int64_t i = 0; i < nb; i++) {
         const uint8_t *q = x[i].qs;
-        const float d = ck_half_to_float(x[i].d);
-        const float dmin = ck_half_to_float(x[i].dmin);
+        const float d = ck_half_to_float_inline(x[i].d);
+        const float dmin = ck_half_to_float_inline(x[i].dmin);
         for (int c = 0; c < 4; c++) {  // 4 chunks of 64: low nibbles, then high nibbles
             uint8_t sc, m;
             ck_q4_k_scale_min(2 * c, x[i].scales, &sc, &m);
@@ -113,7 +104,7 @@ static inline uint32_t q5_high_bits(const uint8_t qh[4]) {
 
 static void dequant_q5_0(const ck_block_q5_0 *x, float *y, int64_t nb) {
     for (int64_t i = 0; i < nb; i++) {
-        const float d = ck_half_to_float(x[i].d);
+        const float d = ck_half_to_float_inline(x[i].d);
         const uint32_t qh = q5_high_bits(x[i].qh);
         for (int j = 0; j < CK_QK / 2; j++) {
             const int lo = (x[i].qs[j] & 0x0F) | ((qh >> j) & 1) << 4;
@@ -126,8 +117,8 @@ static void dequant_q5_0(const ck_block_q5_0 *x, float *y, int64_t nb) {
 
 CK_VECTOR_CLONES static void dequant_q5_1(const ck_block_q5_1 *x, float *y, int64_t nb) {
     for (int64_t i = 0; i < nb; i++) {
-        const float d = ck_half_to_float(x[i].d);
-        const float m = ck_half_to_float(x[i].m);
+        const float d = ck_half_to_float_inline(x[i].d);
+        const float m = ck_half_to_float_inline(x[i].m);
         const uint32_t qh = q5_high_bits(x[i].qh);
         for (int j = 0; j < CK_QK / 2; j++) {
             const int lo = (x[i].qs[j] & 0x0F) | ((qh >> j) & 1) << 4;
@@ -143,8 +134,8 @@ CK_VECTOR_CLONES static void dequant_q5_1(const ck_block_q5_1 *x, float *y, int6
 CK_VECTOR_CLONES static void dequant_q5_k(const ck_block_q5_k *x, float *y, int64_t nb) {
     for (int64_t i = 0; i < nb; i++) {
         const uint8_t *q = x[i].qs, *qh = x[i].qh;
-        const float d = ck_half_to_float(x[i].d);
-        const float dmin = ck_half_to_float(x[i].dmin);
+        const float d = ck_half_to_float_inline(x[i].d);
+        const float dmin = ck_half_to_float_inline(x[i].dmin);
         for (int c = 0; c < 4; c++) {
             uint8_t sc, m;
             ck_q4_k_scale_min(2 * c, x[i].scales, &sc, &m);
@@ -160,7 +151,7 @@ CK_VECTOR_CLONES static void dequant_q5_k(const ck_block_q5_k *x, float *y, int6
 
 static void dequant_q6_k(const ck_block_q6_k *x, float *y, int64_t nb) {
     for (int64_t i = 0; i < nb; i++) {
-        const float d = ck_half_to_float(x[i].d);
+        const float d = ck_half_to_float_inline(x[i].d);
         const uint8_t *ql = x[i].ql, *qh = x[i].qh;
         const int8_t *sc = x[i].scales;
         for (int half = 0; half < 2; half++) {
@@ -192,7 +183,7 @@ ck_status ck_dequantize(ck_type type, const void *src, float *dst, int64_t n) {
         break;
     case CK_TYPE_F16: {
         const ck_half *h = src;
-        for (int64_t i = 0; i < n; i++) dst[i] = ck_half_to_float(h[i]);
+        for (int64_t i = 0; i < n; i++) dst[i] = ck_half_to_float_inline(h[i]);
         break;
     }
     case CK_TYPE_BF16: {
@@ -249,7 +240,7 @@ void ck_dequantize_q8_0(const ck_block_q8_0 *src, int rows, int k, float *dst) {
     for (int r = 0; r < rows; r++) {
         for (int b = 0; b < kb; b++) {
             const ck_block_q8_0 *blk = &src[(size_t)r * kb + b];
-            const float d = ck_half_to_float(blk->d);
+            const float d = ck_half_to_float_inline(blk->d);
             for (int j = 0; j < CK_QK && b * CK_QK + j < k; j++)
                 dst[(size_t)r * k + b * CK_QK + j] = d * blk->qs[j];
         }

@@ -5,10 +5,11 @@ import Testing
 let blockTypes: [ck_type] = [CK_TYPE_Q8_0, CK_TYPE_Q4_0, CK_TYPE_Q4_1, CK_TYPE_Q4_K, CK_TYPE_Q6_K]
 
 /// Shapes with tails everywhere (m not a multiple of the row tiles, n of the 16-row panel,
-/// k of 32 and of 256), one-row GEMV, and K past one L1 pass of 24 blocks.
+/// k of 32 and of 256), one-row GEMV, and K past one L1 pass of 24 blocks, also where the
+/// few-row driver (up to 64 rows) hands a tile all of K at once.
 let blockShapes: [(m: Int, k: Int, n: Int)] = [
     (1, 256, 16), (1, 37, 5), (1, 576, 192), (2, 512, 17), (3, 300, 33), (5, 100, 47), (9, 800, 65), (17, 129, 161),
-    (70, 264, 50),
+    (70, 264, 50), (40, 1000, 70),
     // n past 512: the backward's z rows take the 16-block quantizer and its tail
     (6, 70, 1100),
 ]

@@ -19,8 +19,9 @@ typedef enum {
     CK_ISA_AVX512_VNNI = 2,    // AVX-512 F/BW/VL + VNNI
 } ck_isa;
 
-// Detects the CPU, fills the dispatch table with the best path and loads OpenBLAS
-// (after steering its core detection, see blas.c). Idempotent and thread-safe.
+// Detects the CPU, fills the dispatch table with the best path (or the one named by
+// $SWIFT_LORA_ISA, e.g. "avx2", when this CPU runs it) and loads OpenBLAS (after steering
+// its core detection, see blas.c). Idempotent and thread-safe.
 void ck_init(void);
 
 int ck_isa_supported(ck_isa isa);   // 1 when this CPU runs the path
