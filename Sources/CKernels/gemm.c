@@ -279,8 +279,11 @@ ck_status ck_gemm(ck_type type, const float *x, int m, int k, const void *w, int
 #pragma omp parallel for schedule(static) num_threads(nt) if (parallel)
     for (int i = 0; i < m; i++) quantize_rows(quantize, x, i, i + 1, k, &act);
 
-    // Many rows: groups of 8 panels, each thread keeping its weight slice hot in L2.
-    const int group = 8;
+    // Many rows: groups of up to 8 panels, each thread keeping its weight slice hot in L2, and
+    // as many groups for each thread (the static schedule hands each a run of whole groups):
+    // groups of 8 split SmolLM2's 36 panels 20:16 and its 12 panels 8:4 between two threads.
+    const int per_thread = ck_div_up(panels, 8 * nt);
+    const int group = 2 * ck_div_up(panels, 2 * per_thread * nt);  // even: the tile takes panels in pairs
     const int groups = ck_div_up(panels, group), mchunks = ck_div_up(m, M_CHUNK);
     const int jobs = groups * mchunks;
 #pragma omp parallel for schedule(static) num_threads(nt) if (parallel && jobs > 1)

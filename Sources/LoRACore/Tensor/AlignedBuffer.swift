@@ -6,7 +6,7 @@ final class AlignedBuffer: @unchecked Sendable {
     static let alignment = 64
     let byteCount: Int
     let pointer: UnsafeMutableRawPointer
-    /// The cache's size for it (`BufferCache.roundedSize`) when it is large enough to count:
+    /// Its size in the cache (`BufferCache.roundedSize` or more) when it is large enough to count:
     /// transient ones come from the cache and go back to it, long-lived ones only count in its
     /// live bytes, so that what it caches never adds to them past the peak.
     private let counted: (bytes: Int, cached: Bool)?
@@ -17,10 +17,11 @@ final class AlignedBuffer: @unchecked Sendable {
     init(byteCount: Int, zeroed: Bool = true, transient: Bool = true) {
         self.byteCount = byteCount
         let large = byteCount >= BufferCache.minimumBytes
-        counted = large ? (BufferCache.roundedSize(byteCount), transient) : nil
-        if let counted, counted.cached {
-            pointer = BufferCache.shared.take(bytes: counted.bytes) // page-aligned
+        if large, transient {
+            let taken = BufferCache.shared.take(bytes: BufferCache.roundedSize(byteCount))
+            (pointer, counted) = (taken.pointer, (taken.bytes, true)) // page-aligned
         } else {
+            counted = large ? (BufferCache.roundedSize(byteCount), false) : nil
             if let counted { BufferCache.shared.count(bytes: counted.bytes) }
             // never zero bytes: the kernels receive a valid address even for empty tensors
             pointer = .allocate(byteCount: max(byteCount, Self.alignment), alignment: Self.alignment)

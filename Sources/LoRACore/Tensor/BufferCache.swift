@@ -32,24 +32,42 @@ public final class BufferCache: @unchecked Sendable {
     /// A cache of its own (tests); tensors use the shared one.
     package init() {}
 
-    /// The size a cached allocation of `byteCount` bytes takes: whole pages, so that shapes a
-    /// few elements apart share buffers.
-    static func roundedSize(_ byteCount: Int) -> Int { (byteCount + pageBytes - 1) / pageBytes * pageBytes }
+    /// The size a cached allocation of `byteCount` bytes takes: the next of eight sizes per
+    /// doubling (at most 1/8 more, and whole pages from `minimumBytes` up), so that shapes that
+    /// differ from step to step share buffers. Packed sequences change the attention's shapes
+    /// every step; with sizes matched to the page, 800 MiB of a SmolLM2 step missed the cache
+    /// and was faulted in anew.
+    package static func roundedSize(_ byteCount: Int) -> Int {
+        let pages = (byteCount + pageBytes - 1) / pageBytes * pageBytes
+        guard pages >= minimumBytes else { return pages }
+        let step = 1 << (Int.bitWidth - pages.leadingZeroBitCount - 1 - 3)
+        return (pages + step - 1) / step * step
+    }
 
-    /// A buffer of `bytes` (a `roundedSize`), the most recently cached one of that size when
-    /// there is one.
-    package func take(bytes: Int) -> UnsafeMutableRawPointer {
+    /// A buffer of at least `bytes` (a `roundedSize`) and its size: the most recently cached
+    /// one of that size, else the smallest cached one up to twice as large (its pages are
+    /// already in memory, where a new mapping would fault each in and, the cache being full,
+    /// release another cached buffer first), else a new mapping.
+    package func take(bytes: Int) -> (pointer: UnsafeMutableRawPointer, bytes: Int) {
         lock.lock()
-        if let index = entries.lastIndex(where: { $0.bytes == bytes }) {
-            let pointer = entries.remove(at: index).pointer
-            cachedBytes -= bytes
-            liveBytes += bytes
+        var best: Int?
+        for (index, entry) in entries.enumerated().reversed() where entry.bytes >= bytes && entry.bytes <= 2 * bytes {
+            if entry.bytes == bytes {
+                best = index
+                break
+            }
+            if best.map({ entries[$0].bytes > entry.bytes }) ?? true { best = index }
+        }
+        if let best {
+            let entry = entries.remove(at: best)
+            cachedBytes -= entry.bytes
+            liveBytes += entry.bytes
             lock.unlock()
-            return pointer
+            return (entry.pointer, entry.bytes)
         }
         lock.unlock()
         count(bytes: bytes)
-        return Self.map(bytes)
+        return (Self.map(bytes), bytes)
     }
 
     /// Counts `bytes` about to be allocated as live (a miss, which maps new pages, or a
