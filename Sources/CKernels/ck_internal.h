@@ -109,7 +109,10 @@ void ck_softmax_bwd_row(const float *p, const float *dp, int cols, float *ds);
 
 // Elementwise loops compiled once per vector width and chosen when the library loads
 // (ifunc); the int8 kernels use the dispatch table instead, so tests can force a path.
-#define CK_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+// The 256-bit clone is x86-64-v3, not "avx2": AVX2 alone does not imply FMA, and without
+// it every vector fma in that clone became a call to libm's fmaf (on an AVX2-only CPU the
+// 4-bit backward spent half its time there).
+#define CK_VECTOR_CLONES __attribute__((target_clones("avx512f", "arch=x86-64-v3", "default")))
 
 // exp(x) = 2^n · e^r with n = round(x/ln2), |r| <= ln2/2, and Cephes' expf polynomial for
 // e^r (about 1 ulp). Unlike libm's expf it inlines, so softmax and SiLU loops vectorize.
