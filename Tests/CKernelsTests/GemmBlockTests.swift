@@ -34,14 +34,15 @@ struct RandomBlocks {
     var packed: [UInt8]
     var dequantized: [Float] // [rows, cols]
 
-    init(type: ck_type, rows: Int, cols: Int, rng: inout SeededRandom) {
+    /// `fill`: every byte of the blocks but their fp16 scales (nil: random).
+    init(type: ck_type, rows: Int, cols: Int, rng: inout SeededRandom, fill: UInt8? = nil) {
         self.type = type
         self.rows = rows
         self.cols = cols
         let blockValues = Int(ck_type_block_size(type))
         let blockBytes = Int(ck_type_block_bytes(type))
         let perRow = (cols + blockValues - 1) / blockValues
-        blocks = (0..<rows * perRow * blockBytes).map { _ in UInt8.random(in: 0...255, using: &rng) }
+        blocks = (0..<rows * perRow * blockBytes).map { _ in fill ?? UInt8.random(in: 0...255, using: &rng) }
         func half(_ value: Float) -> (UInt8, UInt8) {
             let h = ck_float_to_half(value)
             return (UInt8(h & 0xFF), UInt8(h >> 8))
@@ -134,6 +135,21 @@ func gemmBackward(_ type: ck_type, _ dy: [Float], m: Int, n: Int, _ w: [UInt8], 
                 #expect(got == expected, "\(typeName(type)) \(String(cString: ck_isa_name(isa))) \(shape) threads \(threads)")
             }
         }
+    }
+
+    /// The largest stored values (nibbles 15, 6-bit 63, int8 127) against activations at
+    /// ±127, a row each sign: the int16 pair sums a SIMD path adds up before widening
+    /// (AVX2: 8 × 2·15·127 for nibbles) stay exact, as the scalar path's int32 sums are.
+    @Test(arguments: blockTypes, supportedISAs())
+    func forwardOfTheLargestValuesMatchesTheScalarPath(type: ck_type, isa: ck_isa) {
+        let (m, k, n) = (4, 520, 33)
+        var rng = SeededRandom(seed: 25)
+        let w = RandomBlocks(type: type, rows: n, cols: k, rng: &rng, fill: type == CK_TYPE_Q8_0 ? 0x7F : 0xFF)
+        let x = (0..<m * k).map { Float($0 / k % 2 == 0 ? 1 : -1) }
+        var expected = [Float](repeating: 0, count: m * n)
+        ck_gemm_ref(type, x, Int32(m), Int32(k), w.packed, Int32(n), &expected, CK_ACT_INT8)
+        let got = withKernels(isa: isa, threads: 1) { gemm(type, x, m: m, k: k, w.packed, n: n) }
+        #expect(got == expected, "\(typeName(type)) \(String(cString: ck_isa_name(isa)))")
     }
 
     @Test(arguments: blockTypes)
