@@ -11,7 +11,6 @@
 #define K_CHUNK 24       // K blocks of 32 per pass (3 K-quant super-blocks): the tile stays in L1
 #define F32_CHUNK 64     // weight rows (or columns) dequantized per step of the f32 paths
 #define DECODE_RUNS 8    // runs of panels per thread a decoding product is cut into
-#define STREAM_ROWS 8    // up to this many rows a decoding product is bound by memory (see ck_gemm)
 #define PARALLEL_MIN_MACS (1L << 18)  // below this an OpenMP fork costs more than it saves
 
 static inline int thread_id(void) {
@@ -52,7 +51,7 @@ size_t ck_gemm_workspace_size(int m, int k, ck_act_mode mode) {
     // the f32 path dequantizes whole K-quant super-blocks
     if (mode == CK_ACT_F32) return (size_t)ck_threads() * F32_CHUNK * ((size_t)ck_div_up(k, CK_QK_K) * CK_QK_K) * sizeof(float);
     // decoding a few rows: a copy of the quantized X for each thread
-    if (m <= STREAM_ROWS) return (size_t)ck_threads() * ck_act_q8_bytes(m, kb);
+    if (m <= CK_STREAM_ROWS) return (size_t)ck_threads() * ck_act_q8_bytes(m, kb);
     return ck_act_q8_bytes(m, kb);
 }
 
@@ -240,15 +239,15 @@ ck_status ck_gemm(ck_type type, const float *x, int m, int k, const void *w, int
         // Decoding, one sequence or a batch: X's int8 rows stay in L1, so nothing is gained by
         // K chunks; the threads take runs of panels as they finish the last (memory serves
         // the two cores unevenly, so equal halves leave one waiting) and stream each run from
-        // memory once, front to back. Up to STREAM_ROWS rows of X, memory is the bound and a
+        // memory once, front to back. Up to CK_STREAM_ROWS rows of X, memory is the bound and a
         // run goes one panel at a time: a tile over two panels reads two streams at once, and
         // with short rows (K = 576: 5 KB a panel) the prefetchers would meet a new stream
         // every other panel (SmolLM2's products ran 25% slower that way); with more rows the
         // dot products are the bound and two panels share each broadcast of X.
-        // Up to STREAM_ROWS rows each thread also quantizes all of X (m·K values against the
+        // Up to CK_STREAM_ROWS rows each thread also quantizes all of X (m·K values against the
         // product's m·K·N) into its own copy: no barrier, so a thread that joins late only
         // takes fewer runs; with more rows the threads share the rows of one copy.
-        const int few = m <= STREAM_ROWS;
+        const int few = m <= CK_STREAM_ROWS;
         const int run = 2 * ck_div_up(panels, 2 * DECODE_RUNS * nt), runs = ck_div_up(panels, run);
         const size_t copy = ck_act_q8_bytes(m, kb);
         atomic_int next = 0;

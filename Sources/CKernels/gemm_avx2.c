@@ -69,7 +69,7 @@ TARGET INLINE __m256i bytes8(const uint8_t *p, int is_signed) {
 
 // MR rows x one panel (16 columns as two ymm halves).
 TARGET INLINE void tile(const ck_format f, const ck_act_q8 *x, int i0, const int MR, const void *w, int p, int b0, int b1,
-                        int n, float *y, int ldy) {
+                        int n, float *y, int ldy, int stream) {
     const int kb = x->kb;
     const size_t row_bytes = ck_format_panel_bytes(f, kb);
     const char *pw = (const char *)w + (size_t)p * row_bytes;
@@ -81,7 +81,10 @@ TARGET INLINE void tile(const ck_format f, const ck_act_q8 *x, int i0, const int
         acc[i][0] = _mm256_loadu_ps(start);
         acc[i][1] = _mm256_loadu_ps(start + 8);
     }
+    const size_t per_block = row_bytes / kb;  // a K-quant's super-block shared out
     for (int b = b0; b < b1; b++) {
+        if (stream)
+            for (size_t o = 0; o < per_block; o += 64) _mm_prefetch(pw + b * per_block + CK_PREFETCH_BYTES + o, _MM_HINT_T0);
         __m256i dot[2][2], dot_hi[2][2];
         for (int i = 0; i < MR; i++) {
             const size_t at = (size_t)(i0 + i) * kb + b;
@@ -164,10 +167,11 @@ TARGET INLINE void tile(const ck_format f, const ck_act_q8 *x, int i0, const int
 
 TARGET INLINE void tiles(const ck_format f, const ck_act_q8 *x, int m0, int m1, const void *w, int p0, int p1, int b0,
                          int b1, int n, float *y, int ldy) {
+    const int stream = m1 - m0 <= CK_STREAM_ROWS;
     for (int p = p0; p < p1; p++) {
         int i = m0;
-        for (; i + 2 <= m1; i += 2) tile(f, x, i, 2, w, p, b0, b1, n, y, ldy);
-        if (i < m1) tile(f, x, i, 1, w, p, b0, b1, n, y, ldy);
+        for (; i + 2 <= m1; i += 2) tile(f, x, i, 2, w, p, b0, b1, n, y, ldy, stream);
+        if (i < m1) tile(f, x, i, 1, w, p, b0, b1, n, y, ldy, stream);
     }
 }
 

@@ -44,7 +44,7 @@ TARGET INLINE __m512 halves(const ck_half *h) { return _mm512_cvtph_ps(_mm256_lo
 // independent VPDPBUSD chains per x block (16 for Q6_K, which sums each half block
 // apart), enough to cover its latency. Constant f/MR/NV after inlining keep it in zmm.
 TARGET INLINE void tile(const ck_format f, const ck_act_q8 *x, int i0, const int MR, const void *w, int p, const int NV,
-                        int b0, int b1, int n, float *y, int ldy) {
+                        int b0, int b1, int n, float *y, int ldy, int stream) {
     const int kb = x->kb;
     const size_t row_bytes = ck_format_panel_bytes(f, kb);
     const char *pw[2] = {(const char *)w + (size_t)p * row_bytes, (const char *)w + (size_t)(p + 1) * row_bytes};
@@ -59,7 +59,11 @@ TARGET INLINE void tile(const ck_format f, const ck_act_q8 *x, int i0, const int
             acc[i][v] = b0 > 0 ? _mm512_maskz_loadu_ps(mask[v], y + (size_t)(i0 + i) * ldy + (p + v) * CK_PANEL)
                                : _mm512_setzero_ps();
 
+    const size_t per_block = row_bytes / kb;  // a K-quant's super-block shared out
     for (int b = b0; b < b1; b++) {
+        if (stream)
+            for (int v = 0; v < NV; v++)
+                for (size_t o = 0; o < per_block; o += 64) _mm_prefetch(pw[v] + b * per_block + CK_PREFETCH_BYTES + o, _MM_HINT_T0);
         __m512i dot[4][2], dot_hi[4][2];
         for (int i = 0; i < MR; i++) {
             const size_t at = (size_t)(i0 + i) * kb + b;
@@ -134,12 +138,13 @@ TARGET INLINE void tile(const ck_format f, const ck_act_q8 *x, int i0, const int
 
 TARGET INLINE void panel_rows(const ck_format f, const ck_act_q8 *x, int m0, int m1, const void *w, int p, const int NV,
                               int b0, int b1, int n, float *y, int ldy) {
+    const int stream = m1 - m0 <= CK_STREAM_ROWS;
     int i = m0;
-    for (; i + 4 <= m1; i += 4) tile(f, x, i, 4, w, p, NV, b0, b1, n, y, ldy);
+    for (; i + 4 <= m1; i += 4) tile(f, x, i, 4, w, p, NV, b0, b1, n, y, ldy, stream);
     switch (m1 - i) {
-    case 3: tile(f, x, i, 3, w, p, NV, b0, b1, n, y, ldy); break;
-    case 2: tile(f, x, i, 2, w, p, NV, b0, b1, n, y, ldy); break;
-    case 1: tile(f, x, i, 1, w, p, NV, b0, b1, n, y, ldy); break;
+    case 3: tile(f, x, i, 3, w, p, NV, b0, b1, n, y, ldy, stream); break;
+    case 2: tile(f, x, i, 2, w, p, NV, b0, b1, n, y, ldy, stream); break;
+    case 1: tile(f, x, i, 1, w, p, NV, b0, b1, n, y, ldy, stream); break;
     }
 }
 
