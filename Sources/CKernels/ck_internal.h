@@ -20,12 +20,15 @@ int ck_format_of(int type);
 // Activations quantized for the int8 path: row i holds kb blocks of 32 values.
 // q [m][kb*32], d [m][kb] the block scales, sum [m][kb] the sum of each block's q and
 // sum_lo [m][kb] that of its first 16: the compensations that turn VPDPBUSD's
-// sum(u·x) over unsigned weights u = w + offset into sum(w·x).
+// sum(u·x) over unsigned weights u = w + offset into sum(w·x). sd [m][kb] is sum·d, the
+// factor of a block's minimum term (Q4_1, Q4_K), formed once per row rather than once per
+// row and panel.
 typedef struct {
     const int8_t *q;
     const float *d;
     const int32_t *sum;
     const int32_t *sum_lo;
+    const float *sd;
     int kb;
 } ck_act_q8;
 

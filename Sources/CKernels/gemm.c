@@ -34,15 +34,16 @@ int ck_format_of(int type) {
     }
 }
 
-// Quantized activations [m][kb] in one workspace: q, then d, sum and sum_lo.
+// Quantized activations [m][kb] in one workspace: q, then d, sum, sum_lo and sd.
 size_t ck_act_q8_bytes(int m, int kb) {
-    return align64((size_t)m * kb * CK_QK) + 3 * align64((size_t)m * kb * sizeof(float));
+    return align64((size_t)m * kb * CK_QK) + 4 * align64((size_t)m * kb * sizeof(float));
 }
 
 ck_act_q8 ck_act_q8_in(void *workspace, int m, int kb) {
     char *ws = workspace;
     const size_t q = align64((size_t)m * kb * CK_QK), v = align64((size_t)m * kb * sizeof(float));
-    return (ck_act_q8){(int8_t *)ws, (float *)(ws + q), (int32_t *)(ws + q + v), (int32_t *)(ws + q + 2 * v), kb};
+    return (ck_act_q8){(int8_t *)ws, (float *)(ws + q), (int32_t *)(ws + q + v), (int32_t *)(ws + q + 2 * v),
+                       (float *)(ws + q + 3 * v), kb};
 }
 
 size_t ck_gemm_workspace_size(int m, int k, ck_act_mode mode) {
@@ -117,7 +118,7 @@ static inline int32_t udot(const uint8_t *u, const int8_t *x, int j0, int j1) {
 // The float update one x block brings to output row r of panel `panel` (its first block):
 // the order of operations every path follows.
 static inline float block_update(ck_format f, const void *panel, int b, int r, const int8_t *x, float xd, int32_t sum,
-                                 int32_t sum_lo, float acc) {
+                                 int32_t sum_lo, float sd, float acc) {
     uint8_t u[CK_QK];
     switch (f) {
     case CK_F_Q8_0: {
@@ -140,7 +141,7 @@ static inline float block_update(ck_format f, const void *panel, int b, int r, c
             u[j + 16] = p->qs[j / 4][r][j % 4] >> 4;
         }
         acc = fmaf((float)udot(u, x, 0, CK_QK), ck_half_to_float_inline(p->d[r]) * xd, acc);
-        return fmaf((float)sum, ck_half_to_float_inline(p->m[r]) * xd, acc);
+        return fmaf(sd, ck_half_to_float_inline(p->m[r]), acc);
     }
     case CK_F_Q4_K: {
         const ck_panel_q4_k *p = (const ck_panel_q4_k *)panel + b / 8;
@@ -149,8 +150,9 @@ static inline float block_update(ck_format f, const void *panel, int b, int r, c
             const uint8_t q = p->qs[c][j / 4][r][j % 4];
             u[j] = s & 1 ? q >> 4 : q & 0x0F;
         }
-        acc = fmaf((float)(p->sc[s][r] * udot(u, x, 0, CK_QK)), ck_half_to_float_inline(p->d[r]) * xd, acc);
-        return fmaf((float)(-(p->m[s][r] * sum)), ck_half_to_float_inline(p->dmin[r]) * xd, acc);
+        // the sub-block scale and minimum as floats: no 32-bit integer multiply per output
+        acc = fmaf((float)udot(u, x, 0, CK_QK), (float)p->sc[s][r] * ck_half_to_float_inline(p->d[r]) * xd, acc);
+        return fmaf(-(float)p->m[s][r], ck_half_to_float_inline(p->dmin[r]) * sd, acc);
     }
     case CK_F_Q6_K: {
         const ck_panel_q6_k *p = (const ck_panel_q6_k *)panel + b / 8;
@@ -174,12 +176,13 @@ static void scalar_tile(ck_format f, const ck_act_q8 *x, int m0, int m1, const v
         const int8_t *xq = x->q + (size_t)i * kb * CK_QK;
         const float *xd = x->d + (size_t)i * kb;
         const int32_t *sum = x->sum + (size_t)i * kb, *sum_lo = x->sum_lo + (size_t)i * kb;
+        const float *sd = x->sd + (size_t)i * kb;
         for (int p = p0; p < p1; p++) {
             const char *panel = (const char *)w + (size_t)p * panel_bytes;
             for (int r = 0; r < CK_PANEL && p * CK_PANEL + r < n; r++) {
                 float *out = &y[(size_t)i * ldy + p * CK_PANEL + r];
                 float acc = b0 > 0 ? *out : 0.0f;
-                for (int b = b0; b < b1; b++) acc = block_update(f, panel, b, r, xq + b * CK_QK, xd[b], sum[b], sum_lo[b], acc);
+                for (int b = b0; b < b1; b++) acc = block_update(f, panel, b, r, xq + b * CK_QK, xd[b], sum[b], sum_lo[b], sd[b], acc);
                 *out = acc;
             }
         }
@@ -212,9 +215,11 @@ static ck_status gemm_f32(ck_type type, const float *x, int m, int k, const void
 // Rows [i0, i1) of X [.., k] quantized into their places in a.
 static void quantize_rows(ck_quantize_act_row_fn quantize, const float *x, int i0, int i1, int k, const ck_act_q8 *a) {
     const size_t kb = (size_t)a->kb;
-    for (size_t i = (size_t)i0; i < (size_t)i1; i++)
+    for (size_t i = (size_t)i0; i < (size_t)i1; i++) {
         quantize(x + i * k, NULL, k, (int8_t *)a->q + i * kb * CK_QK, (float *)a->d + i * kb, (int32_t *)a->sum + i * kb,
                  (int32_t *)a->sum_lo + i * kb);
+        for (size_t b = i * kb; b < (i + 1) * kb; b++) ((float *)a->sd)[b] = (float)a->sum[b] * a->d[b];
+    }
 }
 
 ck_status ck_gemm(ck_type type, const float *x, int m, int k, const void *w, int n, float *y, ck_act_mode mode,

@@ -132,17 +132,17 @@ TARGET INLINE void tile(const ck_format f, const ck_act_q8 *x, int i0, const int
                 case CK_F_Q4_1: {
                     const ck_panel_q4_1 *pb = (const ck_panel_q4_1 *)pw + b;
                     acc[i][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot[i][h]), _mm256_mul_ps(halves(pb->d + 8 * h), xd), acc[i][h]);
-                    acc[i][h] = _mm256_fmadd_ps(_mm256_set1_ps((float)x->sum[at]), _mm256_mul_ps(halves(pb->m + 8 * h), xd), acc[i][h]);
+                    acc[i][h] = _mm256_fmadd_ps(_mm256_set1_ps(x->sd[at]), halves(pb->m + 8 * h), acc[i][h]);
                     break;
                 }
                 case CK_F_Q4_K: {
                     const ck_panel_q4_k *pb = (const ck_panel_q4_k *)pw + b / 8;
                     const int s = b % 8;
-                    const __m256i sc = bytes8(pb->sc[s] + 8 * h, 0), m = bytes8(pb->m[s] + 8 * h, 0);
-                    acc[i][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_mullo_epi32(sc, dot[i][h])),
-                                                _mm256_mul_ps(halves(pb->d + 8 * h), xd), acc[i][h]);
-                    acc[i][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_mullo_epi32(m, _mm256_set1_epi32(-x->sum[at]))),
-                                                _mm256_mul_ps(halves(pb->dmin + 8 * h), xd), acc[i][h]);
+                    const __m256 sc = _mm256_cvtepi32_ps(bytes8(pb->sc[s] + 8 * h, 0));
+                    const __m256 m = _mm256_cvtepi32_ps(bytes8(pb->m[s] + 8 * h, 0));
+                    acc[i][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot[i][h]), _mm256_mul_ps(_mm256_mul_ps(sc, halves(pb->d + 8 * h)), xd),
+                                                acc[i][h]);
+                    acc[i][h] = _mm256_fnmadd_ps(m, _mm256_mul_ps(halves(pb->dmin + 8 * h), _mm256_set1_ps(x->sd[at])), acc[i][h]);
                     break;
                 }
                 default: {
