@@ -26,19 +26,21 @@ public enum SafetensorsWriter {
 
     /// The length prefix and JSON header for tensors in this order, padded with spaces to 8 bytes.
     static func header(_ tensors: [(name: String, dtype: String, shape: [Int], byteCount: Int)], metadata: [String: String]) -> Data {
-        var header = "{"
+        // fields joined once: appending to one growing String while asking its `count` (a
+        // walk over every character) made a checkpoint's header quadratic in its tensors
+        var fields: [String] = []
         if !metadata.isEmpty {
-            let fields = metadata.sorted { $0.key < $1.key }.map { "\(jsonString($0.key)):\(jsonString($0.value))" }
-            header += "\"__metadata__\":{\(fields.joined(separator: ","))}"
+            let entries = metadata.sorted { $0.key < $1.key }.map { "\(jsonString($0.key)):\(jsonString($0.value))" }
+            fields.append("\"__metadata__\":{\(entries.joined(separator: ","))}")
         }
         var offset = 0
         for tensor in tensors {
-            header +=
-                "\(header.count > 1 ? "," : "")\(jsonString(tensor.name)):{\"dtype\":\"\(tensor.dtype)\",\"shape\":\(tensor.shape),"
-                + "\"data_offsets\":[\(offset),\(offset + tensor.byteCount)]}"
+            fields.append(
+                "\(jsonString(tensor.name)):{\"dtype\":\"\(tensor.dtype)\",\"shape\":\(tensor.shape),"
+                    + "\"data_offsets\":[\(offset),\(offset + tensor.byteCount)]}")
             offset += tensor.byteCount
         }
-        header += "}"
+        var header = "{" + fields.joined(separator: ",") + "}"
         while header.utf8.count % 8 != 0 { header += " " }
         var data = withUnsafeBytes(of: UInt64(header.utf8.count).littleEndian) { Data($0) }
         data.append(contentsOf: header.utf8)
