@@ -2,6 +2,7 @@
 #ifndef CK_INTERNAL_H
 #define CK_INTERNAL_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 #include "include/ck_blocks.h"
 #include "include/ck_cpu.h"
@@ -74,6 +75,20 @@ typedef struct {
 // (ck_quantize_biased_row_fn) are 32·nb bytes and nb scales apart.
 typedef void (*ck_strip_tile_fn)(const ck_strip *s, const uint8_t *zq, const float *zd, int rows, const float *bias,
                                  float *dx, int ldx, int cols);
+
+// Whether `parts` covers `total` columns in widths ck_gemm_parts accepts (ck_gemm.h):
+// CK_ERR_NULL for a missing buffer, CK_ERR_SHAPE for widths it does not.
+static inline ck_status ck_parts_check(const ck_parts *parts, int total) {
+    if (!parts || !parts->cols || !parts->data) return CK_ERR_NULL;
+    if (parts->count < 1) return CK_ERR_SHAPE;
+    int sum = 0;
+    for (int i = 0; i < parts->count; i++) {
+        if (parts->cols[i] > 0 && !parts->data[i]) return CK_ERR_NULL;
+        if (parts->cols[i] < 0 || (i + 1 < parts->count && parts->cols[i] % 32)) return CK_ERR_SHAPE;
+        sum += parts->cols[i];
+    }
+    return sum == total ? CK_OK : CK_ERR_SHAPE;
+}
 
 // Bytes of quantized activations for m rows of kb blocks, and their arrays in a workspace.
 size_t ck_act_q8_bytes(int m, int kb);
@@ -172,6 +187,14 @@ static inline void ck_team_share(int64_t n, int64_t *lo, int64_t *hi) {
     *hi = n * (rank + 1) / team;
 }
 static inline int ck_div_up(int a, int b) { return (a + b - 1) / b; }
+
+// The next job of a loop whose jobs go to the threads as each finishes its last, from a
+// counter shared by the team and starting at 0, instead of in equal static shares: memory and
+// this kind of VM serve two cores unevenly, and with equal shares one thread waited at the end
+// of every product (the main thread 3% of a training step's samples in libomp). A counter
+// rather than schedule(dynamic): Debian's libomp predates the entry points the toolchain's
+// clang emits for it. A loop using it computes each job the same whichever thread takes it.
+static inline int ck_next_job(atomic_int *next) { return atomic_fetch_add_explicit(next, 1, memory_order_relaxed); }
 
 // Branch-free fp16 -> fp32 (Maratyszcza's FP16 library, as ggml uses): exact for every half
 // including subnormals, infinities and NaN. Inline for the kernels' per-row scale loops

@@ -2,7 +2,6 @@
 // (the meaning of the SIMD ones, which must match it bit for bit), the exact-f32 paths
 // and the plain references the fast kernels are tested against.
 #include <math.h>
-#include <stdatomic.h>
 #include <string.h>
 #include "ck_internal.h"
 #include "include/ck_quant.h"
@@ -212,33 +211,63 @@ static ck_status gemm_f32(ck_type type, const float *x, int m, int k, const void
     return CK_OK;
 }
 
-// Rows [i0, i1) of X [.., k] quantized into their places in a.
-static void quantize_rows(ck_quantize_act_row_fn quantize, const float *x, int i0, int i1, int k, const ck_act_q8 *a) {
+// Rows [i0, i1) of X [.., k] (in parts) quantized into their places in a: a part at a time,
+// whole blocks each, so the bits are those of the joined row.
+static void quantize_rows(ck_quantize_act_row_fn quantize, const ck_parts *x, int i0, int i1, const ck_act_q8 *a) {
     const size_t kb = (size_t)a->kb;
     for (size_t i = (size_t)i0; i < (size_t)i1; i++) {
-        quantize(x + i * k, NULL, k, (int8_t *)a->q + i * kb * CK_QK, (float *)a->d + i * kb, (int32_t *)a->sum + i * kb,
-                 (int32_t *)a->sum_lo + i * kb);
+        for (int p = 0, start = 0; p < x->count; start += x->cols[p++]) {
+            const size_t b = i * kb + (size_t)start / CK_QK;
+            if (x->cols[p] > 0)
+                quantize(x->data[p] + i * x->cols[p], NULL, x->cols[p], (int8_t *)a->q + b * CK_QK, (float *)a->d + b,
+                         (int32_t *)a->sum + b, (int32_t *)a->sum_lo + b);
+        }
         for (size_t b = i * kb; b < (i + 1) * kb; b++) ((float *)a->sd)[b] = (float)a->sum[b] * a->d[b];
+    }
+}
+
+// The tile over panels [p0, p1) of a product whose Y is in parts: once per part the panels
+// fall in, each part's panels counted from its own first.
+static void tile_parts(ck_tile_fn tile, const ck_act_q8 *x, int m0, int m1, const void *w, size_t panel_bytes, int p0,
+                       int p1, int b0, int b1, const ck_parts *y) {
+    for (int q = 0, first = 0; q < y->count && first < p1; first += ck_q8_panels(y->cols[q++])) {
+        const int panels = ck_q8_panels(y->cols[q]), lo = p0 > first ? p0 : first, hi = p1 < first + panels ? p1 : first + panels;
+        if (lo < hi)
+            tile(x, m0, m1, (const char *)w + (size_t)first * panel_bytes, lo - first, hi - first, b0, b1, y->cols[q], y->data[q],
+                 y->cols[q]);
     }
 }
 
 ck_status ck_gemm(ck_type type, const float *x, int m, int k, const void *w, int n, float *y, ck_act_mode mode,
                   void *workspace, size_t workspace_size) {
+    float *const xs[1] = {(float *)x}, *const ys[1] = {y};
+    const ck_parts xp = {1, &k, xs}, yp = {1, &n, ys};
+    return ck_gemm_parts(type, &xp, m, k, w, n, &yp, mode, workspace, workspace_size);
+}
+
+ck_status ck_gemm_parts(ck_type type, const ck_parts *xp, int m, int k, const void *w, int n, const ck_parts *yp,
+                        ck_act_mode mode, void *workspace, size_t workspace_size) {
     ck_init();
     const int format = ck_format_of(type);
     if (format < 0) return CK_ERR_UNSUPPORTED;
     if (m < 0 || k < 0 || n < 0) return CK_ERR_SHAPE;
     if (m == 0 || n == 0) return CK_OK;
-    if (!x || !w || !y) return CK_ERR_NULL;
+    if (!w) return CK_ERR_NULL;
+    ck_status status = ck_parts_check(xp, k);
+    if (status == CK_OK) status = ck_parts_check(yp, n);
+    if (status != CK_OK) return status;
     const size_t need = ck_gemm_workspace_size(m, k, mode);
     if (need && (!workspace || workspace_size < need)) return CK_ERR_WORKSPACE;
-    if (mode == CK_ACT_F32) return gemm_f32(type, x, m, k, w, n, y, workspace);
+    if (mode == CK_ACT_F32) {
+        if (xp->count > 1 || yp->count > 1) return CK_ERR_UNSUPPORTED;
+        return gemm_f32(type, xp->data[0], m, k, w, n, yp->data[0], workspace);
+    }
 
     const int kb = ck_q8_blocks_per_row(k), nt = ck_threads();
     const int parallel = (long)m * n * k >= PARALLEL_MIN_MACS && nt > 1;
     const ck_tile_fn tile = ck_dispatch()->tile[format];
     const ck_quantize_act_row_fn quantize = ck_dispatch()->quantize_act_row;
-
+    const size_t panel_bytes = ck_format_panel_bytes((ck_format)format, kb);
     const int panels = ck_q8_panels(n);
     if (m <= M_CHUNK) {
         // Decoding, one sequence or a batch: X's int8 rows stay in L1, so nothing is gained by
@@ -260,42 +289,46 @@ ck_status ck_gemm(ck_type type, const float *x, int m, int k, const void *w, int
         {
             const ck_act_q8 act = ck_act_q8_in((char *)workspace + (few ? (size_t)thread_id() * copy : 0), m, kb);
             if (few) {
-                quantize_rows(quantize, x, 0, m, k, &act);
+                quantize_rows(quantize, xp, 0, m, &act);
             } else {
                 int64_t lo, hi;
                 ck_team_share(m, &lo, &hi);
-                quantize_rows(quantize, x, (int)lo, (int)hi, k, &act);
+                quantize_rows(quantize, xp, (int)lo, (int)hi, &act);
 #pragma omp barrier
             }
-            // a counter rather than schedule(dynamic): Debian's libomp predates the entry
-            // points the toolchain's clang emits for it
-            for (int r; (r = atomic_fetch_add_explicit(&next, 1, memory_order_relaxed)) < runs;) {
+            for (int r; (r = ck_next_job(&next)) < runs;) {
                 const int p1 = (r + 1) * run < panels ? (r + 1) * run : panels;
-                if (!few) tile(&act, 0, m, w, r * run, p1, 0, kb, n, y, n);
+                if (!few) tile_parts(tile, &act, 0, m, w, panel_bytes, r * run, p1, 0, kb, yp);
                 else
-                    for (int p = r * run; p < p1; p++) tile(&act, 0, m, w, p, p + 1, 0, kb, n, y, n);
+                    for (int p = r * run; p < p1; p++) tile_parts(tile, &act, 0, m, w, panel_bytes, p, p + 1, 0, kb, yp);
             }
         }
         return CK_OK;
     }
 
-    const ck_act_q8 act = ck_act_q8_in(workspace, m, kb);
-#pragma omp parallel for schedule(static) num_threads(nt) if (parallel)
-    for (int i = 0; i < m; i++) quantize_rows(quantize, x, i, i + 1, k, &act);
-
     // Many rows: groups of up to 8 panels, each thread keeping its weight slice hot in L2, and
-    // as many groups for each thread (the static schedule hands each a run of whole groups):
-    // groups of 8 split SmolLM2's 36 panels 20:16 and its 12 panels 8:4 between two threads.
+    // as many groups for each thread: groups of 8 cut SmolLM2's 36 panels into 6 and its 12
+    // into 2. The jobs (a group against a run of rows, a group's runs in a row) go to the
+    // threads as they finish the last (ck_next_job).
+    const ck_act_q8 act = ck_act_q8_in(workspace, m, kb);
     const int per_thread = ck_div_up(panels, 8 * nt);
     const int group = 2 * ck_div_up(panels, 2 * per_thread * nt);  // even: the tile takes panels in pairs
     const int groups = ck_div_up(panels, group), mchunks = ck_div_up(m, M_CHUNK);
     const int jobs = groups * mchunks;
-#pragma omp parallel for schedule(static) num_threads(nt) if (parallel && jobs > 1)
-    for (int j = 0; j < jobs; j++) {
-        const int g = j / mchunks, mc = j % mchunks;
-        const int p0 = g * group, p1 = p0 + group < panels ? p0 + group : panels;
-        const int m0 = mc * M_CHUNK, m1 = m0 + M_CHUNK < m ? m0 + M_CHUNK : m;
-        for (int b0 = 0; b0 < kb; b0 += K_CHUNK) tile(&act, m0, m1, w, p0, p1, b0, b0 + K_CHUNK < kb ? b0 + K_CHUNK : kb, n, y, n);
+    atomic_int next = 0;
+#pragma omp parallel num_threads(nt) if (parallel)
+    {
+        int64_t lo, hi;
+        ck_team_share(m, &lo, &hi);
+        quantize_rows(quantize, xp, (int)lo, (int)hi, &act);
+#pragma omp barrier
+        for (int j; (j = ck_next_job(&next)) < jobs;) {
+            const int g = j / mchunks, mc = j % mchunks;
+            const int p0 = g * group, p1 = p0 + group < panels ? p0 + group : panels;
+            const int m0 = mc * M_CHUNK, m1 = m0 + M_CHUNK < m ? m0 + M_CHUNK : m;
+            for (int b0 = 0; b0 < kb; b0 += K_CHUNK)
+                tile_parts(tile, &act, m0, m1, w, panel_bytes, p0, p1, b0, b0 + K_CHUNK < kb ? b0 + K_CHUNK : kb, yp);
+        }
     }
     return CK_OK;
 }
@@ -342,6 +375,8 @@ void ck_gemm_ref(ck_type type, const float *x, int m, int k, const void *w, int 
     char work[bytes + 64];
     void *aligned = (void *)(((uintptr_t)work + 63) & ~(uintptr_t)63);
     const ck_act_q8 act = ck_act_q8_in(aligned, m, kb);
-    quantize_rows(ck_quantize_act_row_scalar, x, 0, m, k, &act);
+    float *const xs[1] = {(float *)x};
+    const ck_parts xp = {1, &k, xs};
+    quantize_rows(ck_quantize_act_row_scalar, &xp, 0, m, &act);
     scalar_tile(format, &act, 0, m, w, 0, ck_q8_panels(n), 0, kb, n, y, n);
 }

@@ -235,7 +235,7 @@ size_t ck_gemm_bwd_workspace_size(int m, int n, int k) {
 
 typedef float ck_v8 __attribute__((ext_vector_type(8)));
 
-// bias[r][b] = sum over o of dy[r][o] · mins[o][b] for the strips b of `rows` rows, in o's
+// bias[r][b] = sum over o of dy[i0 + r][o] · mins[o][b] for the strips b of `rows` rows, in o's
 // order: the minimums' share of dX (Q4_1, Q4_K). Lanes are 16 strips (mins rows padded to
 // `stride`, a multiple of 16), so the sums stay in registers; a last group of up to 8
 // strips runs 8 lanes (K = 576 is 18 strips: 16 + 2), in the same order per lane.
@@ -246,19 +246,21 @@ typedef float ck_v8 __attribute__((ext_vector_type(8)));
     do {                                                                                                          \
         V acc[BIAS_ROWS];                                                                                         \
         for (int r = 0; r < BIAS_ROWS; r++) acc[r] = (V)0;                                                        \
-        for (int o = 0; o < n; o++) {                                                                             \
-            V m;                                                                                                  \
-            memcpy(&m, mins + (size_t)o * stride + b0, sizeof m);                                                 \
-            for (int r = 0; r < BIAS_ROWS; r++) acc[r] = __builtin_elementwise_fma((V)row[r][o], m, acc[r]);       \
+        for (int p = 0, start = 0; p < dy->count; start += dy->cols[p++]) {                                       \
+            const float *row[BIAS_ROWS];                                                                          \
+            for (int r = 0; r < BIAS_ROWS; r++) row[r] = dy->data[p] + (size_t)(i0 + (r < rows ? r : 0)) * dy->cols[p]; \
+            for (int o = 0; o < dy->cols[p]; o++) {                                                               \
+                V m;                                                                                              \
+                memcpy(&m, mins + (size_t)(start + o) * stride + b0, sizeof m);                                   \
+                for (int r = 0; r < BIAS_ROWS; r++) acc[r] = __builtin_elementwise_fma((V)row[r][o], m, acc[r]);   \
+            }                                                                                                     \
         }                                                                                                         \
         const int width = strips - b0 < (lanes) ? strips - b0 : (lanes);                                          \
         for (int r = 0; r < rows; r++) memcpy(bias + (size_t)r * strips + b0, &acc[r], (size_t)width * sizeof(float)); \
     } while (0)
 
-CK_VECTOR_CLONES static void bias_rows(const float *dy, int rows, int n, const float *mins, int strips, int stride,
+CK_VECTOR_CLONES static void bias_rows(const ck_parts *dy, int i0, int rows, const float *mins, int strips, int stride,
                                        float *bias) {
-    const float *row[BIAS_ROWS];
-    for (int r = 0; r < BIAS_ROWS; r++) row[r] = dy + (size_t)(r < rows ? r : 0) * n;
     for (int b0 = 0; b0 < strips; b0 += 16) {
         if (strips - b0 <= 8) BIAS_PASS(ck_v8, 8);
         else BIAS_PASS(ck_v16, 16);
@@ -335,12 +337,14 @@ void ck_strip_tile_scalar(const ck_strip *s, const uint8_t *zq, const float *zd,
     }
 }
 
-static ck_status gemm_bwd(ck_type type, const float *dy, int m, int n, const void *w, int k, float *dx, void *workspace,
+static ck_status gemm_bwd(ck_type type, const ck_parts *dy, int m, int n, const void *w, int k, float *dx, void *workspace,
                           size_t workspace_size, ck_strip_tile_fn strip_tile, ck_quantize_biased_row_fn quantize, int nt) {
     if (ck_format_of(type) < 0) return CK_ERR_UNSUPPORTED;
     if (m < 0 || k < 0 || n < 0) return CK_ERR_SHAPE;
     if (m == 0 || k == 0) return CK_OK;
-    if (!dy || !w || !dx) return CK_ERR_NULL;
+    if (!w || !dx) return CK_ERR_NULL;
+    const ck_status status = ck_parts_check(dy, n);
+    if (status != CK_OK) return status;
     const size_t shared = shared_bytes(m, n, k);
     if (!workspace || workspace_size < shared + (size_t)nt * thread_bytes(n)) return CK_ERR_WORKSPACE;
     const int strips = ck_q8_blocks_per_row(k);
@@ -351,7 +355,11 @@ static ck_status gemm_bwd(ck_type type, const float *dy, int m, int n, const voi
     float *zd = (float *)(zq + align64((size_t)m * nb * CK_QK));
     char *scratch = (char *)workspace + shared;
 #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1 && (long)m * n >= (1L << 16))
-    for (int i = 0; i < m; i++) quantize(dy + (size_t)i * n, n, zq + (size_t)i * nb * CK_QK, zd + (size_t)i * nb);
+    for (int i = 0; i < m; i++)  // a part at a time, whole blocks each: the bits of the joined row
+        for (int p = 0, start = 0; p < dy->count; start += dy->cols[p++])
+            if (dy->cols[p] > 0)
+                quantize(dy->data[p] + (size_t)i * dy->cols[p], dy->cols[p], zq + ((size_t)i * nb + start / CK_QK) * CK_QK,
+                         zd + (size_t)i * nb + start / CK_QK);
     if (type == CK_TYPE_Q4_1 || type == CK_TYPE_Q4_K) {
         const int panels = ck_q8_panels(n);
 #pragma omp parallel num_threads(nt) if (nt > 1 && (long)n * strips >= (1L << 14))
@@ -364,7 +372,7 @@ static ck_status gemm_bwd(ck_type type, const float *dy, int m, int n, const voi
 #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1 && (long)m * n * strips >= (1L << 18))
         for (int g = 0; g < groups; g++) {
             const int i = g * BIAS_ROWS, rows = m - i < BIAS_ROWS ? m - i : BIAS_ROWS;
-            bias_rows(dy + (size_t)i * n, rows, n, mins, strips, stride, biases + (size_t)i * strips);
+            bias_rows(dy, i, rows, mins, strips, stride, biases + (size_t)i * strips);
         }
     }
     // Strip groups of up to STRIPS, as many as a multiple of the threads and as even as can be
@@ -373,28 +381,42 @@ static ck_status gemm_bwd(ck_type type, const float *dy, int m, int n, const voi
     const int even = ck_div_up(ck_div_up(strips, STRIPS), nt) * nt, groups = even < strips ? even : strips;
     const int row_parts = groups >= 2 * nt ? 1 : ck_div_up(2 * nt, groups);
     const int rows_per = ck_div_up(ck_div_up(m, row_parts), 4) * 4;
+    // The jobs go to the threads as they finish the last (ck_next_job).
     const int parts = ck_div_up(m, rows_per), jobs = groups * parts;
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1 && jobs > 1 && (long)m * n * k >= (1L << 18))
-    for (int j = 0; j < jobs; j++) {
+    atomic_int next = 0;
+#pragma omp parallel num_threads(nt) if (nt > 1 && jobs > 1 && (long)m * n * k >= (1L << 18))
+    {
         int rank, team;
         ck_team(&rank, &team);
-        const int g = j / parts, i0 = (j % parts) * rows_per, i1 = i0 + rows_per < m ? i0 + rows_per : m;
-        const int cb0 = (int)((int64_t)strips * g / groups), count = (int)((int64_t)strips * (g + 1) / groups) - cb0;
-        strip_rows(type, i0, i1, n, w, k, cb0, count, zq, zd, dx, biases, scratch + (size_t)rank * thread_bytes(n), strip_tile);
+        for (int j; (j = ck_next_job(&next)) < jobs;) {
+            const int g = j / parts, i0 = (j % parts) * rows_per, i1 = i0 + rows_per < m ? i0 + rows_per : m;
+            const int cb0 = (int)((int64_t)strips * g / groups), count = (int)((int64_t)strips * (g + 1) / groups) - cb0;
+            strip_rows(type, i0, i1, n, w, k, cb0, count, zq, zd, dx, biases, scratch + (size_t)rank * thread_bytes(n),
+                       strip_tile);
+        }
     }
     return CK_OK;
 }
 
-ck_status ck_gemm_bwd(ck_type type, const float *dy, int m, int n, const void *w, int k, float *dx, void *workspace,
-                      size_t workspace_size) {
+ck_status ck_gemm_bwd_parts(ck_type type, const ck_parts *dy, int m, int n, const void *w, int k, float *dx,
+                            void *workspace, size_t workspace_size) {
     ck_init();
     return gemm_bwd(type, dy, m, n, w, k, dx, workspace, workspace_size, ck_dispatch()->strip_tile, ck_dispatch()->quantize_biased_row,
                     ck_threads());
+}
+
+ck_status ck_gemm_bwd(ck_type type, const float *dy, int m, int n, const void *w, int k, float *dx, void *workspace,
+                      size_t workspace_size) {
+    float *const parts[1] = {(float *)dy};
+    const ck_parts one = {1, &n, parts};
+    return ck_gemm_bwd_parts(type, &one, m, n, w, k, dx, workspace, workspace_size);
 }
 
 void ck_gemm_bwd_ref(ck_type type, const float *dy, int m, int n, const void *w, int k, float *dx) {
     const size_t bytes = shared_bytes(m, n, k) + thread_bytes(n);
     char work[bytes + 64];
     void *aligned = (void *)(((uintptr_t)work + 63) & ~(uintptr_t)63);
-    gemm_bwd(type, dy, m, n, w, k, dx, aligned, bytes, ck_strip_tile_scalar, ck_quantize_biased_row_scalar, 1);
+    float *const parts[1] = {(float *)dy};
+    const ck_parts one = {1, &n, parts};
+    gemm_bwd(type, &one, m, n, w, k, dx, aligned, bytes, ck_strip_tile_scalar, ck_quantize_biased_row_scalar, 1);
 }

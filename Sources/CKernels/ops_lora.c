@@ -87,6 +87,8 @@ void ck_lora_fwd(const float *x, int m, int in, const float *at, int rank, const
                  float *y) {
     if (m <= 0 || rank <= 0 || out <= 0) return;
     const long work = (long)m * rank * (in + out);
+    const int row_tiles = ck_div_up(m, TILE_ROWS);
+    atomic_int next = 0;
 #pragma omp parallel num_threads(ck_threads()) if (work >= LORA_PARALLEL_MIN)
     {
         const int ldu = ck_div_up(rank, 16) * 16;
@@ -94,11 +96,10 @@ void ck_lora_fwd(const float *x, int m, int in, const float *at, int rank, const
         int64_t lo, hi;
         int id, team;
         ck_team(&id, &team);
-        if (m >= team) {  // rows split over the team, a tile at a time
-            ck_team_share(m, &lo, &hi);
-            for (int64_t i = lo; i < hi; i += TILE_ROWS) {
-                const int nx = hi - i < TILE_ROWS ? (int)(hi - i) : TILE_ROWS;
-                lora_tile(x + i * in, nx, in, at, rank, bt, out, 0, out, scale, u, ldu, y + i * out);
+        if (m >= team) {  // tiles of rows to the threads as they finish the last (ck_next_job)
+            for (int t; (t = ck_next_job(&next)) < row_tiles;) {
+                const int i = t * TILE_ROWS, nx = m - i < TILE_ROWS ? m - i : TILE_ROWS;
+                lora_tile(x + (size_t)i * in, nx, in, at, rank, bt, out, 0, out, scale, u, ldu, y + (size_t)i * out);
             }
         } else {  // fewer rows than threads (decoding): blocks of 16 outputs split, each thread forms u itself
             ck_team_share(ck_div_up(out, 16), &lo, &hi);
@@ -137,11 +138,15 @@ void ck_lora_product(int trans_a, int m, int n, int k, float alpha, const float 
     if (m <= 0 || n <= 0) return;
     const int mr = trans_a ? PRODUCT_ROWS_T : TILE_ROWS;
     const int64_t row_tiles = ck_div_up(m, mr), col_blocks = ck_div_up(n, 16), tiles = row_tiles * col_blocks;
+    // The threads take runs of tiles as they finish the last (ck_next_job), along a row of
+    // tiles first (its rows of a stay in L1); a whole row a run when there are many rows, so
+    // that short products (dX += dU·A: 16 multiply-adds an element) do not claim each tile.
+    const int run = row_tiles >= 8 * ck_threads() ? (int)col_blocks : 1, runs = (int)ck_div_up((int)tiles, run);
+    atomic_int next = 0;
 #pragma omp parallel num_threads(ck_threads()) if ((long)m * n * k >= LORA_PARALLEL_MIN && tiles > 1)
-    {
-        int64_t lo, hi;
-        ck_team_share(tiles, &lo, &hi);
-        for (int64_t t = lo; t < hi; t++) {  // along a tile's row first: its rows of a stay in L1
+    for (int r; (r = ck_next_job(&next)) < runs;) {
+        const int64_t t1 = (int64_t)(r + 1) * run < tiles ? (int64_t)(r + 1) * run : tiles;
+        for (int64_t t = (int64_t)r * run; t < t1; t++) {
             const int i0 = (int)(t / col_blocks) * mr, c0 = (int)(t % col_blocks) * 16;
             const float *at = trans_a ? a + i0 : a + (size_t)i0 * lda;
             product_tiles(at, lda, trans_a, m - i0 < mr ? m - i0 : mr, k, b + c0, ldb, n - c0 < 16 ? n - c0 : 16, alpha,

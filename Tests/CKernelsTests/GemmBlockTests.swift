@@ -100,6 +100,31 @@ func gemmBackward(_ type: ck_type, _ dy: [Float], m: Int, n: Int, _ w: [UInt8], 
     return dx
 }
 
+/// A matrix [rows, sum of widths] as column parts, each its own buffer (ck_parts), for `body`.
+func withParts<R>(_ matrix: [Float], rows: Int, widths: [Int], _ body: (UnsafePointer<ck_parts>) -> R) -> (R, [Float]) {
+    let total = widths.reduce(0, +)
+    var starts = [0]
+    for w in widths.dropLast() { starts.append(starts.last! + w) }
+    let buffers = widths.map { UnsafeMutablePointer<Float>.allocate(capacity: max($0 * rows, 1)) }
+    defer { for buffer in buffers { buffer.deallocate() } }
+    for (p, w) in widths.enumerated() {
+        for i in 0..<rows { for j in 0..<w { buffers[p][i * w + j] = matrix[i * total + starts[p] + j] } }
+    }
+    let cols = widths.map(Int32.init)
+    let data: [UnsafeMutablePointer<Float>?] = buffers
+    let result = cols.withUnsafeBufferPointer { c in
+        data.withUnsafeBufferPointer { d in
+            var parts = ck_parts(count: Int32(widths.count), cols: c.baseAddress, data: d.baseAddress)
+            return body(&parts)
+        }
+    }
+    var joined = [Float](repeating: .nan, count: rows * total)
+    for (p, w) in widths.enumerated() {
+        for i in 0..<rows { for j in 0..<w { joined[i * total + starts[p] + j] = buffers[p][i * w + j] } }
+    }
+    return (result, joined)
+}
+
 @Suite struct GemmBlockTests {
     @Test(arguments: blockTypes)
     func packedPanelsDequantizeAsTheGGUFBlocks(type: ck_type) {
@@ -272,6 +297,71 @@ func gemmBackward(_ type: ck_type, _ dy: [Float], m: Int, n: Int, _ w: [UInt8], 
             let (exact, magnitude) = referenceProduct(dy, m: shape.m, k: shape.n, wT, n: shape.k)
             let error = worstError(dx, exact, scale: magnitude.map { Double(shape.n) * 1.2e-7 * $0 + 1e-30 })
             #expect(error <= 1, "\(typeName(type)) \(shape)")
+        }
+    }
+
+    /// Products over matrices in parts (a fused projection's inputs and outputs, each its own
+    /// buffer) give the bits of the joined matrices: X split along k and Y along n forward,
+    /// dY along n backward; decoding, few-row and many-row drivers; a last part of any width.
+    @Test(arguments: blockTypes, supportedISAs())
+    func productsOnPartsMatchTheJoinedMatricesBitForBit(type: ck_type, isa: ck_isa) {
+        let (kWidths, nWidths) = ([64, 32, 45], [32, 0, 96, 21])
+        let (k, n) = (kWidths.reduce(0, +), nWidths.reduce(0, +))
+        for m in [1, 5, 70] {
+            var rng = SeededRandom(seed: 26)
+            let w = RandomBlocks(type: type, rows: n, cols: k, rng: &rng)
+            let x = rng.floats(m * k, in: -3...3)
+            let dy = rng.floats(m * n)
+            let label = "\(typeName(type)) \(String(cString: ck_isa_name(isa))) m \(m)"
+            withKernels(isa: isa) {
+                let joined = gemm(type, x, m: m, k: k, w.packed, n: n)
+                let empty = [Float](repeating: .nan, count: m * n)
+                var workspace = [UInt8](repeating: 0, count: ck_gemm_workspace_size(Int32(m), Int32(k), CK_ACT_INT8))
+                let ((status, y), _) = withParts(x, rows: m, widths: kWidths) { xp in
+                    withParts(empty, rows: m, widths: nWidths) { yp in
+                        workspace.withUnsafeMutableBytes {
+                            ck_gemm_parts(type, xp, Int32(m), Int32(k), w.packed, Int32(n), yp, CK_ACT_INT8, $0.baseAddress, $0.count)
+                        }
+                    }
+                }
+                #expect(status == CK_OK && y == joined, "forward \(label)")
+
+                let joinedDx = gemmBackward(type, dy, m: m, n: n, w.packed, k: k)
+                var dx = [Float](repeating: .nan, count: m * k)
+                var bwdWorkspace = [UInt8](repeating: 0, count: ck_gemm_bwd_workspace_size(Int32(m), Int32(n), Int32(k)))
+                let (bwdStatus, _) = withParts(dy, rows: m, widths: nWidths) { dyp in
+                    bwdWorkspace.withUnsafeMutableBytes {
+                        ck_gemm_bwd_parts(type, dyp, Int32(m), Int32(n), w.packed, Int32(k), &dx, $0.baseAddress, $0.count)
+                    }
+                }
+                #expect(bwdStatus == CK_OK && dx == joinedDx, "backward \(label)")
+            }
+        }
+    }
+
+    /// A part narrower than a whole block before the last, or widths that do not add up to
+    /// the product's dimension, are refused rather than read out of place.
+    @Test func partsOfTheWrongWidthsAreRefused() {
+        var rng = SeededRandom(seed: 27)
+        let w = RandomBlocks(type: CK_TYPE_Q8_0, rows: 48, cols: 64, rng: &rng)
+        let x = rng.floats(3 * 64)
+        var workspace = [UInt8](repeating: 0, count: ck_gemm_bwd_workspace_size(3, 48, 64) + ck_gemm_workspace_size(3, 64, CK_ACT_INT8))
+        for widths in [[16, 32], [40, 8], [32, 32]] {
+            let ((status, _), _) = withParts(x, rows: 3, widths: [64]) { xp in
+                withParts([Float](repeating: 0, count: 3 * widths.reduce(0, +)), rows: 3, widths: widths) { yp in
+                    workspace.withUnsafeMutableBytes {
+                        ck_gemm_parts(CK_TYPE_Q8_0, xp, 3, 64, w.packed, 48, yp, CK_ACT_INT8, $0.baseAddress, $0.count)
+                    }
+                }
+            }
+            #expect(status == CK_ERR_SHAPE, "forward output widths \(widths)")
+            var dx = [Float](repeating: 0, count: 3 * 64)
+            let (bwd, _) = withParts([Float](repeating: 1, count: 3 * widths.reduce(0, +)), rows: 3, widths: widths) { dyp in
+                workspace.withUnsafeMutableBytes {
+                    ck_gemm_bwd_parts(CK_TYPE_Q8_0, dyp, 3, 48, w.packed, 64, &dx, $0.baseAddress, $0.count)
+                }
+            }
+            #expect(bwd == CK_ERR_SHAPE, "backward input widths \(widths)")
         }
     }
 

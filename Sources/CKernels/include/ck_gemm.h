@@ -17,6 +17,19 @@ typedef enum {
     CK_ACT_F32 = 1,
 } ck_act_mode;
 
+// A row-major f32 matrix held as blocks of columns side by side in separate buffers: part i
+// has cols[i] columns, its rows cols[i] floats apart, and starts at the sum of the widths
+// before it. Projections that share an input (q, k, v; gate, up) run as one product over
+// their stacked weights and read or write their own parts of its matrices in place, so
+// nothing is split or joined around the product. Every width but the last is a multiple of
+// 32 (whole blocks of the quantized activations, whole panels of the weights); the bits are
+// those of the one matrix.
+typedef struct {
+    int count;
+    const int *cols;
+    float *const *data;
+} ck_parts;
+
 // Workspace bytes ck_gemm needs for an [m, k] input under the current thread count.
 size_t ck_gemm_workspace_size(int m, int k, ck_act_mode mode);
 
@@ -26,6 +39,10 @@ size_t ck_gemm_workspace_size(int m, int k, ck_act_mode mode);
 // dX = dY · W. m == 1 runs the GEMV path. Every ISA path gives the same bits.
 ck_status ck_gemm(ck_type type, const float *x, int m, int k, const void *w, int n, float *y, ck_act_mode mode,
                   void *workspace, size_t workspace_size);
+// ck_gemm with X in parts along k and Y in parts along n (CK_ACT_INT8 only; a part's width
+// not a multiple of 32 before the last, or widths not adding up to k and n: CK_ERR_SHAPE).
+ck_status ck_gemm_parts(ck_type type, const ck_parts *x, int m, int k, const void *w, int n, const ck_parts *y,
+                        ck_act_mode mode, void *workspace, size_t workspace_size);
 
 // Backward-data product dX[m, k] = dY[m, n] · W on the forward pack of W [n, k], without a
 // transposed copy: each 32-column strip of the weights, times its row scales, is
@@ -34,6 +51,9 @@ ck_status ck_gemm(ck_type type, const float *x, int m, int k, const void *w, int
 size_t ck_gemm_bwd_workspace_size(int m, int n, int k);
 ck_status ck_gemm_bwd(ck_type type, const float *dy, int m, int n, const void *w, int k, float *dx, void *workspace,
                       size_t workspace_size);
+// ck_gemm_bwd with dY in parts along n (the same rules as ck_gemm_parts).
+ck_status ck_gemm_bwd_parts(ck_type type, const ck_parts *dy, int m, int n, const void *w, int k, float *dx,
+                            void *workspace, size_t workspace_size);
 
 // Exact backward-data product dX[m, k] = dY[m, n] · W on the forward pack: weight column
 // tiles are dequantized per thread and multiplied in f32 (reference runs and tests).

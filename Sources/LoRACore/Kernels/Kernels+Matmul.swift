@@ -82,6 +82,74 @@ public enum Kernels {
         }
     }
 
+    /// Whether matrices split into column parts of these widths can go to the kernels as they
+    /// are (`ck_parts`): every width but the last a whole number of 32-value blocks.
+    static func takesParts(_ widths: [Int]) -> Bool { widths.dropLast().allSatisfy { $0 % 32 == 0 } }
+
+    /// `matmul` of x [rows, w.cols] into Y's columns in parts of `widths` (adding up to
+    /// w.rows, `takesParts`), each a new [rows, width] tensor: a fused projection's outputs
+    /// (q, k, v; gate, up) as they are used, with nothing split after the product.
+    static func matmul(_ x: Tensor, _ w: QuantizedWeight, parts widths: [Int]) -> [Tensor] {
+        precondition(
+            x.rank == 2 && x.rowLength == w.cols && widths.reduce(0, +) == w.rows && takesParts(widths),
+            "matmul: x \(x.shape) into parts \(widths) of weight [\(w.rows), \(w.cols)]")
+        let m = x.rowCount
+        let ys = widths.map { Tensor(uninitialized: [m, $0]) }
+        let status = withWorkspace(bytes: ck_gemm_workspace_size(Int32(m), Int32(w.cols), CK_ACT_INT8)) { pointer, count in
+            withParts([x], writing: false) { xp in
+                withParts(ys, writing: true) { yp in
+                    ck_gemm_parts(w.type.cValue, xp, Int32(m), Int32(w.cols), w.panels, Int32(w.rows), yp, CK_ACT_INT8, pointer, count)
+                }
+            }
+        }
+        check(status, "x \(x.shape) · weight [\(w.rows), \(w.cols)] \(w.type.rawValue) into parts \(widths)")
+        return ys
+    }
+
+    /// `matmulBackwardData` of dY given in column parts (each [rows, width], in the order of
+    /// W's rows, `takesParts`), read in place; the exact mode, which has no kernel for parts,
+    /// joins them first.
+    static func matmulBackwardData(parts dys: [Tensor], _ w: QuantizedWeight, mode: BackwardDataMode) -> Tensor {
+        let m = dys.first?.rowCount ?? 0
+        let widths = dys.map(\.rowLength)
+        precondition(
+            dys.allSatisfy { $0.rank == 2 && $0.rowCount == m } && widths.reduce(0, +) == w.rows && takesParts(widths),
+            "matmulBackwardData: dy parts \(dys.map(\.shape)) for weight [\(w.rows), \(w.cols)]")
+        if mode == .exact { return matmulBackwardData(Tensor(concatenatingColumns: dys), w, mode: mode) }
+        precondition(
+            mode != .transposedCopy || w.type == .q8_0, "matmulBackwardData: a transposed copy needs int8 weights, not \(w.type.rawValue)")
+        let (n, k) = (Int32(w.rows), Int32(w.cols))
+        let dx = Tensor(uninitialized: [m, w.cols])
+        let bytes = mode == .direct ? ck_gemm_bwd_workspace_size(Int32(m), n, k) : ck_gemm_workspace_size(Int32(m), n, CK_ACT_INT8)
+        let panelsT = mode == .transposedCopy ? w.transposedPanels() : nil
+        let status = withWorkspace(bytes: bytes) { pointer, count in
+            withParts(dys, writing: false) { dyp in
+                withParts([dx], writing: true) { dxp in
+                    guard let panelsT else {
+                        return ck_gemm_bwd_parts(w.type.cValue, dyp, Int32(m), n, w.panels, k, dxp.pointee.data[0], pointer, count)
+                    }
+                    return ck_gemm_parts(CK_TYPE_Q8_0, dyp, Int32(m), n, panelsT, k, dxp, CK_ACT_INT8, pointer, count)
+                }
+            }
+        }
+        check(status, "dy parts \(dys.map(\.shape)) · weight [\(w.rows), \(w.cols)] \(w.type.rawValue)")
+        return dx
+    }
+
+    /// Tensors as the column parts of one matrix (`ck_parts`) for one kernel call.
+    private static func withParts<R>(_ tensors: [Tensor], writing: Bool, _ body: (UnsafePointer<ck_parts>) -> R) -> R {
+        let cols = tensors.map { Int32($0.rowLength) }
+        return Tensor.withBasePointers(tensors, writing: writing) { pointers in
+            let data: [UnsafeMutablePointer<Float>?] = pointers
+            return cols.withUnsafeBufferPointer { c in
+                data.withUnsafeBufferPointer { d in
+                    var parts = ck_parts(count: Int32(tensors.count), cols: c.baseAddress, data: d.baseAddress)
+                    return body(&parts)
+                }
+            }
+        }
+    }
+
     /// Runs one packed-weight kernel over x [..., rows] into a new y [..., outputs] (every
     /// element written) with the workspace it asks for; a failure traps naming the shapes.
     private static func product(

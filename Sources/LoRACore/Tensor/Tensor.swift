@@ -114,6 +114,17 @@ public struct Tensor: Sendable {
     }
 }
 
+extension Tensor {
+    /// The first elements of several tensors for one kernel call that takes them together (a
+    /// fused product's parts), counted as written to when `writing`; valid only inside `body`.
+    static func withBasePointers<R>(_ tensors: [Tensor], writing: Bool, _ body: ([UnsafeMutablePointer<Float>]) -> R) -> R {
+        if writing { for tensor in tensors { tensor.buffer.version &+= 1 } }
+        return withExtendedLifetime(tensors) {
+            body(tensors.map { $0.buffer.pointer.assumingMemoryBound(to: Float.self) + $0.offset })
+        }
+    }
+}
+
 extension Tensor: CustomStringConvertible {
     public var description: String { "Tensor\(shape)" }
 }
