@@ -69,10 +69,12 @@ typedef struct {
     const int32_t *colsum;  // [nb][32]
     const float *d;         // [nb][32] the scale of each block of a column
     int nb;                 // blocks of 32 outputs (the strip holds 32·nb outputs, zero-padded)
+    int ldz;                // blocks of a row of z (its rows are 32·ldz bytes and ldz scales apart)
+    int accumulate;         // the sums continue from dx: a long strip run a chunk of outputs at a time
 } ck_strip;
 // dx[i][j] = sum over blocks c of zd[i][c]·d[c][j] · sum_o (zq[i][o] − 128)·w[o][j]
-// (+ bias[i] when bias is not NULL) for rows i < rows and columns j < cols (≤ 32); z rows
-// (ck_quantize_biased_row_fn) are 32·nb bytes and nb scales apart.
+// (+ bias[i] when bias is not NULL) for rows i < rows and columns j < cols (≤ 32), added in
+// c's order to dx[i][j] itself when `accumulate`, so that chunks give the bits of one pass.
 typedef void (*ck_strip_tile_fn)(const ck_strip *s, const uint8_t *zq, const float *zd, int rows, const float *bias,
                                  float *dx, int ldx, int cols);
 

@@ -238,10 +238,13 @@ TARGET void ck_quantize_biased_row_avx2(const float *x, int k, uint8_t *q, float
 // MR rows of the backward strip: 4 ymm of 8 columns.
 TARGET INLINE void strip_rows(const ck_strip *s, const uint8_t *zq, const float *zd, const int MR, const float *bias,
                               float *dx, int ldx, int cols) {
-    const int nb = s->nb;
+    const int nb = s->nb, ldz = s->ldz;
     __m256 acc[2][4];
-    for (int i = 0; i < MR; i++)
-        for (int v = 0; v < 4; v++) acc[i][v] = _mm256_setzero_ps();
+    for (int i = 0; i < MR; i++) {
+        float in[CK_QK] = {0};
+        if (s->accumulate) memcpy(in, dx + (size_t)i * ldx, (size_t)cols * sizeof(float));
+        for (int v = 0; v < 4; v++) acc[i][v] = _mm256_loadu_ps(in + 8 * v);
+    }
     for (int c = 0; c < nb; c++) {
         __m256i dot[2][4];
         for (int i = 0; i < MR; i++)
@@ -253,13 +256,13 @@ TARGET INLINE void strip_rows(const ck_strip *s, const uint8_t *zq, const float 
             for (int i = 0; i < MR; i++) {
                 // z unbiased (a flip of the top bit) against signed w: the sign trick, as for Q8_0
                 int32_t four;
-                memcpy(&four, zq + (size_t)i * nb * CK_QK + c * CK_QK + 4 * q, 4);
+                memcpy(&four, zq + (size_t)i * ldz * CK_QK + c * CK_QK + 4 * q, 4);
                 const __m256i xv = _mm256_xor_si256(_mm256_set1_epi32(four), _mm256_set1_epi8((char)0x80));
                 for (int v = 0; v < 4; v++) dot[i][v] = dot4(CK_F_Q8_0, dot[i][v], wv[v], xv);
             }
         }
         for (int i = 0; i < MR; i++) {
-            const __m256 dz = _mm256_set1_ps(zd[(size_t)i * nb + c]);
+            const __m256 dz = _mm256_set1_ps(zd[(size_t)i * ldz + c]);
             for (int v = 0; v < 4; v++) {
                 const __m256 scale = _mm256_mul_ps(dz, _mm256_loadu_ps(s->d + c * CK_QK + 8 * v));
                 acc[i][v] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot[i][v]), scale, acc[i][v]);
@@ -278,9 +281,9 @@ TARGET INLINE void strip_rows(const ck_strip *s, const uint8_t *zq, const float 
 
 TARGET void ck_strip_tile_avx2(const ck_strip *s, const uint8_t *zq, const float *zd, int rows, const float *bias, float *dx,
                                int ldx, int cols) {
-    const size_t zrow = (size_t)s->nb * CK_QK;
+    const size_t zrow = (size_t)s->ldz * CK_QK;
     int i = 0;
     for (; i + 2 <= rows; i += 2)
-        strip_rows(s, zq + i * zrow, zd + (size_t)i * s->nb, 2, bias ? bias + i : NULL, dx + (size_t)i * ldx, ldx, cols);
-    if (i < rows) strip_rows(s, zq + i * zrow, zd + (size_t)i * s->nb, 1, bias ? bias + i : NULL, dx + (size_t)i * ldx, ldx, cols);
+        strip_rows(s, zq + i * zrow, zd + (size_t)i * s->ldz, 2, bias ? bias + i : NULL, dx + (size_t)i * ldx, ldx, cols);
+    if (i < rows) strip_rows(s, zq + i * zrow, zd + (size_t)i * s->ldz, 1, bias ? bias + i : NULL, dx + (size_t)i * ldx, ldx, cols);
 }

@@ -313,9 +313,11 @@ TARGET void ck_quantize_biased_row_avx512(const float *x, int k, uint8_t *q, flo
 // MR rows of the backward strip: 2 vectors of 16 columns, VPDPBUSD over 4 outputs a lane.
 TARGET INLINE void strip_rows(const ck_strip *s, const uint8_t *zq, const float *zd, const int MR, const float *bias,
                               float *dx, int ldx, __mmask16 mask[2]) {
-    const int nb = s->nb;
+    const int nb = s->nb, ldz = s->ldz;
     __m512 acc[MR_BWD][2];
-    for (int i = 0; i < MR; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+    for (int i = 0; i < MR; i++)
+        for (int v = 0; v < 2; v++)
+            acc[i][v] = s->accumulate ? _mm512_maskz_loadu_ps(mask[v], dx + (size_t)i * ldx + 16 * v) : _mm512_setzero_ps();
     for (int c = 0; c < nb; c++) {
         // starting from −128·colsum takes the bias of z back out
         __m512i start[2], dot[MR_BWD][2];
@@ -328,7 +330,7 @@ TARGET INLINE void strip_rows(const ck_strip *s, const uint8_t *zq, const float 
             const __m512i w0 = _mm512_loadu_si512(w), w1 = _mm512_loadu_si512(w + 64);
             for (int i = 0; i < MR; i++) {
                 int32_t four;
-                memcpy(&four, zq + (size_t)i * nb * CK_QK + c * CK_QK + 4 * q, 4);
+                memcpy(&four, zq + (size_t)i * ldz * CK_QK + c * CK_QK + 4 * q, 4);
                 const __m512i x = _mm512_set1_epi32(four);
                 dot[i][0] = _mm512_dpbusd_epi32(dot[i][0], x, w0);
                 dot[i][1] = _mm512_dpbusd_epi32(dot[i][1], x, w1);
@@ -336,7 +338,7 @@ TARGET INLINE void strip_rows(const ck_strip *s, const uint8_t *zq, const float 
         }
         const __m512 d0 = _mm512_loadu_ps(s->d + c * CK_QK), d1 = _mm512_loadu_ps(s->d + c * CK_QK + 16);
         for (int i = 0; i < MR; i++) {
-            const __m512 dz = _mm512_set1_ps(zd[(size_t)i * nb + c]);
+            const __m512 dz = _mm512_set1_ps(zd[(size_t)i * ldz + c]);
             acc[i][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[i][0]), _mm512_mul_ps(dz, d0), acc[i][0]);
             acc[i][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[i][1]), _mm512_mul_ps(dz, d1), acc[i][1]);
         }
@@ -353,12 +355,12 @@ TARGET void ck_strip_tile_avx512(const ck_strip *s, const uint8_t *zq, const flo
                                  int ldx, int cols) {
     __mmask16 mask[2] = {(__mmask16)(cols >= 16 ? 0xFFFF : (1u << cols) - 1),
                          (__mmask16)(cols >= 32 ? 0xFFFF : cols > 16 ? (1u << (cols - 16)) - 1 : 0)};
-    const size_t zrow = (size_t)s->nb * CK_QK;
+    const size_t zrow = (size_t)s->ldz * CK_QK;
     int i = 0;
     for (; i + MR_BWD <= rows; i += MR_BWD)
-        strip_rows(s, zq + i * zrow, zd + (size_t)i * s->nb, MR_BWD, bias ? bias + i : NULL, dx + (size_t)i * ldx, ldx, mask);
+        strip_rows(s, zq + i * zrow, zd + (size_t)i * s->ldz, MR_BWD, bias ? bias + i : NULL, dx + (size_t)i * ldx, ldx, mask);
     const uint8_t *zt = zq + i * zrow;
-    const float *dt = zd + (size_t)i * s->nb, *bt = bias ? bias + i : NULL;
+    const float *dt = zd + (size_t)i * s->ldz, *bt = bias ? bias + i : NULL;
     switch (rows - i) {
     case 3: strip_rows(s, zt, dt, 3, bt, dx + (size_t)i * ldx, ldx, mask); break;
     case 2: strip_rows(s, zt, dt, 2, bt, dx + (size_t)i * ldx, ldx, mask); break;

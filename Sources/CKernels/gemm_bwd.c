@@ -21,6 +21,7 @@
 
 #define ROW_GROUP 16  // rows of z run against each strip of a job in turn, while they are in cache
 #define STRIPS 4      // strips a job decodes and runs together: each z row is read from memory once for them
+#define OUTPUT_CHUNK 128  // blocks of 32 outputs of a strip run against every row group in turn (128 KB of weights)
 
 static inline size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
 
@@ -209,7 +210,8 @@ static strip_scratch strip_in(char *at, int n) {
     const int nb = ck_div_up(n, CK_QK), np = nb * CK_QK;
     const size_t floats = align64((size_t)np * sizeof(float));
     char *colsum = at + align64((size_t)nb * CK_QK * CK_QK), *dw = colsum + align64((size_t)np * sizeof(int32_t));
-    return (strip_scratch){{(int8_t *)at, (int32_t *)colsum, (float *)dw, nb}, {(float *)(dw + floats), (float *)(dw + 2 * floats)}};
+    return (strip_scratch){{(int8_t *)at, (int32_t *)colsum, (float *)dw, nb, nb, 0},
+                           {(float *)(dw + floats), (float *)(dw + 2 * floats)}};
 }
 
 // Per-thread scratch: STRIPS decoded strips and the minimums' share of ROW_GROUP rows.
@@ -232,10 +234,12 @@ size_t ck_gemm_bwd_workspace_size(int m, int n, int k) {
 }
 
 #define BIAS_ROWS 8  // rows summed side by side: independent FMA chains, the same order for each
+#define BIAS_CHUNK 2048  // outputs of the minimums run against every row group in turn
 
 typedef float ck_v8 __attribute__((ext_vector_type(8)));
 
-// bias[r][b] = sum over o of dy[i0 + r][o] · mins[o][b] for the strips b of `rows` rows, in o's
+// bias[r][b] += sum over o in [o0, o1) of dy[i0 + r][o] · mins[o][b] (from 0 when o0 is 0)
+// for the strips b of `rows` rows, in o's
 // order: the minimums' share of dX (Q4_1, Q4_K). Lanes are 16 strips (mins rows padded to
 // `stride`, a multiple of 16), so the sums stay in registers; a last group of up to 8
 // strips runs 8 lanes (K = 576 is 18 strips: 16 + 2), in the same order per lane.
@@ -245,22 +249,26 @@ typedef float ck_v8 __attribute__((ext_vector_type(8)));
 #define BIAS_PASS(V, lanes)                                                                                       \
     do {                                                                                                          \
         V acc[BIAS_ROWS];                                                                                         \
-        for (int r = 0; r < BIAS_ROWS; r++) acc[r] = (V)0;                                                        \
+        const int width = strips - b0 < (lanes) ? strips - b0 : (lanes);                                          \
+        for (int r = 0; r < BIAS_ROWS; r++) {                                                                     \
+            acc[r] = (V)0;                                                                                        \
+            if (o0 > 0 && r < rows) memcpy(&acc[r], bias + (size_t)r * strips + b0, (size_t)width * sizeof(float)); \
+        }                                                                                                         \
         for (int p = 0, start = 0; p < dy->count; start += dy->cols[p++]) {                                       \
+            const int lo = o0 > start ? o0 : start, hi = o1 < start + dy->cols[p] ? o1 : start + dy->cols[p];     \
             const float *row[BIAS_ROWS];                                                                          \
-            for (int r = 0; r < BIAS_ROWS; r++) row[r] = dy->data[p] + (size_t)(i0 + (r < rows ? r : 0)) * dy->cols[p]; \
-            for (int o = 0; o < dy->cols[p]; o++) {                                                               \
+            for (int r = 0; r < BIAS_ROWS; r++) row[r] = dy->data[p] + (size_t)(i0 + (r < rows ? r : 0)) * dy->cols[p];  \
+            for (int o = lo; o < hi; o++) {                                                                       \
                 V m;                                                                                              \
-                memcpy(&m, mins + (size_t)(start + o) * stride + b0, sizeof m);                                   \
-                for (int r = 0; r < BIAS_ROWS; r++) acc[r] = __builtin_elementwise_fma((V)row[r][o], m, acc[r]);   \
+                memcpy(&m, mins + (size_t)o * stride + b0, sizeof m);                                             \
+                for (int r = 0; r < BIAS_ROWS; r++) acc[r] = __builtin_elementwise_fma((V)row[r][o - start], m, acc[r]); \
             }                                                                                                     \
         }                                                                                                         \
-        const int width = strips - b0 < (lanes) ? strips - b0 : (lanes);                                          \
         for (int r = 0; r < rows; r++) memcpy(bias + (size_t)r * strips + b0, &acc[r], (size_t)width * sizeof(float)); \
     } while (0)
 
-CK_VECTOR_CLONES static void bias_rows(const ck_parts *dy, int i0, int rows, const float *mins, int strips, int stride,
-                                       float *bias) {
+CK_VECTOR_CLONES static void bias_rows(const ck_parts *dy, int i0, int rows, int o0, int o1, const float *mins, int strips,
+                                       int stride, float *bias) {
     for (int b0 = 0; b0 < strips; b0 += 16) {
         if (strips - b0 <= 8) BIAS_PASS(ck_v8, 8);
         else BIAS_PASS(ck_v16, 16);
@@ -307,30 +315,40 @@ static void strip_rows(ck_type type, int i0, int i1, int n, const void *w, int k
                                (float *)s[t].strip.d, s[t].scale[0], s[t].scale[1]);
     }
     float *bias = (float *)(scratch + STRIPS * strip_bytes(n));
-    // a group's rows of z stay in L1 for every strip of the job
-    for (int g0 = i0; g0 < i1; g0 += ROW_GROUP) {
-        const int rows = i1 - g0 < ROW_GROUP ? i1 - g0 : ROW_GROUP;
-        for (int t = 0; t < count; t++) {
-            const int cb = cb0 + t, cols = k - CK_QK * cb < CK_QK ? k - CK_QK * cb : CK_QK;
-            if (has_min)
-                for (int i = 0; i < rows; i++) bias[i] = biases[(size_t)(g0 + i) * strips + cb];
-            strip_tile(&s[t].strip, zq + (size_t)g0 * nb * CK_QK, zd + (size_t)g0 * nb, rows, has_min ? bias : NULL,
-                       dx + (size_t)g0 * k + CK_QK * cb, k, cols);
+    // A chunk of the strips' outputs stays in L2 for every row group, and a group's rows of z
+    // stay in L1 for every strip of the job. Whole strips of a head over 49152 outputs (1.5 MB
+    // each) were read from memory again for every group: the head's backward ran 0.6x its
+    // forward.
+    for (int c0 = 0; c0 < nb; c0 += OUTPUT_CHUNK) {
+        const int c1 = c0 + OUTPUT_CHUNK < nb ? c0 + OUTPUT_CHUNK : nb;
+        for (int g0 = i0; g0 < i1; g0 += ROW_GROUP) {
+            const int rows = i1 - g0 < ROW_GROUP ? i1 - g0 : ROW_GROUP;
+            for (int t = 0; t < count; t++) {
+                const int cb = cb0 + t, cols = k - CK_QK * cb < CK_QK ? k - CK_QK * cb : CK_QK;
+                const ck_strip *whole = &s[t].strip;
+                const ck_strip chunk = {whole->w + (size_t)c0 * CK_QK * CK_QK, whole->colsum + c0 * CK_QK, whole->d + c0 * CK_QK,
+                                        c1 - c0, nb, c0 > 0};
+                const int last = c1 == nb && has_min;  // the minimums' share once, after the sums
+                if (last)
+                    for (int i = 0; i < rows; i++) bias[i] = biases[(size_t)(g0 + i) * strips + cb];
+                strip_tile(&chunk, zq + ((size_t)g0 * nb + c0) * CK_QK, zd + (size_t)g0 * nb + c0, rows, last ? bias : NULL,
+                           dx + (size_t)g0 * k + CK_QK * cb, k, cols);
+            }
         }
     }
 }
 
 void ck_strip_tile_scalar(const ck_strip *s, const uint8_t *zq, const float *zd, int rows, const float *bias, float *dx,
                           int ldx, int cols) {
-    const int nb = s->nb;
+    const int nb = s->nb, ldz = s->ldz;
     for (int i = 0; i < rows; i++) {
         for (int j = 0; j < cols; j++) {
-            float acc = 0;
+            float acc = s->accumulate ? dx[(size_t)i * ldx + j] : 0;
             for (int c = 0; c < nb; c++) {
                 int32_t dot = 0;
                 for (int o = c * CK_QK; o < (c + 1) * CK_QK; o++)
-                    dot += s->w[(size_t)(o / 4) * 4 * CK_QK + 4 * j + o % 4] * (zq[(size_t)i * nb * CK_QK + o] - 128);
-                acc = fmaf((float)dot, zd[(size_t)i * nb + c] * s->d[c * CK_QK + j], acc);
+                    dot += s->w[(size_t)(o / 4) * 4 * CK_QK + 4 * j + o % 4] * (zq[(size_t)i * ldz * CK_QK + o] - 128);
+                acc = fmaf((float)dot, zd[(size_t)i * ldz + c] * s->d[c * CK_QK + j], acc);
             }
             dx[(size_t)i * ldx + j] = bias ? acc + bias[i] : acc;
         }
@@ -368,11 +386,19 @@ static ck_status gemm_bwd(ck_type type, const ck_parts *dy, int m, int n, const 
             ck_team_share(panels, &lo, &hi);
             gather_mins(type, w, (int)lo, (int)hi, n, strips, stride, mins);
         }
+        // a chunk of the minimums (256 KB) stays in L2 for every row group of the thread's
+        // share; a head's 49152 outputs were 6 MB of them read again for every 8 rows
         const int groups = ck_div_up(m, BIAS_ROWS);
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1 && (long)m * n * strips >= (1L << 18))
-        for (int g = 0; g < groups; g++) {
-            const int i = g * BIAS_ROWS, rows = m - i < BIAS_ROWS ? m - i : BIAS_ROWS;
-            bias_rows(dy, i, rows, mins, strips, stride, biases + (size_t)i * strips);
+#pragma omp parallel num_threads(nt) if (nt > 1 && (long)m * n * strips >= (1L << 18))
+        {
+            int64_t lo, hi;
+            ck_team_share(groups, &lo, &hi);
+            for (int o0 = 0; o0 < n; o0 += BIAS_CHUNK)
+                for (int64_t g = lo; g < hi; g++) {
+                    const int i = (int)g * BIAS_ROWS, rows = m - i < BIAS_ROWS ? m - i : BIAS_ROWS;
+                    const int o1 = o0 + BIAS_CHUNK < n ? o0 + BIAS_CHUNK : n;
+                    bias_rows(dy, i, rows, o0, o1, mins, strips, stride, biases + (size_t)i * strips);
+                }
         }
     }
     // Strip groups of up to STRIPS, as many as a multiple of the threads and as even as can be

@@ -12,6 +12,8 @@ let blockShapes: [(m: Int, k: Int, n: Int)] = [
     (70, 264, 50), (40, 1000, 70),
     // n past 512: the backward's z rows take the 16-block quantizer and its tail
     (6, 70, 1100),
+    // n past 4096: the backward runs each strip a chunk of outputs at a time
+    (7, 45, 4133),
 ]
 
 func typeName(_ type: ck_type) -> String {
