@@ -237,8 +237,10 @@ static inline size_t ck_format_panel_bytes(ck_format f, int kb) {
 }
 
 // The scale and minimum of row r of a panel block at weight `sub` of the block (see
-// ck_packed_scale): inline, for the backward product's per-strip decoding.
-static inline void ck_panel_scale(ck_type type, const char *block, int r, int sub, float *scale, float *min) {
+// ck_packed_scale): inline, for the backward product's per-strip decoding (plain `inline`
+// left it a call, 1.5% of a q4 training step's samples).
+static inline __attribute__((always_inline)) void ck_panel_scale(ck_type type, const char *block, int r, int sub, float *scale,
+                                                                 float *min) {
     *min = 0;
     switch (type) {
     case CK_TYPE_Q8_0: *scale = ck_half_to_float_inline(((const ck_panel_block *)block)->d[r]); break;
