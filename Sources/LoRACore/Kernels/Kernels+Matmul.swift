@@ -55,44 +55,38 @@ public enum Kernels {
         precondition(
             dy.rank >= 1 && dy.rowLength == w.rows,
             "matmulBackwardData: dy \(dy.shape) does not end in the weight's \(w.rows) outputs (weight [\(w.rows), \(w.cols)])")
-        precondition(
-            mode != .transposedCopy || w.type == .q8_0, "matmulBackwardData: a transposed copy needs int8 weights, not \(w.type.rawValue)")
-        let what = "weight [\(w.rows), \(w.cols)] \(w.type.rawValue)"
-        let (n, k, type) = (Int32(w.rows), Int32(w.cols), w.type.cValue)
-        switch mode {
-        case .direct:
-            return product(dy, rows: w.rows, into: w.cols, w: what) { dy, m, dx, ws in
-                ck_gemm_bwd(type, dy, Int32(m), n, w.panels, k, dx, ws.pointer, ws.count)
-            } workspace: { m in
-                ck_gemm_bwd_workspace_size(Int32(m), n, k)
-            }
-        case .transposedCopy:
-            let panelsT = w.transposedPanels()
-            return product(dy, rows: w.rows, into: w.cols, w: what) { dy, m, dx, ws in
-                ck_gemm(CK_TYPE_Q8_0, dy, Int32(m), n, panelsT, k, dx, CK_ACT_INT8, ws.pointer, ws.count)
-            } workspace: { m in
-                ck_gemm_workspace_size(Int32(m), n, CK_ACT_INT8)
-            }
-        case .exact:
-            return product(dy, rows: w.rows, into: w.cols, w: what) { dy, m, dx, ws in
-                ck_gemm_bwd_f32(type, dy, Int32(m), n, w.panels, k, dx, ws.pointer, ws.count)
-            } workspace: { _ in
-                ck_gemm_bwd_f32_workspace_size(n)
-            }
+        guard mode == .exact else {
+            let rows = matmulBackwardData(parts: [dy.reshaped([dy.rowCount, w.rows])], w, mode: mode)
+            return rows.reshaped(Array(dy.shape.dropLast()) + [w.cols])
+        }
+        let (n, k) = (Int32(w.rows), Int32(w.cols))
+        return product(dy, rows: w.rows, into: w.cols, w: "weight [\(w.rows), \(w.cols)] \(w.type.rawValue)") { dy, m, dx, ws in
+            ck_gemm_bwd_f32(w.type.cValue, dy, Int32(m), n, w.panels, k, dx, ws.pointer, ws.count)
+        } workspace: { _ in
+            ck_gemm_bwd_f32_workspace_size(n)
         }
     }
 
     /// Whether matrices split into column parts of these widths can go to the kernels as they
     /// are (`ck_parts`): every width but the last a whole number of 32-value blocks.
-    static func takesParts(_ widths: [Int]) -> Bool { widths.dropLast().allSatisfy { $0 % 32 == 0 } }
+    private static func takesParts(_ widths: [Int]) -> Bool { widths.dropLast().allSatisfy { $0 % 32 == 0 } }
 
     /// `matmul` of x [rows, w.cols] into Y's columns in parts of `widths` (adding up to
-    /// w.rows, `takesParts`), each a new [rows, width] tensor: a fused projection's outputs
-    /// (q, k, v; gate, up) as they are used, with nothing split after the product.
+    /// w.rows), each a new [rows, width] tensor: a fused projection's outputs (q, k, v; gate,
+    /// up) as they are used, written in place by the kernel, or split from one product when a
+    /// width before the last is not a whole number of blocks.
     static func matmul(_ x: Tensor, _ w: QuantizedWeight, parts widths: [Int]) -> [Tensor] {
         precondition(
-            x.rank == 2 && x.rowLength == w.cols && widths.reduce(0, +) == w.rows && takesParts(widths),
+            x.rank == 2 && x.rowLength == w.cols && widths.reduce(0, +) == w.rows,
             "matmul: x \(x.shape) into parts \(widths) of weight [\(w.rows), \(w.cols)]")
+        guard takesParts(widths) else {
+            let y = matmul(x, w)
+            var start = 0
+            return widths.map { width in
+                defer { start += width }
+                return y.columns(start..<start + width)
+            }
+        }
         let m = x.rowCount
         let ys = widths.map { Tensor(uninitialized: [m, $0]) }
         let status = withWorkspace(bytes: ck_gemm_workspace_size(Int32(m), Int32(w.cols), CK_ACT_INT8)) { pointer, count in
@@ -107,15 +101,15 @@ public enum Kernels {
     }
 
     /// `matmulBackwardData` of dY given in column parts (each [rows, width], in the order of
-    /// W's rows, `takesParts`), read in place; the exact mode, which has no kernel for parts,
-    /// joins them first.
+    /// W's rows), read in place by the kernel; joined first for the exact mode, which has no
+    /// kernel for parts, or when a width before the last is not a whole number of blocks.
     static func matmulBackwardData(parts dys: [Tensor], _ w: QuantizedWeight, mode: BackwardDataMode) -> Tensor {
         let m = dys.first?.rowCount ?? 0
         let widths = dys.map(\.rowLength)
         precondition(
-            dys.allSatisfy { $0.rank == 2 && $0.rowCount == m } && widths.reduce(0, +) == w.rows && takesParts(widths),
+            dys.allSatisfy { $0.rank == 2 && $0.rowCount == m } && widths.reduce(0, +) == w.rows,
             "matmulBackwardData: dy parts \(dys.map(\.shape)) for weight [\(w.rows), \(w.cols)]")
-        if mode == .exact { return matmulBackwardData(Tensor(concatenatingColumns: dys), w, mode: mode) }
+        if mode == .exact || !takesParts(widths) { return matmulBackwardData(Tensor(concatenatingColumns: dys), w, mode: mode) }
         precondition(
             mode != .transposedCopy || w.type == .q8_0, "matmulBackwardData: a transposed copy needs int8 weights, not \(w.type.rawValue)")
         let (n, k) = (Int32(w.rows), Int32(w.cols))

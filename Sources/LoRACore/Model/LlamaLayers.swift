@@ -27,29 +27,11 @@ struct StackedProjections: Sendable {
         self.stack = stack
     }
 
-    /// The projections' widths, in the stack's order, when the kernels can take them as parts of
-    /// one matrix (`Kernels.takesParts`): the fused product then writes each output and reads
-    /// each gradient in place (joining and splitting them was 5% of a SmolLM2 training step).
-    private var partWidths: [Int]? {
-        let widths = linears.map(\.outFeatures)
-        return Kernels.takesParts(widths) ? widths : nil
-    }
-
-    /// Each projection of x [tokens, in].
+    /// Each projection of x [tokens, in]: the fused product writes each output in place
+    /// (splitting them after it was 5% of a SmolLM2 training step's samples).
     func callAsFunction(_ x: Tensor) -> [Tensor] {
         guard let stack else { return linears.map { $0(x) } }
-        let rows = x.reshaped([x.rowCount, x.rowLength])
-        let parts: [Tensor]
-        if let widths = partWidths {
-            parts = Kernels.matmul(rows, stack, parts: widths)
-        } else {
-            let y = Kernels.matmul(rows, stack)
-            var start = 0
-            parts = linears.map { linear in
-                defer { start += linear.outFeatures }
-                return y.columns(start..<start + linear.outFeatures)
-            }
-        }
+        let parts = Kernels.matmul(x.reshaped([x.rowCount, x.rowLength]), stack, parts: linears.map(\.outFeatures))
         for (linear, part) in zip(linears, parts) { linear.adapter?.addOutput(of: x, to: part) }
         return parts
     }
@@ -59,10 +41,7 @@ struct StackedProjections: Sendable {
     func backward(_ dys: [Tensor], input x: Tensor, inputGradient: Bool) -> Tensor? {
         var dx: Tensor?
         if inputGradient, let stack {
-            dx =
-                partWidths != nil
-                ? Kernels.matmulBackwardData(parts: dys, stack, mode: stack.backwardMode)
-                : Kernels.matmulBackwardData(Tensor(concatenatingColumns: dys), stack, mode: stack.backwardMode)
+            dx = Kernels.matmulBackwardData(parts: dys, stack, mode: stack.backwardMode)
         } else if inputGradient {
             dx = zip(linears, dys).map { $0.backwardData($1) }.reduce(nil) { sum, part in
                 guard let sum else { return part }
