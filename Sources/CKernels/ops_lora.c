@@ -13,6 +13,7 @@
 #define TILE_ROWS 8              // rows that share each vector of Aᵀ or Bᵀ
 #define PRODUCT_ROWS_T 16        // rows of a transposed-A tile: a whole rank of 16, so b is read once
 #define PREFETCH_ROWS 16         // rows ahead a transposed-A tile fetches (see product_tile)
+#define NARROW_ROWS 6            // rows of any tile without AVX-512 (see tile_rows)
 
 // n (<= 16) floats into the low lanes of a vector, the rest zero; a whole vector as one load
 // (a copy of variable length would be a library call in the innermost loops).
@@ -73,6 +74,15 @@ static inline __attribute__((always_inline)) void lora_tile_fixed(const float *x
         product_tile(u, ldu, 0, nx, rank, bt + ob, out, o1 - ob < 16 ? o1 - ob : 16, scale, 1, y + ob, out);
 }
 
+// Rows a tile keeps in registers: MR accumulators of 16 floats, a vector of the other factor
+// and a broadcast. AVX-512 has 32 registers of 16 floats; AVX2 has 16 of 8, where 8 rows
+// spilled every step (the gradient products took 1.4-1.7x sgemm's time). The test is the
+// one the clones' resolver makes. Each element's sum runs the same way whatever the rows.
+static inline int tile_rows(int trans_a) {
+    if (__builtin_cpu_supports("avx512f")) return trans_a ? PRODUCT_ROWS_T : TILE_ROWS;
+    return NARROW_ROWS;
+}
+
 CK_VECTOR_CLONES static void lora_tile(const float *x, int nx, int in, const float *at, int rank, const float *bt, int out,
                                        int o0, int o1, float scale, float *u, int ldu, float *y) {
     switch (nx) {
@@ -87,7 +97,7 @@ void ck_lora_fwd(const float *x, int m, int in, const float *at, int rank, const
                  float *y) {
     if (m <= 0 || rank <= 0 || out <= 0) return;
     const long work = (long)m * rank * (in + out);
-    const int row_tiles = ck_div_up(m, TILE_ROWS);
+    const int rows = tile_rows(0), row_tiles = ck_div_up(m, rows);
     atomic_int next = 0;
 #pragma omp parallel num_threads(ck_threads()) if (work >= LORA_PARALLEL_MIN)
     {
@@ -98,14 +108,14 @@ void ck_lora_fwd(const float *x, int m, int in, const float *at, int rank, const
         ck_team(&id, &team);
         if (m >= team) {  // tiles of rows to the threads as they finish the last (ck_next_job)
             for (int t; (t = ck_next_job(&next)) < row_tiles;) {
-                const int i = t * TILE_ROWS, nx = m - i < TILE_ROWS ? m - i : TILE_ROWS;
+                const int i = t * rows, nx = m - i < rows ? m - i : rows;
                 lora_tile(x + (size_t)i * in, nx, in, at, rank, bt, out, 0, out, scale, u, ldu, y + (size_t)i * out);
             }
         } else {  // fewer rows than threads (decoding): blocks of 16 outputs split, each thread forms u itself
             ck_team_share(ck_div_up(out, 16), &lo, &hi);
             const int o0 = 16 * (int)lo, o1 = 16 * (int)hi < out ? 16 * (int)hi : out;
-            for (int64_t i = 0; i < m && o0 < o1; i += TILE_ROWS) {
-                const int nx = m - i < TILE_ROWS ? (int)(m - i) : TILE_ROWS;
+            for (int64_t i = 0; i < m && o0 < o1; i += rows) {
+                const int nx = m - i < rows ? (int)(m - i) : rows;
                 lora_tile(x + i * in, nx, in, at, rank, bt, out, o0, o1, scale, u, ldu, y + i * out);
             }
         }
@@ -136,7 +146,10 @@ CK_VECTOR_CLONES static void product_tiles(const float *a, int lda, int trans_a,
 void ck_lora_product(int trans_a, int m, int n, int k, float alpha, const float *a, int lda, const float *b, int ldb,
                      int accumulate, float *c, int ldc) {
     if (m <= 0 || n <= 0) return;
-    const int mr = trans_a ? PRODUCT_ROWS_T : TILE_ROWS;
+    // With trans_a a tile is 16 rows, whole cache lines of a, taken in parts of as many rows
+    // as the registers hold (all 16 with AVX-512): the parts read the same lines one after
+    // another, from L2 at worst, not each from memory.
+    const int mr = trans_a ? PRODUCT_ROWS_T : tile_rows(0), part = tile_rows(trans_a);
     const int64_t row_tiles = ck_div_up(m, mr), col_blocks = ck_div_up(n, 16), tiles = row_tiles * col_blocks;
     // The threads take runs of tiles as they finish the last (ck_next_job), along a row of
     // tiles first (its rows of a stay in L1); a whole row a run when there are many rows, so
@@ -147,10 +160,12 @@ void ck_lora_product(int trans_a, int m, int n, int k, float alpha, const float 
     for (int r; (r = ck_next_job(&next)) < runs;) {
         const int64_t t1 = (int64_t)(r + 1) * run < tiles ? (int64_t)(r + 1) * run : tiles;
         for (int64_t t = (int64_t)r * run; t < t1; t++) {
-            const int i0 = (int)(t / col_blocks) * mr, c0 = (int)(t % col_blocks) * 16;
-            const float *at = trans_a ? a + i0 : a + (size_t)i0 * lda;
-            product_tiles(at, lda, trans_a, m - i0 < mr ? m - i0 : mr, k, b + c0, ldb, n - c0 < 16 ? n - c0 : 16, alpha,
-                          accumulate, c + (size_t)i0 * ldc + c0, ldc);
+            const int top = (int)(t / col_blocks) * mr, i1 = m - top < mr ? m : top + mr, c0 = (int)(t % col_blocks) * 16;
+            for (int i0 = top; i0 < i1; i0 += part) {
+                const float *at = trans_a ? a + i0 : a + (size_t)i0 * lda;
+                product_tiles(at, lda, trans_a, i1 - i0 < part ? i1 - i0 : part, k, b + c0, ldb, n - c0 < 16 ? n - c0 : 16,
+                              alpha, accumulate, c + (size_t)i0 * ldc + c0, ldc);
+            }
         }
     }
 }
