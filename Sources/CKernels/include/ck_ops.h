@@ -43,7 +43,8 @@ void ck_swiglu_bwd(const float *a, const float *b, const float *dm, int64_t n, f
 // number of counted rows.
 int ck_cross_entropy_fwd(const float *logits, const int32_t *targets, int t, int v, float *loss, float *lse);
 // dlogits = (softmax(z_t) - onehot(y_t)) * scale for counted rows, 0 for ignored ones
-// (scale = 1/N for a mean loss).
+// (scale = 1/N for a mean loss). dlogits may be logits itself (each element is read once,
+// before its own write).
 void ck_cross_entropy_bwd(const float *logits, const int32_t *targets, const float *lse, int t, int v,
                           float scale, float *dlogits);
 

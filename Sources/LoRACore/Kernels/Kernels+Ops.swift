@@ -203,19 +203,21 @@ extension Kernels {
         return (losses, lse, Int(counted))
     }
 
-    /// dL/dlogits = (softmax − onehot) · scale on counted rows (scale 1/counted for the mean).
-    public static func crossEntropyBackward(logits: Tensor, targets: [Int32], logSumExp: Tensor, scale: Float) -> Tensor {
+    /// dL/dlogits = (softmax − onehot) · scale on counted rows (scale 1/counted for the mean),
+    /// zero on ignored ones, written over `logits` and returned: the head's logits are a step's
+    /// largest buffer (512 rows × 49,152 for SmolLM2, 96 MiB), which a new one would take as
+    /// fresh pages from the system every slice, and nothing reads them after.
+    public static func crossEntropyBackward(overwriting logits: Tensor, targets: [Int32], logSumExp: Tensor, scale: Float)
+        -> Tensor
+    {
         precondition(
             logits.rank == 2 && targets.count == logits.shape[0] && logSumExp.count == logits.shape[0],
             "crossEntropyBackward: logits \(logits.shape), \(targets.count) targets, lse \(logSumExp.shape)")
-        var dz = Tensor(uninitialized: logits.shape) // ignored rows are written as zeros
-        logits.withUnsafeBufferPointer { zp in
-            logSumExp.withUnsafeBufferPointer { lp in
-                dz.withUnsafeMutableBufferPointer {
-                    ck_cross_entropy_bwd(
-                        zp.baseAddress, targets, lp.baseAddress, Int32(logits.shape[0]), Int32(logits.shape[1]),
-                        scale, $0.baseAddress)
-                }
+        var dz = logits
+        logSumExp.withUnsafeBufferPointer { lp in
+            dz.withUnsafeMutableBufferPointer {
+                ck_cross_entropy_bwd(
+                    $0.baseAddress, targets, lp.baseAddress, Int32(logits.shape[0]), Int32(logits.shape[1]), scale, $0.baseAddress)
             }
         }
         return dz

@@ -24,8 +24,8 @@ public struct TrainingMemory: Sendable, Codable, Equatable {
     public let layerActivations: Int
     public let layerInput: Int
     /// Alive beside what the layers keep, in either variant: what a layer's backward
-    /// recomputes (silu(gate)·up, a norm's output), the head's logits and their gradient for
-    /// one chunk of rows, and the residual stream with its gradient.
+    /// recomputes (silu(gate)·up, a norm's output), the head's logits for one chunk of rows
+    /// (their gradient is written over them), and the residual stream with its gradient.
     public let workingSet: Int
     /// All activations of a micro-batch: every trained layer's kept, or only their inputs
     /// with one layer's activations at a time.
@@ -69,7 +69,7 @@ public struct TrainingMemory: Sendable, Codable, Equatable {
         layerInput = tokens * config.hiddenSize * float
         workingSet =
             tokens * (config.intermediateSize + config.hiddenSize) * float
-            + 2 * LlamaModel.headRows * config.vocabSize * float + 2 * tokens * config.hiddenSize * float
+            + LlamaModel.headRows * config.vocabSize * float + 2 * tokens * config.hiddenSize * float
         activationsKept = trainedLayers * layerActivations + workingSet
         activationsRecomputed = trainedLayers * layerInput + min(trainedLayers, 1) * layerActivations + workingSet
     }
