@@ -267,7 +267,8 @@ public final class LlamaModel: @unchecked Sendable {
             let (losses, logSumExp) = Kernels.crossEntropyLosses(logits: logits, targets: chunkTargets)
             loss += LossSum(sum: losses.reduce(0) { $0 + Double($1) }, counted: rows.count)
             guard let gradient, let gradientScale else { continue }
-            let dLogits = Kernels.crossEntropyBackward(overwriting: logits, targets: chunkTargets, logSumExp: logSumExp, scale: gradientScale)
+            let dLogits = Kernels.crossEntropyBackward(
+                overwriting: logits, targets: chunkTargets, logSumExp: logSumExp, scale: gradientScale)
             Kernels.scatterRows(lmHead.backwardData(dLogits), into: gradient, at: rows)
         }
         return (loss, gradient)
