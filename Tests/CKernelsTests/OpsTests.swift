@@ -212,6 +212,12 @@ import Testing
         ck_cross_entropy_bwd(logits, targets, lse, Int32(t), Int32(v), 1 / 4, &dz)
         #expect(dz[v..<(2 * v)].allSatisfy { $0 == 0 })
         checkGradient(logits, dz, "cross-entropy") { forward($0).mean }
+        // written over the logits themselves (as the loss does), the same bits
+        var inPlace = logits
+        inPlace.withUnsafeMutableBufferPointer {
+            ck_cross_entropy_bwd($0.baseAddress, targets, lse, Int32(t), Int32(v), 1 / 4, $0.baseAddress)
+        }
+        #expect(inPlace == dz)
         var out = [Float](repeating: 0, count: 1)
         var lseOut = [Float](repeating: 0, count: 1)
         #expect(ck_cross_entropy_fwd(logits, [Int32(v)], 1, Int32(v), &out, &lseOut) == -1)
