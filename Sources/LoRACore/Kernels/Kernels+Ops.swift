@@ -204,9 +204,9 @@ extension Kernels {
     }
 
     /// dL/dlogits = (softmax − onehot) · scale on counted rows (scale 1/counted for the mean),
-    /// zero on ignored ones, written over `logits` and returned: the head's logits are a step's
-    /// largest buffer (512 rows × 49,152 for SmolLM2, 96 MiB), which a new one would take as
-    /// fresh pages from the system every slice, and nothing reads them after.
+    /// zero on ignored ones, written over `logits` and returned: a slice of the head's logits
+    /// is a step's largest buffer (96 MiB for SmolLM2's vocabulary), which a new one would take
+    /// as fresh pages from the system every slice, and nothing reads them after.
     public static func crossEntropyBackward(overwriting logits: Tensor, targets: [Int32], logSumExp: Tensor, scale: Float)
         -> Tensor
     {
