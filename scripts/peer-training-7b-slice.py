@@ -9,8 +9,13 @@ thread count, random weights.
   copy where it fits); tok/s of a whole optimizer step from its train_log.jsonl.
 - PyTorch + PEFT: the same slice built by transformers (random init), f32, and f32 weights
   under bf16 autocast.
-- PEFT + bitsandbytes 4-bit (NF4, bf16 compute) on the CPU: the slice saved and loaded back
-  through BitsAndBytesConfig, QLoRA's recipe.
+- PEFT + bitsandbytes 4-bit (NF4) on the CPU: the slice saved and loaded back through
+  BitsAndBytesConfig, QLoRA's recipe, with bf16 compute.
+
+bf16 runs natively only where the CPU has AVX-512 BF16 or AMX. Elsewhere (an AVX2-only CPU)
+PyTorch emulates it: bf16 autocast ran under 1 tok/s there (3 steps had not finished after
+32 minutes), so the script skips it and gives bitsandbytes f32 compute instead, and prints
+which; SWIFT_LORA_PEERS_BF16=1 runs the bf16 variants anyway.
 
 Each peer times whole steps (forward, backward, AdamW) after one warm-up step and keeps the
 best. Prints JSON lines like the Swift suites, then each variant's ratio to the best peer.
@@ -86,6 +91,16 @@ def swift_lora(work, config_path, data, threads):
     return results
 
 
+def native_bf16():
+    """Whether the CPU computes bf16 in hardware (AVX-512 BF16 or AMX), from /proc/cpuinfo."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def time_steps(model, vocab, autocast):
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     ids = torch.randint(0, vocab, (1, TOKENS), generator=torch.Generator().manual_seed(1))
@@ -112,7 +127,12 @@ def peers(work, config, threads):
     torch.manual_seed(0)
     base = LlamaForCausalLM(LlamaConfig(**config))
     model = get_peft_model(base, lora)
+    bf16 = native_bf16() or os.environ.get("SWIFT_LORA_PEERS_BF16") == "1"
     for name, autocast in [("pytorch_peft_f32", False), ("pytorch_peft_bf16_autocast", True)]:
+        if autocast and not bf16:
+            print(json.dumps({"suite": "training-7b-slice", "name": f"train_step_7b_slice_{name}_r16_b1x512",
+                              "skipped": "no AVX-512 BF16 or AMX: PyTorch emulates bf16 (under 1 tok/s)"}), flush=True)
+            continue
         results[name] = time_steps(model, config["vocab_size"], autocast)
         emit(f"train_step_7b_slice_{name}_r16_b1x512", results[name], "tok/s", threads, torch=torch.__version__)
     saved = os.path.join(work, "hf-slice")
@@ -121,13 +141,15 @@ def peers(work, config, threads):
     gc.collect()
 
     import bitsandbytes
-    quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16)
+    compute = torch.bfloat16 if bf16 else torch.float32
+    quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute)
     qmodel = AutoModelForCausalLM.from_pretrained(saved, quantization_config=quantization, device_map="cpu",
-                                                  torch_dtype=torch.bfloat16)
+                                                  torch_dtype=compute)
     qmodel = get_peft_model(qmodel, lora)
-    name = "peft_bitsandbytes_nf4"
+    name = "peft_bitsandbytes_nf4" + ("" if bf16 else "_f32_compute")
     results[name] = time_steps(qmodel, config["vocab_size"], autocast=False)
-    emit(f"train_step_7b_slice_{name}_r16_b1x512", results[name], "tok/s", threads, bitsandbytes=bitsandbytes.__version__)
+    emit(f"train_step_7b_slice_{name}_r16_b1x512", results[name], "tok/s", threads, bitsandbytes=bitsandbytes.__version__,
+         compute=str(compute).removeprefix("torch."))
     return results
 
 
